@@ -1,0 +1,30 @@
+# mch-engine: `make run` starts the engine on the embedded default, `make test` runs every test.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint check clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/mch-engine run --config routes.yaml
+
+check: $(STAMP)
+	$(BIN)/mch-engine check --config routes.yaml
+
+test: $(STAMP)
+	$(BIN)/mch-engine check --config routes.yaml
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis

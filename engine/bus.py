@@ -1,0 +1,137 @@
+"""The message bus between the transform stage and the destinations, on kombu.
+
+One class serves both the embedded default (`memory://`, kombu's in-process
+transport, made durable by the journal: unfinished deliveries are re-driven at
+start) and RabbitMQ (`amqp://`, durable queues, persistent messages, publisher
+confirms). Each destination has one durable queue `<prefix>.<destination>` bound to
+the direct exchange `<prefix>.records` with the destination name as routing key.
+
+kombu connections are not thread-safe: every thread that publishes or consumes
+opens its own `Bus`.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from kombu import Connection, Exchange, Producer, Queue
+from kombu.message import Message as KombuMessage
+
+log = structlog.get_logger("engine.bus")
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What the transport behind a URL can promise, so callers never guess."""
+
+    durable: bool  # survives an engine crash by itself
+    confirms: bool  # publish returns only after the broker took the message
+
+
+def capabilities_for(url: str) -> Capabilities:
+    if url.startswith("memory://"):
+        return Capabilities(durable=False, confirms=False)
+    return Capabilities(durable=True, confirms=True)
+
+
+class Bus:
+    """Publish envelopes to destination queues and consume them, acking after the work."""
+
+    def __init__(self, url: str, prefix: str = "mch") -> None:
+        self.url = url
+        self.prefix = prefix
+        self.capabilities = capabilities_for(url)
+        options: dict[str, Any] = {}
+        if self.capabilities.confirms:
+            options["confirm_publish"] = True
+        else:
+            options["polling_interval"] = 0.005
+        self._conn = Connection(url, transport_options=options, heartbeat=0)
+        self._exchange = Exchange(f"{prefix}.records", type="direct", durable=True)
+        self._declared: set[str] = set()
+        self._producer: Producer | None = None
+        self.connection_errors: tuple[type[BaseException], ...] = (
+            *self._conn.connection_errors,
+            *self._conn.channel_errors,
+            OSError,
+            socket.timeout,
+        )
+
+    def queue_for(self, destination: str) -> Queue:
+        return Queue(
+            f"{self.prefix}.{destination}",
+            self._exchange,
+            routing_key=destination,
+            durable=True,
+        )
+
+    def declare(self, destination: str) -> None:
+        if destination not in self._declared:
+            self.queue_for(destination)(self._conn.default_channel).declare()
+            self._declared.add(destination)
+
+    def publish(self, destination: str, envelope: dict[str, Any]) -> None:
+        """Returns once the broker has the message (publisher confirm on RabbitMQ)."""
+        self.declare(destination)
+        if self._producer is None:
+            self._producer = Producer(self._conn.default_channel, exchange=self._exchange)
+        body = json.dumps(envelope, ensure_ascii=False, separators=(",", ":"))
+        self._producer.publish(
+            body,
+            routing_key=destination,
+            content_type="application/json",
+            content_encoding="utf-8",
+            delivery_mode=2,
+            retry=True,
+            retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
+        )
+
+    def consume(
+        self,
+        destination: str,
+        handle: Callable[[dict[str, Any]], None],
+        stop: threading.Event,
+        *,
+        prefetch: int = 64,
+    ) -> None:
+        """Run `handle` on each envelope until `stop` is set; ack after it returns.
+
+        If `handle` raises, the message is requeued after a pause, so a database
+        outage is ridden out without losing anything.
+        """
+        self.declare(destination)
+
+        def on_message(body: Any, message: KombuMessage) -> None:
+            envelope = json.loads(body) if isinstance(body, str | bytes) else body
+            try:
+                handle(envelope)
+            except Exception as exc:  # noqa: BLE001 - the message goes back, the loop goes on
+                log.warning("delivery_failed", destination=destination, error=str(exc))
+                stop.wait(1.0)
+                message.requeue()
+                return
+            message.ack()
+
+        with self._conn.Consumer(
+            [self.queue_for(destination)], callbacks=[on_message], prefetch_count=prefetch
+        ):
+            while not stop.is_set():
+                try:
+                    self._conn.drain_events(timeout=0.5)
+                except TimeoutError:
+                    continue
+                except socket.timeout:
+                    continue
+
+    def purge(self, destination: str) -> int:
+        self.declare(destination)
+        return self.queue_for(destination)(self._conn.default_channel).purge() or 0
+
+    def close(self) -> None:
+        self._conn.release()

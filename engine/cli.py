@@ -1,0 +1,230 @@
+"""`mch-engine`: the command line for interface engineers, operators and scripts.
+
+Every subcommand exits 0 on success, 1 when what it checked or sent was not
+accepted, 2 on a usage or configuration problem. Operator text is Simplified
+Chinese by default; `--lang en` (or MCH_LANG=en) switches to English.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from engine import i18n
+from engine.errors import ConfigError, ConfigErrors
+from engine.i18n import t
+
+DEFAULT_CONFIG = "routes.yaml"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    i18n.set_language(args.lang or os.environ.get("MCH_LANG", "zh"))
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, ConfigErrors) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mch-engine",
+        description="Integration engine for maternal and child health hospitals (妇幼保健院).",
+    )
+    p.add_argument("--lang", choices=["zh", "en"], help="language of operator messages (default zh)")
+    sub = p.add_subparsers(metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the engine")
+    _config_arg(run)
+    run.add_argument(
+        "--role",
+        action="append",
+        choices=["ingest", "transform", "deliver"],
+        help="run only these roles (repeatable; default all)",
+    )
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check", help="validate routes.yaml and its mapping files")
+    _config_arg(check)
+    check.set_defaults(func=cmd_check)
+
+    send = sub.add_parser("send", help="send HL7 files over MLLP and print each ACK")
+    send.add_argument("files", nargs="+", metavar="FILE")
+    send.add_argument("--to", required=True, metavar="HOST:PORT")
+    send.add_argument("--encoding", help="charset to send in (e.g. gb18030); default: bytes as they are")
+    send.add_argument("--concurrency", type=int, default=1, help="connections at once (default 1)")
+    send.add_argument("--repeat", type=int, default=1, help="send everything N times, MSH-10 made unique")
+    send.add_argument("--quiet", action="store_true", help="print only problems and the summary")
+    send.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each ACK")
+    send.set_defaults(func=cmd_send)
+
+    messages = sub.add_parser("messages", help="the message journal").add_subparsers(metavar="ACTION")
+    ml = messages.add_parser("list", help="list journaled messages, newest first")
+    _config_arg(ml)
+    ml.add_argument("--channel")
+    ml.add_argument("--status", help="received, routed, unrouted, failed, rejected")
+    _output_args(ml)
+    ml.set_defaults(func=cmd_messages_list)
+
+    records = sub.add_parser("records", help="the health-record store").add_subparsers(metavar="ACTION")
+    rl = records.add_parser("list", help="list stored records, newest first")
+    _config_arg(rl)
+    rl.add_argument("--type", dest="record_type", help="record type, e.g. Person, LabResult")
+    rl.add_argument("--person", help="person key")
+    _output_args(rl)
+    rl.set_defaults(func=cmd_records_list)
+    return p
+
+
+def _config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="routes.yaml to use (default ./routes.yaml)")
+
+
+def _output_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--limit", type=int, help="at most N rows (default: all)")
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from engine.check import check_config, format_problems, summarize
+    from engine.settings import load_settings
+    from transforms.mapping import load_mapping
+
+    problems = check_config(args.config, check_mapping=load_mapping)
+    if problems:
+        print(format_problems(problems), file=sys.stderr)
+        return 1
+    print(t("check_ok", file=args.config, summary=summarize(load_settings(args.config))))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from engine import logging as engine_logging
+    from engine.check import check_config, format_problems
+    from engine.runtime import ALL_ROLES, EngineRuntime
+    from engine.settings import load_settings
+    from transforms.mapping import load_mapping
+
+    engine_logging.configure(args.log_level)
+    problems = check_config(args.config, check_mapping=load_mapping)
+    if problems:
+        print(format_problems(problems), file=sys.stderr)
+        return 2
+    settings = load_settings(args.config)
+    roles = frozenset(args.role) if args.role else ALL_ROLES
+    return asyncio.run(_serve(EngineRuntime(settings, roles)))
+
+
+async def _serve(runtime: Any) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await runtime.start()
+    listening = ", ".join(f"{name} → {port}" for name, port in runtime.ports().items()) or "-"
+    print(t("engine_running", channels=listening), flush=True)
+    await stop.wait()
+    print(t("engine_stopping"), flush=True)
+    await runtime.stop()
+    return 0
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from engine.send_command import run_send
+
+    host, _, port = args.to.rpartition(":")
+    if not host or not port.isdigit():
+        print(t("bad_address"), file=sys.stderr)
+        return 2
+    return run_send(
+        args.files,
+        host.strip("[]"),
+        int(port),
+        encoding=args.encoding,
+        concurrency=args.concurrency,
+        repeat=args.repeat,
+        quiet=args.quiet,
+        timeout=args.timeout,
+    )
+
+
+def cmd_messages_list(args: argparse.Namespace) -> int:
+    from engine.database import make_engine
+    from engine.listing import list_messages
+    from engine.settings import load_settings
+
+    settings = load_settings(args.config)
+    engine = make_engine(settings.engine.database)
+    rows = list_messages(engine, channel=args.channel, status=args.status, limit=args.limit)
+    _print_rows(rows, args.json, _message_line)
+    return 0
+
+
+def cmd_records_list(args: argparse.Namespace) -> int:
+    from engine.database import make_engine
+    from engine.listing import list_records
+    from engine.settings import load_settings
+
+    settings = load_settings(args.config)
+    urls = {d.database for d in settings.destinations.values()} or {settings.engine.database}
+    count = 0
+    for url in sorted(u for u in urls if u):
+        rows = list_records(make_engine(url), record_type=args.record_type, person=args.person, limit=args.limit)
+        count += _print_rows(rows, args.json, _record_line, report_empty=False)
+    if not count and not args.json:
+        print(t("nothing_found"))
+    return 0
+
+
+def _print_rows(rows: Iterable[dict[str, Any]], as_json: bool, line: Any, report_empty: bool = True) -> int:
+    n = 0
+    for row in rows:
+        n += 1
+        if as_json:
+            print(json.dumps(row, ensure_ascii=False, default=str))
+        else:
+            print(line(row))
+    if not n and report_empty and not as_json:
+        print(t("nothing_found"))
+    return n
+
+
+def _message_line(r: dict[str, Any]) -> str:
+    deliveries = ",".join(f"{d['destination']}:{d['status']}" for d in r["deliveries"])
+    extra = f"  dup={r['duplicates']}" if r["duplicates"] else ""
+    err = f"  {r['error']}" if r["error"] else ""
+    return (
+        f"{r['id']:>7}  {r['received_at'][:19]}  {r['channel']:<12} {r['message_type'] or '-':<18} "
+        f"{r['control_id'] or '-':<26} {r['status']:<9} {r['ack_code'] or '-':<2} {deliveries}{extra}{err}"
+    )
+
+
+def _record_line(r: dict[str, Any]) -> str:
+    rec = r["record"] or {}
+    summary = rec.get("name") or rec.get("order_name") or ""
+    obs = rec.get("observations")
+    if isinstance(obs, list):
+        summary = f"{summary} ({len(obs)} observations)".strip()
+    return f"{r['record_type']:<16} {r['record_id']:<48} {r['person_key'] or '-':<36} {summary}"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,105 @@
+"""Queries behind `mch-engine messages list` and `records list` (and later the HTTP API)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from channels.record_store import persons, records
+from engine.journal import deliveries, messages
+
+MESSAGE_COLUMNS = (
+    "id", "received_at", "channel", "sender", "message_type", "control_id",
+    "status", "ack_code", "duplicates", "error",
+)  # fmt: skip
+
+
+def list_messages(
+    engine: Engine, *, channel: str | None, status: str | None, limit: int | None
+) -> Iterator[dict[str, Any]]:
+    """Newest first; each row with its deliveries (destination, status, attempts, error)."""
+    cols = [messages.c[name] for name in MESSAGE_COLUMNS]
+    query = select(*cols).order_by(messages.c.id.desc())
+    if channel:
+        query = query.where(messages.c.channel == channel)
+    if status:
+        query = query.where(messages.c.status == status)
+    if limit:
+        query = query.limit(limit)
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(query)]
+        ids = [r["id"] for r in rows]
+        by_id: dict[int, list[dict[str, Any]]] = {}
+        for chunk in _chunks(ids, 500):
+            q = select(deliveries).where(deliveries.c.journal_id.in_(chunk))
+            for d in conn.execute(q):
+                by_id.setdefault(d.journal_id, []).append(
+                    {
+                        "destination": d.destination,
+                        "record_id": d.record_id,
+                        "status": d.status,
+                        "attempts": d.attempts,
+                        "last_error": d.last_error,
+                    }
+                )
+    for row in rows:
+        row["deliveries"] = by_id.get(row["id"], [])
+        yield _jsonable(row)
+
+
+def list_records(
+    engine: Engine, *, record_type: str | None, person: str | None, limit: int | None
+) -> Iterator[dict[str, Any]]:
+    """Persons (type Person) and other records, newest source event first."""
+    out: list[dict[str, Any]] = []
+    with engine.connect() as conn:
+        if record_type in (None, "Person"):
+            q = select(persons).order_by(persons.c.stored_at.desc())
+            if person:
+                q = q.where(persons.c.person_key == person)
+            for r in conn.execute(q.limit(limit) if limit else q):
+                out.append(
+                    {
+                        "record_id": r.person_key,
+                        "record_type": "Person",
+                        "person_key": r.person_key,
+                        "event_time": r.event_time,
+                        "source_channel": r.source_channel,
+                        "source_control_id": r.source_control_id,
+                        "journal_id": r.journal_id,
+                        "record": r.payload,
+                    }
+                )
+        if record_type != "Person":
+            q = select(records).order_by(records.c.stored_at.desc())
+            if record_type:
+                q = q.where(records.c.record_type == record_type)
+            if person:
+                q = q.where(records.c.person_key == person)
+            for r in conn.execute(q.limit(limit) if limit else q):
+                out.append(
+                    {
+                        "record_id": r.record_id,
+                        "record_type": r.record_type,
+                        "person_key": r.person_key,
+                        "event_time": r.event_time,
+                        "source_channel": r.source_channel,
+                        "source_control_id": r.source_control_id,
+                        "journal_id": r.journal_id,
+                        "record": r.payload,
+                    }
+                )
+    for row in out[:limit] if limit else out:
+        yield _jsonable(row)
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
+
+
+def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

@@ -1,0 +1,59 @@
+"""Structured JSON logs with patient data masked, always.
+
+Every logger goes through `mask_pii`: values under keys that name personal data
+(name, id_card, phone, address, …) are masked, and any string anywhere in the
+event that looks like a 身份证号 (18 or 15 digits) or a mainland mobile number is
+masked too, so an error text that quotes a field value cannot leak one.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any
+
+import structlog
+
+_PII_KEYS = {"name", "patient_name", "id_card", "idcard", "phone", "mobile", "address", "birth_date"}
+_ID_CARD = re.compile(r"(?<!\d)(\d{6})\d{8,11}([\dXx])(?!\d)")
+_MOBILE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
+
+
+def mask_text(text: str) -> str:
+    text = _ID_CARD.sub(lambda m: f"{m.group(1)}********{m.group(2)}", text)
+    return _MOBILE.sub(lambda m: f"{m.group(1)}****{m.group(2)}", text)
+
+
+def mask_value(key: str, value: Any) -> Any:
+    if key.lower() in _PII_KEYS and value not in (None, ""):
+        text = str(value)
+        return text[:1] + "*" * max(1, len(text) - 1) if key.lower().endswith("name") else "***"
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, dict):
+        return {k: mask_value(str(k), v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask_value(key, v) for v in value]
+    return value
+
+
+def mask_pii(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    return {k: mask_value(k, v) for k, v in event.items()}
+
+
+def configure(level: str = "info", stream: Any = None) -> None:
+    """JSON lines to stderr (or `stream`), masking first in the pipeline's last steps."""
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            mask_pii,
+            structlog.processors.JSONRenderer(ensure_ascii=False),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        cache_logger_on_first_use=True,
+    )

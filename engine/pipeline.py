@@ -1,0 +1,175 @@
+"""The transform stage: journaled message → parse → route → map → publish.
+
+Runs in its own thread, fed by the journal writer after each commit (and by
+recovery at start). A message whose mapping fails is marked `failed` with the
+mapping's own error text (stage transform); one no route wants is `unrouted`.
+Publishing waits for the broker's confirm; while the broker is away the worker
+waits and tries again, and the message stays `received` in the journal, so
+nothing is lost even if the engine stops meanwhile.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from sqlalchemy import Engine
+
+from engine import journal
+from engine.bus import Bus
+from engine.errors import InputError
+from engine.router import Router
+from transforms.decode import decode
+from transforms.hl7v2 import Message
+
+log = structlog.get_logger("engine.pipeline")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    journal_id: int
+    status: str
+    error: str | None
+    published: list[tuple[str, str]]  # (destination, record_id)
+
+
+class TransformWorker:
+    """Single thread that transforms and publishes journaled messages in arrival order."""
+
+    def __init__(
+        self,
+        router: Router,
+        journal_engine: Engine,
+        bus_factory: Callable[[], Bus],
+        *,
+        batch: int = 200,
+    ) -> None:
+        self.router = router
+        self.journal_engine = journal_engine
+        self.bus_factory = bus_factory
+        self.batch = batch
+        self._queue: queue.SimpleQueue[journal.Accepted | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="transform", daemon=True)
+        self._stop = threading.Event()
+        self._bus: Bus | None = None
+        self.processed = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, items: list[journal.Accepted]) -> None:
+        for item in items:
+            self._queue.put(item)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish what was queued, then stop."""
+        self._queue.put(None)
+        self._thread.join(timeout)
+        self._stop.set()
+        if self._bus:
+            self._bus.close()
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            items = [first]
+            stop_after = False
+            while len(items) < self.batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop_after = True
+                    break
+                items.append(nxt)
+            self._process_batch(items)
+            if stop_after:
+                return
+
+    def _process_batch(self, items: list[journal.Accepted]) -> None:
+        outcomes = []
+        for item in items:
+            outcome, envelopes = self.transform(item)
+            if envelopes:
+                self._publish(envelopes)
+            outcomes.append(outcome)
+        self._save(outcomes)
+        self.processed += len(items)
+
+    def transform(self, item: journal.Accepted) -> tuple[Outcome, list[tuple[str, dict[str, Any]]]]:
+        """Pure part: what this message becomes and where it goes (nothing is sent)."""
+        try:
+            message = Message(decode(item.raw, item.encoding))
+            msh = message.segment("MSH")
+            message_type = (msh.field(9) if msh else "") or ""
+            routes = self.router.match(item.channel, message_type)
+            if not routes:
+                return Outcome(item.journal_id, journal.UNROUTED, None, []), []
+            control_id = msh.get(10) if msh else None
+            envelopes: list[tuple[str, dict[str, Any]]] = []
+            for route in routes:
+                for rec in route.mapping.apply(message):
+                    envelope = {
+                        "journal_id": item.journal_id,
+                        "channel": item.channel,
+                        "control_id": control_id if isinstance(control_id, str) else None,
+                        "message_type": message_type,
+                        "route": route.name,
+                        "record_type": rec.record_type,
+                        "record_id": rec.record_id,
+                        "person_key": rec.person_key,
+                        "event_time": rec.event_time,
+                        "record": rec.record,
+                    }
+                    envelopes += [(dest, envelope) for dest in route.destinations]
+        except (InputError, ValueError) as exc:
+            log.warning("transform_failed", journal_id=item.journal_id, channel=item.channel, error=str(exc))
+            return Outcome(item.journal_id, journal.FAILED, f"transform: {exc}", []), []
+        published = [(dest, env["record_id"]) for dest, env in envelopes]
+        return Outcome(item.journal_id, journal.ROUTED, None, published), envelopes
+
+    def _publish(self, envelopes: list[tuple[str, dict[str, Any]]]) -> None:
+        delay = 0.5
+        while True:
+            try:
+                if self._bus is None:
+                    self._bus = self.bus_factory()
+                for dest, env in envelopes:
+                    self._bus.publish(dest, env)
+                return
+            except Exception as exc:  # noqa: BLE001 - broker away: wait, reconnect, resend
+                log.warning("publish_failed", error=str(exc), retry_in=delay)
+                if self._bus is not None:
+                    try:
+                        self._bus.close()
+                    except Exception:  # noqa: BLE001
+                        pass
+                    self._bus = None
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _save(self, outcomes: list[Outcome]) -> None:
+        delay = 0.5
+        while True:
+            try:
+                journal.record_routed(
+                    self.journal_engine,
+                    [(o.journal_id, o.status, o.published) for o in outcomes if o.status == journal.ROUTED],
+                )
+                journal.set_statuses(
+                    self.journal_engine,
+                    [(o.journal_id, o.status, o.error) for o in outcomes if o.status != journal.ROUTED],
+                )
+                return
+            except Exception as exc:  # noqa: BLE001 - journal away: the work is redone at restart anyway
+                log.warning("journal_status_failed", error=str(exc), retry_in=delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)

@@ -1,0 +1,150 @@
+"""Builds the running engine from settings and runs its roles.
+
+Roles (all in one process by default): `ingest` (MLLP sources and the journal
+writer), `transform` (parse, route, map, publish) and `deliver` (destination
+consumers). A site may run roles in separate processes sharing one broker and
+one database; with the embedded `memory://` bus they must share a process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import structlog
+from sqlalchemy import Engine
+
+from channels import record_store
+from channels.mllp_source import MllpConfig, MllpSource
+from engine import journal
+from engine.bus import Bus
+from engine.database import make_engine
+from engine.delivery import DeliveryWorker
+from engine.ingest import Policy
+from engine.pipeline import TransformWorker
+from engine.router import Route, Router
+from engine.settings import Settings
+from transforms.mapping import Mapping, load_mapping
+
+log = structlog.get_logger("engine.runtime")
+
+ALL_ROLES = frozenset({"ingest", "transform", "deliver"})
+
+
+@dataclass
+class EngineRuntime:
+    settings: Settings
+    roles: frozenset[str] = ALL_ROLES
+    sources: list[MllpSource] = field(default_factory=list)
+    journal_engine: Engine | None = None
+    writer: journal.JournalWriter | None = None
+    transform: TransformWorker | None = None
+    workers: list[DeliveryWorker] = field(default_factory=list)
+    _engines: dict[str, Engine] = field(default_factory=dict)
+
+    def engine_for(self, url: str) -> Engine:
+        if url not in self._engines:
+            self._engines[url] = make_engine(url)
+        return self._engines[url]
+
+    def bus(self) -> Bus:
+        eng = self.settings.engine
+        return Bus(eng.broker, eng.queue_prefix)
+
+    async def start(self) -> None:
+        s = self.settings
+        if s.engine.broker.startswith("memory://") and self.roles != ALL_ROLES:
+            raise SystemExit("the embedded memory:// bus needs all roles in one process")
+        self.journal_engine = self.engine_for(s.engine.database)
+        journal.ensure_schema(self.journal_engine)
+        destinations = {name: d for name, d in s.destinations.items()}
+        for d in destinations.values():
+            record_store.ensure_schema(self.engine_for(d.database or s.engine.database))
+        probe = self.bus()
+        for name in destinations:
+            probe.declare(name)
+        durable = probe.capabilities.durable
+        probe.close()
+
+        if "transform" in self.roles:
+            self.transform = TransformWorker(self.router(), self.journal_engine, self.bus)
+            self.transform.start()
+            self._recover(include_pending=not durable)
+        if "deliver" in self.roles:
+            for name, d in destinations.items():
+                sink = record_store.RecordStore(self.engine_for(d.database or s.engine.database))
+                worker = DeliveryWorker(name, sink, self.journal_engine, self.bus)
+                worker.start()
+                self.workers.append(worker)
+        if "ingest" in self.roles:
+            self.writer = journal.JournalWriter(
+                self.journal_engine,
+                max_batch=s.engine.journal.max_batch,
+                max_wait=s.engine.journal.max_wait_ms / 1000,
+                on_accepted=self.transform.submit if self.transform else None,
+            )
+            self.writer.start()
+            tz = ZoneInfo(s.engine.timezone)
+            for name, ch in s.channels.items():
+                host, port = ch.host_port
+                policy = Policy(name, ch.encoding, ch.ack.mode, tz)
+                cfg = MllpConfig(name, host, port, policy, ch.max_message_bytes, ch.idle_timeout)
+                source = MllpSource(cfg, self.writer)
+                await source.start()
+                self.sources.append(source)
+        log.info("engine_started", roles=sorted(self.roles), channels=len(self.sources))
+
+    def router(self) -> Router:
+        compiled: dict[Path, Mapping] = {}
+        routes = []
+        for r in self.settings.routes:
+            path = r.mapping_path(self.settings)
+            if path not in compiled:
+                compiled[path] = load_mapping(path, display=r.mapping)
+            routes.append(
+                Route(
+                    name=r.name,
+                    channels=frozenset(r.from_),
+                    message_types=frozenset(r.message_type),
+                    mapping=compiled[path],
+                    destinations=tuple(r.to),
+                )
+            )
+        return Router(routes)
+
+    def _recover(self, *, include_pending: bool) -> None:
+        """Re-drive what the journal shows as unfinished (crash between commit and publish)."""
+        assert self.journal_engine is not None and self.transform is not None
+        after, total = 0, 0
+        while True:
+            batch = journal.unfinished(self.journal_engine, include_pending=include_pending, after=after)
+            if not batch:
+                break
+            self.transform.submit(batch)
+            total += len(batch)
+            after = batch[-1].journal_id
+        if total:
+            log.info("recovery_redrive", messages=total)
+
+    def ports(self) -> dict[str, int]:
+        return {s.name: s.port for s in self.sources}
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop taking messages, answer what is in flight, finish queued work, close."""
+        await asyncio.gather(*(s.stop(grace) for s in self.sources), return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        if self.writer:
+            await loop.run_in_executor(None, self.writer.stop)
+        if self.transform:
+            await loop.run_in_executor(None, self.transform.stop)
+        for w in self.workers:
+            await loop.run_in_executor(None, w.stop)
+        for eng in self._engines.values():
+            eng.dispose()
+        log.info("engine_stopped")
+
+    def stats(self) -> dict[str, Any]:
+        return {s.name: vars(s.counters) if hasattr(s.counters, "__dict__") else s.counters for s in self.sources}
