@@ -8,6 +8,7 @@ once when asked.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -52,10 +53,8 @@ class MllpConnection:
 
     async def close(self) -> None:
         self.writer.close()
-        try:
+        with contextlib.suppress(ConnectionError, OSError):
             await self.writer.wait_closed()
-        except (ConnectionError, OSError):
-            pass
 
 
 async def send_all(
@@ -83,7 +82,9 @@ async def send_all(
                 ack = await conn.send(payloads[i], timeout)
                 results[i] = Exchange(i, ack, time.perf_counter() - started)
             except (OSError, ConnectionError, TimeoutError) as exc:
-                results[i] = Exchange(i, None, time.perf_counter() - started, str(exc) or type(exc).__name__)
+                results[i] = Exchange(
+                    i, None, time.perf_counter() - started, str(exc) or type(exc).__name__
+                )
                 if conn is not None:
                     await conn.close()
                 conn = None

@@ -211,7 +211,7 @@ class _Connection(asyncio.Protocol):
             for verdict, fut in zip(item.verdicts, item.futures, strict=True):
                 try:
                     written = await fut
-                except Exception as exc:  # noqa: BLE001 - the sender must hear about it
+                except Exception as exc:
                     counters.journal_errors += 1
                     log.error("journal_unavailable", channel=self.cfg.name, error=str(exc))
                     acks.append(_journal_error_ack(verdict, exc, self.cfg.policy.ack_mode))
@@ -269,7 +269,7 @@ def _journal_error_ack(verdict: Verdict, exc: Exception, mode: str) -> str:
     """The journal could not commit: tell the sender to send again (AE / CE)."""
     try:
         msh = read_msh(verdict.entry.raw)
-    except Exception:  # noqa: BLE001
+    except Exception:
         msh = None
     code = "CE" if mode == "enhanced" and msh and msh.accept_ack else "AE"
     text = "message not stored (journal unavailable); please send it again"

@@ -106,7 +106,9 @@ def parse_ack(text: str) -> AckInfo:
             msg = parts[3] if len(parts) > 3 else ""
         elif seg.startswith("ERR") and len(seg) > 3 and not err_text:
             parts = seg.split(seg[3])
-            err_text = parts[8] if len(parts) > 8 and parts[8] else (parts[1] if len(parts) > 1 else "")
+            err_text = (
+                parts[8] if len(parts) > 8 and parts[8] else (parts[1] if len(parts) > 1 else "")
+            )
     return AckInfo(code=code, control_id=control, text=msg or err_text)
 
 
@@ -117,9 +119,7 @@ def _trigger(msh: MshHeader | None, comp: str) -> str:
     return parts[1] if len(parts) > 1 else ""
 
 
-def _err(
-    fs: str, comp: str, enc: str, version: str, code: str, location: str, text: str
-) -> str:
+def _err(fs: str, comp: str, enc: str, version: str, code: str, location: str, text: str) -> str:
     """ERR with ERR-1 for v2.3/2.4 readers and ERR-2/3/4/8 for v2.5 and later."""
     sub = enc[3] if len(enc) > 3 else "&"
     name = ERROR_TEXT.get(code, "Application internal error")

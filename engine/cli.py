@@ -14,7 +14,6 @@ import os
 import signal
 import sys
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 from engine import i18n
@@ -45,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mch-engine",
         description="Integration engine for maternal and child health hospitals (妇幼保健院).",
     )
-    p.add_argument("--lang", choices=["zh", "en"], help="language of operator messages (default zh)")
+    p.add_argument(
+        "--lang", choices=["zh", "en"], help="language of operator messages (default zh)"
+    )
     sub = p.add_subparsers(metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the engine")
@@ -66,14 +67,20 @@ def build_parser() -> argparse.ArgumentParser:
     send = sub.add_parser("send", help="send HL7 files over MLLP and print each ACK")
     send.add_argument("files", nargs="+", metavar="FILE")
     send.add_argument("--to", required=True, metavar="HOST:PORT")
-    send.add_argument("--encoding", help="charset to send in (e.g. gb18030); default: bytes as they are")
+    send.add_argument(
+        "--encoding", help="charset to send in (e.g. gb18030); default: bytes as they are"
+    )
     send.add_argument("--concurrency", type=int, default=1, help="connections at once (default 1)")
-    send.add_argument("--repeat", type=int, default=1, help="send everything N times, MSH-10 made unique")
+    send.add_argument(
+        "--repeat", type=int, default=1, help="send everything N times, MSH-10 made unique"
+    )
     send.add_argument("--quiet", action="store_true", help="print only problems and the summary")
     send.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each ACK")
     send.set_defaults(func=cmd_send)
 
-    messages = sub.add_parser("messages", help="the message journal").add_subparsers(metavar="ACTION")
+    messages = sub.add_parser("messages", help="the message journal").add_subparsers(
+        metavar="ACTION"
+    )
     ml = messages.add_parser("list", help="list journaled messages, newest first")
     _config_arg(ml)
     ml.add_argument("--channel")
@@ -81,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     _output_args(ml)
     ml.set_defaults(func=cmd_messages_list)
 
-    records = sub.add_parser("records", help="the health-record store").add_subparsers(metavar="ACTION")
+    records = sub.add_parser("records", help="the health-record store").add_subparsers(
+        metavar="ACTION"
+    )
     rl = records.add_parser("list", help="list stored records, newest first")
     _config_arg(rl)
     rl.add_argument("--type", dest="record_type", help="record type, e.g. Person, LabResult")
@@ -92,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", default=DEFAULT_CONFIG, help="routes.yaml to use (default ./routes.yaml)")
+    p.add_argument(
+        "--config", default=DEFAULT_CONFIG, help="routes.yaml to use (default ./routes.yaml)"
+    )
 
 
 def _output_args(p: argparse.ArgumentParser) -> None:
@@ -187,14 +198,18 @@ def cmd_records_list(args: argparse.Namespace) -> int:
     urls = {d.database for d in settings.destinations.values()} or {settings.engine.database}
     count = 0
     for url in sorted(u for u in urls if u):
-        rows = list_records(make_engine(url), record_type=args.record_type, person=args.person, limit=args.limit)
+        rows = list_records(
+            make_engine(url), record_type=args.record_type, person=args.person, limit=args.limit
+        )
         count += _print_rows(rows, args.json, _record_line, report_empty=False)
     if not count and not args.json:
         print(t("nothing_found"))
     return 0
 
 
-def _print_rows(rows: Iterable[dict[str, Any]], as_json: bool, line: Any, report_empty: bool = True) -> int:
+def _print_rows(
+    rows: Iterable[dict[str, Any]], as_json: bool, line: Any, report_empty: bool = True
+) -> int:
     n = 0
     for row in rows:
         n += 1
@@ -211,9 +226,10 @@ def _message_line(r: dict[str, Any]) -> str:
     deliveries = ",".join(f"{d['destination']}:{d['status']}" for d in r["deliveries"])
     extra = f"  dup={r['duplicates']}" if r["duplicates"] else ""
     err = f"  {r['error']}" if r["error"] else ""
+    kind, control, ack = r["message_type"] or "-", r["control_id"] or "-", r["ack_code"] or "-"
     return (
-        f"{r['id']:>7}  {r['received_at'][:19]}  {r['channel']:<12} {r['message_type'] or '-':<18} "
-        f"{r['control_id'] or '-':<26} {r['status']:<9} {r['ack_code'] or '-':<2} {deliveries}{extra}{err}"
+        f"{r['id']:>7}  {r['received_at'][:19]}  {r['channel']:<12} {kind:<18} {control:<26} "
+        f"{r['status']:<9} {ack:<2} {deliveries}{extra}{err}"
     )
 
 

@@ -9,6 +9,7 @@ reason and not retried.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -41,7 +42,9 @@ class DeliveryWorker:
         self.bus_factory = bus_factory
         self.stop_event = threading.Event()
         self.delivered = 0
-        self._thread = threading.Thread(target=self._run, name=f"deliver-{destination}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"deliver-{destination}", daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -55,7 +58,9 @@ class DeliveryWorker:
         try:
             self.sink.store([envelope])
         except PermanentDeliveryError as exc:
-            log.error("delivery_refused", destination=self.destination, record_id=key[2], error=str(exc))
+            log.error(
+                "delivery_refused", destination=self.destination, record_id=key[2], error=str(exc)
+            )
             journal.mark_delivery_error(self.journal_engine, *key, str(exc), status=journal.FAILED)
             return
         except Exception as exc:
@@ -72,21 +77,19 @@ class DeliveryWorker:
                 bus = self.bus_factory()
                 bus.consume(self.destination, self.handle, self.stop_event)
                 delay = 0.5
-            except Exception as exc:  # noqa: BLE001 - broker away: reconnect after a pause
+            except Exception as exc:
                 log.warning("consumer_disconnected", destination=self.destination, error=str(exc))
                 self.stop_event.wait(delay)
                 delay = min(delay * 2, 10.0)
             finally:
                 if bus is not None:
-                    try:
+                    with contextlib.suppress(Exception):
                         bus.close()
-                    except Exception:  # noqa: BLE001
-                        pass
 
 
 def journal_note(engine: Engine, key: tuple[int, str, str], exc: Exception) -> None:
     """Best effort: the journal may be the thing that is down."""
     try:
         journal.mark_delivery_error(engine, *key, str(exc))
-    except Exception:  # noqa: BLE001
+    except Exception:
         log.warning("journal_note_failed", destination=key[1], error=str(exc))

@@ -6,17 +6,26 @@ _TEXT: dict[str, tuple[str, str]] = {
     # key: (zh, en)
     "check_ok": ("{file}: 配置正确（{summary}）", "{file}: OK ({summary})"),
     "check_failed": ("{file}: 发现 {n} 个问题", "{file}: {n} problem(s) found"),
-    "send_line": ("{where}  {code}  控制号={control}  {text}", "{where}  {code}  control-id={control}  {text}"),
+    "send_line": (
+        "{where}  {code}  控制号={control}  {text}",
+        "{where}  {code}  control-id={control}  {text}",
+    ),
     "send_no_answer": ("{where}  无应答：{error}", "{where}  no answer: {error}"),
     "send_summary": (
-        "共发送 {n} 条，{ok} 条被接受（AA/CA），{bad} 条未被接受；用时 {secs:.2f} 秒，{rate:.0f} 条/秒，"
-        "应答延迟 p50 {p50:.2f} ms，p99 {p99:.2f} ms",
+        "共发送 {n} 条，{ok} 条被接受（AA/CA），{bad} 条未被接受；"
+        "用时 {secs:.2f} 秒，{rate:.0f} 条/秒，应答延迟 p50 {p50:.2f} ms，p99 {p99:.2f} ms",
         "sent {n}, {ok} accepted (AA/CA), {bad} not accepted; {secs:.2f} s, {rate:.0f} msg/s, "
         "ACK latency p50 {p50:.2f} ms, p99 {p99:.2f} ms",
     ),
-    "no_messages_in": ("{file}: 文件中没有 HL7 消息（应以 MSH 或 FHS/BHS 开头）", "{file}: no HL7 message in the file (expected MSH or FHS/BHS)"),
+    "no_messages_in": (
+        "{file}: 文件中没有 HL7 消息（应以 MSH 或 FHS/BHS 开头）",
+        "{file}: no HL7 message in the file (expected MSH or FHS/BHS)",
+    ),
     "cannot_read": ("无法读取 {file}：{error}", "cannot read {file}: {error}"),
-    "bad_address": ("--to 应为 主机:端口，例如 127.0.0.1:2575", "--to must be HOST:PORT, e.g. 127.0.0.1:2575"),
+    "bad_address": (
+        "--to 应为 主机:端口，例如 127.0.0.1:2575",
+        "--to must be HOST:PORT, e.g. 127.0.0.1:2575",
+    ),
     "engine_running": (
         "引擎已启动：{channels}。按 Ctrl+C 停止。",
         "engine running: {channels}. Press Ctrl+C to stop.",

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from engine.ack import ack_code, build_ack
 from engine.errors import DecodeError, ParseError
 from engine.journal import RECEIVED, REJECTED, Entry
-from transforms.converters import parse_hl7_datetime
+from transforms.converters import DEFAULT_TZ, parse_hl7_datetime
 from transforms.decode import choose_encoding, decode, normalise_codec
 from transforms.hl7v2 import MshHeader, read_msh
 
@@ -29,7 +29,7 @@ class Policy:
     channel: str
     encoding: str = "utf-8"
     ack_mode: str = "original"
-    timezone: ZoneInfo = ZoneInfo("Asia/Shanghai")
+    timezone: ZoneInfo = DEFAULT_TZ
 
 
 @dataclass(slots=True)
@@ -54,7 +54,9 @@ def reject(payload: bytes, policy: Policy, reason: str, peer: str = "") -> Verdi
     """A frame refused before it could be read (oversize, truncated): AR, raw kept."""
     msh = _try_msh(payload)
     encoding = _encoding(msh, policy)
-    return _rejected(payload, policy, msh, ParseError(reason, segment="MSH", code="207"), encoding, peer)
+    return _rejected(
+        payload, policy, msh, ParseError(reason, segment="MSH", code="207"), encoding, peer
+    )
 
 
 def _examine_one(payload: bytes, policy: Policy, peer: str) -> Verdict:
@@ -101,7 +103,11 @@ def _rejected(
     code = ack_code(False, msh, policy.ack_mode)
     location = f"{err.segment}-{err.field}" if err.field else err.segment
     text = str(err)
-    ack = build_ack(msh, code, text=text, error_code=err.code, error_location=location) if code else None
+    ack = (
+        build_ack(msh, code, text=text, error_code=err.code, error_location=location)
+        if code
+        else None
+    )
     entry = Entry(
         channel=policy.channel,
         raw=payload,

@@ -212,11 +212,11 @@ class JournalWriter:
             for entry, _ in batch:
                 try:
                     r, a = _commit(self._engine, [entry])
-                except Exception as exc:  # noqa: BLE001 - surfaced through the future
+                except Exception as exc:
                     r, a = [exc], []
                 results += r
                 accepted += a
-        except Exception as exc:  # noqa: BLE001 - every waiter must hear about it
+        except Exception as exc:
             log.error("journal_write_failed", error=str(exc), batch=len(batch))
             for _, fut in batch:
                 fut.set_exception(exc)
@@ -320,7 +320,9 @@ def set_statuses(engine: Engine, updates: Iterable[tuple[int, str, str | None]])
             )
 
 
-def unfinished(engine: Engine, *, include_pending: bool, limit: int = 1000, after: int = 0) -> list[Accepted]:
+def unfinished(
+    engine: Engine, *, include_pending: bool, limit: int = 1000, after: int = 0
+) -> list[Accepted]:
     """Messages whose processing did not finish, oldest first, for re-driving at start."""
     cond = messages.c.status == RECEIVED
     if include_pending:
@@ -342,9 +344,7 @@ def count_by_status(engine: Engine) -> dict[str, int]:
         return {s: n for s, n in rows}
 
 
-def record_routed(
-    engine: Engine, done: Iterable[tuple[int, str, list[tuple[str, str]]]]
-) -> None:
+def record_routed(engine: Engine, done: Iterable[tuple[int, str, list[tuple[str, str]]]]) -> None:
     """Set each message's status and add its pending deliveries, in one transaction.
 
     A delivery a fast consumer already marked `delivered` stays delivered.

@@ -15,7 +15,16 @@ from typing import Any
 
 import structlog
 
-_PII_KEYS = {"name", "patient_name", "id_card", "idcard", "phone", "mobile", "address", "birth_date"}
+_PII_KEYS = {
+    "name",
+    "patient_name",
+    "id_card",
+    "idcard",
+    "phone",
+    "mobile",
+    "address",
+    "birth_date",
+}
 _ID_CARD = re.compile(r"(?<!\d)(\d{6})\d{8,11}([\dXx])(?!\d)")
 _MOBILE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
 

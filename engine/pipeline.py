@@ -10,6 +10,7 @@ nothing is lost even if the engine stops meanwhile.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -131,7 +132,9 @@ class TransformWorker:
                     }
                     envelopes += [(dest, envelope) for dest in route.destinations]
         except (InputError, ValueError) as exc:
-            log.warning("transform_failed", journal_id=item.journal_id, channel=item.channel, error=str(exc))
+            log.warning(
+                "transform_failed", journal_id=item.journal_id, channel=item.channel, error=str(exc)
+            )
             return Outcome(item.journal_id, journal.FAILED, f"transform: {exc}", []), []
         published = [(dest, env["record_id"]) for dest, env in envelopes]
         return Outcome(item.journal_id, journal.ROUTED, None, published), envelopes
@@ -145,13 +148,11 @@ class TransformWorker:
                 for dest, env in envelopes:
                     self._bus.publish(dest, env)
                 return
-            except Exception as exc:  # noqa: BLE001 - broker away: wait, reconnect, resend
+            except Exception as exc:
                 log.warning("publish_failed", error=str(exc), retry_in=delay)
                 if self._bus is not None:
-                    try:
+                    with contextlib.suppress(Exception):
                         self._bus.close()
-                    except Exception:  # noqa: BLE001
-                        pass
                     self._bus = None
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
@@ -162,14 +163,22 @@ class TransformWorker:
             try:
                 journal.record_routed(
                     self.journal_engine,
-                    [(o.journal_id, o.status, o.published) for o in outcomes if o.status == journal.ROUTED],
+                    [
+                        (o.journal_id, o.status, o.published)
+                        for o in outcomes
+                        if o.status == journal.ROUTED
+                    ],
                 )
                 journal.set_statuses(
                     self.journal_engine,
-                    [(o.journal_id, o.status, o.error) for o in outcomes if o.status != journal.ROUTED],
+                    [
+                        (o.journal_id, o.status, o.error)
+                        for o in outcomes
+                        if o.status != journal.ROUTED
+                    ],
                 )
                 return
-            except Exception as exc:  # noqa: BLE001 - journal away: the work is redone at restart anyway
+            except Exception as exc:
                 log.warning("journal_status_failed", error=str(exc), retry_in=delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)

@@ -120,7 +120,9 @@ class EngineRuntime:
         assert self.journal_engine is not None and self.transform is not None
         after, total = 0, 0
         while True:
-            batch = journal.unfinished(self.journal_engine, include_pending=include_pending, after=after)
+            batch = journal.unfinished(
+                self.journal_engine, include_pending=include_pending, after=after
+            )
             if not batch:
                 break
             self.transform.submit(batch)
@@ -147,4 +149,7 @@ class EngineRuntime:
         log.info("engine_stopped")
 
     def stats(self) -> dict[str, Any]:
-        return {s.name: vars(s.counters) if hasattr(s.counters, "__dict__") else s.counters for s in self.sources}
+        return {
+            s.name: vars(s.counters) if hasattr(s.counters, "__dict__") else s.counters
+            for s in self.sources
+        }

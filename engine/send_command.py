@@ -55,7 +55,9 @@ def with_unique_ids(items: list[Outgoing], repeat: int) -> list[Outgoing]:
     out = []
     for n in range(1, repeat + 1):
         for item in items:
-            out.append(Outgoing(f"{item.where}@{n}", _suffix_control_id(item.payload, n), item.encoding))
+            out.append(
+                Outgoing(f"{item.where}@{n}", _suffix_control_id(item.payload, n), item.encoding)
+            )
     return out
 
 

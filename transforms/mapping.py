@@ -39,7 +39,17 @@ _TEMPLATE_PART = re.compile(r"\{([^{}]+)\}")
 _RELATIVE = re.compile(r"^(?:\.(\d+))(?:\.(\d+))?$")
 
 RECORD_KEYS = {"type", "record_id", "person_key", "event_time", "fields", "when"}
-SPEC_KEYS = {"path", "first", "template", "const", "fields", "each", "convert", "default", "required"}
+SPEC_KEYS = {
+    "path",
+    "first",
+    "template",
+    "const",
+    "fields",
+    "each",
+    "convert",
+    "default",
+    "required",
+}
 
 
 @dataclass(slots=True)
@@ -108,7 +118,9 @@ def load_mapping(path: str | FsPath, display: str | None = None) -> Mapping:
     try:
         text = FsPath(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigErrors([ConfigError(file, None, f"cannot read mapping file: {exc.strerror}")]) from exc
+        raise ConfigErrors(
+            [ConfigError(file, None, f"cannot read mapping file: {exc.strerror}")]
+        ) from exc
     data, lines = load_yaml(text, file)
     return _Compiler(file, lines).mapping(data)
 
@@ -121,7 +133,9 @@ class _Compiler:
 
     def mapping(self, data: Any) -> Mapping:
         if not isinstance(data, dict) or not isinstance(data.get("records"), list):
-            raise ConfigErrors([ConfigError(self.file, 1, "a mapping file needs a 'records:' list")])
+            raise ConfigErrors(
+                [ConfigError(self.file, 1, "a mapping file needs a 'records:' list")]
+            )
         unknown = set(data) - {"records", "mapping", "description", "version"}
         for key in sorted(unknown):
             self.error((key,), f"unknown key '{key}' (expected mapping, description, records)")
@@ -138,23 +152,29 @@ class _Compiler:
             self.error(loc, "each record must be a mapping with type, record_id and fields")
             return None
         for key in sorted(set(spec) - RECORD_KEYS):
-            self.error((*loc, key), f"unknown key '{key}' in a record (expected {sorted(RECORD_KEYS)})")
+            self.error(
+                (*loc, key), f"unknown key '{key}' in a record (expected {sorted(RECORD_KEYS)})"
+            )
         for key in ("type", "record_id", "fields"):
             if key not in spec:
                 self.error(loc, f"record is missing '{key}'")
         if not isinstance(spec.get("fields", {}), dict):
             self.error((*loc, "fields"), "'fields' must be a mapping of field name to rule")
             return None
-        nothing: Getter = lambda ctx: None  # noqa: E731
         event_spec = spec.get("event_time", {"path": "MSH-7", "convert": "hl7_datetime"})
         return RecordRule(
             type=str(spec.get("type", "")),
-            record_id=self.value(spec["record_id"], (*loc, "record_id")) if "record_id" in spec else nothing,
-            person_key=self.value(spec["person_key"], (*loc, "person_key")) if "person_key" in spec else nothing,
+            record_id=self.optional(spec, "record_id", loc),
+            person_key=self.optional(spec, "person_key", loc),
             event_time=self.value(event_spec, (*loc, "event_time")),
             fields=self.obj(spec.get("fields", {}), (*loc, "fields")),
             line=self.lines.line_of(loc),
-        )  # fmt: skip
+        )
+
+    def optional(self, spec: dict[str, Any], key: str, loc: tuple[Any, ...]) -> Getter:
+        if key not in spec:
+            return lambda ctx: None
+        return self.value(spec[key], (*loc, key))
 
     def obj(self, fields: dict[str, Any], loc: tuple[Any, ...]) -> Getter:
         getters = {name: self.value(spec, (*loc, name)) for name, spec in fields.items()}
@@ -168,16 +188,23 @@ class _Compiler:
         if isinstance(spec, str):
             return self.text_getter(spec, loc)
         if isinstance(spec, int | float) and not isinstance(spec, bool):
-            self.error(loc, f"{spec!r} is a number, not a rule: quote relative paths ('.1'), use const: for constants")
+            hint = "quote relative paths ('.1'); use const: for constants"
+            self.error(loc, f"{spec!r} is a number, not a rule: {hint}")
             return lambda ctx: None
         if not isinstance(spec, dict):
             return lambda ctx, v=spec: v
         for key in sorted(set(spec) - SPEC_KEYS):
-            self.error((*loc, key), f"unknown key '{key}' in a field rule (expected one of {sorted(SPEC_KEYS)})")
+            self.error(
+                (*loc, key),
+                f"unknown key '{key}' in a field rule (expected one of {sorted(SPEC_KEYS)})",
+            )
         line = self.lines.line_of(loc)
         convert = spec.get("convert")
         if convert is not None and convert not in CONVERTERS:
-            self.error((*loc, "convert"), f"unknown converter '{convert}' (known: {', '.join(sorted(CONVERTERS))})")
+            self.error(
+                (*loc, "convert"),
+                f"unknown converter '{convert}' (known: {', '.join(sorted(CONVERTERS))})",
+            )
             convert = None
         if "each" in spec:
             inner = self.obj(spec.get("fields") or {}, (*loc, "fields"))
@@ -201,11 +228,20 @@ class _Compiler:
         elif "path" in spec:
             base = self.path_getter(str(spec["path"]), (*loc, "path"), None)
         else:
-            self.error(loc, "a field rule needs one of path, first, template, const, fields or each")
+            self.error(
+                loc, "a field rule needs one of path, first, template, const, fields or each"
+            )
             return lambda ctx: None
         return self.finish(base, spec, convert, line, loc)
 
-    def finish(self, base: Getter, spec: dict[str, Any], convert: str | None, line: int | None, loc: tuple[Any, ...]) -> Getter:
+    def finish(
+        self,
+        base: Getter,
+        spec: dict[str, Any],
+        convert: str | None,
+        line: int | None,
+        loc: tuple[Any, ...],
+    ) -> Getter:
         fn = CONVERTERS[convert] if convert else None
         default = spec.get("default")
         required = bool(spec.get("required", False))
@@ -218,7 +254,13 @@ class _Compiler:
                 if default is not None:
                     return default
                 if required:
-                    raise MappingError(mapping=file, line=line, path=label, value=value, rule="required value is empty")
+                    raise MappingError(
+                        mapping=file,
+                        line=line,
+                        path=label,
+                        value=value,
+                        rule="required value is empty",
+                    )
                 return None
             if fn is None:
                 return value
@@ -227,7 +269,9 @@ class _Compiler:
                     return [fn(v) if v else None for v in value]
                 return fn(value)
             except ValueError as exc:
-                raise MappingError(mapping=file, line=line, path=label, value=value, rule=f"{convert}: {exc}") from None
+                raise MappingError(
+                    mapping=file, line=line, path=label, value=value, rule=f"{convert}: {exc}"
+                ) from None
 
         return run
 
@@ -265,7 +309,9 @@ class _Compiler:
         m = _WHERE.match(expr)
         try:
             if m:
-                return _where_getter(m.group("value"), m.group("cond"), m.group("op"), _literal(m.group("lit")))
+                return _where_getter(
+                    m.group("value"), m.group("cond"), m.group("op"), _literal(m.group("lit"))
+                )
             if expr.startswith("."):
                 return _relative_getter(expr)
             return _path_getter(expr)
@@ -311,10 +357,16 @@ def _path_getter(expr: str) -> Getter:
     if path.repetition is None or path.occurrence is None:
 
         def many(ctx: Ctx) -> Any:
-            if ctx.segment is not None and ctx.segment.name == path.segment and path.occurrence is not None:
+            if (
+                ctx.segment is not None
+                and ctx.segment.name == path.segment
+                and path.occurrence is not None
+            ):
                 seg = ctx.segment
                 reps = range(1, len(seg.repetitions(path.field)) + 1)
-                return [_clean(seg.get(path.field, r, path.component, path.subcomponent)) for r in reps]
+                return [
+                    _clean(seg.get(path.field, r, path.component, path.subcomponent)) for r in reps
+                ]
             return [_clean(v) for v in ctx.message.values(expr)]
 
         return many
@@ -331,7 +383,8 @@ def _path_getter(expr: str) -> Getter:
 def _where_getter(value_expr: str, cond_expr: str, op: str, literal: str) -> Getter:
     vpath, cpath = parse_path(value_expr), parse_path(cond_expr)
     if vpath.segment != cpath.segment or vpath.field != cpath.field:
-        raise ValueError("the value and the condition must be on the same field (e.g. PID-3[*].1 where PID-3[*].5 == ID)")
+        example = "PID-3[*].1 where PID-3[*].5 == ID"
+        raise ValueError(f"the value and the condition must be on the same field (e.g. {example})")
     want_equal = op == "=="
 
     def select(ctx: Ctx) -> Any:
@@ -350,7 +403,9 @@ def _where_getter(value_expr: str, cond_expr: str, op: str, literal: str) -> Get
 def _relative_getter(expr: str) -> Getter:
     m = _RELATIVE.match(expr)
     if not m:
-        raise ValueError("a relative path is .COMPONENT or .COMPONENT.SUBCOMPONENT, e.g. .1 or .4.1")
+        raise ValueError(
+            "a relative path is .COMPONENT or .COMPONENT.SUBCOMPONENT, e.g. .1 or .4.1"
+        )
     comp, sub = int(m.group(1)), int(m.group(2)) if m.group(2) else None
 
     def component(ctx: Ctx) -> Any:

@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from engine import logging as engine_logging
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_structured_logs() -> None:
+    """Logs go through the real masking pipeline, into a buffer rather than the test output."""
+    engine_logging.configure("warning", stream=io.StringIO())

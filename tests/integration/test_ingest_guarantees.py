@@ -1,0 +1,197 @@
+"""What upstream systems rely on: duplicates recognised, every ACK right under load, bad input answered."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support import RunningEngine, hl7, msa, scalar, wait_until, write_routes
+
+from channels._mllp_framing import Frame, MllpDecoder, frame
+from channels.mllp_client import MllpConnection
+
+MAX_BYTES = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEngine]:
+    tmp = tmp_path_factory.mktemp("ingest")
+    channels = {
+        "hospital": {"encoding": "utf-8", "max_message_bytes": MAX_BYTES, "idle_timeout": "5s"},
+        "lis_gbk": {"encoding": "gb18030"},
+    }
+    routes = write_routes(tmp, database=f"sqlite:///{tmp}/engine.db", channels=channels)
+    with RunningEngine(routes) as running:
+        yield running
+
+
+def adt(control_id: str, sender: str = "HIS", name: str = "李四") -> bytes:
+    return hl7(
+        f"MSH|^~\\&|{sender}|FY01|MCHENGINE|FY01|20240321083215||ADT^A04^ADT_A01|{control_id}|P|2.5",
+        "EVN|A04|20240321083200",
+        f"PID|1||{control_id}^^^HIS^PI||{name}||19940315|F",
+    )
+
+
+def journal_rows(engine: RunningEngine, where: str, **params: object) -> int:
+    return int(
+        scalar(engine.journal, f"select count(*) from journal_messages where {where}", **params)
+    )
+
+
+class TestDuplicates:
+    def test_duplicate_control_id_is_answered_with_the_original_ack_and_stored_once(
+        self, engine: RunningEngine
+    ) -> None:
+        """The same sender + MSH-10 again gets the original ACK, is counted, and is not processed twice."""
+        first, again = engine.send([adt("DUP-1"), adt("DUP-1", name="改过的名字")])
+        assert msa(first)[:2] == ("AA", "DUP-1")
+        assert again == first  # byte for byte the original ACK
+        assert journal_rows(engine, "control_id = 'DUP-1'") == 1
+        assert (
+            scalar(
+                engine.journal, "select duplicates from journal_messages where control_id = 'DUP-1'"
+            )
+            == 1
+        )
+        store = engine.store()
+        wait_until(
+            lambda: (
+                scalar(store, "select count(*) from persons where person_key = 'person:HIS:DUP-1'")
+                == 1
+            )
+        )
+        assert (
+            scalar(store, "select name from persons where person_key = 'person:HIS:DUP-1'")
+            == "李四"
+        )
+
+    def test_same_control_id_from_another_sender_is_not_a_duplicate(
+        self, engine: RunningEngine
+    ) -> None:
+        """Control ids are unique per sender, so another system may reuse one."""
+        a, b = engine.send([adt("SHARED-1", sender="HIS"), adt("SHARED-1", sender="EMR")])
+        assert msa(a)[0] == msa(b)[0] == "AA"
+        assert a != b
+        assert journal_rows(engine, "control_id = 'SHARED-1'") == 2
+
+
+class TestConcurrency:
+    def test_200_connections_of_50_messages_each_all_acked_and_journaled_once(
+        self, engine: RunningEngine
+    ) -> None:
+        """10,000 messages over 200 concurrent connections: every MSA-2 matches, every message one row."""
+
+        async def one_sender(c: int) -> list[tuple[str, str]]:
+            conn = await MllpConnection.open("127.0.0.1", engine.port())
+            answers = []
+            for m in range(50):
+                control = f"C{c:03d}-{m:02d}"
+                ack = await conn.send(adt(control), timeout=120)
+                answers.append((control, msa(ack)[1] if msa(ack)[0] == "AA" else "NOT-AA"))
+            await conn.close()
+            return answers
+
+        async def all_senders() -> list[list[tuple[str, str]]]:
+            return await asyncio.gather(*(one_sender(c) for c in range(200)))
+
+        results = asyncio.run(all_senders())
+        pairs = [p for sender in results for p in sender]
+        assert len(pairs) == 10_000
+        assert all(sent == echoed for sent, echoed in pairs), [p for p in pairs if p[0] != p[1]][:5]
+        assert journal_rows(engine, "control_id like 'C%-%' and duplicates = 0") == 10_000
+        assert (
+            scalar(
+                engine.journal,
+                "select count(distinct control_id) from journal_messages where control_id like 'C%-%'",
+            )
+            == 10_000
+        )
+
+
+class TestBadInput:
+    """Each kind of bad input gets the answer docs/mllp.md promises; the input is kept."""
+
+    def _raw_socket(self, engine: RunningEngine) -> socket.socket:
+        self._decoder = MllpDecoder(1 << 20)
+        self._frames: list[bytes] = []
+        return socket.create_connection(("127.0.0.1", engine.port()), timeout=10)
+
+    def _read_frame(self, s: socket.socket) -> bytes:
+        while not self._frames:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed by the engine")
+            self._frames += [e.payload for e in self._decoder.feed(chunk) if isinstance(e, Frame)]
+        return self._frames.pop(0)
+
+    def test_framed_random_bytes_get_an_ar_and_the_connection_stays_usable(
+        self, engine: RunningEngine
+    ) -> None:
+        """A frame of random bytes is answered AR (no MSH); a good message after it on the same connection is AA."""
+        noise = bytes(b for b in os.urandom(4000) if b not in (0x0B, 0x1C))
+        with self._raw_socket(engine) as s:
+            s.sendall(frame(noise))
+            code, _, text = msa(self._read_frame(s))
+            assert code == "AR" and "MSH" in text
+            s.sendall(frame(adt("AFTER-NOISE")))
+            assert msa(self._read_frame(s))[:2] == ("AA", "AFTER-NOISE")
+        assert journal_rows(engine, "status = 'rejected' and raw = :raw", raw=noise) == 1
+
+    def test_frame_without_msh_gets_an_ar_saying_so(self, engine: RunningEngine) -> None:
+        """A frame that starts with PID instead of MSH is rejected with a reason naming MSH."""
+        with self._raw_socket(engine) as s:
+            s.sendall(frame(b"PID|1||123^^^HIS^PI||NOBODY\r"))
+            code, control, text = msa(self._read_frame(s))
+        assert code == "AR" and control == "" and "MSH" in text
+
+    def test_oversize_frame_gets_an_ar_and_the_next_message_goes_through(
+        self, engine: RunningEngine
+    ) -> None:
+        """A message over max_message_bytes is answered AR naming the limit; its first bytes are kept."""
+        big = adt("BIG-1") + b"NTE|1||" + b"x" * (MAX_BYTES * 2) + b"\r"
+        with self._raw_socket(engine) as s:
+            s.sendall(frame(big))
+            code, control, text = msa(self._read_frame(s))
+            assert (code, control) == ("AR", "BIG-1")
+            assert str(MAX_BYTES) in text
+            s.sendall(frame(adt("AFTER-BIG")))
+            assert msa(self._read_frame(s))[:2] == ("AA", "AFTER-BIG")
+        kept = scalar(engine.journal, "select raw from journal_messages where control_id = 'BIG-1'")
+        assert bytes(kept) == big[:MAX_BYTES]
+
+    def test_truncated_frame_followed_by_a_good_one(self, engine: RunningEngine) -> None:
+        """A frame cut off by a new start block is answered AR; the good message after it is AA."""
+        truncated = b"\x0b" + adt("CUT-1")[:100]
+        with self._raw_socket(engine) as s:
+            s.sendall(truncated + frame(adt("AFTER-CUT")))
+            code, control, text = msa(self._read_frame(s))
+            assert (code, control) == ("AR", "CUT-1") and "truncated" in text
+            assert msa(self._read_frame(s))[:2] == ("AA", "AFTER-CUT")
+
+    def test_unframed_bytes_are_kept_and_the_connection_closed_at_idle(
+        self, engine: RunningEngine
+    ) -> None:
+        """Bytes without MLLP framing cannot be answered; they are journaled and the idle timeout closes."""
+        text = b"MSH|^~\\&|NO|MLLP|||20240101||ADT^A04|UNFRAMED-1|P|2.5\r"
+        with self._raw_socket(engine) as s:
+            s.sendall(text)
+            s.settimeout(15)
+            assert s.recv(100) == b""  # closed by the engine after idle_timeout (5 s here)
+        wait_until(
+            lambda: journal_rows(engine, "status = 'rejected' and raw = :raw", raw=text) == 1
+        )
+        error = scalar(
+            engine.journal, "select error from journal_messages where raw = :raw", raw=text
+        )
+        assert "outside an MLLP frame" in error
+
+    def test_engine_still_serves_after_all_bad_input(
+        self, engine: RunningEngine, tmp_path: Path
+    ) -> None:
+        """After every kind of bad input above, a new connection still gets AA."""
+        assert msa(engine.send([adt("STILL-OK")])[0])[:2] == ("AA", "STILL-OK")

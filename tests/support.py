@@ -1,0 +1,187 @@
+"""Shared test tools: real service URLs, a running engine, an MLLP sender, waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from channels.mllp_client import MllpConnection, send_all
+from engine.runtime import EngineRuntime
+from engine.settings import load_settings
+
+REPO = Path(__file__).resolve().parents[1]
+CONFORMANCE = Path(
+    os.environ.get("MCH_CONFORMANCE_DIR", REPO.parent / "shared" / "conformance" / "hl7v2")
+)
+CHINESE = CONFORMANCE / "chinese-synthetic"
+
+AMQP_URL = os.environ.get("MCH_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+PG_URL = os.environ.get("MCH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def require_service(host: str, port: int, name: str) -> None:
+    """Skip on a laptop without the service; under CI=true a missing service is a failure."""
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return
+    except OSError as exc:
+        if in_ci():
+            pytest.fail(f"{name} on {host}:{port} is unreachable under CI=true: {exc}")
+        pytest.skip(f"{name} on {host}:{port} is not running")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def pg_schema() -> Iterator[str]:
+    """A fresh PostgreSQL schema; yields a URL whose search_path points at it."""
+    require_service("127.0.0.1", 5432, "PostgreSQL")
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{name}"'))
+    sep = "&" if "?" in PG_URL else "?"
+    try:
+        yield f"{PG_URL}{sep}options=-csearch_path%3D{name}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
+        admin.dispose()
+
+
+def write_routes(
+    directory: Path,
+    *,
+    database: str,
+    broker: str = "memory://",
+    queue_prefix: str | None = None,
+    channels: dict[str, dict[str, Any]] | None = None,
+    extra: str = "",
+) -> Path:
+    """A routes.yaml for a test: the shipped routes and mappings, test ports and stores."""
+    channels = channels or {"hospital": {"encoding": "utf-8"}, "lis_gbk": {"encoding": "gb18030"}}
+    lines = [
+        "version: 1",
+        "engine:",
+        f"  broker: {broker!r}",
+        f"  database: {database!r}",
+        f"  queue_prefix: {queue_prefix or 't' + uuid.uuid4().hex[:10]}",
+        "channels:",
+    ]
+    for name, opts in channels.items():
+        lines += [
+            f"  {name}:",
+            "    type: mllp",
+            f"    listen: 127.0.0.1:{opts.get('port') or free_port()}",
+        ]
+        lines += [f"    {k}: {v}" for k, v in opts.items() if k != "port"]
+    names = ", ".join(channels)
+    lines += [
+        "routes:",
+        "  - name: persons",
+        f"    from: [{names}]",
+        "    message_type: [ADT^A01, ADT^A04, ADT^A08]",
+        f"    mapping: {REPO / 'mappings/his/adt_person.yaml'}",
+        "    to: [record_store]",
+        "  - name: lab-results",
+        f"    from: [{names}]",
+        "    message_type: ORU^R01",
+        f"    mapping: {REPO / 'mappings/lis/oru_r01.yaml'}",
+        "    to: [record_store]",
+        "destinations:",
+        "  record_store: {type: record_store}",
+    ]
+    path = directory / "routes.yaml"
+    path.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
+    return path
+
+
+class RunningEngine:
+    """The engine in a thread of its own, with its own event loop, as `mch-engine run` runs it."""
+
+    def __init__(self, routes: Path) -> None:
+        self.settings = load_settings(routes)
+        self.runtime = EngineRuntime(self.settings)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> RunningEngine:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.runtime.start(), self.loop).result(60)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.runtime.stop(), self.loop).result(60)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+    def port(self, channel: str = "hospital") -> int:
+        return self.runtime.ports()[channel]
+
+    @property
+    def journal(self) -> Any:
+        return self.runtime.journal_engine
+
+    def store(self, destination: str = "record_store") -> Any:
+        d = self.settings.destinations[destination]
+        return self.runtime.engine_for(d.database or self.settings.engine.database)
+
+    def send(
+        self, payloads: list[bytes], channel: str = "hospital", concurrency: int = 1
+    ) -> list[bytes | None]:
+        results = asyncio.run(
+            send_all("127.0.0.1", self.port(channel), payloads, concurrency=concurrency)
+        )
+        return [r.ack for r in results]
+
+    def connect(self, channel: str = "hospital") -> MllpConnection:
+        return asyncio.run(MllpConnection.open("127.0.0.1", self.port(channel)))
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
+    """Poll until `check()` is truthy; fail with its last value."""
+    deadline = time.monotonic() + timeout
+    value = check()
+    while not value and time.monotonic() < deadline:
+        time.sleep(interval)
+        value = check()
+    assert value, f"condition not met within {timeout}s (last value {value!r})"
+    return value
+
+
+def scalar(engine: Any, sql: str, **params: Any) -> Any:
+    with engine.connect() as conn:
+        return conn.execute(text(sql), params).scalar()
+
+
+def msa(ack: bytes | None, encoding: str = "utf-8") -> tuple[str, str, str]:
+    """(MSA-1, MSA-2, human text) of an ACK."""
+    from engine.ack import parse_ack
+
+    assert ack is not None, "no ACK received"
+    info = parse_ack(ack.decode(encoding, errors="replace"))
+    return info.code, info.control_id, info.text
+
+
+def hl7(*segments: str) -> bytes:
+    return ("\r".join(segments) + "\r").encode("utf-8")
