@@ -30,6 +30,7 @@ import structlog
 
 from channels._mllp_framing import BadFrame, Frame, MllpDecoder, frame
 from engine.ack import build_ack, wrap_batch
+from engine.errors import StartupError
 from engine.ingest import Policy, Verdict, examine, reject
 from engine.journal import REJECTED, Entry, JournalWriter, Written
 from transforms.hl7v2 import read_msh
@@ -85,9 +86,15 @@ class MllpSource:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _Connection(self), self.config.host, self.config.port, reuse_address=True
-        )
+        try:
+            self._server = await loop.create_server(
+                lambda: _Connection(self), self.config.host, self.config.port, reuse_address=True
+            )
+        except OSError as exc:
+            where = f"{self.config.host}:{self.config.port}"
+            raise StartupError(
+                f"channel {self.name}: cannot listen on {where}: {exc.strerror}"
+            ) from exc
         log.info("channel_listening", channel=self.name, host=self.config.host, port=self.port)
 
     @property

@@ -23,7 +23,6 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
-    DateTime,
     Engine,
     Index,
     Integer,
@@ -37,6 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
+from engine.database import UtcDateTime
 from engine.errors import PermanentDeliveryError, TransientDeliveryError
 from engine.journal import now_utc
 from engine.upsert import insert_for
@@ -56,8 +56,8 @@ persons = Table(
     Column("source_channel", String(64), nullable=False),
     Column("source_control_id", String(200)),
     Column("journal_id", _Id),
-    Column("event_time", DateTime(timezone=True)),
-    Column("stored_at", DateTime(timezone=True), nullable=False),
+    Column("event_time", UtcDateTime()),
+    Column("stored_at", UtcDateTime(), nullable=False),
 )
 Index("ix_persons_id_card", persons.c.id_card)
 
@@ -71,8 +71,8 @@ records = Table(
     Column("source_channel", String(64), nullable=False),
     Column("source_control_id", String(200)),
     Column("journal_id", _Id),
-    Column("event_time", DateTime(timezone=True)),
-    Column("stored_at", DateTime(timezone=True), nullable=False),
+    Column("event_time", UtcDateTime()),
+    Column("stored_at", UtcDateTime(), nullable=False),
 )
 Index("ix_records_person", records.c.person_key, records.c.event_time)
 Index("ix_records_type", records.c.record_type)

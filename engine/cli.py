@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from engine import i18n
-from engine.errors import ConfigError, ConfigErrors
+from engine.errors import ConfigError, ConfigErrors, StartupError
 from engine.i18n import t
 
 DEFAULT_CONFIG = "routes.yaml"
@@ -32,11 +32,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, ConfigErrors) as exc:
+    except (ConfigError, ConfigErrors, StartupError) as exc:
         print(exc, file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `… | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,7 +152,11 @@ async def _serve(runtime: Any) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await runtime.start()
+    try:
+        await runtime.start()
+    except BaseException:
+        await runtime.stop()
+        raise
     listening = ", ".join(f"{name} → {port}" for name, port in runtime.ports().items()) or "-"
     print(t("engine_running", channels=listening), flush=True)
     await stop.wait()

@@ -3,6 +3,7 @@
     MchError
     ├── ConfigError(file, line, message)       routes.yaml, mapping files, code tables
     │   └── ConfigErrors(errors)               several at once, for `mch-engine check`
+    ├── StartupError                           a port taken, a database unreachable at start
     ├── InputError                             the message itself is bad: NAK or dead letter
     │   ├── FrameError                         MLLP framing: oversize, truncated
     │   ├── DecodeError(encoding, offset)      bytes do not decode with the declared charset
@@ -28,6 +29,7 @@ __all__ = [
     "MchError",
     "ParseError",
     "PermanentDeliveryError",
+    "StartupError",
     "TransientDeliveryError",
 ]
 
@@ -59,6 +61,10 @@ class ConfigErrors(MchError):
 
     def __str__(self) -> str:
         return "\n".join(str(e) for e in self.errors)
+
+
+class StartupError(MchError):
+    """The engine cannot start as configured; the text says what to change."""
 
 
 class InputError(MchError):

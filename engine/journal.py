@@ -26,7 +26,6 @@ import structlog
 from sqlalchemy import (
     BigInteger,
     Column,
-    DateTime,
     Engine,
     Index,
     Integer,
@@ -42,6 +41,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from engine.database import UtcDateTime
 from engine.upsert import insert_for
 
 log = structlog.get_logger("engine.journal")
@@ -59,8 +59,8 @@ messages = Table(
     Column("control_id", String(200)),
     Column("dedup_key", String(600), unique=True),
     Column("message_type", String(60), nullable=False, default=""),
-    Column("event_time", DateTime(timezone=True)),
-    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("event_time", UtcDateTime()),
+    Column("received_at", UtcDateTime(), nullable=False),
     Column("status", String(16), nullable=False),
     Column("error", Text),
     Column("encoding", String(32), nullable=False, default=""),
@@ -69,7 +69,7 @@ messages = Table(
     Column("ack_code", String(2), nullable=False, default=""),
     Column("duplicates", Integer, nullable=False, default=0),
     Column("peer", String(80), nullable=False, default=""),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
 )
 Index("ix_journal_status", messages.c.status, messages.c.id)
 Index("ix_journal_channel", messages.c.channel, messages.c.id)
@@ -83,7 +83,7 @@ deliveries = Table(
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
     PrimaryKeyConstraint("journal_id", "destination", "record_id"),
 )
 Index("ix_deliveries_status", deliveries.c.status)

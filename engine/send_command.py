@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 import statistics
 import time
 from dataclasses import dataclass
@@ -49,24 +50,26 @@ def messages_in(path: Path, wire_encoding: str | None) -> list[Outgoing]:
 
 
 def with_unique_ids(items: list[Outgoing], repeat: int) -> list[Outgoing]:
-    """Each repetition gets its own MSH-10 (suffix -N), so none is a duplicate."""
+    """Each repetition gets its own MSH-10 (suffix -RUN-N), so none is a duplicate,
+    not even of an earlier `--repeat` run."""
     if repeat <= 1:
         return items
+    run = secrets.token_hex(3)
     out = []
     for n in range(1, repeat + 1):
+        suffix = f"-{run}-{n}".encode()
         for item in items:
-            out.append(
-                Outgoing(f"{item.where}@{n}", _suffix_control_id(item.payload, n), item.encoding)
-            )
+            payload = _suffix_control_id(item.payload, suffix)
+            out.append(Outgoing(f"{item.where}@{n}", payload, item.encoding))
     return out
 
 
-def _suffix_control_id(payload: bytes, n: int) -> bytes:
+def _suffix_control_id(payload: bytes, suffix: bytes) -> bytes:
     sep = payload[3:4]
     first, _, rest = payload.partition(b"\r")
     fields = first.split(sep)
     if len(fields) > 9:
-        fields[9] = fields[9] + b"-" + str(n).encode()
+        fields[9] = fields[9] + suffix
     return sep.join(fields) + b"\r" + rest
 
 

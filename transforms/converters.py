@@ -7,6 +7,7 @@ it into a MappingError naming the file, line, path and value).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
@@ -85,6 +86,8 @@ def number(text: str) -> float | int:
         value = float(cleaned)
     except ValueError:
         raise ValueError("not a number") from None
+    if not math.isfinite(value):
+        raise ValueError("not a number (infinite or NaN)")
     return int(value) if value.is_integer() and "." not in cleaned else value
 
 
