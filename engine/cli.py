@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from engine import i18n
@@ -67,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(check)
     check.set_defaults(func=cmd_check)
 
+    docs = sub.add_parser("docs", help="write docs/routes.md from the settings models")
+    docs.add_argument("--output", default="docs/routes.md")
+    docs.add_argument("--check", action="store_true", help="exit 1 if the file is out of date")
+    docs.set_defaults(func=cmd_docs)
+
     send = sub.add_parser("send", help="send HL7 files over MLLP and print each ACK")
     send.add_argument("files", nargs="+", metavar="FILE")
     send.add_argument("--to", required=True, metavar="HOST:PORT")
@@ -118,7 +124,7 @@ def _output_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from engine.check import check_config, format_problems, summarize
+    from engine.check import check_config, format_problems
     from engine.settings import load_settings
     from transforms.mapping import load_mapping
 
@@ -126,7 +132,29 @@ def cmd_check(args: argparse.Namespace) -> int:
     if problems:
         print(format_problems(problems), file=sys.stderr)
         return 1
-    print(t("check_ok", file=args.config, summary=summarize(load_settings(args.config))))
+    settings = load_settings(args.config)
+    counts = {
+        "channels": len(settings.channels),
+        "routes": len(settings.routes),
+        "destinations": len(settings.destinations),
+    }
+    print(t("check_ok", file=args.config, **counts))
+    return 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    from engine.reference import render
+
+    text = render()
+    path = Path(args.output)
+    current = path.read_text(encoding="utf-8") if path.exists() else ""
+    if args.check:
+        if current != text:
+            print(f"{path} is out of date: run `mch-engine docs`", file=sys.stderr)
+            return 1
+        return 0
+    path.write_text(text, encoding="utf-8")
+    print(path)
     return 0
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 _TEXT: dict[str, tuple[str, str]] = {
     # key: (zh, en)
-    "check_ok": ("{file}: 配置正确（{summary}）", "{file}: OK ({summary})"),
-    "check_failed": ("{file}: 发现 {n} 个问题", "{file}: {n} problem(s) found"),
+    "check_ok": (
+        "{file}: 配置正确（{channels} 个通道，{routes} 条路由，{destinations} 个目的地）",
+        "{file}: OK ({channels} channels, {routes} routes, {destinations} destinations)",
+    ),
     "send_line": (
         "{where}  {code}  控制号={control}  {text}",
         "{where}  {code}  control-id={control}  {text}",

@@ -5,24 +5,27 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from engine import settings
 from transforms.mapping import Mapping
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    name: str
-    channels: frozenset[str]
-    message_types: frozenset[str]  # "ADT^A04", "ADT", or "*"
+    """A route of routes.yaml with its mapping compiled."""
+
+    spec: settings.Route
     mapping: Mapping
-    destinations: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def destinations(self) -> tuple[str, ...]:
+        return tuple(self.spec.to)
 
     def matches(self, channel: str, message_type: str) -> bool:
-        if channel not in self.channels:
-            return False
-        if not self.message_types or "*" in self.message_types:
-            return True
-        kind, event = _type_and_event(message_type)
-        return f"{kind}^{event}" in self.message_types or kind in self.message_types
+        return channel in self.spec.from_ and self.spec.matches(message_type)
 
 
 class Router:
@@ -31,6 +34,7 @@ class Router:
         self._cache: dict[tuple[str, str], Sequence[Route]] = {}
 
     def match(self, channel: str, message_type: str) -> Sequence[Route]:
+        """Routes for this channel and MSH-9, in file order (cached: few distinct pairs)."""
         key = (channel, message_type)
         found = self._cache.get(key)
         if found is None:
@@ -38,12 +42,3 @@ class Router:
             if len(self._cache) < 10_000:
                 self._cache[key] = found
         return found
-
-
-def _type_and_event(message_type: str) -> tuple[str, str]:
-    """`ADT^A04^ADT_A01` → ("ADT", "A04"); any component separator is accepted."""
-    for sep in "^":
-        parts = message_type.split(sep)
-        if len(parts) > 1:
-            return parts[0].strip().upper(), parts[1].strip().upper()
-    return message_type.strip().upper(), ""

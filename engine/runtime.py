@@ -104,15 +104,7 @@ class EngineRuntime:
             path = r.mapping_path(self.settings)
             if path not in compiled:
                 compiled[path] = load_mapping(path, display=r.mapping)
-            routes.append(
-                Route(
-                    name=r.name,
-                    channels=frozenset(r.from_),
-                    message_types=frozenset(r.message_type),
-                    mapping=compiled[path],
-                    destinations=tuple(r.to),
-                )
-            )
+            routes.append(Route(r, compiled[path]))
         return Router(routes)
 
     def _recover(self, *, include_pending: bool) -> None:
