@@ -18,6 +18,7 @@ import structlog
 from sqlalchemy import Engine
 
 from engine import journal
+from engine.backoff import until_it_works
 from engine.bus import Bus
 from engine.errors import PermanentDeliveryError
 
@@ -70,19 +71,13 @@ class DeliveryWorker:
         self.delivered += 1
 
     def _run(self) -> None:
-        delay = 0.5
-        while not self.stop_event.is_set():
-            bus: Bus | None = None
-            try:
+        """Consume until stopped; a lost broker connection is reopened after a pause."""
+        for attempt in until_it_works(f"consume_{self.destination}", self.stop_event):
+            with attempt:
                 bus = self.bus_factory()
-                bus.consume(self.destination, self.handle, self.stop_event)
-                delay = 0.5
-            except Exception as exc:
-                log.warning("consumer_disconnected", destination=self.destination, error=str(exc))
-                self.stop_event.wait(delay)
-                delay = min(delay * 2, 10.0)
-            finally:
-                if bus is not None:
+                try:
+                    bus.consume(self.destination, self.handle, self.stop_event)
+                finally:
                     with contextlib.suppress(Exception):
                         bus.close()
 

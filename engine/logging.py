@@ -15,18 +15,12 @@ from typing import Any
 
 import structlog
 
-_PII_KEYS = {
-    "name",
-    "patient_name",
-    "id_card",
-    "idcard",
-    "phone",
-    "mobile",
-    "address",
-    "birth_date",
-}
+_PII_KEYS = {"id_card", "idcard", "phone", "mobile", "telephone", "address", "birth_date"}
+# Keys with "name" in them that never name a person (structlog's own among them).
+_NOT_PERSON_NAMES = {"event", "logger_name", "channel_name", "order_name", "filename"}
 _ID_CARD = re.compile(r"(?<!\d)(\d{6})\d{8,11}([\dXx])(?!\d)")
-_MOBILE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
+# 13900001234, +8613900001234, 139 0000 1234, 139-0000-1234
+_MOBILE = re.compile(r"(?<![\d+])((?:\+?86[ -]?)?1[3-9]\d)[ -]?\d{4}[ -]?(\d{4})(?!\d)")
 
 
 def mask_text(text: str) -> str:
@@ -35,10 +29,14 @@ def mask_text(text: str) -> str:
 
 
 def mask_value(key: str, value: Any) -> Any:
-    if key.lower() in _PII_KEYS and value not in (None, ""):
-        text = str(value)
-        return text[:1] + "*" * max(1, len(text) - 1) if key.lower().endswith("name") else "***"
+    lowered = key.lower()
+    if value in (None, ""):
+        return value
+    if lowered in _PII_KEYS:
+        return "***"
     if isinstance(value, str):
+        if "name" in lowered and lowered not in _NOT_PERSON_NAMES:
+            return value[:1] + "*" * max(1, len(value) - 1)
         return mask_text(value)
     if isinstance(value, dict):
         return {k: mask_value(str(k), v) for k, v in value.items()}

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,8 +21,9 @@ import structlog
 from sqlalchemy import Engine
 
 from engine import journal
+from engine.backoff import until_it_works
 from engine.bus import Bus
-from engine.errors import InputError
+from engine.errors import InputError, MappingError
 from engine.router import Router
 from transforms.decode import decode
 from transforms.hl7v2 import Message
@@ -132,53 +132,39 @@ class TransformWorker:
                     }
                     envelopes += [(dest, envelope) for dest in route.destinations]
         except (InputError, ValueError) as exc:
+            # The journal keeps the whole text; the log leaves out the value (patient data).
+            where = (
+                {"mapping": exc.mapping, "line": exc.line, "path": exc.path, "rule": exc.rule}
+                if isinstance(exc, MappingError)
+                else {"error": type(exc).__name__}
+            )
             log.warning(
-                "transform_failed", journal_id=item.journal_id, channel=item.channel, error=str(exc)
+                "transform_failed", journal_id=item.journal_id, channel=item.channel, **where
             )
             return Outcome(item.journal_id, journal.FAILED, f"transform: {exc}", []), []
         published = [(dest, env["record_id"]) for dest, env in envelopes]
         return Outcome(item.journal_id, journal.ROUTED, None, published), envelopes
 
     def _publish(self, envelopes: list[tuple[str, dict[str, Any]]]) -> None:
-        delay = 0.5
-        while True:
-            try:
+        for attempt in until_it_works("publish"):
+            with attempt:
                 if self._bus is None:
                     self._bus = self.bus_factory()
-                for dest, env in envelopes:
-                    self._bus.publish(dest, env)
-                return
-            except Exception as exc:
-                log.warning("publish_failed", error=str(exc), retry_in=delay)
-                if self._bus is not None:
+                try:
+                    for dest, env in envelopes:
+                        self._bus.publish(dest, env)
+                except Exception:
                     with contextlib.suppress(Exception):
                         self._bus.close()
                     self._bus = None
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                    raise
 
     def _save(self, outcomes: list[Outcome]) -> None:
-        delay = 0.5
-        while True:
-            try:
-                journal.record_routed(
-                    self.journal_engine,
-                    [
-                        (o.journal_id, o.status, o.published)
-                        for o in outcomes
-                        if o.status == journal.ROUTED
-                    ],
-                )
-                journal.set_statuses(
-                    self.journal_engine,
-                    [
-                        (o.journal_id, o.status, o.error)
-                        for o in outcomes
-                        if o.status != journal.ROUTED
-                    ],
-                )
-                return
-            except Exception as exc:
-                log.warning("journal_status_failed", error=str(exc), retry_in=delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        routed = [
+            (o.journal_id, o.status, o.published) for o in outcomes if o.status == journal.ROUTED
+        ]
+        others = [(o.journal_id, o.status, o.error) for o in outcomes if o.status != journal.ROUTED]
+        for attempt in until_it_works("journal_status"):
+            with attempt:
+                journal.record_routed(self.journal_engine, routed)
+                journal.set_statuses(self.journal_engine, others)

@@ -243,6 +243,9 @@ TimeZone = Annotated[str, AfterValidator(_timezone)]
 MessageType = Annotated[str, AfterValidator(_message_type)]
 
 
+_NON_CODE = re.compile(r"[^A-Z0-9_]")
+
+
 class _Model(BaseModel):
     """Unknown keys are errors: a misspelt key must never be a silently ignored default."""
 
@@ -405,8 +408,11 @@ class Route(_Model):
 
     def matches(self, message_type: str, trigger_event: str = "") -> bool:
         """Whether MSH-9 (`"ADT^A04"`, or type and event apart) is one this route takes."""
-        kind, _, event = message_type.upper().partition("^")
-        event = (trigger_event or event).upper().partition("^")[0]
+        # MSH-9 arrives with the sender's own component separator (`ADT!A04` is legal);
+        # its parts are letters, digits and `_`, so any other character separates them.
+        parts = _NON_CODE.split(message_type.upper())
+        kind = parts[0]
+        event = trigger_event.upper() if trigger_event else (parts[1] if len(parts) > 1 else "")
         for pattern in self.message_type:
             want_kind, _, want_event = pattern.partition("^")
             if pattern == "*" or (want_kind == kind and want_event in ("", event)):

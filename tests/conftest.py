@@ -11,3 +11,13 @@ from engine import logging as engine_logging
 def _quiet_structured_logs() -> None:
     """Logs go through the real masking pipeline, into a buffer rather than the test output."""
     engine_logging.configure("warning", stream=io.StringIO())
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Figures tests want a reader of the CI log to see (conformance counts and the like)."""
+    from support import REPORT
+
+    if REPORT:
+        terminalreporter.section("figures")
+        for line in REPORT:
+            terminalreporter.write_line(line)

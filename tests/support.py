@@ -30,6 +30,10 @@ AMQP_URL = os.environ.get("MCH_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:567
 PG_URL = os.environ.get("MCH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
+REPORT: list[str] = []
+"""Lines printed at the end of the test run (see conftest.pytest_terminal_summary)."""
+
+
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 

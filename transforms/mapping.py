@@ -38,7 +38,7 @@ _WHERE = re.compile(r"^(?P<value>\S+)\s+where\s+(?P<cond>\S+)\s*(?P<op>==|!=)\s*
 _TEMPLATE_PART = re.compile(r"\{([^{}]+)\}")
 _RELATIVE = re.compile(r"^(?:\.(\d+))(?:\.(\d+))?$")
 
-RECORD_KEYS = {"type", "record_id", "person_key", "event_time", "fields", "when"}
+RECORD_KEYS = {"type", "record_id", "person_key", "event_time", "fields"}
 SPEC_KEYS = {
     "path",
     "first",

@@ -43,22 +43,24 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 @pytest.fixture
 def engine(env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    log = (tmp_path / "engine.log").open("w")
     proc = subprocess.Popen(
         [*CLI, "run", "--config", str(REPO / "routes.yaml")],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=log,
         text=True,
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()
-    assert "engine running" in line, line
+    assert "engine running" in line, (tmp_path / "engine.log").read_text()
     yield proc
     if proc.poll() is None:
         proc.kill()
         proc.wait(10)
     proc.stdout.close()
+    log.close()
 
 
 class TestReadmeRoundTrip:
