@@ -82,9 +82,7 @@ async def send_all(
                 ack = await conn.send(payloads[i], timeout)
                 results[i] = Exchange(i, ack, time.perf_counter() - started)
             except (OSError, ConnectionError, TimeoutError) as exc:
-                results[i] = Exchange(
-                    i, None, time.perf_counter() - started, str(exc) or type(exc).__name__
-                )
+                results[i] = Exchange(i, None, time.perf_counter() - started, str(exc) or type(exc).__name__)
                 if conn is not None:
                     await conn.close()
                 conn = None

@@ -92,9 +92,7 @@ class MllpSource:
             )
         except OSError as exc:
             where = f"{self.config.host}:{self.config.port}"
-            raise StartupError(
-                f"channel {self.name}: cannot listen on {where}: {exc.strerror}"
-            ) from exc
+            raise StartupError(f"channel {self.name}: cannot listen on {where}: {exc.strerror}") from exc
         log.info("channel_listening", channel=self.name, host=self.config.host, port=self.port)
 
     @property

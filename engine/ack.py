@@ -106,9 +106,7 @@ def parse_ack(text: str) -> AckInfo:
             msg = parts[3] if len(parts) > 3 else ""
         elif seg.startswith("ERR") and len(seg) > 3 and not err_text:
             parts = seg.split(seg[3])
-            err_text = (
-                parts[8] if len(parts) > 8 and parts[8] else (parts[1] if len(parts) > 1 else "")
-            )
+            err_text = parts[8] if len(parts) > 8 and parts[8] else (parts[1] if len(parts) > 1 else "")
     return AckInfo(code=code, control_id=control, text=msg or err_text)
 
 

@@ -24,17 +24,13 @@ class _StopWhen(stop_base):
         return self.event is not None and self.event.is_set()
 
 
-def until_it_works(
-    what: str, stop: threading.Event | None = None, max_wait: float = 10.0
-) -> Retrying:
+def until_it_works(what: str, stop: threading.Event | None = None, max_wait: float = 10.0) -> Retrying:
     """`for attempt in until_it_works("publish"): with attempt: ...` — stops only on `stop`."""
 
     def note(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0
-        log.warning(
-            f"{what}_failed", error=type(exc).__name__, detail=str(exc)[:300], retry_in=wait
-        )
+        log.warning(f"{what}_failed", error=type(exc).__name__, detail=str(exc)[:300], retry_in=wait)
 
     return Retrying(
         wait=wait_exponential(multiplier=0.5, max=max_wait),

@@ -48,9 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mch-engine",
         description="Integration engine for maternal and child health hospitals (妇幼保健院).",
     )
-    p.add_argument(
-        "--lang", choices=["zh", "en"], help="language of operator messages (default zh)"
-    )
+    p.add_argument("--lang", choices=["zh", "en"], help="language of operator messages (default zh)")
     sub = p.add_subparsers(metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the engine")
@@ -68,6 +66,23 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(check)
     check.set_defaults(func=cmd_check)
 
+    mapping = sub.add_parser("mapping", help="mapping files: test and explain").add_subparsers(
+        metavar="ACTION"
+    )
+    mt = mapping.add_parser("test", help="run the tests beside the mapping files (no broker or database)")
+    mt.add_argument("paths", nargs="*", default=["mappings"], metavar="PATH")
+    mt.set_defaults(func=cmd_mapping_test)
+    me = mapping.add_parser("explain", help="show every field of a message and where it goes")
+    me.add_argument("file", metavar="FILE.hl7")
+    _config_arg(me)
+    me.add_argument("--channel", help="explain as received on this channel (default: any)")
+    me.set_defaults(func=cmd_mapping_explain)
+
+    schema = sub.add_parser("schema", help="canonical record schemas").add_subparsers(metavar="ACTION")
+    se = schema.add_parser("export", help="write one JSON Schema per record type")
+    se.add_argument("directory", metavar="DIR")
+    se.set_defaults(func=cmd_schema_export)
+
     docs = sub.add_parser("docs", help="write docs/routes.md from the settings models")
     docs.add_argument("--output", default="docs/routes.md")
     docs.add_argument("--check", action="store_true", help="exit 1 if the file is out of date")
@@ -76,20 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     send = sub.add_parser("send", help="send HL7 files over MLLP and print each ACK")
     send.add_argument("files", nargs="+", metavar="FILE")
     send.add_argument("--to", required=True, metavar="HOST:PORT")
-    send.add_argument(
-        "--encoding", help="charset to send in (e.g. gb18030); default: bytes as they are"
-    )
+    send.add_argument("--encoding", help="charset to send in (e.g. gb18030); default: bytes as they are")
     send.add_argument("--concurrency", type=int, default=1, help="connections at once (default 1)")
-    send.add_argument(
-        "--repeat", type=int, default=1, help="send everything N times, MSH-10 made unique"
-    )
+    send.add_argument("--repeat", type=int, default=1, help="send everything N times, MSH-10 made unique")
     send.add_argument("--quiet", action="store_true", help="print only problems and the summary")
     send.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each ACK")
     send.set_defaults(func=cmd_send)
 
-    messages = sub.add_parser("messages", help="the message journal").add_subparsers(
-        metavar="ACTION"
-    )
+    messages = sub.add_parser("messages", help="the message journal").add_subparsers(metavar="ACTION")
     ml = messages.add_parser("list", help="list journaled messages, newest first")
     _config_arg(ml)
     ml.add_argument("--channel")
@@ -97,22 +106,23 @@ def build_parser() -> argparse.ArgumentParser:
     _output_args(ml)
     ml.set_defaults(func=cmd_messages_list)
 
-    records = sub.add_parser("records", help="the health-record store").add_subparsers(
-        metavar="ACTION"
-    )
+    records = sub.add_parser("records", help="the health-record store").add_subparsers(metavar="ACTION")
     rl = records.add_parser("list", help="list stored records, newest first")
     _config_arg(rl)
     rl.add_argument("--type", dest="record_type", help="record type, e.g. Person, LabResult")
     rl.add_argument("--person", help="person key")
     _output_args(rl)
     rl.set_defaults(func=cmd_records_list)
+    rt = records.add_parser("timeline", help="one person's whole cycle, oldest first")
+    _config_arg(rt)
+    rt.add_argument("--person", required=True, help="person key, 身份证号 or HIS patient id")
+    rt.add_argument("--json", action="store_true", help="one JSON object per line")
+    rt.set_defaults(func=cmd_records_timeline)
     return p
 
 
 def _config_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--config", default=DEFAULT_CONFIG, help="routes.yaml to use (default ./routes.yaml)"
-    )
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="routes.yaml to use (default ./routes.yaml)")
 
 
 def _output_args(p: argparse.ArgumentParser) -> None:
@@ -139,6 +149,39 @@ def cmd_check(args: argparse.Namespace) -> int:
         "destinations": len(settings.destinations),
     }
     print(t("check_ok", file=args.config, **counts))
+    return 0
+
+
+def cmd_mapping_test(args: argparse.Namespace) -> int:
+    from transforms.mapping.testing import find_test_files, format_results, run_test_file
+
+    files = find_test_files([Path(p) for p in args.paths])
+    if not files:
+        print(t("no_mapping_tests", paths=" ".join(args.paths)), file=sys.stderr)
+        return 2
+    results = [r for f in files for r in run_test_file(f)]
+    print(format_results(results))
+    return 0 if all(r.passed for r in results) else 1
+
+
+def cmd_mapping_explain(args: argparse.Namespace) -> int:
+    from engine.runtime import EngineRuntime
+    from engine.settings import load_settings
+    from transforms.mapping.explain import explain, format_explanation
+
+    settings = load_settings(args.config)
+    router = EngineRuntime(settings).router()
+    encoding = settings.channels[args.channel].encoding if args.channel in settings.channels else "utf-8"
+    result = explain(Path(args.file).read_bytes(), router, args.channel, encoding)
+    print(format_explanation(result))
+    return 0
+
+
+def cmd_schema_export(args: argparse.Namespace) -> int:
+    from transforms.records.schema import export_schemas
+
+    for path in export_schemas(Path(args.directory)):
+        print(path)
     return 0
 
 
@@ -226,25 +269,57 @@ def cmd_messages_list(args: argparse.Namespace) -> int:
 
 def cmd_records_list(args: argparse.Namespace) -> int:
     from engine.database import make_engine
-    from engine.listing import list_records
+    from engine.listing import list_records, resolve_person
     from engine.settings import load_settings
 
     settings = load_settings(args.config)
     urls = {d.database for d in settings.destinations.values()} or {settings.engine.database}
     count = 0
     for url in sorted(u for u in urls if u):
-        rows = list_records(
-            make_engine(url), record_type=args.record_type, person=args.person, limit=args.limit
-        )
+        engine = make_engine(url)
+        person = (resolve_person(engine, args.person) or args.person) if args.person else None
+        rows = list_records(engine, record_type=args.record_type, person=person, limit=args.limit)
         count += _print_rows(rows, args.json, _record_line, report_empty=False)
     if not count and not args.json:
         print(t("nothing_found"))
     return 0
 
 
-def _print_rows(
-    rows: Iterable[dict[str, Any]], as_json: bool, line: Any, report_empty: bool = True
-) -> int:
+def cmd_records_timeline(args: argparse.Namespace) -> int:
+    from engine.database import make_engine
+    from engine.listing import resolve_person, timeline
+    from engine.settings import load_settings
+
+    settings = load_settings(args.config)
+    url = (
+        next(iter(settings.destinations.values())).database
+        if settings.destinations
+        else settings.engine.database
+    )
+    engine = make_engine(url)
+    key = resolve_person(engine, args.person)
+    if key is None:
+        print(t("person_unknown", person=args.person), file=sys.stderr)
+        return 1
+    _print_rows(timeline(engine, key), args.json, _timeline_line)
+    return 0
+
+
+def _timeline_line(r: dict[str, Any]) -> str:
+    when = (r["event_time"] or "")[:10] or "----------"
+    who = f"{r['person_name'] or r['person_key']}" + ("（子女）" if r["is_child"] else "")
+    return f"{when}  {r['stage']:<10} {r['record_type']:<22} {who:<14} {_summary(r['record'] or {})}"
+
+
+def _summary(rec: dict[str, Any]) -> str:
+    text = rec.get("order_name") or rec.get("exam_name") or rec.get("conclusion") or ""
+    obs = rec.get("observations")
+    if isinstance(obs, list):
+        text = f"{text} ({len(obs)} observations)".strip()
+    return str(text)
+
+
+def _print_rows(rows: Iterable[dict[str, Any]], as_json: bool, line: Any, report_empty: bool = True) -> int:
     n = 0
     for row in rows:
         n += 1
@@ -270,10 +345,7 @@ def _message_line(r: dict[str, Any]) -> str:
 
 def _record_line(r: dict[str, Any]) -> str:
     rec = r["record"] or {}
-    summary = rec.get("name") or rec.get("order_name") or ""
-    obs = rec.get("observations")
-    if isinstance(obs, list):
-        summary = f"{summary} ({len(obs)} observations)".strip()
+    summary = rec.get("name") or _summary(rec)
     return f"{r['record_type']:<16} {r['record_id']:<48} {r['person_key'] or '-':<36} {summary}"
 
 

@@ -43,9 +43,7 @@ class DeliveryWorker:
         self.bus_factory = bus_factory
         self.stop_event = threading.Event()
         self.delivered = 0
-        self._thread = threading.Thread(
-            target=self._run, name=f"deliver-{destination}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name=f"deliver-{destination}", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -59,9 +57,7 @@ class DeliveryWorker:
         try:
             self.sink.store([envelope])
         except PermanentDeliveryError as exc:
-            log.error(
-                "delivery_refused", destination=self.destination, record_id=key[2], error=str(exc)
-            )
+            log.error("delivery_refused", destination=self.destination, record_id=key[2], error=str(exc))
             journal.mark_delivery_error(self.journal_engine, *key, str(exc), status=journal.FAILED)
             return
         except Exception as exc:

@@ -109,9 +109,7 @@ class ParseError(InputError):
 class MappingError(InputError):
     """A mapping rule failed on a message: names the mapping file and line, path, value, rule."""
 
-    def __init__(
-        self, *, mapping: str, line: int | None, path: str, value: object, rule: str
-    ) -> None:
+    def __init__(self, *, mapping: str, line: int | None, path: str, value: object, rule: str) -> None:
         self.mapping = mapping
         self.line = line
         self.path = path

@@ -33,6 +33,11 @@ _TEXT: dict[str, tuple[str, str]] = {
         "engine running: {channels}. Press Ctrl+C to stop.",
     ),
     "engine_stopping": ("正在停止引擎…", "stopping the engine…"),
+    "no_mapping_tests": (
+        "{paths} 下没有 *_test.yaml 映射测试",
+        "no *_test.yaml mapping tests under {paths}",
+    ),
+    "person_unknown": ("找不到此人：{person}", "no person known as {person}"),
     "nothing_found": ("没有符合条件的记录", "nothing matches"),
     "db_unavailable": ("无法连接数据库 {url}：{error}", "cannot reach the database {url}: {error}"),
 }

@@ -54,9 +54,7 @@ def reject(payload: bytes, policy: Policy, reason: str, peer: str = "") -> Verdi
     """A frame refused before it could be read (oversize, truncated): AR, raw kept."""
     msh = _try_msh(payload)
     encoding = _encoding(msh, policy)
-    return _rejected(
-        payload, policy, msh, ParseError(reason, segment="MSH", code="207"), encoding, peer
-    )
+    return _rejected(payload, policy, msh, ParseError(reason, segment="MSH", code="207"), encoding, peer)
 
 
 def _examine_one(payload: bytes, policy: Policy, peer: str) -> Verdict:
@@ -103,11 +101,7 @@ def _rejected(
     code = ack_code(False, msh, policy.ack_mode)
     location = f"{err.segment}-{err.field}" if err.field else err.segment
     text = str(err)
-    ack = (
-        build_ack(msh, code, text=text, error_code=err.code, error_location=location)
-        if code
-        else None
-    )
+    ack = build_ack(msh, code, text=text, error_code=err.code, error_location=location) if code else None
     entry = Entry(
         channel=policy.channel,
         raw=payload,

@@ -320,9 +320,7 @@ def set_statuses(engine: Engine, updates: Iterable[tuple[int, str, str | None]])
             )
 
 
-def unfinished(
-    engine: Engine, *, include_pending: bool, limit: int = 1000, after: int = 0
-) -> list[Accepted]:
+def unfinished(engine: Engine, *, include_pending: bool, limit: int = 1000, after: int = 0) -> list[Accepted]:
     """Messages whose processing did not finish, oldest first, for re-driving at start."""
     cond = messages.c.status == RECEIVED
     if include_pending:
@@ -354,9 +352,7 @@ def record_routed(engine: Engine, done: Iterable[tuple[int, str, list[tuple[str,
         pending: list[dict[str, Any]] = []
         for jid, status, targets in done:
             conn.execute(
-                update(messages)
-                .where(messages.c.id == jid)
-                .values(status=status, error=None, updated_at=now)
+                update(messages).where(messages.c.id == jid).values(status=status, error=None, updated_at=now)
             )
             pending += [
                 {

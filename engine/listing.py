@@ -103,3 +103,75 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+STAGES = {
+    "PremaritalExam": ("premarital", "婚前"),
+    "PregnancyRegistration": ("pregnancy", "孕期"),
+    "PrenatalVisit": ("pregnancy", "孕期"),
+    "RiskAssessment": ("pregnancy", "孕期"),
+    "DeliveryRecord": ("delivery", "分娩"),
+    "NewbornRecord": ("child", "新生儿"),
+    "NewbornScreening": ("child", "新生儿"),
+    "PostpartumVisit": ("postpartum", "产后"),
+    "ChildHealthExam": ("child", "儿童"),
+}
+
+
+def resolve_person(engine: Engine, ident: str) -> str | None:
+    """A person key from a key, an ID card, a HIS id or any other identifier value."""
+    from channels.record_store import person_identifiers
+
+    with engine.connect() as conn:
+        key = conn.execute(select(persons.c.person_key).where(persons.c.person_key == ident)).scalar()
+        if key is None:
+            key = conn.execute(
+                select(person_identifiers.c.person_key).where(person_identifiers.c.value == ident)
+            ).scalar()
+        for _ in range(10):
+            if key is None:
+                return None
+            nxt = conn.execute(select(persons.c.merged_into).where(persons.c.person_key == key)).scalar()
+            if not nxt:
+                return str(key)
+            key = nxt
+    return str(key)
+
+
+def timeline(engine: Engine, person_key: str) -> list[dict[str, Any]]:
+    """One person's records and her children's, oldest first: premarital → pregnancy →
+    delivery → postpartum → child."""
+    with engine.connect() as conn:
+        people = {
+            r.person_key: r.name
+            for r in conn.execute(
+                select(persons.c.person_key, persons.c.name).where(
+                    (persons.c.person_key == person_key) | (persons.c.mother_key == person_key)
+                )
+            )
+        }
+        rows = conn.execute(
+            select(records).where(records.c.person_key.in_(list(people))).order_by(records.c.event_time)
+        ).all()
+    out = []
+    for r in rows:
+        stage = STAGES.get(r.record_type, ("pregnancy" if r.person_key == person_key else "child", ""))
+        if r.person_key != person_key and stage[0] not in ("child",):
+            stage = ("child", "儿童")
+        out.append(
+            _jsonable(
+                {
+                    "event_time": r.event_time,
+                    "stage": stage[0],
+                    "record_type": r.record_type,
+                    "record_id": r.record_id,
+                    "person_key": r.person_key,
+                    "person_name": people.get(r.person_key),
+                    "is_child": r.person_key != person_key,
+                    "source_channel": r.source_channel,
+                    "record": r.payload,
+                }
+            )
+        )
+    out.sort(key=lambda x: (x["event_time"] is None, x["event_time"] or ""))
+    return out

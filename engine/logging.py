@@ -20,7 +20,7 @@ _PII_KEYS = {"id_card", "idcard", "phone", "mobile", "telephone", "address", "bi
 _NOT_PERSON_NAMES = {"event", "logger_name", "channel_name", "order_name", "filename"}
 _ID_CARD = re.compile(r"(?<!\d)(\d{6})\d{8,11}([\dXx])(?!\d)")
 # 13900001234, +8613900001234, 139 0000 1234, 139-0000-1234
-_MOBILE = re.compile(r"(?<![\d+])((?:\+?86[ -]?)?1[3-9]\d)[ -]?\d{4}[ -]?(\d{4})(?!\d)")
+_MOBILE = re.compile(r"(?<!\d)((?:\+?86[ -]?)?1[3-9]\d)[ -]?\d{4}[ -]?(\d{4})(?!\d)")
 
 
 def mask_text(text: str) -> str:

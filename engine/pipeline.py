@@ -111,7 +111,7 @@ class TransformWorker:
             message = Message(decode(item.raw, item.encoding))
             msh = message.segment("MSH")
             message_type = (msh.field(9) if msh else "") or ""
-            routes = self.router.match(item.channel, message_type)
+            routes = self.router.match(item.channel, message_type, message)
             if not routes:
                 return Outcome(item.journal_id, journal.UNROUTED, None, []), []
             control_id = msh.get(10) if msh else None
@@ -126,7 +126,6 @@ class TransformWorker:
                         "route": route.name,
                         "record_type": rec.record_type,
                         "record_id": rec.record_id,
-                        "person_key": rec.person_key,
                         "event_time": rec.event_time,
                         "record": rec.record,
                     }
@@ -138,9 +137,7 @@ class TransformWorker:
                 if isinstance(exc, MappingError)
                 else {"error": type(exc).__name__}
             )
-            log.warning(
-                "transform_failed", journal_id=item.journal_id, channel=item.channel, **where
-            )
+            log.warning("transform_failed", journal_id=item.journal_id, channel=item.channel, **where)
             return Outcome(item.journal_id, journal.FAILED, f"transform: {exc}", []), []
         published = [(dest, env["record_id"]) for dest, env in envelopes]
         return Outcome(item.journal_id, journal.ROUTED, None, published), envelopes
@@ -160,9 +157,7 @@ class TransformWorker:
                     raise
 
     def _save(self, outcomes: list[Outcome]) -> None:
-        routed = [
-            (o.journal_id, o.status, o.published) for o in outcomes if o.status == journal.ROUTED
-        ]
+        routed = [(o.journal_id, o.status, o.published) for o in outcomes if o.status == journal.ROUTED]
         others = [(o.journal_id, o.status, o.error) for o in outcomes if o.status != journal.ROUTED]
         for attempt in until_it_works("journal_status"):
             with attempt:

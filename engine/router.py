@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from engine import settings
-from transforms.mapping import Mapping
+from transforms.hl7v2 import Message
+from transforms.mapping import Ctx, Mapping
+from transforms.mapping.compiler import compile_message_condition
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,6 +17,12 @@ class Route:
 
     spec: settings.Route
     mapping: Mapping
+    when: Callable[[Ctx], bool] | None = None
+
+    @classmethod
+    def build(cls, spec: settings.Route, mapping: Mapping) -> Route:
+        when = compile_message_condition(spec.when) if spec.when else None
+        return cls(spec, mapping, when)
 
     @property
     def name(self) -> str:
@@ -25,7 +33,11 @@ class Route:
         return tuple(self.spec.to)
 
     def matches(self, channel: str, message_type: str) -> bool:
+        """Channel and MSH-9 only (cacheable); `accepts` adds the `when:` condition."""
         return channel in self.spec.from_ and self.spec.matches(message_type)
+
+    def accepts(self, message: Message) -> bool:
+        return self.when is None or self.when(Ctx(message=message))
 
 
 class Router:
@@ -33,12 +45,15 @@ class Router:
         self.routes: tuple[Route, ...] = tuple(routes)
         self._cache: dict[tuple[str, str], Sequence[Route]] = {}
 
-    def match(self, channel: str, message_type: str) -> Sequence[Route]:
-        """Routes for this channel and MSH-9, in file order (cached: few distinct pairs)."""
+    def match(self, channel: str, message_type: str, message: Message | None = None) -> Sequence[Route]:
+        """Routes for this channel and MSH-9 (cached: few distinct pairs), then those whose
+        `when:` holds for the message, in file order."""
         key = (channel, message_type)
         found = self._cache.get(key)
         if found is None:
             found = tuple(r for r in self.routes if r.matches(channel, message_type))
             if len(self._cache) < 10_000:
                 self._cache[key] = found
-        return found
+        if message is None:
+            return found
+        return tuple(r for r in found if r.accepts(message))

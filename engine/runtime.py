@@ -104,7 +104,7 @@ class EngineRuntime:
             path = r.mapping_path(self.settings)
             if path not in compiled:
                 compiled[path] = load_mapping(path, display=r.mapping)
-            routes.append(Route(r, compiled[path]))
+            routes.append(Route.build(r, compiled[path]))
         return Router(routes)
 
     def _recover(self, *, include_pending: bool) -> None:
@@ -112,9 +112,7 @@ class EngineRuntime:
         assert self.journal_engine is not None and self.transform is not None
         after, total = 0, 0
         while True:
-            batch = journal.unfinished(
-                self.journal_engine, include_pending=include_pending, after=after
-            )
+            batch = journal.unfinished(self.journal_engine, include_pending=include_pending, after=after)
             if not batch:
                 break
             self.transform.submit(batch)
@@ -142,6 +140,5 @@ class EngineRuntime:
 
     def stats(self) -> dict[str, Any]:
         return {
-            s.name: vars(s.counters) if hasattr(s.counters, "__dict__") else s.counters
-            for s in self.sources
+            s.name: vars(s.counters) if hasattr(s.counters, "__dict__") else s.counters for s in self.sources
         }

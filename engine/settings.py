@@ -114,8 +114,7 @@ def parse_size(value: str | int) -> int:
         number = float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()]
     if number is None or number < 0 or number != int(number):
         raise ValueError(
-            f"invalid size {value!r} (use bytes, or a number with KB, MB, GB, KiB, MiB or GiB: "
-            "512KiB, 1MiB)"
+            f"invalid size {value!r} (use bytes, or a number with KB, MB, GB, KiB, MiB or GiB: 512KiB, 1MiB)"
         )
     return int(number)
 
@@ -205,10 +204,18 @@ def _message_type(value: str) -> str:
     text = value.strip().upper()
     if not _MESSAGE_TYPE.fullmatch(text):
         raise ValueError(
-            f"invalid message type {value!r} (use TYPE^EVENT like ADT^A04, TYPE alone like "
-            "ORU, or *)"
+            f"invalid message type {value!r} (use TYPE^EVENT like ADT^A04, TYPE alone like ORU, or *)"
         )
     return text
+
+
+def _condition(value: str) -> str:
+    """Compiled once here so a bad condition is a `check` error with its line."""
+    from transforms.hl7v2 import parse_path
+    from transforms.mapping.conditions import compile_condition
+
+    compile_condition(value, lambda path: (parse_path(path), lambda msg: None)[1])
+    return value.strip()
 
 
 _DURATION_SCHEMA = WithJsonSchema(
@@ -285,9 +292,7 @@ class EngineSettings(_Model):
         description="kombu URL of the message broker: memory:// (embedded, single process) or "
         "amqp://user:pass@host:5672/vhost. When left out: $MCH_BROKER_URL, else memory://.",
     )
-    database: Annotated[
-        str, _url("sqlite:///var/engine.db or postgresql+psycopg://user@host/db")
-    ] = Field(
+    database: Annotated[str, _url("sqlite:///var/engine.db or postgresql+psycopg://user@host/db")] = Field(
         default=DEFAULT_DATABASE,
         description="SQLAlchemy URL of the journal database (sqlite:///... or "
         "postgresql+psycopg://...). When left out: $MCH_DB_URL, else sqlite:///var/engine.db.",
@@ -298,8 +303,7 @@ class EngineSettings(_Model):
     )
     queue_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")] = Field(
         default="mch",
-        description="Prefix for broker exchanges and queues, so several engines can share "
-        "one broker.",
+        description="Prefix for broker exchanges and queues, so several engines can share one broker.",
     )
     journal: JournalSettings = Field(
         default_factory=JournalSettings, description="Group-commit tuning of the journal."
@@ -394,9 +398,13 @@ class Route(_Model):
         description='MSH-9 to match: "TYPE^EVENT", "TYPE" alone or "*"; one or a list; '
         "absent matches any message.",
     )
-    mapping: str = Field(
-        min_length=1, description="Mapping file, relative to the directory of routes.yaml."
+    when: Annotated[str, AfterValidator(_condition)] | None = Field(
+        default=None,
+        description="Condition on the message, e.g. `MSH-3 == LIS` or "
+        "`MSH-3 == HIS and OBR-4.1 in [MCH-REG, MCH-ANC]` (see docs/mapping.md); "
+        "absent: every message of the channels and types above.",
     )
+    mapping: str = Field(min_length=1, description="Mapping file, relative to the directory of routes.yaml.")
     to: Annotated[list[str], BeforeValidator(_as_list)] = Field(
         min_length=1,
         description="Destination names to deliver to (a single name is accepted too).",
@@ -428,9 +436,7 @@ class RetrySettings(_Model):
         min_length=1,
         description="Waits before successive retries; the last one repeats.",
     )
-    max_attempts: int = Field(
-        default=8, ge=1, description="Attempts before a message goes to dead letters."
-    )
+    max_attempts: int = Field(default=8, ge=1, description="Attempts before a message goes to dead letters.")
 
 
 def _version(value: int) -> int:
@@ -445,16 +451,10 @@ class Settings(_Model):
     version: Annotated[int, AfterValidator(_version)] = Field(
         description="Format version of this file; must be 1."
     )
-    engine: EngineSettings = Field(
-        default_factory=EngineSettings, description="Process-wide settings."
-    )
-    channels: dict[Name, Channel] = Field(
-        default_factory=dict, description="Inbound channels by name."
-    )
+    engine: EngineSettings = Field(default_factory=EngineSettings, description="Process-wide settings.")
+    channels: dict[Name, Channel] = Field(default_factory=dict, description="Inbound channels by name.")
     routes: list[Route] = Field(default_factory=list, description="Routes, in order.")
-    destinations: dict[Name, Destination] = Field(
-        default_factory=dict, description="Destinations by name."
-    )
+    destinations: dict[Name, Destination] = Field(default_factory=dict, description="Destinations by name.")
     retry: RetrySettings = Field(
         default_factory=RetrySettings, description="Redelivery of failed deliveries."
     )
@@ -554,14 +554,10 @@ def _reference_problems(loaded: LoadedSettings, skip: set[Loc]) -> list[ConfigEr
     listeners: list[tuple[Loc, Any, str]] = []
     engine = data.get("engine")
     if isinstance(engine, dict) and isinstance(engine.get("http"), dict):
-        listeners.append(
-            (("engine", "http", "listen"), engine["http"].get("listen"), "engine.http")
-        )
+        listeners.append((("engine", "http", "listen"), engine["http"].get("listen"), "engine.http"))
     for name, channel in channels.items():
         if isinstance(channel, dict):
-            listeners.append(
-                (("channels", name, "listen"), channel.get("listen"), f"channel {name!r}")
-            )
+            listeners.append((("channels", name, "listen"), channel.get("listen"), f"channel {name!r}"))
     for loc, listen, owner in listeners:
         if not isinstance(listen, str) or loc in skip:
             continue
@@ -573,8 +569,7 @@ def _reference_problems(loaded: LoadedSettings, skip: set[Loc]) -> list[ConfigEr
             if port == other_port and (host == other_host or WILDCARD_HOSTS & {host, other_host}):
                 problem(
                     loc,
-                    f"{listen.strip()} is already used by {other_owner} "
-                    f"(line {lines.line_of(other_loc)})",
+                    f"{listen.strip()} is already used by {other_owner} (line {lines.line_of(other_loc)})",
                 )
                 break
         else:
@@ -599,9 +594,7 @@ def _reference_problems(loaded: LoadedSettings, skip: set[Loc]) -> list[ConfigEr
                 problem(loc, f"unknown channel {channel!r}{hint(channel, channels)}")
         for loc, destination in _names_at(route, "to", base, skip):
             if destination not in destinations:
-                problem(
-                    loc, f"unknown destination {destination!r}{hint(destination, destinations)}"
-                )
+                problem(loc, f"unknown destination {destination!r}{hint(destination, destinations)}")
         mapping = route.get("mapping")
         if isinstance(mapping, str) and mapping.strip() and (*base, "mapping") not in skip:
             path = _resolve_path(mapping, loaded.base_dir)

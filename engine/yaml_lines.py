@@ -289,9 +289,7 @@ class _Builder:
                     self._entry(result, key, _line(key_node), value_node, loc)
         return result
 
-    def _entry(
-        self, result: dict[Any, Any], key: Any, key_line: int, value: yaml.Node, loc: Loc
-    ) -> None:
+    def _entry(self, result: dict[Any, Any], key: Any, key_line: int, value: yaml.Node, loc: Loc) -> None:
         child = (*loc, key)
         # A scalar's own line is the most precise; a collection is best shown by its key.
         line = _line(value) if isinstance(value, yaml.ScalarNode) else key_line
@@ -338,9 +336,7 @@ def parse_yaml(text: str, filename: str, env: Mapping[str, str] | None = None) -
     return ParsedYaml(data, builder.lines, builder.problems, builder.unresolved)
 
 
-def load_yaml(
-    text: str, filename: str, env: Mapping[str, str] | None = None
-) -> tuple[Any, LineMap]:
+def load_yaml(text: str, filename: str, env: Mapping[str, str] | None = None) -> tuple[Any, LineMap]:
     """Parse one YAML document into plain data and its `LineMap`; `${VAR}` is expanded only
     when `env` is given. Raises ConfigError (one problem) or ConfigErrors (several)."""
     parsed = parse_yaml(text, filename, env)

@@ -11,11 +11,10 @@ import math
 import re
 from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
+from typing import Any
 from zoneinfo import ZoneInfo
 
-_DTM = re.compile(
-    r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.(\d{1,4}))?\s*([+-]\d{4})?$"
-)
+_DTM = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.(\d{1,4}))?\s*([+-]\d{4})?$")
 
 DEFAULT_TZ = ZoneInfo("Asia/Shanghai")
 
@@ -110,3 +109,78 @@ CONVERTERS: dict[str, Callable[[str], object]] = {
     "number": number,
     "integer": integer,
 }
+
+
+_CJK = re.compile(r"[\u3400-\u9fff\U00020000-\U0003134f]")
+
+
+def chinese_name(value: str) -> str:
+    """The Chinese name out of an XPN, whether vendors send `汉字`, `拼音^汉字` or `汉字^拼音`."""
+    parts = [p for p in re.split(r"[\^&]", value) if p.strip()]
+    for part in parts:
+        if _CJK.search(part):
+            return part.strip()
+    return " ".join(p.strip() for p in parts[:2])
+
+
+def id_card(value: str) -> str:
+    """Trimmed, with a lowercase check character `x` made `X`; wrong numbers are kept and
+    flagged by the record model, never dropped here."""
+    text = value.strip()
+    return text[:-1] + "X" if text.endswith("x") else text
+
+
+def gestational_age(value: str) -> dict[str, int]:
+    """`10+3`, `12周+4天`, `16周` → {"weeks": 10, "days": 3}."""
+    m = re.fullmatch(r"\s*(\d{1,2})\s*(?:周|w|W)?\s*(?:\+\s*(\d)\s*(?:天|d|D)?)?\s*", value)
+    if not m:
+        raise ValueError("not a gestational age (expected W+D such as 10+3)")
+    weeks, days = int(m.group(1)), int(m.group(2) or 0)
+    if weeks > 45 or days > 6:
+        raise ValueError("gestational age out of range (weeks 0–45, days 0–6)")
+    return {"weeks": weeks, "days": days}
+
+
+def coded(value: str) -> dict[str, str]:
+    """A CE/CWE written `code^display^system` → {"code", "display", "system"}."""
+    parts = value.split("^")
+    keys = ("code", "display", "system")
+    return {k: p for k, p in zip(keys, parts, strict=False) if p}
+
+
+CONVERTERS.update(
+    {
+        "chinese_name": chinese_name,
+        "id_card": id_card,
+        "gestational_age": gestational_age,
+        "coded": coded,
+    }
+)
+
+
+def typed_value(raw: str, value_type: str, delimiters: Any) -> Any:
+    """One repetition of an OBX-5 (still escaped) as the type OBX-2 names.
+
+    NM → number (text kept when a lab writes `<0.05` in an NM field), CE/CWE/CNE →
+    {"code", "display", "system"}, DT → date, TS/DTM → aware datetime, SN → text
+    such as `<5.1`, anything else → decoded text.
+    """
+    from transforms.hl7v2 import unescape
+
+    if not raw or raw == '""':
+        return None
+    kind = value_type.strip().upper()
+    comps = [unescape(c, delimiters) for c in raw.split(delimiters.component)]
+    if kind in ("CE", "CWE", "CNE", "CF", "CX", "IS", "ID") and len(comps) > 1:
+        return {k: v for k, v in zip(("code", "display", "system"), comps, strict=False) if v}
+    text = unescape(raw, delimiters) if kind not in ("SN",) else "".join(comps)
+    try:
+        if kind == "NM":
+            return number(text)
+        if kind == "DT":
+            return hl7_date(text)
+        if kind in ("TS", "DTM"):
+            return hl7_datetime(text)
+    except ValueError:
+        return text
+    return text

@@ -17,12 +17,8 @@ from support import REPO, free_port
 CLI = [sys.executable, "-m", "engine.cli"]
 
 
-def mch(
-    *args: str, env: dict[str, str], cwd: Path, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [*CLI, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60
-    )
+def mch(*args: str, env: dict[str, str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([*CLI, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
     if check:
         assert result.returncode == 0, result.stderr + result.stdout
     return result
@@ -81,14 +77,9 @@ class TestReadmeRoundTrip:
         while True:
             rows = [
                 json.loads(x)
-                for x in mch(
-                    "messages", "list", *config, "--json", env=env, cwd=tmp_path
-                ).stdout.splitlines()
+                for x in mch("messages", "list", *config, "--json", env=env, cwd=tmp_path).stdout.splitlines()
             ]
-            if (
-                all(d["status"] == "delivered" for r in rows for d in r["deliveries"])
-                and len(rows) == 2
-            ):
+            if all(d["status"] == "delivered" for r in rows for d in r["deliveries"]) and len(rows) == 2:
                 break
             assert time.monotonic() < deadline, rows
             time.sleep(0.2)
@@ -97,9 +88,7 @@ class TestReadmeRoundTrip:
 
         records = [
             json.loads(x)
-            for x in mch(
-                "records", "list", *config, "--json", env=env, cwd=tmp_path
-            ).stdout.splitlines()
+            for x in mch("records", "list", *config, "--json", env=env, cwd=tmp_path).stdout.splitlines()
         ]
         by_type = {r["record_type"]: r for r in records}
         assert by_type["Person"]["record"]["name"] == "林晓雯"
@@ -119,9 +108,7 @@ class TestCommands:
         result = mch("check", "--config", str(REPO / "routes.yaml"), env=env, cwd=tmp_path)
         assert "OK" in result.stdout
 
-    def test_check_reports_every_problem_with_its_line(
-        self, env: dict[str, str], tmp_path: Path
-    ) -> None:
+    def test_check_reports_every_problem_with_its_line(self, env: dict[str, str], tmp_path: Path) -> None:
         """A broken routes.yaml: every problem as file:line: message, exit 1."""
         bad = tmp_path / "routes.yaml"
         bad.write_text(
@@ -142,17 +129,15 @@ class TestCommands:
         result = mch("check", "--config", str(bad), env=env, cwd=tmp_path, check=False)
         assert result.returncode == 1
         lines = result.stderr.splitlines()
-        assert any(
-            line.startswith(f"{bad}:5:") and "listn" in line and "listen" in line for line in lines
-        ), lines
+        assert any(line.startswith(f"{bad}:5:") and "listn" in line and "listen" in line for line in lines), (
+            lines
+        )
         assert any(":9:" in line and "missing.yaml" in line for line in lines), lines
-        assert any(
-            ":10:" in line and "record_stor" in line and "record_store" in line for line in lines
-        ), lines
+        assert any(":10:" in line and "record_stor" in line and "record_store" in line for line in lines), (
+            lines
+        )
 
-    def test_send_to_nobody_fails_with_a_clear_line(
-        self, env: dict[str, str], tmp_path: Path
-    ) -> None:
+    def test_send_to_nobody_fails_with_a_clear_line(self, env: dict[str, str], tmp_path: Path) -> None:
         """Nothing listening: every message is reported unanswered and the exit code is 1."""
         result = mch(
             "send",
@@ -166,9 +151,7 @@ class TestCommands:
         assert result.returncode == 1
         assert "no answer" in result.stdout
 
-    def test_chinese_is_the_default_operator_language(
-        self, env: dict[str, str], tmp_path: Path
-    ) -> None:
+    def test_chinese_is_the_default_operator_language(self, env: dict[str, str], tmp_path: Path) -> None:
         """Without --lang or MCH_LANG the operator text is Simplified Chinese."""
         env = {k: v for k, v in env.items() if k != "MCH_LANG"}
         result = mch("check", "--config", str(REPO / "routes.yaml"), env=env, cwd=tmp_path)

@@ -49,9 +49,7 @@ def _expect_reject(row: dict[str, str]) -> bool:
     note = row["note"]
     broken = ("MSH-10 empty", "MSH-9 empty", "no usable MSH", "MSH-12 empty")
     return (
-        row["encoding"] == "unknown-8bit"
-        or any(b in note for b in broken)
-        or row["path"] in BAD_DELIMITERS
+        row["encoding"] == "unknown-8bit" or any(b in note for b in broken) or row["path"] in BAD_DELIMITERS
     )
 
 
@@ -84,9 +82,7 @@ def test_every_public_message_is_answered(engine: RunningEngine) -> None:
             wrong.append(
                 f"{row['path']}: got {sorted(codes)}, manifest implies {expected}: {answers[0].text}"
             )
-    REPORT.append(
-        f"conformance corpus: {len(rows)} public files, answers {dict(sorted(tally.items()))}"
-    )
+    REPORT.append(f"conformance corpus: {len(rows)} public files, answers {dict(sorted(tally.items()))}")
     assert not wrong, "\n".join(wrong)
 
     # Still serving: a good message after all of that goes through.
@@ -122,9 +118,7 @@ def test_chinese_synthetic_set_matches_expected_acks(engine: RunningEngine) -> N
         assert ack is not None, f"{name}: no answer"
         answers = parse_acks(ack.decode(rows[0]["channel_encoding"], errors="replace"))
         got = [(a.code, a.control_id) for a in answers]
-        want = [
-            (r["ack"], r["control_id"]) for r in sorted(rows, key=lambda r: int(r["msg_index"]))
-        ]
+        want = [(r["ack"], r["control_id"]) for r in sorted(rows, key=lambda r: int(r["msg_index"]))]
         if got != want:
             mismatches.append(f"{name}: got {got}, expected {want}")
         if rows[0]["ack"] == "AR" and rows[0]["reason"]:
@@ -139,7 +133,5 @@ def test_charset_mismatch_is_rejected_with_the_byte_offset(engine: RunningEngine
     assert (code, control) == ("AR", "LIS240910102544001877")
     assert "offset 162" in text and "GB18030" in text
     journal = engine.journal
-    kept = scalar(
-        journal, "select raw from journal_messages where control_id = 'LIS240910102544001877'"
-    )
+    kept = scalar(journal, "select raw from journal_messages where control_id = 'LIS240910102544001877'")
     assert bytes(kept) == raw

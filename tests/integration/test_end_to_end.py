@@ -65,26 +65,18 @@ class TestEndToEnd:
         store = engine.store()
         wait_until(lambda: scalar(store, "select count(*) from records") == 1)
         wait_until(lambda: scalar(store, "select count(*) from persons") == 1)
-        assert (
-            scalar(store, "select name from persons where person_key = 'person:HIS:0010099001'")
-            == "王小红"
-        )
-        payload = scalar(
-            store, "select payload from records where record_id = 'lab:LIS:10:24032100001'"
-        )
+        # The ADT carries the ID card and the HIS id, the ORU only the HIS id: one person.
+        assert scalar(store, "select name from persons") == "王小红"
+        person_key = scalar(store, "select person_key from persons")
+        payload = scalar(store, "select payload from records where record_id = 'lab:LIS:10:24032100001'")
         payload = payload if isinstance(payload, dict) else __import__("json").loads(payload)
         assert [o["code"] for o in payload["observations"]] == ["HGB", "PLT"]
         assert payload["observations"][1]["unit"] == "10^9/L"
-        assert scalar(store, "select person_key from records") == "person:HIS:0010099001"
+        assert scalar(store, "select person_key from records") == person_key
 
         journal = engine.journal
         wait_until(
-            lambda: (
-                scalar(
-                    journal, "select count(*) from journal_deliveries where status = 'delivered'"
-                )
-                == 2
-            )
+            lambda: scalar(journal, "select count(*) from journal_deliveries where status = 'delivered'") == 2
         )
         assert scalar(journal, "select count(*) from journal_messages where status = 'routed'") == 2
 
@@ -96,21 +88,14 @@ class TestEndToEnd:
         assert msa(engine.send([ADT_A04])[0])[0] == "AA"
         journal = engine.journal
         wait_until(
-            lambda: (
-                scalar(
-                    journal, "select count(*) from journal_deliveries where status = 'delivered'"
-                )
-                == 2
-            )
+            lambda: scalar(journal, "select count(*) from journal_deliveries where status = 'delivered'") == 2
         )
         assert scalar(store, "select count(*) from persons") == 1
         assert scalar(store, "select name from persons") == "王晓红"
 
     def test_gb18030_message_arrives_intact(self, engine: RunningEngine) -> None:
         """A GB18030 ORU with Chinese patient and test names is stored as the original text."""
-        raw = (
-            CHINESE / "004_ORU-R01_gb18030__lis-pmtct-hbv-syphilis-hiv-negative.hl7"
-        ).read_bytes()
+        raw = (CHINESE / "004_ORU-R01_gb18030__lis-pmtct-hbv-syphilis-hiv-negative.hl7").read_bytes()
         original = raw.decode("gb18030")
         code, control, _ = msa(engine.send([raw])[0], "gb18030")
         assert (code, control) == ("AA", "LIS240321154533000407")
@@ -118,7 +103,7 @@ class TestEndToEnd:
         wait_until(lambda: scalar(store, "select count(*) from records") == 1)
         payload = scalar(store, "select payload from records")
         payload = payload if isinstance(payload, dict) else __import__("json").loads(payload)
-        assert payload["patient_name"] == "陈思雨" and "陈思雨" in original
+        assert payload["person"]["name"] == "陈思雨" and "陈思雨" in original
         names = [o["name"] for o in payload["observations"]]
         assert len(names) == 7
         for name in names:
@@ -128,12 +113,10 @@ class TestEndToEnd:
     def test_utf8_declared_in_msh18_arrives_intact(self, engine: RunningEngine) -> None:
         """The same kind of message in UTF-8 with MSH-18 = UNICODE UTF-8 is stored as sent."""
         raw = (CHINESE / "003_ORU-R01_utf-8__lis-blood-routine.hl7").read_bytes()
-        assert (
-            msa(engine.send([raw], channel="lis_gbk")[0])[0] == "AA"
-        )  # MSH-18 beats the channel's gb18030
+        assert msa(engine.send([raw], channel="lis_gbk")[0])[0] == "AA"  # MSH-18 beats the channel's gb18030
         store = engine.store()
         wait_until(lambda: scalar(store, "select count(*) from records") == 1)
         payload = scalar(store, "select payload from records")
         payload = payload if isinstance(payload, dict) else __import__("json").loads(payload)
-        assert payload["patient_name"] == "陈思雨"
+        assert payload["person"]["name"] == "陈思雨"
         assert payload["observations"][0]["name"] in raw.decode("utf-8")

@@ -1,0 +1,648 @@
+"""The declarative mapping language: YAML files that say where each record field comes from.
+
+A mapping file lists output records; each names its `type`, a stable `record_id`,
+its `event_time` and its `fields`, and may say `when:` it applies and `each:` group
+it repeats over. The rules a field may use are documented in docs/mapping.md; in
+short: HL7 paths, templates, `first:`, `where` selections, converters, typed OBX
+values, code tables, quantities with units, derived values, `each:` over segment
+groups or repetitions, `join:`, `default:`, `required:`, `when:`.
+
+A file is compiled once, when the engine starts or `mch-engine check` runs, so a
+bad path, condition, code table or converter fails there, not on the first
+message. Rules that fail on a message raise `MappingError` naming the file, line,
+path, value and rule. Mappings read HL7 messages (`input: hl7`, the default) or
+database rows (`input: row`, where bare names are column names).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path as FsPath
+from typing import Any
+
+from engine.errors import ConfigError, ConfigErrors, MappingError
+from engine.yaml_lines import LineMap, load_yaml
+from transforms.converters import CONVERTERS, typed_value
+from transforms.hl7v2 import HL7_NULL, Message, Segment, parse_path, unescape
+from transforms.mapping.codetables import find_table, load_code_table
+from transforms.mapping.conditions import ConditionError, compile_condition
+from transforms.mapping.functions import FUNCTIONS
+from transforms.mapping.units import convert_quantity
+
+_WHERE = re.compile(r"^(?P<value>\S+)\s+where\s+(?P<cond>\S+)\s*(?P<op>==|!=)\s*(?P<lit>.+)$")
+_TEMPLATE_PART = re.compile(r"\{([^{}]+)\}")
+_RELATIVE = re.compile(r"^\.(\d+)(?:\.(\d+))?$")
+
+FILE_KEYS = {"mapping", "description", "version", "input", "records"}
+RECORD_KEYS = {"type", "record_id", "event_time", "fields", "when", "each", "description"}
+SPEC_KEYS = {
+    "path", "column", "first", "template", "const", "fields", "each", "value", "where",
+    "convert", "type_from", "table", "table_column", "quantity", "to_unit", "derive", "args",
+    "join", "default", "required", "when",
+}  # fmt: skip
+EMPTY = (None, "", [])
+
+
+@dataclass(slots=True)
+class Ctx:
+    """Where a rule is evaluated: the message or row, the segment group in scope,
+    and the segment or repetition being iterated."""
+
+    message: Message | None = None
+    row: dict[str, Any] | None = None
+    scope: Sequence[Segment] | None = None
+    segment: Segment | None = None
+    repetition: str | None = None
+
+    def segments(self, name: str) -> list[Segment]:
+        if self.scope is not None:
+            return [s for s in self.scope if s.name == name]
+        return self.message.segments(name) if self.message else []
+
+
+Getter = Callable[[Ctx], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRule:
+    type: str
+    record_id: Getter
+    event_time: Getter
+    fields: Getter
+    when: Getter | None
+    each: str | None
+    line: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class MappedRecord:
+    """One canonical record produced from a message, before validation and routing."""
+
+    record_type: str
+    record_id: str
+    event_time: str | None
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Mapping:
+    file: str
+    records: tuple[RecordRule, ...]
+    input: str = "hl7"
+    paths: dict[str, list[str]] = field(default_factory=dict)  # HL7 path → output fields, for explain
+
+    def apply(self, source: Message | dict[str, Any]) -> list[MappedRecord]:
+        base = Ctx(row=source) if isinstance(source, dict) else Ctx(message=source)
+        out: list[MappedRecord] = []
+        for rule in self.records:
+            contexts = [base] if rule.each is None else _groups(base, rule.each)
+            for ctx in contexts:
+                if rule.when is not None and not rule.when(ctx):
+                    continue
+                record_id = rule.record_id(ctx)
+                if record_id in EMPTY:
+                    raise MappingError(
+                        mapping=self.file, line=rule.line, path="record_id", value=record_id,
+                        rule=f"{rule.type} needs a record_id and the message gives none",
+                    )  # fmt: skip
+                event_time = rule.event_time(ctx)
+                out.append(
+                    MappedRecord(
+                        record_type=rule.type,
+                        record_id=str(record_id),
+                        event_time=None if event_time in EMPTY else str(event_time),
+                        record=rule.fields(ctx),
+                    )
+                )
+        return out
+
+
+def load_mapping(path: str | FsPath, display: str | None = None) -> Mapping:
+    """Read and compile a mapping file; raises ConfigErrors listing every problem."""
+    file = display or str(path)
+    try:
+        text = FsPath(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        problem = ConfigError(file, None, f"cannot read mapping file: {exc.strerror}")
+        raise ConfigErrors([problem]) from exc
+    data, lines = load_yaml(text, file)
+    return _Compiler(file, FsPath(path), lines).mapping(data)
+
+
+def compile_message_condition(text: str) -> Callable[[Ctx], bool]:
+    """A `when:` of routes.yaml, evaluated on the whole message."""
+    return compile_condition(text, _path_getter)
+
+
+def _groups(ctx: Ctx, name: str) -> list[Ctx]:
+    """One context per `name` segment; its scope runs up to the next `name` segment, so
+    `each: OBR` sees that OBR's OBX and NTE, and `each: OBX` the NTE after each OBX."""
+    pool = list(ctx.scope) if ctx.scope is not None else (ctx.message.segments() if ctx.message else [])
+    starts = [i for i, s in enumerate(pool) if s.name == name]
+    out = []
+    for n, start in enumerate(starts):
+        end = starts[n + 1] if n + 1 < len(starts) else len(pool)
+        out.append(Ctx(ctx.message, ctx.row, pool[start:end], pool[start], None))
+    return out
+
+
+class _Compiler:
+    def __init__(self, file: str, path: FsPath, lines: LineMap) -> None:
+        self.file = file
+        self.path = path
+        self.lines = lines
+        self.errors: list[ConfigError] = []
+        self.input = "hl7"
+        self.paths: dict[str, list[str]] = {}
+        self.target: list[str] = []  # output field being compiled, for explain
+
+    # -- structure --------------------------------------------------------------------
+
+    def mapping(self, data: Any) -> Mapping:
+        if not isinstance(data, dict) or not isinstance(data.get("records"), list):
+            raise ConfigErrors([ConfigError(self.file, 1, "a mapping file needs a 'records:' list")])
+        for key in sorted(set(data) - FILE_KEYS):
+            self.error((key,), f"unknown key '{key}' (expected one of {sorted(FILE_KEYS)})")
+        self.input = str(data.get("input", "hl7"))
+        if self.input not in ("hl7", "row"):
+            self.error(("input",), f"input must be hl7 or row, not {self.input!r}")
+        rules = [self.record(r, ("records", i)) for i, r in enumerate(data["records"])]
+        if self.errors:
+            raise ConfigErrors(self.errors)
+        return Mapping(self.file, tuple(r for r in rules if r is not None), self.input, self.paths)
+
+    def error(self, loc: tuple[Any, ...], message: str) -> None:
+        self.errors.append(ConfigError(self.file, self.lines.line_of(loc), message))
+
+    def record(self, spec: Any, loc: tuple[Any, ...]) -> RecordRule | None:
+        if not isinstance(spec, dict):
+            self.error(loc, "each record must be a mapping with type, record_id and fields")
+            return None
+        for key in sorted(set(spec) - RECORD_KEYS):
+            self.error((*loc, key), f"unknown key '{key}' in a record (expected {sorted(RECORD_KEYS)})")
+        for key in ("type", "record_id", "fields"):
+            if key not in spec:
+                self.error(loc, f"record is missing '{key}'")
+        if not isinstance(spec.get("fields", {}), dict):
+            self.error((*loc, "fields"), "'fields' must be a mapping of field name to rule")
+            return None
+        default_time = {"path": "MSH-7", "convert": "hl7_datetime"} if self.input == "hl7" else None
+        event_spec = spec.get("event_time", default_time)
+        kind = str(spec.get("type", "?"))
+        self.target = [kind, "record_id"]
+        record_id = self.value(spec.get("record_id"), (*loc, "record_id"))
+        self.target = [kind, "event_time"]
+        event_time = self.value(event_spec, (*loc, "event_time"))
+        self.target = [kind]
+        return RecordRule(
+            type=str(spec.get("type", "")),
+            record_id=record_id,
+            event_time=event_time,
+            fields=self.obj(spec.get("fields", {}), (*loc, "fields")),
+            when=self.condition(spec["when"], (*loc, "when")) if "when" in spec else None,
+            each=self.each_segment(spec["each"], (*loc, "each")) if "each" in spec else None,
+            line=self.lines.line_of(loc),
+        )
+
+    def obj(self, fields: dict[str, Any], loc: tuple[Any, ...]) -> Getter:
+        getters: dict[str, Getter] = {}
+        for name, spec in fields.items():
+            self.target.append(str(name))
+            getters[name] = self.value(spec, (*loc, name))
+            self.target.pop()
+
+        def build(ctx: Ctx) -> dict[str, Any]:
+            return {name: get(ctx) for name, get in getters.items()}
+
+        return build
+
+    # -- values -----------------------------------------------------------------------
+
+    def value(self, spec: Any, loc: tuple[Any, ...]) -> Getter:
+        if spec is None:
+            return lambda ctx: None
+        if isinstance(spec, str):
+            return self.text_getter(spec, loc)
+        if isinstance(spec, bool) or not isinstance(spec, dict):
+            if isinstance(spec, int | float) and not isinstance(spec, bool):
+                hint = "quote relative paths ('.1'); use const: for constants"
+                self.error(loc, f"{spec!r} is a number, not a rule: {hint}")
+                return lambda ctx: None
+            return lambda ctx, v=spec: v
+        for key in sorted(set(spec) - SPEC_KEYS):
+            self.error(
+                (*loc, key),
+                f"unknown key '{key}' in a field rule (expected one of {sorted(SPEC_KEYS)})",
+            )
+        base = self.base(spec, loc)
+        return self.finish(base, spec, loc)
+
+    def base(self, spec: dict[str, Any], loc: tuple[Any, ...]) -> Getter:
+        """The rule's raw value, before converters, defaults and checks."""
+        if "each" in spec:
+            return self.each(spec, loc)
+        if "fields" in spec:
+            return self.obj(spec["fields"], (*loc, "fields"))
+        if "const" in spec:
+            return lambda ctx, v=spec["const"]: v
+        if "template" in spec:
+            return self.template_getter(str(spec["template"]), (*loc, "template"))
+        if "first" in spec:
+            options = spec["first"] if isinstance(spec["first"], list) else [spec["first"]]
+            getters = [self.value(p, (*loc, "first", i)) for i, p in enumerate(options)]
+
+            def first(ctx: Ctx) -> Any:
+                for g in getters:
+                    v = g(ctx)
+                    if v not in EMPTY:
+                        return v
+                return None
+
+            return first
+        if "quantity" in spec:
+            return self.quantity(spec, loc)
+        if "derive" in spec:
+            return self.derive(spec, loc)
+        if "column" in spec:
+            return _column_getter(str(spec["column"]))
+        if "path" in spec:
+            if "type_from" in spec:
+                return self.typed(str(spec["path"]), str(spec["type_from"]), loc)
+            return self.path_getter(str(spec["path"]), (*loc, "path"))
+        self.error(
+            loc,
+            "a field rule needs one of path, column, first, template, const, fields, each, "
+            "quantity or derive",
+        )
+        return lambda ctx: None
+
+    def finish(self, base: Getter, spec: dict[str, Any], loc: tuple[Any, ...]) -> Getter:
+        """Converter, code table, join, default, required and when around a base value."""
+        line = self.lines.line_of(loc)
+        file = self.file
+        label = str(
+            spec.get("path") or spec.get("column") or spec.get("template") or spec.get("first") or loc[-1]
+        )
+        convert = spec.get("convert")
+        fn = None
+        if convert is not None:
+            fn = CONVERTERS.get(str(convert))
+            if fn is None:
+                known = ", ".join(sorted(CONVERTERS))
+                self.error((*loc, "convert"), f"unknown converter '{convert}' (known: {known})")
+        table = self.table(spec, loc) if "table" in spec else None
+        column = str(spec.get("table_column", "")) or None
+        join = spec.get("join")
+        default = spec.get("default")
+        required = bool(spec.get("required", False))
+        when = self.condition(spec["when"], (*loc, "when")) if "when" in spec else None
+
+        def one(value: Any) -> Any:
+            if value in EMPTY:
+                return None
+            if fn is not None:
+                value = fn(value)
+            if table is not None:
+                found = table.lookup(str(value))
+                value = (found.get(column) if column else found) if found else None
+            return value
+
+        def run(ctx: Ctx) -> Any:
+            if when is not None and not when(ctx):
+                return None
+            value = base(ctx)
+            try:
+                value = [one(v) for v in value] if isinstance(value, list) else one(value)
+            except ValueError as exc:
+                raise MappingError(
+                    mapping=file, line=line, path=label, value=value, rule=f"{convert}: {exc}"
+                ) from None
+            if join is not None and isinstance(value, list):
+                value = str(join).join(str(v) for v in value if v not in EMPTY) or None
+            if value in EMPTY:
+                if default is not None:
+                    return default
+                if required:
+                    raise MappingError(
+                        mapping=file,
+                        line=line,
+                        path=label,
+                        value=value,
+                        rule="required value is empty",
+                    )
+                return None
+            return value
+
+        return run
+
+    def each(self, spec: dict[str, Any], loc: tuple[Any, ...]) -> Getter:
+        """`each: OBX` (segment groups) or `each: PID-3[*]` (repetitions), optionally
+        filtered by `where:` and producing `fields:` objects or one `value:` each."""
+        expr = str(spec["each"])
+        inner = (
+            self.obj(spec.get("fields") or {}, (*loc, "fields"))
+            if "fields" in spec or "value" not in spec
+            else self.value(spec["value"], (*loc, "value"))
+        )
+        where = self.condition(spec["where"], (*loc, "where")) if "where" in spec else None
+        if "-" not in expr:
+            name = self.each_segment(expr, (*loc, "each"))
+
+            def per_segment(ctx: Ctx) -> list[Any]:
+                groups = _groups(ctx, name) if name else []
+                return [inner(g) for g in groups if where is None or where(g)]
+
+            return per_segment
+        try:
+            path = parse_path(expr)
+        except ValueError as exc:
+            self.error((*loc, "each"), f"bad 'each' path '{expr}': {exc}")
+            return lambda ctx: []
+
+        def per_repetition(ctx: Ctx) -> list[Any]:
+            seg = _segment_for(ctx, path.segment, path.occurrence)
+            if seg is None:
+                return []
+            items = [
+                Ctx(ctx.message, ctx.row, ctx.scope, seg, rep) for rep in seg.repetitions(path.field) if rep
+            ]
+            return [inner(c) for c in items if where is None or where(c)]
+
+        return per_repetition
+
+    def each_segment(self, expr: Any, loc: tuple[Any, ...]) -> str:
+        name = str(expr).split("[")[0].strip()
+        if not re.fullmatch(r"[A-Z][A-Z0-9]{1,2}", name):
+            self.error(
+                loc,
+                f"'each' names a segment (e.g. OBX) or a repeating field (e.g. PID-3[*]), not {expr!r}",
+            )
+            return ""
+        return name
+
+    def condition(self, text: Any, loc: tuple[Any, ...]) -> Getter:
+        try:
+            return compile_condition(str(text), lambda p: self.path_getter(p, loc, strict=True))
+        except ConditionError as exc:
+            self.error(loc, f"bad condition: {exc}")
+            return lambda ctx: False
+
+    def table(self, spec: dict[str, Any], loc: tuple[Any, ...]) -> Any:
+        path = find_table(str(spec["table"]), self.path)
+        try:
+            return load_code_table(path, display=str(spec["table"]))
+        except ConfigError as exc:
+            self.errors.append(ConfigError(exc.file, exc.line, exc.message))
+            return None
+
+    def quantity(self, spec: dict[str, Any], loc: tuple[Any, ...]) -> Getter:
+        q = spec["quantity"]
+        if not isinstance(q, dict) or "value" not in q:
+            self.error((*loc, "quantity"), "quantity needs {value: PATH, unit: PATH or unit text}")
+            return lambda ctx: None
+        value = self.value(q["value"], (*loc, "quantity", "value"))
+        unit = self.value(q.get("unit"), (*loc, "quantity", "unit")) if "unit" in q else (lambda ctx: None)
+        fixed_unit = q.get("fixed_unit")
+        to_unit = spec.get("to_unit")
+        file, line = self.file, self.lines.line_of(loc)
+
+        def get(ctx: Ctx) -> Any:
+            raw = value(ctx)
+            if raw in EMPTY:
+                return None
+            got_unit = fixed_unit or unit(ctx) or ""
+            try:
+                return convert_quantity(raw, str(got_unit), to_unit)
+            except ValueError as exc:
+                raise MappingError(
+                    mapping=file,
+                    line=line,
+                    path=str(q["value"]),
+                    value=f"{raw} {got_unit}",
+                    rule=str(exc),
+                ) from None
+
+        return get
+
+    def derive(self, spec: dict[str, Any], loc: tuple[Any, ...]) -> Getter:
+        name = str(spec["derive"])
+        fn = FUNCTIONS.get(name)
+        if fn is None:
+            self.error(
+                (*loc, "derive"),
+                f"unknown derived value '{name}' (known: {', '.join(sorted(FUNCTIONS))})",
+            )
+            return lambda ctx: None
+        args_spec = spec.get("args") or {}
+        if not isinstance(args_spec, dict):
+            self.error((*loc, "args"), "args must map argument names to rules")
+            return lambda ctx: None
+        args = {k: self.value(v, (*loc, "args", k)) for k, v in args_spec.items()}
+        file, line = self.file, self.lines.line_of(loc)
+
+        def get(ctx: Ctx) -> Any:
+            values = {k: g(ctx) for k, g in args.items()}
+            try:
+                return fn(**values)
+            except (ValueError, TypeError) as exc:
+                raise MappingError(mapping=file, line=line, path=name, value=values, rule=str(exc)) from None
+
+        return get
+
+    def typed(self, expr: str, type_expr: str, loc: tuple[Any, ...]) -> Getter:
+        """An OBX-5 style value typed by OBX-2: NM → number, CE/CWE → coded, DT/TS → dates."""
+        try:
+            path = parse_path(expr)
+            type_getter = self.path_getter(type_expr, (*loc, "type_from"), strict=True)
+        except ValueError as exc:
+            self.error(loc, f"bad HL7 path '{expr}': {exc}")
+            return lambda ctx: None
+        self.note(expr)
+
+        def get(ctx: Ctx) -> Any:
+            seg = _segment_for(ctx, path.segment, path.occurrence)
+            if seg is None:
+                return None
+            kind = type_getter(ctx)
+            values = [
+                typed_value(rep, str(kind or ""), ctx.message.delimiters)
+                for rep in seg.repetitions(path.field)
+            ]  # type: ignore[union-attr]
+            values = [v for v in values if v not in EMPTY]
+            if not values:
+                return None
+            return values[0] if len(values) == 1 else values
+
+        return get
+
+    # -- paths ------------------------------------------------------------------------
+
+    def text_getter(self, text: str, loc: tuple[Any, ...]) -> Getter:
+        """A bare string is a path (a column name for row input), or a template with {braces}."""
+        if "{" in text:
+            return self.template_getter(text, loc)
+        return self.path_getter(text, loc)
+
+    def template_getter(self, template: str, loc: tuple[Any, ...]) -> Getter:
+        parts: list[str | Getter] = []
+        pos = 0
+        for m in _TEMPLATE_PART.finditer(template):
+            parts.append(template[pos : m.start()])
+            parts.append(self.path_getter(m.group(1).strip(), loc))
+            pos = m.end()
+        parts.append(template[pos:])
+
+        def render(ctx: Ctx) -> str | None:
+            out = []
+            for part in parts:
+                if isinstance(part, str):
+                    out.append(part)
+                    continue
+                value = part(ctx)
+                if value in EMPTY:
+                    return None  # an id with a hole in it is no id
+                out.append(str(value))
+            return "".join(out)
+
+        return render
+
+    def path_getter(self, expr: str, loc: tuple[Any, ...], strict: bool = False) -> Getter:
+        expr = expr.strip()
+        if self.input == "row":
+            return _column_getter(expr)
+        m = _WHERE.match(expr)
+        try:
+            if m:
+                self.note(m.group("value"))
+                return _where_getter(
+                    m.group("value"), m.group("cond"), m.group("op"), _literal(m.group("lit"))
+                )
+            if expr.startswith("."):
+                return _relative_getter(expr)
+            getter = _path_getter(expr)
+            self.note(expr)
+            return getter
+        except ValueError as exc:
+            if strict:
+                raise
+            self.error(loc, f"bad HL7 path '{expr}': {exc}")
+            return lambda ctx: None
+
+    def note(self, expr: str) -> None:
+        """Remember which output field reads which HL7 field (for `mapping explain`)."""
+        try:
+            p = parse_path(expr)
+        except ValueError:
+            return
+        self.paths.setdefault(f"{p.segment}-{p.field}", []).append(".".join(self.target))
+
+
+def _segment_for(ctx: Ctx, name: str, occurrence: int | None) -> Segment | None:
+    if ctx.segment is not None and ctx.segment.name == name:
+        return ctx.segment
+    found = ctx.segments(name)
+    index = (occurrence or 1) - 1
+    return found[index] if index < len(found) else None
+
+
+def _clean(value: Any) -> Any:
+    return None if value is HL7_NULL else value
+
+
+def _column_getter(name: str) -> Getter:
+    def get(ctx: Ctx) -> Any:
+        if ctx.row is None:
+            return None
+        value = ctx.row.get(name)
+        return value.strip() if isinstance(value, str) else value
+
+    return get
+
+
+def _path_getter(expr: str) -> Getter:
+    path = parse_path(expr)
+    if path.occurrence is None:
+
+        def every_segment(ctx: Ctx) -> list[Any]:
+            out: list[Any] = []
+            for seg in ctx.segments(path.segment):
+                reps = (
+                    range(1, len(seg.repetitions(path.field)) + 1)
+                    if path.repetition is None
+                    else [path.repetition]
+                )
+                out += [_clean(seg.get(path.field, r, path.component, path.subcomponent)) for r in reps]
+            return out
+
+        return every_segment
+    if path.repetition is None:
+
+        def every_repetition(ctx: Ctx) -> list[Any]:
+            seg = _segment_for(ctx, path.segment, path.occurrence)
+            if seg is None:
+                return []
+            reps = range(1, len(seg.repetitions(path.field)) + 1)
+            return [_clean(seg.get(path.field, r, path.component, path.subcomponent)) for r in reps]
+
+        return every_repetition
+
+    def one(ctx: Ctx) -> Any:
+        seg = _segment_for(ctx, path.segment, path.occurrence)
+        if seg is None:
+            return None
+        return _clean(seg.get(path.field, path.repetition or 1, path.component, path.subcomponent))
+
+    return one
+
+
+def _where_getter(value_expr: str, cond_expr: str, op: str, literal: str) -> Getter:
+    vpath, cpath = parse_path(value_expr), parse_path(cond_expr)
+    if vpath.segment != cpath.segment or vpath.field != cpath.field:
+        example = "PID-3[*].1 where PID-3[*].5 == ID"
+        raise ValueError(f"the value and the condition must be on the same field (e.g. {example})")
+    want_equal = op == "=="
+
+    def select(ctx: Ctx) -> Any:
+        seg = _segment_for(ctx, vpath.segment, vpath.occurrence)
+        if seg is None:
+            return None
+        for r in range(1, len(seg.repetitions(vpath.field)) + 1):
+            got = _clean(seg.get(cpath.field, r, cpath.component, cpath.subcomponent)) or ""
+            if (got == literal) == want_equal:
+                return _clean(seg.get(vpath.field, r, vpath.component, vpath.subcomponent))
+        return None
+
+    return select
+
+
+def _relative_getter(expr: str) -> Getter:
+    m = _RELATIVE.match(expr)
+    if not m:
+        raise ValueError("a relative path is .COMPONENT or .COMPONENT.SUBCOMPONENT, e.g. .1 or .4.1")
+    comp, sub = int(m.group(1)), int(m.group(2)) if m.group(2) else None
+
+    def component(ctx: Ctx) -> Any:
+        if ctx.repetition is None or ctx.message is None:
+            return None
+        d = ctx.message.delimiters
+        parts = ctx.repetition.split(d.component)
+        if comp > len(parts):
+            return None
+        value = parts[comp - 1]
+        if sub is not None:
+            subs = value.split(d.subcomponent)
+            value = subs[sub - 1] if sub <= len(subs) else ""
+        if value == '""':
+            return None
+        return unescape(value, d) or None
+
+    return component
+
+
+def _literal(text: str) -> str:
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    return text

@@ -1,0 +1,104 @@
+"""Derived values a mapping computes at mapping time (`derive: NAME, args: {...}`).
+
+Arguments arrive as the mapping read them: HL7 dates (`20241008`), ISO dates
+(`2024-10-08`), numbers or numeric text. Each function says in its ValueError
+which argument was wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Any
+
+
+def as_date(value: Any, name: str) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    text = str(value or "").strip()
+    try:
+        if len(text) >= 8 and text[:8].isdigit():
+            return date(int(text[:4]), int(text[4:6]), int(text[6:8]))
+        return date.fromisoformat(text[:10])
+    except ValueError:
+        raise ValueError(f"{name}: {value!r} is not a date") from None
+
+
+def as_number(value: Any, name: str) -> float | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, dict) and "value" in value:
+        value = value["value"]
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: {value!r} is not a number") from None
+
+
+def age_in_months(birth: Any, on: Any) -> int:
+    from transforms.derived import age_in_months as months
+
+    return months(as_date(birth, "birth"), as_date(on, "on"))
+
+
+def age_in_days(birth: Any, on: Any) -> int:
+    return (as_date(on, "on") - as_date(birth, "birth")).days
+
+
+def gestational_age_at(lmp: Any, on: Any) -> dict[str, int]:
+    from transforms.derived import gestational_age_at as ga
+
+    weeks, days = ga(as_date(lmp, "lmp"), as_date(on, "on"))
+    return {"weeks": weeks, "days": days}
+
+
+def edd_from_lmp(lmp: Any) -> str:
+    from transforms.derived import edd_from_lmp as edd
+
+    return edd(as_date(lmp, "lmp")).isoformat()
+
+
+def bmi(weight_kg: Any, height_cm: Any) -> float | None:
+    weight, height = as_number(weight_kg, "weight_kg"), as_number(height_cm, "height_cm")
+    if weight is None or not height:
+        return None
+    return round(weight / (height / 100) ** 2, 1)
+
+
+def growth(
+    sex: Any,
+    birth: Any,
+    on: Any,
+    weight_kg: Any = None,
+    length_cm: Any = None,
+    head_cm: Any = None,
+    measured_lying: Any = None,
+) -> dict[str, Any]:
+    """WHO z-scores and labels for a child check (see transforms/growth.py)."""
+    from transforms.growth import growth_assessment
+
+    lying = (
+        None
+        if measured_lying in (None, "")
+        else str(measured_lying).lower() in ("1", "true", "lying", "卧位")
+    )
+    return growth_assessment(
+        str(sex),
+        age_in_days(birth, on),
+        weight_kg=as_number(weight_kg, "weight_kg"),
+        length_cm=as_number(length_cm, "length_cm"),
+        head_cm=as_number(head_cm, "head_cm"),
+        measured_lying=lying,
+    )
+
+
+FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "age_in_months": age_in_months,
+    "age_in_days": age_in_days,
+    "gestational_age_at": gestational_age_at,
+    "edd_from_lmp": edd_from_lmp,
+    "bmi": bmi,
+    "growth": growth,
+}

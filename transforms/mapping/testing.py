@@ -1,0 +1,208 @@
+"""Tests beside the mappings: `oru_r01.yaml` is checked by `oru_r01_test.yaml`.
+
+A test file lists cases; each gives an input message and what the mapping must
+make of it, field by field:
+
+    tests:
+      - name: blood routine from the LIS
+        input: samples/lis_blood_routine.hl7     # beside this file; or `hl7: |` inline,
+        encoding: gb18030                        # or `row: {column: value}` for DB rows
+        expect:
+          - type: LabResult
+            record_id: lab:LIS:10:2403210318
+            fields:
+              person.name: 陈思雨
+              observations: {count: 10}
+              observations.0.value: 8.12
+      - name: no OBR-3 and no control id
+        hl7: |
+          MSH|^~\\&|LIS|10|…
+        expect_error: needs a record_id
+
+`expect` lists every record the message must produce, in order (so a missing or
+an extra record fails). Under `fields`, each key is a dotted path into the record
+(list items by index) and each value must equal what the mapping made; `{count: N}`
+checks a list's length and `{absent: true}` that the value is empty. Each record is
+also validated against its canonical model. No broker or database is needed:
+`mch-engine mapping test` runs these before a deploy, and `make test` runs them too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import ConfigError, ConfigErrors, InputError, MappingError
+from engine.yaml_lines import LineMap, load_yaml
+from transforms.decode import codec_for_msh18, decode
+from transforms.hl7v2 import Message, read_msh
+from transforms.mapping.compiler import MappedRecord, Mapping, load_mapping
+
+CASE_KEYS = {"name", "input", "hl7", "row", "encoding", "expect", "expect_error"}
+
+
+@dataclass
+class CaseResult:
+    file: Path
+    line: int | None
+    name: str
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+    def location(self) -> str:
+        return f"{self.file}:{self.line}" if self.line else str(self.file)
+
+
+def find_test_files(paths: list[Path]) -> list[Path]:
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(path.rglob("*_test.yaml"))
+        elif path.name.endswith("_test.yaml"):
+            found.append(path)
+        elif path.suffix in (".yaml", ".yml"):
+            sibling = path.with_name(f"{path.stem}_test.yaml")
+            if sibling.is_file():
+                found.append(sibling)
+    return found
+
+
+def run_test_file(path: Path) -> list[CaseResult]:
+    """Every case of one test file; a broken test file is one failed result saying why."""
+    try:
+        data, lines = load_yaml(path.read_text(encoding="utf-8"), str(path))
+        mapping_file = path.parent / str(
+            (data or {}).get("mapping") or path.name.replace("_test.yaml", ".yaml")
+        )
+        mapping = load_mapping(mapping_file, display=str(mapping_file))
+    except (ConfigError, ConfigErrors) as exc:
+        return [CaseResult(path, getattr(exc, "line", None), "(file)", [str(exc)])]
+    cases = (data or {}).get("tests")
+    if not isinstance(cases, list) or not cases:
+        return [CaseResult(path, 1, "(file)", ["a test file needs a non-empty 'tests:' list"])]
+    return [_run_case(path, lines, mapping, case, i) for i, case in enumerate(cases)]
+
+
+def _run_case(path: Path, lines: LineMap, mapping: Mapping, case: Any, index: int) -> CaseResult:
+    loc = ("tests", index)
+    name = str(case.get("name", f"case {index + 1}")) if isinstance(case, dict) else f"case {index + 1}"
+    result = CaseResult(path, lines.line_of(loc), name)
+    if not isinstance(case, dict):
+        result.problems.append("a test case must be a mapping")
+        return result
+    unknown = set(case) - CASE_KEYS
+    if unknown:
+        result.problems.append(f"unknown keys {sorted(unknown)} (expected {sorted(CASE_KEYS)})")
+        return result
+    try:
+        source = _input(path, case)
+        produced = mapping.apply(source)
+        validated = [_validated(r) for r in produced]
+    except (InputError, ValueError, OSError) as exc:
+        expected_error = case.get("expect_error")
+        if expected_error and str(expected_error) in str(exc):
+            return result
+        result.problems.append(f"mapping failed: {exc}")
+        return result
+    if "expect_error" in case:
+        result.problems.append(
+            f"expected an error containing {case['expect_error']!r}, got {len(produced)} record(s)"
+        )
+        return result
+    expect = case.get("expect") or []
+    if len(expect) != len(validated):
+        kinds = ", ".join(r.record_type for r in produced) or "none"
+        result.problems.append(f"expected {len(expect)} record(s), got {len(produced)} ({kinds})")
+    for i, (want, got) in enumerate(zip(expect, validated, strict=False)):
+        result.problems += [f"records[{i}] {p}" for p in _compare_record(want, got)]
+    return result
+
+
+def _input(path: Path, case: dict[str, Any]) -> Message | dict[str, Any]:
+    if "row" in case:
+        return dict(case["row"])
+    if "hl7" in case:
+        text = str(case["hl7"]).replace("\r\n", "\r").replace("\n", "\r")
+        return Message(text)
+    raw = (path.parent / str(case["input"])).read_bytes()
+    declared = read_msh(raw).charset
+    encoding = str(case.get("encoding") or codec_for_msh18(declared) or "utf-8")
+    return Message(decode(raw, encoding, declared=declared))
+
+
+def _validated(record: MappedRecord) -> MappedRecord:
+    """Run the canonical model's validation, so a test also catches a record the store would refuse."""
+    from transforms.records import RECORD_TYPES, validate_record
+
+    if record.record_type in RECORD_TYPES:
+        validate_record(record.record_type, {**record.record, "record_id": record.record_id})
+    return record
+
+
+def _compare_record(want: Any, got: MappedRecord) -> list[str]:
+    if not isinstance(want, dict):
+        return ["expectation must be a mapping with type and fields"]
+    problems = []
+    if want.get("type") and want["type"] != got.record_type:
+        problems.append(f"type: expected {want['type']!r}, got {got.record_type!r}")
+    for key in ("record_id", "event_time"):
+        if key in want and str(want[key]) != str(getattr(got, key)):
+            problems.append(f"{key}: expected {want[key]!r}, got {getattr(got, key)!r}")
+    for dotted, expected in (want.get("fields") or {}).items():
+        found, actual = _dig(got.record, str(dotted))
+        problems += [f"fields.{dotted}: {p}" for p in _compare_value(expected, found, actual)]
+    return problems
+
+
+def _compare_value(expected: Any, found: bool, actual: Any) -> Iterator[str]:
+    if isinstance(expected, dict) and set(expected) <= {"count", "absent"}:
+        if "count" in expected:
+            size = len(actual) if isinstance(actual, list) else None
+            if size != expected["count"]:
+                got = size if size is not None else repr(actual)
+                yield f"expected {expected['count']} item(s), got {got}"
+        if expected.get("absent") and actual not in (None, "", []):
+            yield f"expected no value, got {actual!r}"
+        return
+    if not found:
+        yield f"expected {expected!r}, but the record has no such field"
+    elif not _equal(expected, actual):
+        yield f"expected {expected!r}, got {actual!r}"
+
+
+def _equal(expected: Any, actual: Any) -> bool:
+    if isinstance(expected, int | float) and isinstance(actual, int | float):
+        return abs(expected - actual) < 1e-9
+    if isinstance(expected, str) and not isinstance(actual, str) and actual is not None:
+        return expected == str(actual)
+    return bool(expected == actual)
+
+
+def _dig(value: Any, dotted: str) -> tuple[bool, Any]:
+    for part in dotted.split("."):
+        if isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        elif isinstance(value, dict) and part in value:
+            value = value[part]
+        else:
+            return False, None
+    return True, value
+
+
+def format_results(results: list[CaseResult]) -> str:
+    lines = []
+    for r in results:
+        mark = "ok  " if r.passed else "FAIL"
+        lines.append(f"{mark} {r.location()}: {r.name}")
+        lines += [f"       {p}" for p in r.problems]
+    failed = sum(1 for r in results if not r.passed)
+    lines.append(f"{len(results) - failed} passed, {failed} failed")
+    return "\n".join(lines)
+
+
+__all__ = ["CaseResult", "MappingError", "find_test_files", "format_results", "run_test_file"]
