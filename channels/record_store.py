@@ -125,9 +125,11 @@ def identifiers_of(ref: dict[str, Any] | None) -> list[tuple[str, str, str]]:
     out = []
     for kind, key, system_key in IDENTIFIER_KINDS:
         value = ref.get(key)
+        if kind == "id_card":
+            if ref.get("id_card_valid") is False:
+                continue  # a flagged number must never join two people
+            value = ref.get("id_card_for_linking") or value  # a 15-digit number, upgraded
         if not value:
-            continue
-        if kind == "id_card" and ref.get("id_card_valid") is False:
             continue
         system = str(ref.get(system_key) or "") if system_key else ""
         out.append((kind, system, str(value)))
@@ -190,13 +192,14 @@ class RecordStore:
         _upsert_newest(conn, records, "record_id", row)
 
     def _upsert_person(self, conn: Connection, env: dict[str, Any], record: dict[str, Any]) -> None:
-        key = self._resolve(conn, record, create=True) or f"record:{env['record_id']}"
+        ref = record.get("person") or record
+        key = self._resolve(conn, ref, create=True) or f"record:{env['record_id']}"
         row = {
             "person_key": key,
-            "name": record.get("name"),
-            "sex": record.get("sex"),
-            "birth_date": record.get("birth_date"),
-            "id_card": record.get("id_card"),
+            "name": ref.get("name"),
+            "sex": ref.get("sex"),
+            "birth_date": ref.get("birth_date"),
+            "id_card": ref.get("id_card"),
             **_common(env),
         }
         _upsert_newest(conn, persons, "person_key", row)

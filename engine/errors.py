@@ -8,7 +8,8 @@
     │   ├── FrameError                         MLLP framing: oversize, truncated
     │   ├── DecodeError(encoding, offset)      bytes do not decode with the declared charset
     │   ├── ParseError(segment, field, rule)   MSH missing or unreadable, required field empty
-    │   └── MappingError(path, value, rule)    a mapping rule failed on this message
+    │   ├── MappingError(path, value, rule)    a mapping rule failed on this message
+    │   └── RecordValidationError              the mapped record breaks its model's rules
     └── DeliveryError                          a destination could not take a record
         ├── TransientDeliveryError             try again later (broker or database away)
         └── PermanentDeliveryError             will fail again: dead letter
@@ -29,6 +30,7 @@ __all__ = [
     "MchError",
     "ParseError",
     "PermanentDeliveryError",
+    "RecordValidationError",
     "StartupError",
     "TransientDeliveryError",
 ]
@@ -120,6 +122,10 @@ class MappingError(InputError):
     def __str__(self) -> str:
         where = f"{self.mapping}:{self.line}" if self.line else self.mapping
         return f"{where}: {self.path} = {self.value!r}: {self.rule}"
+
+
+class RecordValidationError(InputError):
+    """A mapped record that breaks its canonical model's rules; one line per problem."""
 
 
 class DeliveryError(MchError):

@@ -27,6 +27,7 @@ from engine.errors import InputError, MappingError
 from engine.router import Router
 from transforms.decode import decode
 from transforms.hl7v2 import Message
+from transforms.validate import canonical
 
 log = structlog.get_logger("engine.pipeline")
 
@@ -115,9 +116,17 @@ class TransformWorker:
             if not routes:
                 return Outcome(item.journal_id, journal.UNROUTED, None, []), []
             control_id = msh.get(10) if msh else None
+            sender = f"{msh.get(3) or ''}^{msh.get(4) or ''}" if msh else None
             envelopes: list[tuple[str, dict[str, Any]]] = []
             for route in routes:
                 for rec in route.mapping.apply(message):
+                    source = {
+                        "channel": item.channel,
+                        "sending_system": sender,
+                        "control_id": control_id if isinstance(control_id, str) else None,
+                        "event_time": rec.event_time,
+                        "journal_id": str(item.journal_id),
+                    }
                     envelope = {
                         "journal_id": item.journal_id,
                         "channel": item.channel,
@@ -127,7 +136,7 @@ class TransformWorker:
                         "record_type": rec.record_type,
                         "record_id": rec.record_id,
                         "event_time": rec.event_time,
-                        "record": rec.record,
+                        "record": canonical(rec.record_type, rec.record_id, rec.record, source),
                     }
                     envelopes += [(dest, envelope) for dest in route.destinations]
         except (InputError, ValueError) as exc:

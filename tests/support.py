@@ -21,9 +21,7 @@ from engine.runtime import EngineRuntime
 from engine.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
-CONFORMANCE = Path(
-    os.environ.get("MCH_CONFORMANCE_DIR", REPO.parent / "shared" / "conformance" / "hl7v2")
-)
+CONFORMANCE = Path(os.environ.get("MCH_CONFORMANCE_DIR", REPO.parent / "shared" / "conformance" / "hl7v2"))
 CHINESE = CONFORMANCE / "chinese-synthetic"
 
 AMQP_URL = os.environ.get("MCH_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
@@ -122,8 +120,8 @@ def write_routes(
 class RunningEngine:
     """The engine in a thread of its own, with its own event loop, as `mch-engine run` runs it."""
 
-    def __init__(self, routes: Path) -> None:
-        self.settings = load_settings(routes)
+    def __init__(self, routes: Path, env: dict[str, str] | None = None) -> None:
+        self.settings = load_settings(routes, env=env)
         self.runtime = EngineRuntime(self.settings)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -153,9 +151,7 @@ class RunningEngine:
     def send(
         self, payloads: list[bytes], channel: str = "hospital", concurrency: int = 1
     ) -> list[bytes | None]:
-        results = asyncio.run(
-            send_all("127.0.0.1", self.port(channel), payloads, concurrency=concurrency)
-        )
+        results = asyncio.run(send_all("127.0.0.1", self.port(channel), payloads, concurrency=concurrency))
         return [r.ack for r in results]
 
     def connect(self, channel: str = "hospital") -> MllpConnection:

@@ -132,12 +132,9 @@ def id_card(value: str) -> str:
 
 def gestational_age(value: str) -> dict[str, int]:
     """`10+3`, `12周+4天`, `16周` → {"weeks": 10, "days": 3}."""
-    m = re.fullmatch(r"\s*(\d{1,2})\s*(?:周|w|W)?\s*(?:\+\s*(\d)\s*(?:天|d|D)?)?\s*", value)
-    if not m:
-        raise ValueError("not a gestational age (expected W+D such as 10+3)")
-    weeks, days = int(m.group(1)), int(m.group(2) or 0)
-    if weeks > 45 or days > 6:
-        raise ValueError("gestational age out of range (weeks 0–45, days 0–6)")
+    from transforms.derived import parse_gestational_age
+
+    weeks, days = parse_gestational_age(value)
     return {"weeks": weeks, "days": days}
 
 

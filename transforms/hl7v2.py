@@ -422,9 +422,7 @@ def parse_path(path: str) -> Path:
         raise ValueError(f"bad HL7 path {path!r}: {reason}")
     seg = m.group("seg")
     if not _SEGMENT_NAME.fullmatch(seg):
-        raise ValueError(
-            f"bad HL7 path {path!r}: segment {seg!r} must be 2-3 upper-case letters/digits"
-        )
+        raise ValueError(f"bad HL7 path {path!r}: segment {seg!r} must be 2-3 upper-case letters/digits")
     occ_text, rep_text = m.group("occ"), m.group("rep")
     comp_text, sub_text = m.group("comp"), m.group("sub")
     occ = 1 if occ_text is None else _number(path, "segment occurrence", occ_text, True)
@@ -451,9 +449,7 @@ class Message:
         if not text.startswith("MSH"):
             head = text[:3]
             hint = "; split batch files first (split_batch)" if head in ("FHS", "BHS") else ""
-            raise ValueError(
-                f"not an HL7 v2 message: text starts with {text[:12]!r}, not 'MSH'{hint}"
-            )
+            raise ValueError(f"not an HL7 v2 message: text starts with {text[:12]!r}, not 'MSH'{hint}")
         lines = split_segments(text)
         first = lines[0]
         if len(first) < 4:
@@ -612,9 +608,7 @@ class MshHeader(NamedTuple):
 
 def _ascii_delimiter(code: int) -> bool:
     """Printable ASCII punctuation: the only bytes that can split fields before decoding."""
-    return 0x21 <= code <= 0x7E and not (
-        0x30 <= code <= 0x39 or 0x41 <= code <= 0x5A or 0x61 <= code <= 0x7A
-    )
+    return 0x21 <= code <= 0x7E and not (0x30 <= code <= 0x39 or 0x41 <= code <= 0x5A or 0x61 <= code <= 0x7A)
 
 
 def read_msh(raw: bytes) -> MshHeader:

@@ -40,26 +40,31 @@ RECORD_KEYS = {"type", "record_id", "event_time", "fields", "when", "each", "des
 SPEC_KEYS = {
     "path", "column", "first", "template", "const", "fields", "each", "value", "where",
     "convert", "type_from", "table", "table_column", "quantity", "to_unit", "derive", "args",
-    "join", "default", "required", "when",
+    "join", "default", "required", "when", "obx", "obx_field",
 }  # fmt: skip
 EMPTY = (None, "", [])
 
 
 @dataclass(slots=True)
 class Ctx:
-    """Where a rule is evaluated: the message or row, the segment group in scope,
-    and the segment or repetition being iterated."""
+    """Where a rule is evaluated: the message or row, the segment group in scope (and
+    the segments before it, its parents), and the segment or repetition being iterated."""
 
     message: Message | None = None
     row: dict[str, Any] | None = None
     scope: Sequence[Segment] | None = None
     segment: Segment | None = None
     repetition: str | None = None
+    outer: tuple[Segment, ...] = ()
 
     def segments(self, name: str) -> list[Segment]:
-        if self.scope is not None:
-            return [s for s in self.scope if s.name == name]
-        return self.message.segments(name) if self.message else []
+        """Segments of this name in the group in scope, else among its parents (so inside
+        `each: OBX`, `OBR-4` reads this OBX's OBR and `PID-5` the patient), never a
+        sibling group's."""
+        if self.scope is None:
+            return self.message.segments(name) if self.message else []
+        found = [s for s in self.scope if s.name == name]
+        return found or [s for s in reversed(self.outer) if s.name == name]
 
 
 Getter = Callable[[Ctx], Any]
@@ -139,12 +144,18 @@ def compile_message_condition(text: str) -> Callable[[Ctx], bool]:
 def _groups(ctx: Ctx, name: str) -> list[Ctx]:
     """One context per `name` segment; its scope runs up to the next `name` segment, so
     `each: OBR` sees that OBR's OBX and NTE, and `each: OBX` the NTE after each OBX."""
-    pool = list(ctx.scope) if ctx.scope is not None else (ctx.message.segments() if ctx.message else [])
+    if ctx.scope is not None:
+        pool = list(ctx.scope)
+    else:
+        pool = ctx.message.segments() if ctx.message else []
     starts = [i for i, s in enumerate(pool) if s.name == name]
+    if not starts:
+        return []
+    outer = (*ctx.outer, *pool[: starts[0]])
     out = []
     for n, start in enumerate(starts):
         end = starts[n + 1] if n + 1 < len(starts) else len(pool)
-        out.append(Ctx(ctx.message, ctx.row, pool[start:end], pool[start], None))
+        out.append(Ctx(ctx.message, ctx.row, pool[start:end], pool[start], None, outer))
     return out
 
 
@@ -231,6 +242,8 @@ class _Compiler:
                 self.error(loc, f"{spec!r} is a number, not a rule: {hint}")
                 return lambda ctx: None
             return lambda ctx, v=spec: v
+        if spec and not set(spec) & SPEC_KEYS:
+            return self.obj(spec, loc)  # a plain mapping of names to rules: a nested object
         for key in sorted(set(spec) - SPEC_KEYS):
             self.error(
                 (*loc, key),
@@ -267,6 +280,8 @@ class _Compiler:
             return self.derive(spec, loc)
         if "column" in spec:
             return _column_getter(str(spec["column"]))
+        if "obx" in spec:
+            return self.obx(spec, loc)
         if "path" in spec:
             if "type_from" in spec:
                 return self.typed(str(spec["path"]), str(spec["type_from"]), loc)
@@ -282,9 +297,9 @@ class _Compiler:
         """Converter, code table, join, default, required and when around a base value."""
         line = self.lines.line_of(loc)
         file = self.file
-        label = str(
-            spec.get("path") or spec.get("column") or spec.get("template") or spec.get("first") or loc[-1]
-        )
+        first = spec.get("first")
+        first_label = " | ".join(map(str, first)) if isinstance(first, list) else first
+        label = str(spec.get("path") or spec.get("column") or spec.get("template") or first_label or loc[-1])
         convert = spec.get("convert")
         fn = None
         if convert is not None:
@@ -298,6 +313,7 @@ class _Compiler:
         default = spec.get("default")
         required = bool(spec.get("required", False))
         when = self.condition(spec["when"], (*loc, "when")) if "when" in spec else None
+        nothing: Any = [] if "each" in spec and join is None else None
 
         def one(value: Any) -> Any:
             if value in EMPTY:
@@ -332,7 +348,7 @@ class _Compiler:
                         value=value,
                         rule="required value is empty",
                     )
-                return None
+                return nothing
             return value
 
         return run
@@ -448,6 +464,32 @@ class _Compiler:
                 return fn(**values)
             except (ValueError, TypeError) as exc:
                 raise MappingError(mapping=file, line=line, path=name, value=values, rule=str(exc)) from None
+
+        return get
+
+    def obx(self, spec: dict[str, Any], loc: tuple[Any, ...]) -> Getter:
+        """`{obx: MCH0202}`: the value of the observation whose OBX-3.1 is that code (or one
+        of a list), typed by its OBX-2; `obx_field: 6` reads another field of it (decoded)."""
+        codes = spec["obx"] if isinstance(spec["obx"], list) else [spec["obx"]]
+        wanted = {str(c) for c in codes}
+        field_no = spec.get("obx_field")
+        if field_no is not None and not (isinstance(field_no, int) and field_no > 0):
+            self.error((*loc, "obx_field"), "obx_field is a field number, e.g. 6 for the unit")
+            field_no = None
+        for code in wanted:
+            self.paths.setdefault(f"OBX-{field_no or 5} ({code})", []).append(".".join(self.target))
+
+        def get(ctx: Ctx) -> Any:
+            for seg in ctx.segments("OBX"):
+                if seg.get(3, 1, 1) not in wanted:
+                    continue
+                if field_no is not None:
+                    return _clean(seg.get(field_no, 1, 1 if field_no in (3, 6) else None))
+                kind = str(seg.get(2) or "")
+                values = [typed_value(rep, kind, ctx.message.delimiters) for rep in seg.repetitions(5)]  # type: ignore[union-attr]
+                values = [v for v in values if v not in EMPTY]
+                return None if not values else values[0] if len(values) == 1 else values
+            return None
 
         return get
 

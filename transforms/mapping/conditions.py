@@ -24,7 +24,9 @@ Resolve = Callable[[str], Callable[[Any], Any]]  # path text → getter(ctx) →
 Test = Callable[[Any], bool]
 
 _TOKEN = re.compile(
-    r"""\s*(?:(?P<str>'[^']*'|"[^"]*")|(?P<op>==|!=|\(|\)|\[|\]|,)|(?P<word>[^\s()\[\],'"=!]+))"""
+    r"""\s*(?:(?P<str>'[^']*'|"[^"]*")"""
+    r"""|(?P<word>[^\s()\[\],'"=!]+(?:\[[^\]]*\][^\s()\[\],'"=!]*)*)"""  # PID-3[*].5 is one word
+    r"""|(?P<op>==|!=|\(|\)|\[|\]|,))"""
 )
 
 

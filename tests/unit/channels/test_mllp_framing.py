@@ -226,9 +226,7 @@ _payload = st.binary(max_size=60).map(lambda b: b.replace(SB, b"").replace(EB, b
 class TestMllpDecoderProperties:
     @settings(max_examples=150, deadline=None)
     @given(payloads=st.lists(_payload, max_size=8), cuts=st.lists(st.integers(0, 600)))
-    def test_framed_payloads_round_trip_in_any_chunking(
-        self, payloads: list[bytes], cuts: list[int]
-    ) -> None:
+    def test_framed_payloads_round_trip_in_any_chunking(self, payloads: list[bytes], cuts: list[int]) -> None:
         """Framed payloads fed in arbitrary chunks come back as exactly those frames."""
         data = b"".join(frame(p) for p in payloads)
         decoder = MllpDecoder(64)

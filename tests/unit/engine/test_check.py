@@ -81,11 +81,9 @@ def test_many_problems_are_reported_in_one_run(workdir: Path) -> None:
         "(use ${MCH_DB:-default} for a fallback)",
         "routes.yaml:7: channels.his_adt: unknown key 'listn' (did you mean 'listen'?)",
         "routes.yaml:10: channels.lis.listen: port 99999 is out of range 1..65535",
-        "routes.yaml:12: channels.pacs.type: unknown channel type 'mlp' "
-        "(known: mllp; did you mean 'mllp'?)",
+        "routes.yaml:12: channels.pacs.type: unknown channel type 'mlp' (known: mllp; did you mean 'mllp'?)",
         "routes.yaml:16: routes[0].from[1]: unknown channel 'lsi' (did you mean 'lis'?)",
-        "routes.yaml:18: routes[0].to[0]: unknown destination 'record_stor' "
-        "(did you mean 'record_store'?)",
+        "routes.yaml:18: routes[0].to[0]: unknown destination 'record_stor' (did you mean 'record_store'?)",
         "routes.yaml:19: routes[1].name: duplicate route name 'persons' (first at line 15)",
         "routes.yaml:21: routes[1].mapping: mapping file not found: "
         f"{workdir.resolve() / 'mappings' / 'missing.yaml'}",
@@ -97,8 +95,7 @@ def test_unknown_destination_suggests_the_closest(workdir: Path) -> None:
     text = "version: 1\nchannels:\n  his_adt: {type: mllp, listen: 127.0.0.1:2575}\n"
     tail = GOOD_TAIL.replace("to: [record_store]", "to: [recordstore]")
     assert _check(workdir, text + tail) == [
-        "routes.yaml:8: routes[0].to[0]: unknown destination 'recordstore' "
-        "(did you mean 'record_store'?)"
+        "routes.yaml:8: routes[0].to[0]: unknown destination 'recordstore' (did you mean 'record_store'?)"
     ]
 
 
@@ -127,10 +124,7 @@ def test_two_channels_on_one_port(workdir: Path) -> None:
           his_adt: {type: mllp, listen: 127.0.0.1:2575}
           lis: {type: mllp, listen: "127.0.0.1:2575"}
         """,
-    ) == [
-        "routes.yaml:4: channels.lis.listen: 127.0.0.1:2575 is already used by channel "
-        "'his_adt' (line 3)"
-    ]
+    ) == ["routes.yaml:4: channels.lis.listen: 127.0.0.1:2575 is already used by channel 'his_adt' (line 3)"]
 
 
 def test_wildcard_host_clashes_with_any_host_on_the_port(workdir: Path) -> None:
@@ -146,10 +140,7 @@ def test_wildcard_host_clashes_with_any_host_on_the_port(workdir: Path) -> None:
           lis: {type: mllp, listen: 127.0.0.2:2575}
           ris: {type: mllp, listen: 127.0.0.1:2575}
         """,
-    ) == [
-        "routes.yaml:5: channels.his_adt.listen: 0.0.0.0:8080 is already used by engine.http "
-        "(line 3)"
-    ]
+    ) == ["routes.yaml:5: channels.his_adt.listen: 0.0.0.0:8080 is already used by engine.http (line 3)"]
 
 
 def test_missing_mapping_file(workdir: Path) -> None:
@@ -258,7 +249,5 @@ def test_format_problems_singular_and_empty() -> None:
 def test_summarize_counts_sections() -> None:
     """The success line counts channels, routes and destinations."""
     settings = load_settings(FIXTURES / "routes.yaml", {})
-    assert summarize(settings, "routes.yaml") == (
-        "routes.yaml: OK (2 channels, 3 routes, 1 destination)"
-    )
+    assert summarize(settings, "routes.yaml") == ("routes.yaml: OK (2 channels, 3 routes, 1 destination)")
     assert summarize(settings).startswith(str(FIXTURES.resolve() / "routes.yaml"))

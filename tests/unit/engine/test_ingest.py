@@ -340,9 +340,7 @@ _fragments = st.sampled_from(
         b"\xef\xbb\xbf",
     ]
 )
-_payloads = st.binary(max_size=200) | st.lists(_fragments | st.binary(max_size=4), max_size=40).map(
-    b"".join
-)
+_payloads = st.binary(max_size=200) | st.lists(_fragments | st.binary(max_size=4), max_size=40).map(b"".join)
 
 
 class TestExamineProperties:

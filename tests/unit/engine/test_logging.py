@@ -113,9 +113,7 @@ class TestMaskPii:
         assert out["name"] == "陈**"
         assert out["patient_name"].startswith("𠮷") and "晓芸" not in out["patient_name"]
 
-    @pytest.mark.parametrize(
-        "key", ["id_card", "IdCard", "phone", "mobile", "address", "birth_date", "NAME"]
-    )
+    @pytest.mark.parametrize("key", ["id_card", "IdCard", "phone", "mobile", "address", "birth_date", "NAME"])
     def test_pii_keys_are_masked_whatever_their_case(self, key: str) -> None:
         """Values under personal-data keys are masked, keys matched without regard to case."""
         out = mask_pii(None, "info", {key: "19940315 重庆市"})

@@ -54,9 +54,7 @@ class TestRouteMatches:
 
     @pytest.mark.parametrize("types", [["*"], None, ["*", "ORU^R01"]])
     @pytest.mark.parametrize("message_type", ["ADT^A04", "ORU^R01^ORU_R01", "ZXX^Z01", ""])
-    def test_star_or_absent_matches_everything(
-        self, types: list[str] | None, message_type: str
-    ) -> None:
+    def test_star_or_absent_matches_everything(self, types: list[str] | None, message_type: str) -> None:
         """A route with * (or no message_type at all) takes every message of its channels."""
         assert route(types=types).matches("hospital", message_type)
 

@@ -91,9 +91,7 @@ def test_mapping_path_is_relative_to_the_routes_file(workdir: Path) -> None:
     """Mapping paths resolve against routes.yaml's folder, not the working directory."""
     settings = load_settings(FIXTURES / "routes.yaml", {})
     assert settings.base_dir == FIXTURES.resolve()
-    assert settings.routes[0].mapping_path(settings) == (
-        FIXTURES.resolve() / "mappings/his/adt_person.yaml"
-    )
+    assert settings.routes[0].mapping_path(settings) == (FIXTURES.resolve() / "mappings/his/adt_person.yaml")
     assert settings.routes[0].mapping_path(settings).is_file()
 
 
@@ -186,8 +184,7 @@ def test_unknown_channel_type_lists_known_types(workdir: Path) -> None:
         """,
         workdir,
     ) == [
-        "routes.yaml:4: channels.his_adt.type: unknown channel type 'mlp' "
-        "(known: mllp; did you mean 'mllp'?)"
+        "routes.yaml:4: channels.his_adt.type: unknown channel type 'mlp' (known: mllp; did you mean 'mllp'?)"
     ]
 
 
@@ -214,9 +211,7 @@ def test_unset_variable_without_default(workdir: Path) -> None:
     ]
 
 
-def test_load_settings_reads_os_environ_by_default(
-    workdir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_load_settings_reads_os_environ_by_default(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without an explicit env, the process environment is used."""
     monkeypatch.setenv("MCH_TEST_PORT", "2600")
     path = _write(workdir, MINIMAL.replace("127.0.0.1:2575", "127.0.0.1:${MCH_TEST_PORT}"))
@@ -239,9 +234,7 @@ def test_durations_and_sizes_in_the_file(workdir: Path) -> None:
 
 def test_bad_duration_and_size_are_explained(workdir: Path) -> None:
     """Unreadable durations and sizes say which forms are accepted."""
-    assert _errors(
-        MINIMAL + "    max_message_bytes: 1 megabyte\n    idle_timeout: 5 minutes\n", workdir
-    ) == [
+    assert _errors(MINIMAL + "    max_message_bytes: 1 megabyte\n    idle_timeout: 5 minutes\n", workdir) == [
         "routes.yaml:6: channels.his_adt.max_message_bytes: invalid size '1 megabyte' "
         "(use bytes, or a number with KB, MB, GB, KiB, MiB or GiB: 512KiB, 1MiB)",
         "routes.yaml:7: channels.his_adt.idle_timeout: invalid duration '5 minutes' "
@@ -269,8 +262,7 @@ def test_encoding_is_checked_and_normalised(workdir: Path) -> None:
 def test_bad_timezone_suggests_a_real_one(workdir: Path) -> None:
     """A misspelt time zone is checked against the zone database."""
     assert _errors("version: 1\nengine:\n  timezone: Asia/Shangai\n", workdir) == [
-        "routes.yaml:3: engine.timezone: unknown time zone 'Asia/Shangai' "
-        "(did you mean 'Asia/Shanghai'?)"
+        "routes.yaml:3: engine.timezone: unknown time zone 'Asia/Shangai' (did you mean 'Asia/Shanghai'?)"
     ]
 
 
@@ -302,12 +294,10 @@ def test_route_name_and_message_type_are_checked(workdir: Path) -> None:
         workdir,
     )
     assert errors == [
-        "routes.yaml:7: routes[0].name: invalid name 'His Persons' (use only a-z, 0-9, '_' "
-        "and '-')",
+        "routes.yaml:7: routes[0].name: invalid name 'His Persons' (use only a-z, 0-9, '_' and '-')",
         "routes.yaml:9: routes[0].message_type[0]: invalid message type 'ADT-A04' (use "
         "TYPE^EVENT like ADT^A04, TYPE alone like ORU, or *)",
-        "routes.yaml:10: routes[0].mapping: mapping file not found: "
-        f"{workdir.resolve() / 'm.yaml'}",
+        f"routes.yaml:10: routes[0].mapping: mapping file not found: {workdir.resolve() / 'm.yaml'}",
         "routes.yaml:11: routes[0].to: list should have at least 1 item after validation, not 0",
     ]
 

@@ -110,8 +110,7 @@ def test_yaml_syntax_error_reports_pyyaml_line() -> None:
         c: 3
         """
     ) == [
-        "f.yaml:3: invalid YAML: expected ',' or ']', but got ':' "
-        "(while parsing a flow sequence at line 2)"
+        "f.yaml:3: invalid YAML: expected ',' or ']', but got ':' (while parsing a flow sequence at line 2)"
     ]
 
 
@@ -166,8 +165,7 @@ def test_every_unset_variable_is_reported() -> None:
 def test_variables_and_defaults_are_substituted() -> None:
     """Set variables are used; `${VAR:-default}` falls back when unset or empty."""
     data, _ = load_yaml(
-        "a: ${SET}\nb: ${UNSET:-memory://}\nc: ${EMPTY:-fallback}\nd: ${UNSET:-}\n"
-        "e: pre-${SET}-post\n",
+        "a: ${SET}\nb: ${UNSET:-memory://}\nc: ${EMPTY:-fallback}\nd: ${UNSET:-}\ne: pre-${SET}-post\n",
         "f.yaml",
         {"SET": "amqp://h", "EMPTY": ""},
     )
@@ -251,8 +249,7 @@ def test_unknown_discriminated_type_names_known_types() -> None:
     with pytest.raises(ConfigErrors) as caught:
         validate(_Doc, data, lines, "f.yaml")
     assert str(caught.value) == (
-        "f.yaml:4: things.a.type: unknown thing type 'pipf' "
-        "(known: pipe, tap; did you mean 'pipe'?)"
+        "f.yaml:4: things.a.type: unknown thing type 'pipf' (known: pipe, tap; did you mean 'pipe'?)"
     )
 
 

@@ -27,8 +27,7 @@ from transforms.hl7v2 import (
 )
 
 MSH = (
-    "MSH|^~\\&|LIS|10|MCHENGINE|FY01|20241016110500||ORU^R01^ORU_R01|C123|P|2.4^CHN"
-    "|||AL|NE|CHN|UNICODE UTF-8"
+    "MSH|^~\\&|LIS|10|MCHENGINE|FY01|20241016110500||ORU^R01^ORU_R01|C123|P|2.4^CHN|||AL|NE|CHN|UNICODE UTF-8"
 )
 ORU = "\r".join(
     [
@@ -391,9 +390,7 @@ def test_chinese_text_is_kept_intact(oru: Message) -> None:
 @pytest.mark.parametrize("codec", ["utf-8", "gb18030"])
 def test_four_byte_characters_survive_decoding_and_splitting(codec: str) -> None:
     """𠮷 (U+20BB7, 4 bytes in UTF-8 and GB18030) is one character after reading."""
-    text = (
-        "MSH|^~\\&|HIS|FY02|||20240101||ADT^A04|1|P|2.5|||||CHN|GB 18030-2000\rPID|1||x||𠮷晓芸^^"
-    )
+    text = "MSH|^~\\&|HIS|FY02|||20240101||ADT^A04|1|P|2.5|||||CHN|GB 18030-2000\rPID|1||x||𠮷晓芸^^"
     raw = text.encode(codec)
     header = read_msh(raw)
     assert header.charset == "GB 18030-2000"
@@ -539,9 +536,7 @@ def test_read_msh_reads_the_header_fields() -> None:
 
 def test_read_msh_takes_the_first_charset_repetition_and_tolerates_framing() -> None:
     """Leading VT/BOM/whitespace are skipped, LF ends MSH, MSH-18 keeps its first repetition."""
-    raw = (
-        b"\x0b\xef\xbb\xbf\r\nMSH|^~\\&|A||||||ADT^A04|9|P|2.5|||||CHN|GB 18030-2000~UNICODE\nPID|1"
-    )
+    raw = b"\x0b\xef\xbb\xbf\r\nMSH|^~\\&|A||||||ADT^A04|9|P|2.5|||||CHN|GB 18030-2000~UNICODE\nPID|1"
     header = read_msh(raw)
     assert header.sending_app == "A"
     assert header.charset == "GB 18030-2000"

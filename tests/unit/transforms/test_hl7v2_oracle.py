@@ -78,9 +78,7 @@ ALLOWED: dict[str, set[str]] = {
     # last segment OBX-14 "20120916  "
     "LinuxForHealth-hl7v2-fhir-converter/002_VXU-V04_2.5.1__IssueFixTest-m1.hl7": {TRAILING_WS},
     # last segment ends with "| "
-    "LinuxForHealth-hl7v2-fhir-converter/025_VXU-V04_2.5.1xxxxx__SegmentUtilTest-m7.hl7": {
-        TRAILING_WS
-    },
+    "LinuxForHealth-hl7v2-fhir-converter/025_VXU-V04_2.5.1xxxxx__SegmentUtilTest-m7.hl7": {TRAILING_WS},
     # last segment OBX-11 "F "
     "hapifhir-hapi-hl7v2/019_ORU-R01_2.4__EncodingCharactersTest-m0.hl7": {TRAILING_WS},
     # last segment OBX-5 FT text ends with a space
@@ -97,19 +95,11 @@ ALLOWED: dict[str, set[str]] = {
     # OBR-2 is "\"\"" (unknown escape)
     "CDCgov-data-exchange-hl7/019_ORU-R01_2.5.1__KY_Hepatitis_Round_2_TM4.hl7": {BAD_ESCAPES},
     # fuzzer outputs with odd escape characters ("y", "\") left unterminated in values
-    "nHapiNET-nHapi/001_ADT-A40_2.7__id_000168_sig_02_src_002426_002144_op_splice_rep.hl7": {
-        BAD_ESCAPES
-    },
+    "nHapiNET-nHapi/001_ADT-A40_2.7__id_000168_sig_02_src_002426_002144_op_splice_rep.hl7": {BAD_ESCAPES},
     "nHapiNET-nHapi/003_ACK-x_2.2x0__regex1.hl7": {BAD_ESCAPES},
-    "nHapiNET-nHapi/006_ADT-A40_2.4__id_000123_sig_02_src_000372_002313_op_splice_rep.hl7": {
-        BAD_ESCAPES
-    },
-    "nHapiNET-nHapi/008_ADT-A07_2.7__id_000109_sig_02_src_001098_002192_op_splice_rep.hl7": {
-        BAD_ESCAPES
-    },
-    "nHapiNET-nHapi/018_ADT-A60_2.7__id_000146_sig_02_src_000682_002159_op_splice_rep.hl7": {
-        BAD_ESCAPES
-    },
+    "nHapiNET-nHapi/006_ADT-A40_2.4__id_000123_sig_02_src_000372_002313_op_splice_rep.hl7": {BAD_ESCAPES},
+    "nHapiNET-nHapi/008_ADT-A07_2.7__id_000109_sig_02_src_001098_002192_op_splice_rep.hl7": {BAD_ESCAPES},
+    "nHapiNET-nHapi/018_ADT-A60_2.7__id_000146_sig_02_src_000682_002159_op_splice_rep.hl7": {BAD_ESCAPES},
 }
 
 _HEADERS = ("MSH", "FHS", "BHS")

@@ -70,7 +70,7 @@ def config_errors(tmp_path: Path, text: str) -> tuple[list[str], str]:
 
 class TestRecords:
     def test_record_type_id_key_and_default_event_time(self, tmp_path: Path) -> None:
-        """A record gets its type, record_id, person_key, and MSH-7 as event time by default."""
+        """A record gets its type, record_id and MSH-7 as event time by default."""
         path = write(
             tmp_path,
             """
@@ -79,7 +79,6 @@ class TestRecords:
             records:
               - type: Person
                 record_id: "person:{PID-3[1].4}:{PID-3[1].1}"
-                person_key: "person:{PID-3[1].4}:{PID-3[1].1}"
                 fields:
                   name: PID-5[1].1
             """,
@@ -90,7 +89,6 @@ class TestRecords:
             MappedRecord(
                 record_type="Person",
                 record_id="person:HIS:0010023456",
-                person_key="person:HIS:0010023456",
                 event_time="2024-03-21T08:32:15+08:00",
                 record={"name": "陈思雨"},
             )
@@ -110,7 +108,6 @@ class TestRecords:
         )
         (record,) = load_mapping(path).apply(Message(MSG))
         assert record.event_time == "2024-03-21T08:32:00+08:00"
-        assert record.person_key is None
 
     def test_several_records_from_one_message(self, tmp_path: Path) -> None:
         """Each entry of `records:` gives one record, in order."""
@@ -448,9 +445,7 @@ class TestMappingErrors:
 class TestCompileErrors:
     def test_unknown_converter(self, tmp_path: Path) -> None:
         """An unknown converter is reported at its line, listing the known ones."""
-        problems, text = config_errors(
-            tmp_path, fields_mapping("sex: {path: PID-8, convert: gender}")
-        )
+        problems, text = config_errors(tmp_path, fields_mapping("sex: {path: PID-8, convert: gender}"))
         (problem,) = problems
         assert problem.startswith(f"{tmp_path / 'm.yaml'}:{line_of(text, 'gender')}:")
         assert "gender" in problem and "sex" in problem
@@ -482,13 +477,9 @@ class TestCompileErrors:
         problems, written = config_errors(tmp_path, text)
         file = str(tmp_path / "m.yaml")
         assert any(
-            p.startswith(f"{file}:{line_of(written, 'versoin')}:") and "versoin" in p
-            for p in problems
+            p.startswith(f"{file}:{line_of(written, 'versoin')}:") and "versoin" in p for p in problems
         )
-        assert any(
-            p.startswith(f"{file}:{line_of(written, 'feilds')}:") and "feilds" in p
-            for p in problems
-        )
+        assert any(p.startswith(f"{file}:{line_of(written, 'feilds')}:") and "feilds" in p for p in problems)
 
     @pytest.mark.parametrize(
         "rule",
@@ -579,25 +570,23 @@ class TestShippedMappings:
         """Sample 001 (ADT^A04, UTF-8) maps to Person 陈思雨 with ID card, sex 2 and birth date."""
         (record,) = person.apply(Message(_sample("001")))
         assert record.record_type == "Person"
-        assert record.record_id == record.person_key == "person:HIS:0010023456"
-        fields = record.record
-        assert fields["name"] == "陈思雨"
-        assert fields["id_card"] == "500112199403151525"
-        assert fields["sex"] == "2"
-        assert fields["birth_date"] == "1994-03-15"
-        assert fields["sending_system"] == "HIS^FY01"
-        assert {"id": "500112199403151525", "authority": None, "type": "ID"} in fields[
-            "identifiers"
-        ]
+        assert record.record_id == "person:HIS:0010023456"
+        who = record.record["person"]
+        assert (who["his_id"], who["his_system"]) == ("0010023456", "HIS")
+        assert who["name"] == "陈思雨"
+        assert who["id_card"] == "500112199403151525"
+        assert who["sex"] == "2"
+        assert who["birth_date"] == "1994-03-15"
+        assert {"value": "500112199403151525", "authority": None, "type": "ID"} in record.record["identifiers"]
 
     def test_003_blood_routine_gives_lab_result_with_10_observations(self, lab: Mapping) -> None:
         """Sample 003 (LIS ORU^R01) maps to a LabResult with ten observations."""
         (record,) = lab.apply(Message(_sample("003")))
         assert record.record_type == "LabResult"
-        assert record.person_key == "person:HIS:0010023456"
         fields = record.record
-        assert fields["patient_name"] == "陈思雨"
-        assert fields["id_card"] == "500112199403151525"
+        assert fields["person"]["name"] == "陈思雨"
+        assert fields["person"]["id_card"] == "500112199403151525"
+        assert (fields["person"]["his_id"], fields["person"]["his_system"]) == ("0010023456", "HIS")
         assert len(fields["observations"]) == 10
         hgb = next(o for o in fields["observations"] if o["code"] == "HGB")
         assert (hgb["value"], hgb["unit"], hgb["abnormal_flag"]) == ("118", "g/L", "N")
@@ -605,6 +594,6 @@ class TestShippedMappings:
     def test_016_four_byte_name_is_kept_exactly(self, person: Mapping) -> None:
         """Sample 016 (GB18030) keeps the name 𠮷晓芸, its 4-byte first character included."""
         (record,) = person.apply(Message(_sample("016")))
-        assert record.record["name"] == "𠮷晓芸"
-        assert record.record["name"][0] == "\U00020bb7"
-        assert record.record["id_card"] == "500230199011020647"
+        assert record.record["person"]["name"] == "𠮷晓芸"
+        assert record.record["person"]["name"][0] == "\U00020bb7"
+        assert record.record["person"]["id_card"] == "500230199011020647"

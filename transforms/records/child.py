@@ -1,0 +1,216 @@
+"""Child health checks (儿童健康检查, 0–6 years) with optional derived growth z-scores.
+
+Measurements are what the clinic recorded; `growth` holds z-scores and labels computed
+from them (WHO 2006 now, WS/T 423-2022 behind the same shape later) so dashboards and
+follow-up lists need not recompute. Its shape matches `transforms.growth.growth_assessment`.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from transforms.records.base import (
+    Between,
+    Clinician,
+    Flag,
+    PassRefer,
+    PastDate,
+    Record,
+    RecordModel,
+    Referral,
+    SexCode,
+    ValueModel,
+    problem,
+)
+from transforms.records.quantities import ChildHead, ChildLength, ChildWeight, Haemoglobin
+
+__all__ = [
+    "RECUMBENT_BEFORE_MONTHS",
+    "ChildHealthExam",
+    "GrowthAssessment",
+    "GrowthFlag",
+    "GrowthLabel",
+    "age_in_months",
+]
+
+RECUMBENT_BEFORE_MONTHS = 24
+"""Length is measured lying before 24 months, height standing from 24 months."""
+
+_DEV_PASS = {"pass", "通过", "正常", "p"}
+_DEV_FAIL = {"fail", "未过", "未通过", "不通过", "可疑", "异常", "f"}
+_POSITIONS = {"recumbent": "recumbent", "卧位": "recumbent", "lying": "recumbent",
+              "standing": "standing", "立位": "standing", "站立": "standing"}  # fmt: skip
+
+
+def age_in_months(birth: date, on: date) -> int:
+    """Completed months of age on a date (born 2024-10-08 → 6 on 2025-04-10)."""
+    months = (on.year - birth.year) * 12 + (on.month - birth.month)
+    return months - 1 if on.day < birth.day else months
+
+
+class GrowthLabel(ValueModel):
+    """生长评价 a growth label from a z-score (WHO, under 5)."""
+
+    code: Literal["underweight", "stunting", "wasting", "overweight", "obese"] = Field(
+        description="评价 underweight 低体重, stunting 生长迟缓, wasting 消瘦, overweight 超重, obese 肥胖"
+    )
+    display: str | None = Field(None, description="中文 e.g. 重度低体重")
+    severity: Literal["moderate", "severe"] | None = Field(
+        None, description="程度 moderate (< −2 SD) or severe (< −3 SD); empty for overweight/obese"
+    )
+    indicator: str | None = Field(None, description="指标 the z-score it comes from, e.g. wfa_z")
+    z: float | None = Field(None, allow_inf_nan=False, description="Z评分 the z-score")
+
+
+class GrowthFlag(ValueModel):
+    """数值可疑 a z-score WHO considers biologically implausible (likely a measuring error)."""
+
+    code: str = Field(description="代码 e.g. implausible")
+    display: str | None = Field(None, description="中文 e.g. 数值可疑，请核实测量")
+    indicator: str | None = Field(None, description="指标 e.g. wfa_z")
+    z: float | None = Field(None, allow_inf_nan=False, description="Z评分 the z-score")
+
+
+class GrowthAssessment(RecordModel):
+    """生长发育评价 derived z-scores and labels for one check (not sent by hospitals)."""
+
+    standard: str = Field(description="标准 growth standard, e.g. WHO2006, WS/T 423-2022")
+    sex: SexCode | None = Field(None, description="性别 the sex the tables were chosen for")
+    age_days: int | None = Field(None, ge=0, description="日龄 age in days at the check")
+    length_cm_used: float | None = Field(
+        None, description="计算用身长 length/height after the ±0.7 cm position adjustment, cm"
+    )
+    length_adjustment_cm: float | None = Field(None, description="体位校正 adjustment made, cm")
+    bmi: float | None = Field(None, description="体质指数 BMI, kg/m²")
+    wflh_indicator: Literal["wfl", "wfh"] | None = Field(
+        None, description="身长/身高别体重 which table: wfl (length) or wfh (height)"
+    )
+    wfa_z: float | None = Field(None, allow_inf_nan=False, description="年龄别体重Z weight-for-age")
+    lhfa_z: float | None = Field(
+        None, allow_inf_nan=False, description="年龄别身长/身高Z length/height-for-age"
+    )
+    wflh_z: float | None = Field(
+        None, allow_inf_nan=False, description="身长/身高别体重Z weight-for-length/height"
+    )
+    bfa_z: float | None = Field(None, allow_inf_nan=False, description="年龄别BMI Z BMI-for-age")
+    hcfa_z: float | None = Field(
+        None, allow_inf_nan=False, description="年龄别头围Z head-circumference-for-age"
+    )
+    labels: list[GrowthLabel] = Field(default_factory=list, description="评价 growth labels")
+    flags: list[GrowthFlag] = Field(default_factory=list, description="可疑值 implausible z-scores")
+    not_assessed: dict[str, str] = Field(
+        default_factory=dict, description="未评价 indicator → why it could not be computed"
+    )
+
+
+class ChildHealthExam(Record):
+    """儿童健康检查 a child health check (newborn visit to 6 years, 13 scheduled contacts)."""
+
+    record_type: Literal["ChildHealthExam"] = Field("ChildHealthExam", description="记录类型 record type")
+    exam_date: PastDate = Field(description="体检日期 date of the check")
+    age_months: Annotated[int, Between("age in months", 0, 84)] | None = Field(
+        None, description="月龄 age in completed months (derived from birth date when not given)"
+    )
+    weight: ChildWeight | None = Field(None, description="体重 weight, kg (1 decimal)")
+    length_or_height: ChildLength | None = Field(
+        None, description="身长/身高 length (<24 months, lying) or height (standing), cm"
+    )
+    measurement_position: Literal["recumbent", "standing"] | None = Field(
+        None,
+        description="测量体位 recumbent 卧位 (length) or standing 立位 (height); derived from "
+        "age when not given",
+    )
+    head_circumference: ChildHead | None = Field(None, description="头围 head circumference, cm")
+    hb: Haemoglobin | None = Field(None, description="血红蛋白 haemoglobin, g/L")
+    teeth: Annotated[int, Between("number of teeth", 0, 32)] | None = Field(
+        None, description="出牙数 number of teeth"
+    )
+    fontanelle: str | None = Field(None, description="前囟 anterior fontanelle, e.g. 1.5×1.5cm, 闭合")
+    hearing: PassRefer | None = Field(None, description="听力筛查 hearing: pass 通过 / refer 未通过")
+    development_screening: Literal["pass", "fail"] | None = Field(
+        None, description="发育评估 development screening: pass 通过 / fail 未过"
+    )
+    rickets_signs: str | None = Field(None, description="佝偻病体征 signs of rickets")
+    vitamin_d: str | None = Field(None, description="维生素D vitamin D supplementation")
+    guidance: str | None = Field(None, description="指导 guidance given")
+    referral: Referral | None = Field(None, description="转诊 referral")
+    next_exam_date: date | None = Field(None, description="下次随访日期 next check")
+    clinician: Clinician | None = Field(None, description="体检医生 examining clinician")
+    growth: GrowthAssessment | None = Field(
+        None, description="生长发育评价 derived z-scores and labels (computed by the engine)"
+    )
+
+    @field_validator("development_screening", mode="before")
+    @classmethod
+    def _dev_word(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if text in _DEV_PASS:
+                return "pass"
+            if text in _DEV_FAIL:
+                return "fail"
+            raise problem("development", f"{value!r} is neither pass (通过) nor fail (未过)")
+        return value
+
+    @field_validator("measurement_position", mode="before")
+    @classmethod
+    def _position_word(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return _POSITIONS.get(value.strip().lower(), value)
+        return value
+
+    @field_validator("next_exam_date")
+    @classmethod
+    def _after_exam(cls, value: date | None, info: Any) -> date | None:
+        exam = info.data.get("exam_date")
+        if value is not None and isinstance(exam, date) and value < exam:
+            raise problem("next_exam_date", f"{value.isoformat()} is before the exam date {exam.isoformat()}")
+        return value
+
+    @model_validator(mode="after")
+    def _derive(self) -> ChildHealthExam:
+        born = self.person.birth_date if self.person else None
+        if born is not None and self.exam_date < born:
+            raise problem(
+                "exam_date",
+                f"exam_date {self.exam_date.isoformat()} is before the child's birth date {born.isoformat()}",
+            )
+        if self.age_months is None and born is not None:
+            derived = age_in_months(born, self.exam_date)
+            if derived <= 84:
+                self.age_months = derived
+        known_age = self.age_months is not None
+        if self.measurement_position is None and self.length_or_height is not None and known_age:
+            young = (self.age_months or 0) < RECUMBENT_BEFORE_MONTHS
+            self.measurement_position = "recumbent" if young else "standing"
+        return self
+
+    def derived_flags(self) -> list[Flag]:
+        found = super().derived_flags()
+        born = self.person.birth_date if self.person else None
+        if born is not None and self.age_months is not None:
+            derived = age_in_months(born, self.exam_date)
+            if abs(derived - self.age_months) > 1:
+                found.append(
+                    Flag(
+                        code="age_months_inconsistent",
+                        field="age_months",
+                        message=f"age_months {self.age_months} differs from {derived} months "
+                        f"computed from birth date {born.isoformat()}",
+                    )
+                )
+        if self.age_months is not None and self.measurement_position is not None:
+            expected = "recumbent" if self.age_months < RECUMBENT_BEFORE_MONTHS else "standing"
+            if self.measurement_position != expected:
+                found.append(
+                    Flag(
+                        code="measurement_position_unusual",
+                        field="measurement_position",
+                        message=f"{self.measurement_position} measurement at {self.age_months} "
+                        f"months; {expected} is usual (growth z-scores adjust by 0.7 cm)",
+                    )
+                )
+        return found

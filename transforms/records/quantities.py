@@ -1,0 +1,190 @@
+"""Units and plausible ranges for the quantities the records hold.
+
+Two policies, on purpose:
+- Structured clinical fields (weight, BP, birth weight, fundal height…) have one canonical
+  unit. A vendor spelling of it (`公斤`, `KG`, `次/分`) is accepted and stored canonically;
+  a bare number is taken to be in the canonical unit; another unit, or a value outside the
+  plausible range, is an error — storing 52.5 g as a mother's weight would mislead a
+  clinician.
+- Lab observations carry whatever unit the LIS sends; an unknown unit is only flagged
+  (`is_known_lab_unit`), because labs send anything and the result is still needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
+
+from transforms.records.base import Quantity, fmt_number, problem
+
+__all__ = [
+    "LAB_UNITS",
+    "QuantityRule",
+    "canonical_unit",
+    "is_known_lab_unit",
+]
+
+# lower-cased spelling → canonical spelling (UCUM-style, as printed on Chinese reports)
+_SPELLINGS: dict[str, str] = {
+    "kg": "kg", "公斤": "kg", "千克": "kg",
+    "g": "g", "克": "g", "gm": "g",
+    "cm": "cm", "厘米": "cm",
+    "mm": "mm", "毫米": "mm",
+    "m": "m", "米": "m",
+    "mmhg": "mmHg", "mm hg": "mmHg", "mm[hg]": "mmHg", "毫米汞柱": "mmHg",
+    "/min": "/min", "bpm": "/min", "次/分": "/min", "次/分钟": "/min", "beats/min": "/min",
+    "g/l": "g/L",
+    "ml": "mL", "毫升": "mL",
+    "l": "L",
+    "cel": "Cel", "℃": "Cel", "°c": "Cel", "摄氏度": "Cel",
+}  # fmt: skip
+
+# canonical unit → (dimension, factor to the dimension's base unit)
+_FACTORS: dict[str, tuple[str, float]] = {
+    "g": ("mass", 1.0),
+    "kg": ("mass", 1000.0),
+    "mm": ("length", 1.0),
+    "cm": ("length", 10.0),
+    "m": ("length", 1000.0),
+    "mL": ("volume", 1.0),
+    "L": ("volume", 1000.0),
+}
+
+
+def canonical_unit(unit: str) -> str:
+    """A vendor spelling made canonical (`公斤` → kg, `次/分` → /min); unknown text unchanged."""
+    text = unit.strip()
+    return _SPELLINGS.get(text.lower(), text)
+
+
+@dataclass(frozen=True, slots=True)
+class QuantityRule:
+    """Annotation for a `Quantity` field: its canonical unit, other accepted units, range.
+
+    `Annotated[Quantity, QuantityRule("birth weight", "g", 300, 7000)]` accepts
+    `{"value": 3250, "unit": "g"}`, `3250` or `"3250"`, and rejects `3.25 kg`.
+    """
+
+    label: str
+    unit: str
+    low: float
+    high: float
+    also: tuple[str, ...] = ()  # further units accepted as sent (imaging: mm and cm)
+
+    @property
+    def units(self) -> tuple[str, ...]:
+        return (self.unit, *self.also)
+
+    def coerce(self, data: Any) -> Any:
+        """Bare numbers and missing units mean the canonical unit."""
+        if isinstance(data, int | float | str) and not isinstance(data, bool):
+            return {"value": data, "unit": self.unit}
+        if isinstance(data, dict) and not data.get("unit"):
+            return {**data, "unit": self.unit}
+        return data
+
+    def check(self, q: Quantity) -> Quantity:
+        unit = canonical_unit(q.unit)
+        if unit not in self.units:
+            expected = " or ".join(self.units)
+            raise problem(
+                "quantity_unit",
+                f"unit {q.unit!r} is not a unit of {self.label} (expected {expected})",
+            )
+        value = q.value
+        if unit != self.unit:
+            value = value * _FACTORS[unit][1] / _FACTORS[self.unit][1]
+        if not self.low <= value <= self.high:
+            raise problem(
+                "quantity_range",
+                f"{fmt_number(q.value)} {unit} is outside the plausible {self.label} "
+                f"{fmt_number(self.low)}–{fmt_number(self.high)} {self.unit}",
+            )
+        return q if unit == q.unit else Quantity(value=q.value, unit=unit)
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        inner = core_schema.no_info_after_validator_function(self.check, handler(source))
+        return core_schema.no_info_before_validator_function(self.coerce, inner)
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        js = handler(schema)
+        js["x-units"] = list(self.units)
+        js["x-range"] = [self.low, self.high]
+        return js
+
+
+# Units labs send, in their usual spellings (compared after `_lab_key`). Anything else is
+# kept and flagged `lab_unit_unknown`.
+LAB_UNITS: tuple[str, ...] = (
+    "g/L", "g/dL", "mg/L", "mg/dL", "μg/L", "μg/dL", "ng/mL", "ng/L", "pg/mL",
+    "10^9/L", "10^12/L", "10^6/L", "/μL", "个/μL", "/HP", "/LP", "个/HP",
+    "mmol/L", "μmol/L", "nmol/L", "pmol/L", "mEq/L", "mOsm/kg", "mmol/mol",
+    "U/L", "IU/L", "U/mL", "IU/mL", "mIU/L", "mIU/mL", "μIU/mL", "kU/L", "AU/mL",
+    "S/CO", "COI", "INR", "s", "sec", "秒", "mm/h", "%", "‰", "fL", "pg",
+    "mL", "L", "mL/min", "mL/min/1.73m2", "mg/24h", "g/24h", "mmol/24h",
+    "mm", "cm", "m", "g", "kg", "mmHg", "/min", "bpm", "次/分", "Cel", "℃",
+    "周", "天", "月", "岁", "次", "分", "颗", "个", "倍", "滴度",
+)  # fmt: skip
+
+
+def _lab_key(unit: str) -> str:
+    text = unit.strip().lower().replace(" ", "").replace("×", "")
+    for micro in ("μ", "µ"):
+        text = text.replace(micro, "u")
+    return text.replace("^", "*")
+
+
+_LAB_KEYS = frozenset(_lab_key(u) for u in LAB_UNITS)
+
+
+def is_known_lab_unit(unit: str) -> bool:
+    """True for the units labs commonly send, in any usual spelling (`10*9/L`, `umol/L`)."""
+    return _lab_key(unit) in _LAB_KEYS
+
+
+# --------------------------------------------------------------------------- field types
+# One rule per clinical meaning; ranges are sanity limits (catch unit and typing errors),
+# not clinical reference ranges.
+
+AdultWeight = Annotated[Quantity, QuantityRule("body weight", "kg", 25, 250)]
+AdultHeight = Annotated[Quantity, QuantityRule("height", "cm", 100, 230)]
+SystolicBP = Annotated[Quantity, QuantityRule("systolic blood pressure", "mmHg", 50, 300)]
+DiastolicBP = Annotated[Quantity, QuantityRule("diastolic blood pressure", "mmHg", 20, 200)]
+Haemoglobin = Annotated[Quantity, QuantityRule("haemoglobin", "g/L", 20, 250)]
+BodyTemperature = Annotated[Quantity, QuantityRule("body temperature", "Cel", 30, 45)]
+FundalHeight = Annotated[Quantity, QuantityRule("fundal height", "cm", 5, 50)]
+MaternalAbdomen = Annotated[Quantity, QuantityRule("abdominal circumference", "cm", 50, 180)]
+FetalHeartRate = Annotated[Quantity, QuantityRule("fetal heart rate", "/min", 50, 240)]
+BloodLoss = Annotated[Quantity, QuantityRule("blood loss", "mL", 0, 10000, also=("L",))]
+
+BirthWeight = Annotated[Quantity, QuantityRule("birth weight", "g", 300, 7000)]
+BirthLength = Annotated[Quantity, QuantityRule("birth length", "cm", 20, 70)]
+NewbornHead = Annotated[Quantity, QuantityRule("newborn head circumference", "cm", 18, 50)]
+NewbornChest = Annotated[Quantity, QuantityRule("newborn chest circumference", "cm", 15, 50)]
+
+ChildWeight = Annotated[Quantity, QuantityRule("child weight", "kg", 0.5, 60)]
+ChildLength = Annotated[Quantity, QuantityRule("child length/height", "cm", 30, 150)]
+ChildHead = Annotated[Quantity, QuantityRule("child head circumference", "cm", 25, 60)]
+
+# Ultrasound biometry: reports use mm or cm (NT and CRL in mm, BPD/HC/AC/FL in cm), stored
+# as sent; the range is checked in mm.
+_LEN = ("cm",)
+NuchalTranslucency = Annotated[Quantity, QuantityRule("NT", "mm", 0.1, 15, also=_LEN)]
+CrownRumpLength = Annotated[Quantity, QuantityRule("CRL", "mm", 1, 120, also=_LEN)]
+BiparietalDiameter = Annotated[Quantity, QuantityRule("BPD", "mm", 5, 120, also=_LEN)]
+FetalHead = Annotated[Quantity, QuantityRule("HC", "mm", 20, 450, also=_LEN)]
+FetalAbdomen = Annotated[Quantity, QuantityRule("AC", "mm", 20, 500, also=_LEN)]
+FemurLength = Annotated[Quantity, QuantityRule("FL", "mm", 2, 90, also=_LEN)]
+HumerusLength = Annotated[Quantity, QuantityRule("HL", "mm", 2, 80, also=_LEN)]
+FetalWeight = Annotated[Quantity, QuantityRule("EFW", "g", 10, 7000, also=("kg",))]
+AmnioticIndex = Annotated[Quantity, QuantityRule("AFI", "cm", 0, 50, also=("mm",))]
+AmnioticDepth = Annotated[Quantity, QuantityRule("amniotic fluid depth", "cm", 0, 25, also=("mm",))]
+CervicalLength = Annotated[Quantity, QuantityRule("cervical length", "cm", 0, 8, also=("mm",))]
