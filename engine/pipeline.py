@@ -27,6 +27,7 @@ from engine.errors import InputError, MappingError
 from engine.router import Router
 from transforms.decode import decode
 from transforms.hl7v2 import Message
+from transforms.strict import check_structure
 from transforms.validate import canonical
 
 log = structlog.get_logger("engine.pipeline")
@@ -50,8 +51,10 @@ class TransformWorker:
         bus_factory: Callable[[], Bus],
         *,
         batch: int = 200,
+        strict_channels: frozenset[str] = frozenset(),
     ) -> None:
         self.router = router
+        self.strict_channels = strict_channels
         self.journal_engine = journal_engine
         self.bus_factory = bus_factory
         self.batch = batch
@@ -109,7 +112,10 @@ class TransformWorker:
     def transform(self, item: journal.Accepted) -> tuple[Outcome, list[tuple[str, dict[str, Any]]]]:
         """Pure part: what this message becomes and where it goes (nothing is sent)."""
         try:
-            message = Message(decode(item.raw, item.encoding))
+            text = decode(item.raw, item.encoding)
+            if item.channel in self.strict_channels:
+                check_structure(text)
+            message = Message(text)
             msh = message.segment("MSH")
             message_type = (msh.field(9) if msh else "") or ""
             routes = self.router.match(item.channel, message_type, message)

@@ -70,7 +70,10 @@ class EngineRuntime:
         probe.close()
 
         if "transform" in self.roles:
-            self.transform = TransformWorker(self.router(), self.journal_engine, self.bus)
+            strict = frozenset(name for name, ch in s.channels.items() if ch.strict)
+            self.transform = TransformWorker(
+                self.router(), self.journal_engine, self.bus, strict_channels=strict
+            )
             self.transform.start()
             self._recover(include_pending=not durable)
         if "deliver" in self.roles:

@@ -350,6 +350,11 @@ class MllpChannel(_Model):
         default=300.0, description="Close a connection after this long without data."
     )
     ack: AckSettings = Field(default_factory=AckSettings, description="Acknowledgment mode.")
+    strict: bool = Field(
+        default=False,
+        description="Check each message's structure against its HL7 version with hl7apy before "
+        "mapping (slow: tens of ms a message); a message that fails is kept as failed with the reason.",
+    )
 
     @property
     def host_port(self) -> tuple[str, int]:

@@ -157,6 +157,16 @@ class TestCommands:
         result = mch("check", "--config", str(REPO / "routes.yaml"), env=env, cwd=tmp_path)
         assert "配置正确" in result.stdout
 
+    def test_schema_export_writes_the_committed_schemas(self, env: dict[str, str], tmp_path: Path) -> None:
+        """`mch-engine schema export DIR` writes one JSON Schema per record type, equal to docs/schemas."""
+        out = tmp_path / "schemas"
+        mch("schema", "export", str(out), env=env, cwd=tmp_path)
+        written = sorted(p.name for p in out.glob("*.schema.json"))
+        committed = sorted(p.name for p in (REPO / "docs/schemas").glob("*.schema.json"))
+        assert written == committed and len(written) >= 12
+        for name in written:
+            assert (out / name).read_bytes() == (REPO / "docs/schemas" / name).read_bytes(), name
+
     def test_routes_reference_is_current(self, env: dict[str, str]) -> None:
         """docs/routes.md is what the settings models render (run `mch-engine docs` after a change)."""
         mch("docs", "--check", env=env, cwd=REPO)

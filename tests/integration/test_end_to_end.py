@@ -120,3 +120,31 @@ class TestEndToEnd:
         payload = payload if isinstance(payload, dict) else __import__("json").loads(payload)
         assert payload["person"]["name"] == "陈思雨"
         assert payload["observations"][0]["name"] in raw.decode("utf-8")
+
+
+class TestStrictChannel:
+    def test_strict_channel_keeps_a_structurally_broken_message_as_failed(self, tmp_path: Path) -> None:
+        """On a `strict: true` channel a message hl7apy refuses is ACKed, kept, and failed with the reason."""
+        channels = {"hospital": {"encoding": "utf-8", "strict": "true"}, "lis_gbk": {"encoding": "gb18030"}}
+        routes = write_routes(tmp_path, database=f"sqlite:///{tmp_path}/engine.db", channels=channels)
+        broken = ORU.replace("||118|".encode(), "|1^2|118|".encode()).replace(b"E2E-ORU-1", b"E2E-ORU-2")
+        with RunningEngine(routes) as engine:
+            good_ack, bad_ack = engine.send([ORU, broken])
+            assert msa(good_ack)[0] == msa(bad_ack)[0] == "AA"
+            journal = engine.journal
+            wait_until(
+                lambda: (
+                    scalar(journal, "select count(*) from journal_messages where status != 'received'") == 2
+                )
+            )
+            first = scalar(
+                journal,
+                "select status || ' ' || coalesce(error, '') from journal_messages where control_id = 'E2E-ORU-1'",
+            )
+            assert first == "routed ", first
+            assert (
+                scalar(journal, "select status from journal_messages where control_id = 'E2E-ORU-2'")
+                == "failed"
+            )
+            error = scalar(journal, "select error from journal_messages where control_id = 'E2E-ORU-2'")
+            assert "strict validation" in error

@@ -455,6 +455,10 @@ class _Compiler:
         if not isinstance(args_spec, dict):
             self.error((*loc, "args"), "args must map argument names to rules")
             return lambda ctx: None
+        odd = [k for k in args_spec if not isinstance(k, str)]
+        if odd:
+            self.error((*loc, "args"), f"argument names must be text; YAML read {odd} (quote on/yes/no)")
+            return lambda ctx: None
         args = {k: self.value(v, (*loc, "args", k)) for k, v in args_spec.items()}
         file, line = self.file, self.lines.line_of(loc)
 
@@ -569,7 +573,9 @@ class _Compiler:
         except ValueError as exc:
             if strict:
                 raise
-            self.error(loc, f"bad HL7 path '{expr}': {exc}")
+            self.error(
+                loc, str(exc) if str(exc).startswith("bad HL7 path") else f"bad HL7 path '{expr}': {exc}"
+            )
             return lambda ctx: None
 
     def note(self, expr: str) -> None:

@@ -1,6 +1,7 @@
 """Derived values a mapping computes at mapping time (`derive: NAME, args: {...}`).
 
-Arguments arrive as the mapping read them: HL7 dates (`20241008`), ISO dates
+Arguments are named in the mapping (`args: {birth: PID-7, at: OBR-7}`; not `on:`,
+which YAML reads as true). They arrive as the mapping read them: HL7 dates (`20241008`), ISO dates
 (`2024-10-08`), numbers or numeric text. Each function says in its ValueError
 which argument was wrong.
 """
@@ -37,20 +38,20 @@ def as_number(value: Any, name: str) -> float | None:
         raise ValueError(f"{name}: {value!r} is not a number") from None
 
 
-def age_in_months(birth: Any, on: Any) -> int:
+def age_in_months(birth: Any, at: Any) -> int:
     from transforms.derived import age_in_months as months
 
-    return months(as_date(birth, "birth"), as_date(on, "on"))
+    return months(as_date(birth, "birth"), as_date(at, "at"))
 
 
-def age_in_days(birth: Any, on: Any) -> int:
-    return (as_date(on, "on") - as_date(birth, "birth")).days
+def age_in_days(birth: Any, at: Any) -> int:
+    return (as_date(at, "at") - as_date(birth, "birth")).days
 
 
-def gestational_age_at(lmp: Any, on: Any) -> dict[str, int]:
+def gestational_age_at(lmp: Any, at: Any) -> dict[str, int]:
     from transforms.derived import gestational_age_at as ga
 
-    weeks, days = ga(as_date(lmp, "lmp"), as_date(on, "on"))
+    weeks, days = ga(as_date(lmp, "lmp"), as_date(at, "at"))
     return {"weeks": weeks, "days": days}
 
 
@@ -70,7 +71,7 @@ def bmi(weight_kg: Any, height_cm: Any) -> float | None:
 def growth(
     sex: Any,
     birth: Any,
-    on: Any,
+    at: Any,
     weight_kg: Any = None,
     length_cm: Any = None,
     head_cm: Any = None,
@@ -86,7 +87,7 @@ def growth(
     )
     return growth_assessment(
         str(sex),
-        age_in_days(birth, on),
+        age_in_days(birth, at),
         weight_kg=as_number(weight_kg, "weight_kg"),
         length_cm=as_number(length_cm, "length_cm"),
         head_cm=as_number(head_cm, "head_cm"),
