@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
-from support import CHINESE, REPO, REPORT, RunningEngine, free_port, scalar, wait_until
 
 from engine.ack import parse_acks
 from engine.listing import resolve_person, timeline
+from support import CHINESE, REPO, REPORT, RunningEngine, free_port, scalar, wait_until
 
 MOTHER_ID = "500112199403151525"
 

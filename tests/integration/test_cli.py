@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from support import REPO, free_port
 
 CLI = [sys.executable, "-m", "engine.cli"]

@@ -13,9 +13,9 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
-from support import CHINESE, CONFORMANCE, REPORT, RunningEngine, hl7, msa, scalar, write_routes
 
 from engine.ack import parse_acks
+from support import CHINESE, CONFORMANCE, REPORT, RunningEngine, hl7, msa, scalar, write_routes
 
 if not (CONFORMANCE / "manifest.tsv").is_file():
     pytest.fail(f"conformance corpus not found at {CONFORMANCE} (set MCH_CONFORMANCE_DIR)")

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from support import (
     AMQP_URL,
     CHINESE,
@@ -127,7 +128,7 @@ class TestStrictChannel:
         """On a `strict: true` channel a message hl7apy refuses is ACKed, kept, and failed with the reason."""
         channels = {"hospital": {"encoding": "utf-8", "strict": "true"}, "lis_gbk": {"encoding": "gb18030"}}
         routes = write_routes(tmp_path, database=f"sqlite:///{tmp_path}/engine.db", channels=channels)
-        broken = ORU.replace("||118|".encode(), "|1^2|118|".encode()).replace(b"E2E-ORU-1", b"E2E-ORU-2")
+        broken = ORU.replace(b"||118|", b"|1^2|118|").replace(b"E2E-ORU-1", b"E2E-ORU-2")
         with RunningEngine(routes) as engine:
             good_ack, bad_ack = engine.send([ORU, broken])
             assert msa(good_ack)[0] == msa(bad_ack)[0] == "AA"

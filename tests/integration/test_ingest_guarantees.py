@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import REPORT, RunningEngine, hl7, msa, scalar, wait_until, write_routes
 
 from channels._mllp_framing import Frame, MllpDecoder, frame
 from channels.mllp_client import MllpConnection
+from support import REPORT, RunningEngine, hl7, msa, scalar, wait_until, write_routes
 
 MAX_BYTES = 64 * 1024
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import support
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import support
 from engine.ack import parse_ack
 from engine.ingest import Policy, Verdict, examine, reject, split_batch
 from engine.journal import RECEIVED, REJECTED

@@ -6,8 +6,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import support
 
+import support
 from engine.errors import ConfigError, ConfigErrors, MappingError
 from transforms.hl7v2 import Message
 from transforms.mapping import MappedRecord, Mapping, load_mapping
@@ -577,7 +577,9 @@ class TestShippedMappings:
         assert who["id_card"] == "500112199403151525"
         assert who["sex"] == "2"
         assert who["birth_date"] == "1994-03-15"
-        assert {"value": "500112199403151525", "authority": None, "type": "ID"} in record.record["identifiers"]
+        assert {"value": "500112199403151525", "authority": None, "type": "ID"} in record.record[
+            "identifiers"
+        ]
 
     def test_003_blood_routine_gives_lab_result_with_10_observations(self, lab: Mapping) -> None:
         """Sample 003 (LIS ORU^R01) maps to a LabResult with ten observations."""

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from engine.errors import ConfigErrors, MappingError
+from engine.errors import ConfigError, ConfigErrors, MappingError
 from transforms.hl7v2 import Message
 from transforms.mapping import Ctx, load_mapping
 from transforms.mapping.codetables import load_code_table
@@ -158,7 +158,7 @@ class TestValues:
 
     def test_unknown_derived_value_is_a_compile_error(self, tmp_path: Path) -> None:
         """A misspelt derived value fails at load time and lists the known ones."""
-        with pytest.raises(ConfigErrors, match="unknown derived value 'age_in_month'.*age_in_months"):
+        with pytest.raises(ConfigErrors, match=r"unknown derived value 'age_in_month'.*age_in_months"):
             fields(tmp_path, "age: {derive: age_in_month, args: {}}\n")
 
     def test_plain_mapping_is_a_nested_object(self, tmp_path: Path) -> None:
@@ -195,7 +195,7 @@ class TestCodeTables:
         """The second row with the same local code is reported with its line."""
         path = tmp_path / "dup.csv"
         path.write_text("local_code,code\nA,1\nB,2\nA,3\n", encoding="utf-8")
-        with pytest.raises(Exception, match="dup.csv:4: local code 'A' appears twice"):
+        with pytest.raises(ConfigError, match=r"dup\.csv:4: local code 'A' appears twice"):
             load_code_table(path)
 
 
