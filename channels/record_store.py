@@ -251,16 +251,14 @@ class RecordStore:
             retired = self._resolve(conn, retired_ref, create=False)
             if retired and retired != survivor:
                 _move_person(conn, retired, survivor)
+            # The retired identifiers now name the survivor, known before or not, so a
+            # message still filed under an old id links to the right person.
             for kind, system, value in identifiers_of(retired_ref):
-                conn.execute(
-                    update(person_identifiers)
-                    .where(
-                        person_identifiers.c.kind == kind,
-                        person_identifiers.c.system == system,
-                        person_identifiers.c.value == value,
-                    )
-                    .values(person_key=survivor)
+                stmt = insert_for(conn, person_identifiers)
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["kind", "system", "value"], set_={"person_key": survivor}
                 )
+                conn.execute(stmt, {"kind": kind, "system": system, "value": value, "person_key": survivor})
 
 
 def _common(env: dict[str, Any]) -> dict[str, Any]:

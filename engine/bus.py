@@ -1,5 +1,11 @@
 """The message bus between the transform stage and the destinations, on kombu.
 
+Delayed retries: on RabbitMQ a failed envelope waits in a queue per destination and
+delay (`<prefix>.<destination>.retry.<N>s`, message TTL N seconds) whose dead-letter
+exchange sends it back to the work queue when the time is up — nothing sleeps in a
+consumer. In-process (`memory://`) a timer thread does the same; what it holds is
+also `pending` in the journal, so a restart re-drives it.
+
 One class serves both the embedded default (`memory://`, kombu's in-process
 transport, made durable by the journal: unfinished deliveries are re-driven at
 start) and RabbitMQ (`amqp://`, durable queues, persistent messages, publisher
@@ -12,9 +18,11 @@ opens its own `Bus`.
 
 from __future__ import annotations
 
+import heapq
 import json
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -127,9 +135,86 @@ class Bus:
                 except TimeoutError:  # nothing arrived: look at the stop flag again
                     continue
 
+    def publish_retry(self, destination: str, envelope: dict[str, Any], delay: float) -> None:
+        """Send the envelope back to `destination`'s queue after `delay` seconds."""
+        if not self.capabilities.durable:
+            _memory_delays(self.url, self.prefix).schedule(destination, envelope, delay)
+            return
+        seconds = max(1, round(delay))
+        retry_exchange = Exchange(f"{self.prefix}.retry", type="direct", durable=True)
+        queue = Queue(
+            f"{self.prefix}.{destination}.retry.{seconds}s",
+            retry_exchange,
+            routing_key=f"{destination}.{seconds}s",
+            durable=True,
+            queue_arguments={
+                "x-message-ttl": seconds * 1000,
+                "x-dead-letter-exchange": f"{self.prefix}.records",
+                "x-dead-letter-routing-key": destination,
+            },
+        )
+        body = json.dumps(envelope, ensure_ascii=False, separators=(",", ":"))
+        producer = Producer(self._conn.default_channel, exchange=retry_exchange)
+        producer.publish(
+            body,
+            routing_key=f"{destination}.{seconds}s",
+            content_type="application/json",
+            content_encoding="utf-8",
+            delivery_mode=2,
+            declare=[queue],
+            retry=True,
+            retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
+        )
+
     def purge(self, destination: str) -> int:
         self.declare(destination)
         return self.queue_for(destination)(self._conn.default_channel).purge() or 0
 
     def close(self) -> None:
         self._conn.release()
+
+
+class _MemoryDelays:
+    """In-process delayed retries: a heap of (due, destination, envelope) and one thread."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        self.url = url
+        self.prefix = prefix
+        self._heap: list[tuple[float, int, str, dict[str, Any]]] = []
+        self._cond = threading.Condition()
+        self._seq = 0
+        self._thread = threading.Thread(target=self._run, name="memory-retries", daemon=True)
+        self._thread.start()
+
+    def schedule(self, destination: str, envelope: dict[str, Any], delay: float) -> None:
+        with self._cond:
+            self._seq += 1
+            heapq.heappush(self._heap, (time.monotonic() + delay, self._seq, destination, envelope))
+            self._cond.notify()
+
+    def _run(self) -> None:
+        bus: Bus | None = None
+        while True:
+            with self._cond:
+                while not self._heap or self._heap[0][0] > time.monotonic():
+                    timeout = self._heap[0][0] - time.monotonic() if self._heap else None
+                    self._cond.wait(timeout)
+                _, _, destination, envelope = heapq.heappop(self._heap)
+            try:
+                bus = bus or Bus(self.url, self.prefix)
+                bus.publish(destination, envelope)
+            except Exception as exc:  # the journal still says pending: a restart re-drives it
+                log.warning("memory_retry_publish_failed", destination=destination, error=str(exc))
+                bus = None
+
+
+_delays: dict[tuple[str, str], _MemoryDelays] = {}
+_delays_lock = threading.Lock()
+
+
+def _memory_delays(url: str, prefix: str) -> _MemoryDelays:
+    with _delays_lock:
+        key = (url, prefix)
+        if key not in _delays:
+            _delays[key] = _MemoryDelays(url, prefix)
+        return _delays[key]

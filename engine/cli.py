@@ -312,7 +312,8 @@ def _timeline_line(r: dict[str, Any]) -> str:
 
 
 def _summary(rec: dict[str, Any]) -> str:
-    text = rec.get("order_name") or rec.get("exam_name") or rec.get("conclusion") or ""
+    coded = rec.get("order") or rec.get("exam") or rec.get("conclusion") or rec.get("mode") or {}
+    text = (coded.get("display") or coded.get("code") or "") if isinstance(coded, dict) else str(coded)
     obs = rec.get("observations")
     if isinstance(obs, list):
         text = f"{text} ({len(obs)} observations)".strip()
@@ -345,7 +346,7 @@ def _message_line(r: dict[str, Any]) -> str:
 
 def _record_line(r: dict[str, Any]) -> str:
     rec = r["record"] or {}
-    summary = rec.get("name") or _summary(rec)
+    summary = (rec.get("person") or {}).get("name") if r["record_type"] == "Person" else _summary(rec)
     return f"{r['record_type']:<16} {r['record_id']:<48} {r['person_key'] or '-':<36} {summary}"
 
 

@@ -115,6 +115,8 @@ STAGES = {
     "NewbornScreening": ("child", "新生儿"),
     "PostpartumVisit": ("postpartum", "产后"),
     "ChildHealthExam": ("child", "儿童"),
+    "LabResult": ("lab", "检验"),
+    "ImagingReport": ("imaging", "检查"),
 }
 
 
@@ -155,9 +157,9 @@ def timeline(engine: Engine, person_key: str) -> list[dict[str, Any]]:
         ).all()
     out = []
     for r in rows:
-        stage = STAGES.get(r.record_type, ("pregnancy" if r.person_key == person_key else "child", ""))
-        if r.person_key != person_key and stage[0] not in ("child",):
-            stage = ("child", "儿童")
+        stage = STAGES.get(r.record_type, ("other", "其他"))
+        if r.person_key != person_key:
+            stage = ("child", "儿童")  # everything of a child's belongs to the child stage
         out.append(
             _jsonable(
                 {

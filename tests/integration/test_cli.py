@@ -92,7 +92,7 @@ class TestReadmeRoundTrip:
             for x in mch("records", "list", *config, "--json", env=env, cwd=tmp_path).stdout.splitlines()
         ]
         by_type = {r["record_type"]: r for r in records}
-        assert by_type["Person"]["record"]["name"] == "林晓雯"
+        assert by_type["Person"]["record"]["person"]["name"] == "林晓雯"
         assert len(by_type["LabResult"]["record"]["observations"]) == 3
         assert by_type["LabResult"]["person_key"] == by_type["Person"]["person_key"]
 

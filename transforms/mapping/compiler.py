@@ -40,31 +40,41 @@ RECORD_KEYS = {"type", "record_id", "event_time", "fields", "when", "each", "des
 SPEC_KEYS = {
     "path", "column", "first", "template", "const", "fields", "each", "value", "where",
     "convert", "type_from", "table", "table_column", "quantity", "to_unit", "derive", "args",
-    "join", "default", "required", "when", "obx", "obx_field",
+    "join", "default", "required", "when", "obx", "obx_field", "include",
 }  # fmt: skip
 EMPTY = (None, "", [])
 
 
+# Segments that belong to the segment before them (a note after an OBX is that OBX's note).
+_TRAILING = frozenset({"NTE"})
+
+
 @dataclass(slots=True)
 class Ctx:
-    """Where a rule is evaluated: the message or row, the segment group in scope (and
-    the segments before it, its parents), and the segment or repetition being iterated."""
+    """Where a rule is evaluated: the message or row, the segment group in scope (from
+    message position `base`), and the segment or repetition being iterated."""
 
     message: Message | None = None
     row: dict[str, Any] | None = None
     scope: Sequence[Segment] | None = None
     segment: Segment | None = None
     repetition: str | None = None
-    outer: tuple[Segment, ...] = ()
+    base: int = 0
 
     def segments(self, name: str) -> list[Segment]:
-        """Segments of this name in the group in scope, else among its parents (so inside
-        `each: OBX`, `OBR-4` reads this OBX's OBR and `PID-5` the patient), never a
-        sibling group's."""
+        """Segments of this name in the group in scope, else the nearest one before the
+        group (so inside `each: OBX`, `OBR-4` reads this OBX's own OBR and `PID-5` the
+        patient); never a note or Z-segment of another group."""
         if self.scope is None:
             return self.message.segments(name) if self.message else []
         found = [s for s in self.scope if s.name == name]
-        return found or [s for s in reversed(self.outer) if s.name == name]
+        if found or name in _TRAILING or name.startswith("Z") or self.message is None:
+            return found
+        before = self.message.segments()[: self.base]
+        for seg in reversed(before):
+            if seg.name == name:
+                return [seg]
+        return []
 
 
 Getter = Callable[[Ctx], Any]
@@ -142,20 +152,24 @@ def compile_message_condition(text: str) -> Callable[[Ctx], bool]:
 
 
 def _groups(ctx: Ctx, name: str) -> list[Ctx]:
-    """One context per `name` segment; its scope runs up to the next `name` segment, so
-    `each: OBR` sees that OBR's OBX and NTE, and `each: OBX` the NTE after each OBX."""
+    """One context per `name` segment. Its scope runs to the next `name` segment or to the
+    next segment of a kind that came before the first one (an OBR ends the last OBX group
+    of the previous order), so `each: OBR` sees that OBR's OBX and NTE, and `each: OBX`
+    the NTE after each OBX."""
     if ctx.scope is not None:
-        pool = list(ctx.scope)
+        pool, base = list(ctx.scope), ctx.base
     else:
-        pool = ctx.message.segments() if ctx.message else []
+        pool, base = (ctx.message.segments() if ctx.message else []), 0
     starts = [i for i, s in enumerate(pool) if s.name == name]
     if not starts:
         return []
-    outer = (*ctx.outer, *pool[: starts[0]])
+    boundary = {s.name for s in pool[: starts[0]]} - _TRAILING - {name}
     out = []
-    for n, start in enumerate(starts):
-        end = starts[n + 1] if n + 1 < len(starts) else len(pool)
-        out.append(Ctx(ctx.message, ctx.row, pool[start:end], pool[start], None, outer))
+    for start in starts:
+        end = start + 1
+        while end < len(pool) and pool[end].name != name and pool[end].name not in boundary:
+            end += 1
+        out.append(Ctx(ctx.message, ctx.row, pool[start:end], pool[start], None, base + start))
     return out
 
 
@@ -244,6 +258,8 @@ class _Compiler:
             return lambda ctx, v=spec: v
         if spec and not set(spec) & SPEC_KEYS:
             return self.obj(spec, loc)  # a plain mapping of names to rules: a nested object
+        if "include" in spec:
+            return self.include(str(spec["include"]), loc)
         for key in sorted(set(spec) - SPEC_KEYS):
             self.error(
                 (*loc, key),
@@ -299,7 +315,13 @@ class _Compiler:
         file = self.file
         first = spec.get("first")
         first_label = " | ".join(map(str, first)) if isinstance(first, list) else first
-        label = str(spec.get("path") or spec.get("column") or spec.get("template") or first_label or loc[-1])
+        label = str(
+            spec.get("path")
+            or spec.get("column")
+            or spec.get("template")
+            or first_label
+            or (loc[-1] if loc else "value")
+        )
         convert = spec.get("convert")
         fn = None
         if convert is not None:
@@ -322,7 +344,7 @@ class _Compiler:
                 value = fn(value)
             if table is not None:
                 found = table.lookup(str(value))
-                value = (found.get(column) if column else found) if found else None
+                value = (found.get(column) or None if column else _coded_row(found)) if found else None
             return value
 
         def run(ctx: Ctx) -> Any:
@@ -352,6 +374,25 @@ class _Compiler:
             return value
 
         return run
+
+    def include(self, reference: str, loc: tuple[Any, ...]) -> Getter:
+        """A rule kept in its own file (`include: ../common/observations.yaml`), shared by
+        several mappings; its errors name that file and line."""
+        path = (self.path.parent / reference).resolve()
+        try:
+            data, lines = load_yaml(path.read_text(encoding="utf-8"), reference)
+        except OSError as exc:
+            self.error(loc, f"cannot read included file {reference}: {exc.strerror}")
+            return lambda ctx: None
+        except (ConfigError, ConfigErrors) as exc:
+            self.errors += exc.errors if isinstance(exc, ConfigErrors) else [exc]
+            return lambda ctx: None
+        saved = (self.file, self.path, self.lines)
+        self.file, self.path, self.lines = reference, path, lines
+        try:
+            return self.value(data, ("include",))
+        finally:
+            self.file, self.path, self.lines = saved
 
     def each(self, spec: dict[str, Any], loc: tuple[Any, ...]) -> Getter:
         """`each: OBX` (segment groups) or `each: PID-3[*]` (repetitions), optionally
@@ -399,11 +440,14 @@ class _Compiler:
         return name
 
     def condition(self, text: Any, loc: tuple[Any, ...]) -> Getter:
+        target, self.target = self.target, []  # a condition reads a field, it does not fill one
         try:
             return compile_condition(str(text), lambda p: self.path_getter(p, loc, strict=True))
         except ConditionError as exc:
             self.error(loc, f"bad condition: {exc}")
             return lambda ctx: False
+        finally:
+            self.target = target
 
     def table(self, spec: dict[str, Any], loc: tuple[Any, ...]) -> Any:
         path = find_table(str(spec["table"]), self.path)
@@ -580,6 +624,8 @@ class _Compiler:
 
     def note(self, expr: str) -> None:
         """Remember which output field reads which HL7 field (for `mapping explain`)."""
+        if not self.target:
+            return
         try:
             p = parse_path(expr)
         except ValueError:
@@ -593,6 +639,13 @@ def _segment_for(ctx: Ctx, name: str, occurrence: int | None) -> Segment | None:
     found = ctx.segments(name)
     index = (occurrence or 1) - 1
     return found[index] if index < len(found) else None
+
+
+def _coded_row(row: dict[str, str]) -> dict[str, str] | None:
+    """A code-table row as a coded value, or nothing when the row has no standard code."""
+    if not row.get("code"):
+        return None
+    return {k: row[k] for k in ("code", "system", "display") if row.get(k)}
 
 
 def _clean(value: Any) -> Any:

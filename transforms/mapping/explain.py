@@ -88,7 +88,10 @@ def explain(raw: bytes, router: Any, channel: str | None, channel_encoding: str 
             if not value:
                 continue
             path = f"{seg.name}-{n}"
-            out.fields.append(FieldLine(path, field_name(seg.name, n, version), value, targets.get(path, [])))
+            found = list(targets.get(path, []))
+            if seg.name == "OBX":  # `{obx: CODE}` rules name the observation by its code
+                found += targets.get(f"{path} ({seg.get(3, 1, 1)})", [])
+            out.fields.append(FieldLine(path, field_name(seg.name, n, version), value, found))
     return out
 
 

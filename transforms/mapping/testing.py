@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ConfigError, ConfigErrors, InputError, MappingError
+from engine.ingest import split_batch
 from engine.yaml_lines import LineMap, load_yaml
 from transforms.decode import codec_for_msh18, decode
 from transforms.hl7v2 import Message, read_msh
@@ -100,8 +101,7 @@ def _run_case(path: Path, lines: LineMap, mapping: Mapping, case: Any, index: in
         result.problems.append(f"unknown keys {sorted(unknown)} (expected {sorted(CASE_KEYS)})")
         return result
     try:
-        source = _input(path, case)
-        produced = mapping.apply(source)
+        produced = [r for source in _inputs(path, case) for r in mapping.apply(source)]
         validated = [_validated(r) for r in produced]
     except (InputError, ValueError, OSError) as exc:
         expected_error = case.get("expect_error")
@@ -123,16 +123,20 @@ def _run_case(path: Path, lines: LineMap, mapping: Mapping, case: Any, index: in
     return result
 
 
-def _input(path: Path, case: dict[str, Any]) -> Message | dict[str, Any]:
+def _inputs(path: Path, case: dict[str, Any]) -> list[Message | dict[str, Any]]:
+    """The case's input: a row, inline HL7, or a file (an FHS/BHS batch gives each message)."""
     if "row" in case:
-        return dict(case["row"])
+        return [dict(case["row"])]
     if "hl7" in case:
-        text = str(case["hl7"]).replace("\r\n", "\r").replace("\n", "\r")
-        return Message(text)
+        return [Message(str(case["hl7"]).replace("\r\n", "\r").replace("\n", "\r"))]
     raw = (path.parent / str(case["input"])).read_bytes()
-    declared = read_msh(raw).charset
-    encoding = str(case.get("encoding") or codec_for_msh18(declared) or "utf-8")
-    return Message(decode(raw, encoding, declared=declared))
+    parts = split_batch(raw) if raw.lstrip()[:3] in (b"FHS", b"BHS") else [raw]
+    out: list[Message | dict[str, Any]] = []
+    for part in parts:
+        declared = read_msh(part).charset
+        encoding = str(case.get("encoding") or codec_for_msh18(declared) or "utf-8")
+        out.append(Message(decode(part, encoding, declared=declared)))
+    return out
 
 
 def _validated(record: MappedRecord) -> MappedRecord:

@@ -32,6 +32,15 @@ _SPELLINGS = {
     "bpm": "/min",
     "mm[hg]": "mmHg",
     "mmhg": "mmHg",
+    "克": "g",
+    "千克": "kg",
+    "公斤": "kg",
+    "厘米": "cm",
+    "毫米": "mm",
+    "米": "m",
+    "毫升": "mL",
+    "ml": "mL",
+    "升": "L",
 }
 
 _FACTORS: dict[tuple[str, str], float] = {

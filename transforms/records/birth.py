@@ -75,6 +75,11 @@ Births = Annotated[int, Between("number of births", 0, 8)]
 class DeliveryRecord(Record):
     """分娩记录 a delivery: when, at what gestation, how, blood loss, complications."""
 
+    observations: list[Observation] = Field(
+        default_factory=list,
+        description="全部观察项 every item of the form as sent (OBX), so nothing the sender wrote is lost",
+    )
+
     record_type: Literal["DeliveryRecord"] = Field("DeliveryRecord", description="记录类型 record type")
     delivery_time: PastDatetime = Field(description="分娩时间 date and time of delivery")
     gestational_age: GestationalAge | None = Field(None, description="分娩孕周 gestational age")
@@ -113,6 +118,11 @@ class DeliveryRecord(Record):
 
 class NewbornRecord(Record):
     """新生儿出生记录 one newborn at birth; the mother is in `mother`."""
+
+    observations: list[Observation] = Field(
+        default_factory=list,
+        description="全部观察项 every item of the form as sent (OBX), so nothing the sender wrote is lost",
+    )
 
     record_type: Literal["NewbornRecord"] = Field("NewbornRecord", description="记录类型 record type")
     birth_time: PastDatetime = Field(description="出生时间 date and time of birth")

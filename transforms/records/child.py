@@ -25,6 +25,7 @@ from transforms.records.base import (
     ValueModel,
     problem,
 )
+from transforms.records.lab import Observation
 from transforms.records.quantities import ChildHead, ChildLength, ChildWeight, Haemoglobin
 
 __all__ = [
@@ -108,6 +109,11 @@ class GrowthAssessment(RecordModel):
 
 class ChildHealthExam(Record):
     """儿童健康检查 a child health check (newborn visit to 6 years, 13 scheduled contacts)."""
+
+    observations: list[Observation] = Field(
+        default_factory=list,
+        description="全部观察项 every item of the form as sent (OBX), so nothing the sender wrote is lost",
+    )
 
     record_type: Literal["ChildHealthExam"] = Field("ChildHealthExam", description="记录类型 record type")
     exam_date: PastDate = Field(description="体检日期 date of the check")

@@ -10,7 +10,7 @@ and flagged rather than lost.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
@@ -37,9 +37,10 @@ __all__ = [
     "observation_flags",
 ]
 
-ResultStatus = Literal["F", "C", "P", "X"]
-"""HL7 OBX-11 / OBR-25: F final 最终, C corrected 更正, P preliminary 初步, X cannot be
-obtained 无法出结果."""
+ResultStatus = Literal["F", "C", "P", "X", "R", "S", "I", "O", "W", "D", "N", "U", "A"]
+"""HL7 OBX-11 / OBR-25 (tables 0085 and 0123): F final 最终, C corrected 更正, P preliminary 初步,
+X cannot be obtained 无法出结果, and the others real feeds send: R not verified, S partial, I
+pending, O order received, W wrong patient, D deleted, N not asked, U final again, A some results."""
 
 HL7_VALUE_TYPES: dict[str, str] = {
     "NM": "number", "SN": "number",
@@ -124,9 +125,10 @@ class Observation(RecordModel):
     value_type_sent: str | None = Field(
         None, description="原始结果类型 the value type as sent (OBX-2), e.g. NM"
     )
-    value: float | str | Coded | None = Field(
+    value: float | str | Coded | list[float | str | Coded] | None = Field(
         None,
-        description="结果值 the value: a number, a text, or a coded value (OBX-5)",
+        description="结果值 the value: a number, a text, or a coded value (OBX-5); a list when "
+        "OBX-5 repeats (e.g. a risk grade Y^黄色~P^紫色)",
     )
     comparator: Literal["<", "<=", ">", ">="] | None = Field(
         None, description="比较符 for values such as <0.05 or >1000"
@@ -157,7 +159,11 @@ class Observation(RecordModel):
             )
         if isinstance(sent, str) and sent.strip() and data.get("value_type_sent") is None:
             data["value_type_sent"] = sent.strip()
-        if value is not None:
+        if isinstance(value, list):  # a repeating OBX-5: each repetition typed alike
+            typed = [_typed(kind, v) for v in value if v is not None]
+            data["value"] = [v for _, v, _ in typed] or None
+            kind = typed[0][0] if typed else kind
+        elif value is not None:
             kind, value, comparator = _typed(kind, value)
             data["value"] = value
             if comparator and not data.get("comparator"):
@@ -179,14 +185,17 @@ class Observation(RecordModel):
         return _result_status(value)
 
 
+_STATUSES = frozenset(get_args(ResultStatus))
+
+
 def _result_status(value: Any) -> Any:
     if isinstance(value, str):
         text = value.strip().upper()
-        if text and text not in ("F", "C", "P", "X"):
+        if text and text not in _STATUSES:
             raise problem(
                 "result_status",
-                f"{value!r} is not a result status (F final, C corrected, "
-                "P preliminary, X cannot be obtained)",
+                f"{value!r} is not a result status (HL7 table 0085: F final, C corrected, "
+                "P preliminary, X cannot be obtained, R, S, I, O, W, D, N, U, A)",
             )
         return text or None
     return value

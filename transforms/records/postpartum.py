@@ -20,6 +20,7 @@ from transforms.records.base import (
     ValueModel,
     problem,
 )
+from transforms.records.lab import Observation
 from transforms.records.pregnancy import BloodPressure
 from transforms.records.quantities import AdultWeight, BodyTemperature, Haemoglobin
 
@@ -64,6 +65,11 @@ class ExamFinding(ValueModel):
 
 class PostpartumVisit(Record):
     """产后访视/产后42天检查 a postpartum home visit or the 42-day check."""
+
+    observations: list[Observation] = Field(
+        default_factory=list,
+        description="全部观察项 every item of the form as sent (OBX), so nothing the sender wrote is lost",
+    )
 
     record_type: Literal["PostpartumVisit"] = Field("PostpartumVisit", description="记录类型 record type")
     visit_kind: Literal["postpartum_visit", "check_42d"] = Field(

@@ -28,6 +28,7 @@ from transforms.records.base import (
     problem,
 )
 from transforms.records.ga import GestationalAge
+from transforms.records.lab import Observation
 from transforms.records.person import Address
 from transforms.records.quantities import (
     AdultHeight,
@@ -248,6 +249,11 @@ CloseReason = Literal["delivered", "miscarriage", "moved", "lost_to_follow_up", 
 class PregnancyRegistration(Record):
     """孕产妇建册 pregnancy registration / first antenatal check: opens the pregnancy episode."""
 
+    observations: list[Observation] = Field(
+        default_factory=list,
+        description="全部观察项 every item of the form as sent (OBX), so nothing the sender wrote is lost",
+    )
+
     record_type: Literal["PregnancyRegistration"] = Field(
         "PregnancyRegistration", description="记录类型 record type"
     )
@@ -355,6 +361,11 @@ def naegele(lmp: date) -> date:
 
 class PrenatalVisit(Record):
     """产前检查 an antenatal visit (at least 5 per pregnancy, MCH-DOMAIN §3)."""
+
+    observations: list[Observation] = Field(
+        default_factory=list,
+        description="全部观察项 every item of the form as sent (OBX), so nothing the sender wrote is lost",
+    )
 
     record_type: Literal["PrenatalVisit"] = Field("PrenatalVisit", description="记录类型 record type")
     visit_date: PastDate = Field(description="检查日期 date of the visit")

@@ -591,7 +591,7 @@ class TestShippedMappings:
         assert (fields["person"]["his_id"], fields["person"]["his_system"]) == ("0010023456", "HIS")
         assert len(fields["observations"]) == 10
         hgb = next(o for o in fields["observations"] if o["code"] == "HGB")
-        assert (hgb["value"], hgb["unit"], hgb["abnormal_flag"]) == ("118", "g/L", "N")
+        assert (hgb["value"], hgb["unit"], hgb["abnormal_flag"]) == (118, "g/L", "N")
 
     def test_016_four_byte_name_is_kept_exactly(self, person: Mapping) -> None:
         """Sample 016 (GB18030) keeps the name 𠮷晓芸, its 4-byte first character included."""

@@ -753,13 +753,13 @@ class TestLabResult:
         assert [f.code for f in record.flags] == ["abnormal_flag_unknown"]
 
     def test_correction_status(self) -> None:
-        """A corrected result (sample 009, OBX-11 C) is accepted; other letters are not."""
+        """A corrected result (sample 009, OBX-11 C) is accepted; letters outside table 0085 are not."""
         record = make(LabResult, {**LAB, "report_status": "C"})
         assert record.report_status == "C"
         lines = errors_of("LabResult", lab_with({"code": "GLU2", "value": 8.2, "status": "Z"}))
         assert lines == [
-            "LabResult.observations[0].status: 'Z' is not a result status (F final, C corrected, "
-            "P preliminary, X cannot be obtained)"
+            "LabResult.observations[0].status: 'Z' is not a result status (HL7 table 0085: F final, "
+            "C corrected, P preliminary, X cannot be obtained, R, S, I, O, W, D, N, U, A)"
         ]
 
     def test_at_least_one_observation(self) -> None:
