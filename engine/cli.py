@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from deadletter.cli import add_commands as add_deadletter_commands
 from engine import i18n
 from engine.errors import ConfigError, ConfigErrors, StartupError
 from engine.i18n import t
@@ -82,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     se = schema.add_parser("export", help="write one JSON Schema per record type")
     se.add_argument("directory", metavar="DIR")
     se.set_defaults(func=cmd_schema_export)
+
+    add_deadletter_commands(sub)
 
     docs = sub.add_parser("docs", help="write docs/routes.md from the settings models")
     docs.add_argument("--output", default="docs/routes.md")

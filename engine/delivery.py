@@ -1,10 +1,10 @@
 """The deliver stage: consume a destination's queue and hand each record to its sink.
 
-The queue message is acknowledged only after the sink committed and the journal
-recorded the delivery, so a crash in between means a redelivery, which the
-idempotent sink absorbs. A transient failure puts the message back (retry tiers
-and dead letters build on this); a permanent one is recorded as `failed` with its
-reason and not retried.
+The queue message is acknowledged only after the outcome is safe: the sink
+committed and the journal recorded the delivery; or the envelope was handed to a
+delayed-retry tier (attempt count and last error travel with it); or it became a
+dead letter. A crash in between means a redelivery, which the idempotent sink
+absorbs. The error's class decides retry or dead letter (deadletter/policy.py).
 """
 
 from __future__ import annotations
@@ -17,12 +17,16 @@ from typing import Any, Protocol
 import structlog
 from sqlalchemy import Engine
 
+from deadletter import store as dead_letters
+from deadletter.policy import RETRY, RetryPolicy
 from engine import journal
 from engine.backoff import until_it_works
 from engine.bus import Bus
-from engine.errors import PermanentDeliveryError
 
 log = structlog.get_logger("engine.delivery")
+
+# Envelope keys that carry retry state; a dead letter's payload is stored without them.
+RETRY_KEYS = ("attempt", "last_error", "first_failed_at")
 
 
 class Sink(Protocol):
@@ -36,13 +40,18 @@ class DeliveryWorker:
         sink: Sink,
         journal_engine: Engine,
         bus_factory: Callable[[], Bus],
+        policy: RetryPolicy | None = None,
     ) -> None:
         self.destination = destination
         self.sink = sink
         self.journal_engine = journal_engine
         self.bus_factory = bus_factory
+        self.policy = policy or RetryPolicy()
         self.stop_event = threading.Event()
         self.delivered = 0
+        self.retried = 0
+        self.dead = 0
+        self._bus: Bus | None = None
         self._thread = threading.Thread(target=self._run, name=f"deliver-{destination}", daemon=True)
 
     def start(self) -> None:
@@ -53,34 +62,87 @@ class DeliveryWorker:
         self._thread.join(timeout)
 
     def handle(self, envelope: dict[str, Any]) -> None:
+        """Deliver one envelope; on failure retry it later or dead-letter it.
+
+        Raises only when the outcome could not be recorded (the journal itself is
+        away): the bus then puts the message back and it is tried again.
+        """
         key = (envelope["journal_id"], self.destination, envelope["record_id"])
         try:
             self.sink.store([envelope])
-        except PermanentDeliveryError as exc:
-            log.error("delivery_refused", destination=self.destination, record_id=key[2], error=str(exc))
-            journal.mark_delivery_error(self.journal_engine, *key, str(exc), status=journal.FAILED)
+        except Exception as exc:  # every failure is classified by the policy
+            self._failed(envelope, exc)
             return
-        except Exception as exc:
-            journal_note(self.journal_engine, key, exc)
-            raise
-        journal.mark_delivered(self.journal_engine, [key])
+        journal.mark_delivered(self.journal_engine, [key], attempts=int(envelope.get("attempt") or 0) + 1)
         self.delivered += 1
+
+    def _failed(self, envelope: dict[str, Any], exc: Exception) -> None:
+        attempt = int(envelope.get("attempt") or 0) + 1
+        decision, delay = self.policy.decide(exc, attempt)
+        reason = f"{type(exc).__name__}: {exc}"[:2000]
+        now = journal.now_utc()
+        first = envelope.get("first_failed_at") or now.isoformat()
+        jid, rid = envelope["journal_id"], envelope["record_id"]
+        dead_letters.record_attempt(
+            self.journal_engine,
+            journal_id=jid,
+            destination=self.destination,
+            record_id=rid,
+            attempt=attempt,
+            error=reason,
+            outcome=decision,
+        )
+        if decision == RETRY and delay is not None:
+            journal.mark_delivery_error(
+                self.journal_engine, jid, self.destination, rid, reason, status=journal.RETRYING
+            )
+            retry = {**envelope, "attempt": attempt, "last_error": reason, "first_failed_at": first}
+            assert self._bus is not None
+            self._bus.publish_retry(self.destination, retry, delay)
+            self.retried += 1
+            log.warning(
+                "delivery_retry", destination=self.destination, record_id=rid, attempt=attempt, retry_in=delay
+            )
+            return
+        payload = {k: v for k, v in envelope.items() if k not in RETRY_KEYS}
+        dead_letters.add_dead_letter(
+            self.journal_engine,
+            stage=dead_letters.DELIVER,
+            channel=envelope.get("channel", ""),
+            route=envelope.get("route"),
+            destination=self.destination,
+            record_id=rid,
+            journal_id=jid,
+            reason=reason,
+            attempts=attempt,
+            first_failed_at=_time(first),
+            payload=payload,
+        )
+        journal.mark_delivery_error(
+            self.journal_engine, jid, self.destination, rid, reason, status=journal.DEAD
+        )
+        self.dead += 1
+        log.error(
+            "dead_letter",
+            destination=self.destination,
+            record_id=rid,
+            attempts=attempt,
+            error=type(exc).__name__,
+        )
 
     def _run(self) -> None:
         """Consume until stopped; a lost broker connection is reopened after a pause."""
         for attempt in until_it_works(f"consume_{self.destination}", self.stop_event):
             with attempt:
-                bus = self.bus_factory()
+                self._bus = self.bus_factory()
                 try:
-                    bus.consume(self.destination, self.handle, self.stop_event)
+                    self._bus.consume(self.destination, self.handle, self.stop_event)
                 finally:
                     with contextlib.suppress(Exception):
-                        bus.close()
+                        self._bus.close()
 
 
-def journal_note(engine: Engine, key: tuple[int, str, str], exc: Exception) -> None:
-    """Best effort: the journal may be the thing that is down."""
-    try:
-        journal.mark_delivery_error(engine, *key, str(exc))
-    except Exception:
-        log.warning("journal_note_failed", destination=key[1], error=str(exc))
+def _time(value: str) -> Any:
+    from datetime import datetime
+
+    return datetime.fromisoformat(value)

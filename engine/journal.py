@@ -96,6 +96,8 @@ UNROUTED = "unrouted"
 FAILED = "failed"
 DELIVERED = "delivered"
 PENDING = "pending"
+RETRYING = "retrying"  # waiting in a delayed-retry tier
+DEAD = "dead"  # in dead letters; only an operator's replay moves it on
 
 
 def now_utc() -> datetime:
@@ -324,7 +326,7 @@ def unfinished(engine: Engine, *, include_pending: bool, limit: int = 1000, afte
     """Messages whose processing did not finish, oldest first, for re-driving at start."""
     cond = messages.c.status == RECEIVED
     if include_pending:
-        pending_ids = select(deliveries.c.journal_id).where(deliveries.c.status != DELIVERED)
+        pending_ids = select(deliveries.c.journal_id).where(deliveries.c.status.in_((PENDING, RETRYING)))
         cond = cond | ((messages.c.status == ROUTED) & messages.c.id.in_(pending_ids))
     query = (
         select(messages.c.id, messages.c.channel, messages.c.raw, messages.c.encoding)
@@ -370,7 +372,7 @@ def record_routed(engine: Engine, done: Iterable[tuple[int, str, list[tuple[str,
             conn.execute(stmt, pending)
 
 
-def mark_delivered(engine: Engine, done: Iterable[tuple[int, str, str]]) -> None:
+def mark_delivered(engine: Engine, done: Iterable[tuple[int, str, str]], attempts: int = 1) -> None:
     """A destination committed these (journal id, destination, record id) deliveries."""
     now = now_utc()
     rows = [
@@ -379,7 +381,7 @@ def mark_delivered(engine: Engine, done: Iterable[tuple[int, str, str]]) -> None
             "destination": dest,
             "record_id": rid,
             "status": DELIVERED,
-            "attempts": 1,
+            "attempts": attempts,
             "updated_at": now,
         }
         for jid, dest, rid in done
@@ -392,8 +394,9 @@ def mark_delivered(engine: Engine, done: Iterable[tuple[int, str, str]]) -> None
             index_elements=["journal_id", "destination", "record_id"],
             set_={
                 "status": DELIVERED,
-                "attempts": deliveries.c.attempts + 1,
-                "last_error": None,
+                "attempts": func.max(deliveries.c.attempts, stmt.excluded.attempts)
+                if conn.dialect.name == "sqlite"
+                else func.greatest(deliveries.c.attempts, stmt.excluded.attempts),
                 "updated_at": now,
             },
         )

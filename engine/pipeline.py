@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 from sqlalchemy import Engine
 
+from deadletter import store as dead_letters
 from engine import journal
 from engine.backoff import until_it_works
 from engine.bus import Bus
@@ -39,6 +40,8 @@ class Outcome:
     status: str
     error: str | None
     published: list[tuple[str, str]]  # (destination, record_id)
+    channel: str = ""
+    route: str | None = None  # the route whose mapping failed, for the dead letter
 
 
 class TransformWorker:
@@ -111,6 +114,7 @@ class TransformWorker:
 
     def transform(self, item: journal.Accepted) -> tuple[Outcome, list[tuple[str, dict[str, Any]]]]:
         """Pure part: what this message becomes and where it goes (nothing is sent)."""
+        current: str | None = None
         try:
             text = decode(item.raw, item.encoding)
             if item.channel in self.strict_channels:
@@ -125,6 +129,7 @@ class TransformWorker:
             sender = f"{msh.get(3) or ''}^{msh.get(4) or ''}" if msh else None
             envelopes: list[tuple[str, dict[str, Any]]] = []
             for route in routes:
+                current = route.name
                 for rec in route.mapping.apply(message):
                     source = {
                         "channel": item.channel,
@@ -153,7 +158,8 @@ class TransformWorker:
                 else {"error": type(exc).__name__}
             )
             log.warning("transform_failed", journal_id=item.journal_id, channel=item.channel, **where)
-            return Outcome(item.journal_id, journal.FAILED, f"transform: {exc}", []), []
+            error = f"transform: {exc}"
+            return Outcome(item.journal_id, journal.FAILED, error, [], item.channel, current), []
         published = [(dest, env["record_id"]) for dest, env in envelopes]
         return Outcome(item.journal_id, journal.ROUTED, None, published), envelopes
 
@@ -174,7 +180,22 @@ class TransformWorker:
     def _save(self, outcomes: list[Outcome]) -> None:
         routed = [(o.journal_id, o.status, o.published) for o in outcomes if o.status == journal.ROUTED]
         others = [(o.journal_id, o.status, o.error) for o in outcomes if o.status != journal.ROUTED]
+        failed = [o for o in outcomes if o.status == journal.FAILED]
         for attempt in until_it_works("journal_status"):
             with attempt:
                 journal.record_routed(self.journal_engine, routed)
                 journal.set_statuses(self.journal_engine, others)
+                for o in failed:  # a mapping or validation failure waits, explained, for an operator
+                    dead_letters.add_dead_letter(
+                        self.journal_engine,
+                        stage=dead_letters.TRANSFORM,
+                        channel=o.channel,
+                        route=o.route,
+                        destination=None,
+                        record_id=None,
+                        journal_id=o.journal_id,
+                        reason=o.error or "",
+                        attempts=1,
+                        first_failed_at=journal.now_utc(),
+                        payload=None,
+                    )

@@ -19,6 +19,9 @@ from sqlalchemy import Engine
 
 from channels import record_store
 from channels.mllp_source import MllpConfig, MllpSource
+from deadletter import audit
+from deadletter import store as dead_letters
+from deadletter.policy import RetryPolicy
 from engine import journal
 from engine.bus import Bus
 from engine.database import make_engine
@@ -60,6 +63,8 @@ class EngineRuntime:
             raise SystemExit("the embedded memory:// bus needs all roles in one process")
         self.journal_engine = self.engine_for(s.engine.database)
         journal.ensure_schema(self.journal_engine)
+        dead_letters.ensure_schema(self.journal_engine)
+        audit.ensure_schema(self.journal_engine)
         destinations = {name: d for name, d in s.destinations.items()}
         for d in destinations.values():
             record_store.ensure_schema(self.engine_for(d.database or s.engine.database))
@@ -79,7 +84,8 @@ class EngineRuntime:
         if "deliver" in self.roles:
             for name, d in destinations.items():
                 sink = record_store.RecordStore(self.engine_for(d.database or s.engine.database))
-                worker = DeliveryWorker(name, sink, self.journal_engine, self.bus)
+                policy = RetryPolicy(tuple(s.retry.tiers), s.retry.max_attempts)
+                worker = DeliveryWorker(name, sink, self.journal_engine, self.bus, policy)
                 worker.start()
                 self.workers.append(worker)
         if "ingest" in self.roles:

@@ -3,7 +3,6 @@ reprocess, purge and the audit log; the `deadletter` commands as the on-call run
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -426,17 +425,7 @@ class TestPurge:
 # --------------------------------------------------------------------------- the commands
 
 
-def _engine_cli_has_deadletter() -> bool:
-    """engine/cli.py gains `add_commands` in a separate change; until then run deadletter.cli itself."""
-    from engine.cli import build_parser
-
-    return any(
-        isinstance(action, argparse._SubParsersAction) and "deadletter" in action.choices
-        for action in build_parser()._actions
-    )
-
-
-CLI = [sys.executable, "-m", "engine.cli" if _engine_cli_has_deadletter() else "deadletter.cli"]
+CLI = [sys.executable, "-m", "engine.cli"]
 
 
 @pytest.fixture

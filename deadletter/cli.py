@@ -1,0 +1,656 @@
+"""`mch-engine deadletter …`: find, read and act on dead letters, for the on-call.
+
+    deadletter list      [--channel C] [--destination D] [--reason TEXT] [--since 2h|DATE] [--json]
+    deadletter show      ID [--json]
+    deadletter replay    ID… | --all-matching FILTERS [--yes]   send the kept payload again
+    deadletter reprocess ID… | --all-matching FILTERS [--yes]   map the raw message again
+    deadletter purge     ID… | --all-matching FILTERS --why TEXT [--yes]
+    deadletter audit     [--limit N] [--json]                   who did what
+
+`--all-matching` is the bulk form: without `--yes` it only prints what it would do
+and exits 1, so a mistyped filter never touches anything. The purge reason is
+`--why`, not `--reason`, because `--reason` is the filter: a filter copied from
+`list` can never be taken for a justification. Replay and reprocess publish to the
+broker, so they refuse the embedded `memory://` bus, whose queues live only inside
+the running engine (publishing from here would vanish with this process).
+
+engine/cli.py calls `add_commands(sub)`; until it does, `python -m deadletter.cli
+deadletter …` runs the same commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import unicodedata
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+from typing import TYPE_CHECKING, Any
+
+from engine import i18n
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from deadletter.actions import ActionResult, Publish
+
+# The same values as deadletter.store's; kept here so building the `mch-engine` parser
+# does not import SQLAlchemy for every other command (a test checks they agree).
+STATUSES = ("open", "replayed", "reprocessed", "purged")
+STAGES = ("transform", "deliver")
+_OPEN, _DELIVER = "open", "deliver"
+
+DEFAULT_CONFIG = "routes.yaml"
+
+_TEXT: dict[str, tuple[str, str]] = {
+    # key: (zh, en)
+    "col_id": ("编号", "id"),
+    "col_at": ("最近失败", "last failed"),
+    "col_stage": ("阶段", "stage"),
+    "col_channel": ("通道", "channel"),
+    "col_destination": ("目的地", "destination"),
+    "col_attempts": ("次数", "tries"),
+    "col_reason": ("原因", "reason"),
+    "list_total": ("共 {n} 条死信（状态：{status}）", "{n} dead letters (status: {status})"),
+    "status_all": ("全部", "all"),
+    "not_found": ("没有编号为 {id} 的死信", "no dead letter with id {id}"),
+    "show_title": ("死信 #{id}  [{status}]", "dead letter #{id}  [{status}]"),
+    "show_stage": ("阶段", "stage"),
+    "stage_transform": (
+        "transform（转换：解析/映射/校验失败，未发出）",
+        "transform (parse/map/validate failed; nothing was sent)",
+    ),
+    "stage_deliver": (
+        "deliver（投递：目的地拒收或重试用尽）",
+        "deliver (the destination refused it or retries ran out)",
+    ),
+    "show_channel": ("通道 / 路由", "channel / route"),
+    "show_destination": ("目的地 / 记录", "destination / record"),
+    "show_journal": ("消息日志编号", "journal id"),
+    "show_attempts": ("尝试次数", "attempts"),
+    "show_first": ("首次失败", "first failed"),
+    "show_last": ("最近失败", "last failed"),
+    "show_reason": ("原因", "reason"),
+    "show_resolved": ("处理结果", "resolution"),
+    "show_resolved_value": ("{status}，操作人 {by}，{at}：{note}", "{status} by {by} at {at}: {note}"),
+    "show_raw": (
+        "原始消息（日志 #{id}，通道 {channel}，编码 {encoding}，{size} 字节，"
+        "接收于 {at}，日志状态 {status}）：",
+        "raw message (journal #{id}, channel {channel}, encoding {encoding}, {size} bytes, "
+        "received {at}, journal status {status}):",
+    ),
+    "show_raw_missing": ("原始消息：日志中已不存在 #{id}", "raw message: journal #{id} no longer exists"),
+    "show_payload": ("载荷（重放时原样发送的内容）：", "payload (what replay sends, unchanged):"),
+    "show_no_payload": (
+        "载荷：无（转换阶段失败，从未生成）。修复映射并部署后，用 reprocess 重新处理。",
+        "payload: none (failed at the transform stage, never produced). "
+        "After the mapping is fixed and deployed, use reprocess.",
+    ),
+    "show_tries": ("每次尝试：", "every attempt:"),
+    "show_no_tries": ("每次尝试：没有单独记录", "every attempt: none recorded individually"),
+    "action_replay": ("重放", "replay"),
+    "action_reprocess": ("重新处理", "reprocess"),
+    "action_purge": ("清除", "purge"),
+    "item_done": ("完成", "done"),
+    "item_skipped": ("跳过", "skipped"),
+    "item_failed": ("失败", "failed"),
+    "summary": (
+        "{action}：完成 {done} 条，跳过 {skipped} 条，失败 {failed} 条（审计记录 #{audit}，操作人 {actor}）",
+        "{action}: {done} done, {skipped} skipped, {failed} failed (audit entry #{audit}, by {actor})",
+    ),
+    "dry_run": (
+        "将{action}以下 {n} 条死信（条件：{filters}）：",
+        "would {action} these {n} dead letters (matching {filters}):",
+    ),
+    "dry_run_hint": (
+        "尚未执行任何操作。确认无误后加 --yes 再运行一次。",
+        "nothing was done. Run again with --yes to do it.",
+    ),
+    "no_filters": ("无（全部未处理死信）", "none (every open dead letter)"),
+    "need_ids": (
+        "请给出死信编号，或用 --all-matching 加筛选条件",
+        "give dead letter ids, or --all-matching with filters",
+    ),
+    "ids_and_all": (
+        "不能同时给出编号和 --all-matching",
+        "give either ids or --all-matching, not both",
+    ),
+    "filters_need_all": (
+        "筛选条件（--channel 等）只能与 --all-matching 一起使用",
+        "filters (--channel and the like) only work with --all-matching",
+    ),
+    "bad_since": (
+        "--since 无法识别：{value}（可用 2h、30m、1d，或 2024-03-21、2024-03-21T03:00）",
+        "--since not understood: {value} (use 2h, 30m, 1d, or 2024-03-21, 2024-03-21T03:00)",
+    ),
+    "memory_bus": (
+        "当前使用内嵌消息总线 memory://，其队列只存在于运行中的引擎进程内，"
+        "从命令行发出的消息会随本进程消失。请配置 RabbitMQ（MCH_BROKER_URL=amqp://…）后再{action}。",
+        "the engine uses the embedded memory:// bus, whose queues live only inside the running "
+        "engine process: anything sent from here would vanish with this command. "
+        "Configure RabbitMQ (MCH_BROKER_URL=amqp://…) to {action}.",
+    ),
+    "purge_why": ("清除必须用 --why 说明原因", "purge needs a reason: --why TEXT"),
+    "audit_line": (
+        "#{id:<5} {at}  {actor:<12} {action:<10} {count:>4} 条  {target}{extra}",
+        "#{id:<5} {at}  {actor:<12} {action:<10} {count:>4}  {target}{extra}",
+    ),
+    "audit_why": ("  原因：{why}", "  reason: {why}"),
+    # Per-id results (codes from deadletter.actions).
+    "replayed": ("已重放到 {detail}", "replayed to {detail}"),
+    "reprocessed": ("已重新处理，发送到 {detail}", "reprocessed and published to {detail}"),
+    "reprocessed_unrouted": (
+        "已重新处理：现有路由不再接收此消息，未发送",
+        "reprocessed: no route takes this message now, nothing published",
+    ),
+    "reprocessed_elsewhere": (
+        "已重新处理：现有路由不再发往 {detail}，未发送",
+        "reprocessed: the current routes no longer send it to {detail}, nothing published",
+    ),
+    "purged": ("已清除", "purged"),
+    "already": ("已是 {detail} 状态，无需操作", "already {detail}: nothing to do"),
+    "use_reprocess": (
+        "转换阶段失败，没有可重放的载荷：请用 reprocess",
+        "failed at the transform stage, so there is no payload to replay: use reprocess",
+    ),
+    "no_message_found": ("没有此死信", "no such dead letter"),
+    "no_message": (
+        "消息日志 #{detail} 已不存在，无法重新处理",
+        "journal message #{detail} is gone: cannot reprocess",
+    ),
+    "publish_failed": ("发送失败：{detail}", "could not publish: {detail}"),
+    "still_fails": ("仍然失败：{detail}", "still fails: {detail}"),
+    "transform_error": ("转换过程出错：{detail}", "the transform stage raised an error: {detail}"),
+}
+
+
+def _t(key: str, **values: object) -> str:
+    """Like `engine.i18n.t`, for this package's own keys, in the language main() chose."""
+    zh, en = _TEXT[key]
+    return (en if i18n._lang == "en" else zh).format(**values)
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def add_commands(subparsers: Any) -> None:
+    """Add `deadletter` and its actions to `mch-engine`'s subcommands."""
+    top = subparsers.add_parser(
+        "deadletter", help="dead letters (死信): list, show, replay, reprocess, purge, audit"
+    )
+    top.set_defaults(func=lambda _args: _usage(top))
+    sub = top.add_subparsers(metavar="ACTION")
+
+    ls = sub.add_parser("list", help="list dead letters, newest failure first (default: open ones)")
+    _config_arg(ls)
+    _filter_args(ls)
+    ls.add_argument(
+        "--status",
+        choices=[*STATUSES, "all"],
+        default=_OPEN,
+        help="open (default), replayed, reprocessed, purged or all",
+    )
+    ls.add_argument("--json", action="store_true", help="one JSON object per line")
+    ls.add_argument("--limit", type=int, help="at most N rows (default: all)")
+    ls.set_defaults(func=cmd_list)
+
+    show = sub.add_parser("show", help="one dead letter: reason, raw message, payload, every attempt")
+    show.add_argument("id", type=int, metavar="ID")
+    _config_arg(show)
+    show.add_argument("--json", action="store_true", help="one JSON object")
+    show.set_defaults(func=cmd_show)
+
+    for name, helptext, func in (
+        ("replay", "send the kept payload to the same destination again (重放)", cmd_replay),
+        (
+            "reprocess",
+            "run the raw message through the current mappings and routes (重新处理)",
+            cmd_reprocess,
+        ),
+        ("purge", "close dead letters for good, with a reason (清除)", cmd_purge),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("ids", nargs="*", type=int, metavar="ID")
+        p.add_argument(
+            "--all-matching",
+            action="store_true",
+            help="act on every open dead letter matching the filters below",
+        )
+        _filter_args(p)
+        if name == "purge":
+            p.add_argument("--why", required=True, metavar="TEXT", help="why these must never be delivered")
+        p.add_argument("--yes", action="store_true", help="confirm a bulk (--all-matching) action")
+        p.add_argument(
+            "--as", dest="actor", metavar="NAME", help="your name for the audit log (default: OS user)"
+        )
+        _config_arg(p)
+        p.set_defaults(func=func)
+
+    log = sub.add_parser("audit", help="the audit log of dead-letter actions, newest first")
+    _config_arg(log)
+    log.add_argument("--limit", type=int, default=50, help="at most N entries (default 50)")
+    log.add_argument("--json", action="store_true", help="one JSON object per line")
+    log.set_defaults(func=cmd_audit)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="routes.yaml to use (default ./routes.yaml)")
+
+
+_FILTERS = ("channel", "destination", "reason", "since", "stage")
+
+
+def _filter_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--channel", help="only this channel")
+    p.add_argument("--destination", help="only this destination")
+    p.add_argument("--reason", metavar="TEXT", help="reason contains TEXT (any case)")
+    p.add_argument("--since", metavar="WHEN", help="last failed since: 2h, 30m, 1d, or a date/time")
+    p.add_argument("--stage", choices=STAGES, help="transform or deliver")
+
+
+# --------------------------------------------------------------------------- context
+
+
+@dataclass
+class _Context:
+    """What every command needs, built once from routes.yaml."""
+
+    settings: Any
+    engine: Engine
+
+    @property
+    def tz(self) -> tzinfo:
+        tz: tzinfo = self.settings.engine.tzinfo
+        return tz
+
+
+class _UsageError(Exception):
+    """A problem with the command line, already in the operator's language (exit 2)."""
+
+
+class _Exit(Exception):
+    """Stop the command here with this exit code (its output is already printed)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def _run(args: argparse.Namespace, body: Callable[[_Context], int]) -> int:
+    """Build the context, run `body`; usage and database problems become one line and exit 2."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError
+
+    from deadletter import audit, store
+    from engine import journal
+    from engine.database import make_engine
+    from engine.settings import load_settings
+
+    settings = load_settings(args.config)  # ConfigErrors: main() prints them, exit 2
+    engine = make_engine(settings.engine.database)
+    try:
+        journal.ensure_schema(engine)
+        store.ensure_schema(engine)
+        audit.ensure_schema(engine)
+        return body(_Context(settings, engine))
+    except _UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except _Exit as stop:
+        return stop.code
+    except OperationalError as exc:
+        url = make_url(settings.engine.database).render_as_string(hide_password=True)
+        print(i18n.t("db_unavailable", url=url, error=" ".join(str(exc.orig).split())), file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+
+
+# --------------------------------------------------------------------------- list and show
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    def body(ctx: _Context) -> int:
+        from deadletter import store
+
+        status = None if args.status == "all" else args.status
+        rows = store.list_dead_letters(ctx.engine, **_filters(args, ctx), status=status, limit=args.limit)
+        if args.json:
+            for row in rows:
+                print(_dumps(row))
+            return 0
+        if not rows:
+            print(i18n.t("nothing_found"))
+            return 0
+        print(_header())
+        for row in rows:
+            print(_line(row, ctx.tz))
+        print(_t("list_total", n=len(rows), status=args.status if status else _t("status_all")))
+        return 0
+
+    return _run(args, body)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    def body(ctx: _Context) -> int:
+        from deadletter import store
+
+        dl = store.get_dead_letter(ctx.engine, args.id)
+        if dl is None:
+            print(_t("not_found", id=args.id), file=sys.stderr)
+            return 1
+        if args.json:
+            print(_dumps(dl))
+            return 0
+        print("\n".join(_show_lines(dl, ctx.tz)))
+        return 0
+
+    return _run(args, body)
+
+
+def _show_lines(dl: dict[str, Any], tz: tzinfo) -> list[str]:
+    def field(key: str, value: object) -> str:
+        return f"  {_t(key)}: {value}"
+
+    out = [_t("show_title", id=dl["id"], status=dl["status"])]
+    out.append(field("show_stage", _t(f"stage_{dl['stage']}")))
+    out.append(field("show_channel", f"{dl['channel']} / {dl['route'] or '-'}"))
+    if dl["stage"] == _DELIVER:
+        out.append(field("show_destination", f"{dl['destination']} / {dl['record_id'] or '-'}"))
+    out.append(field("show_journal", dl["journal_id"]))
+    out.append(field("show_attempts", dl["attempts"]))
+    out.append(field("show_first", _local(dl["first_failed_at"], tz)))
+    out.append(field("show_last", _local(dl["last_failed_at"], tz)))
+    out.append(field("show_reason", dl["reason"]))
+    if dl["status"] != _OPEN:
+        resolution = _t(
+            "show_resolved_value",
+            status=dl["status"],
+            by=dl["resolved_by"] or "-",
+            at=_local(dl["resolved_at"], tz),
+            note=dl["resolution_note"] or "-",
+        )
+        out.append(field("show_resolved", resolution))
+    out.append("")
+    msg = dl["message"]
+    if msg is None:
+        out.append(_t("show_raw_missing", id=dl["journal_id"]))
+    else:
+        out.append(
+            _t(
+                "show_raw",
+                id=msg["id"],
+                channel=msg["channel"],
+                encoding=msg["encoding"] or "utf-8",
+                size=msg["size"],
+                at=_local(msg["received_at"], tz),
+                status=msg["status"],
+            )
+        )
+        # HL7 separates segments with CR; one segment per line reads better in a terminal.
+        segments = msg["text"].replace("\r\n", "\r").replace("\n", "\r").split("\r")
+        out += [f"  {seg}" for seg in segments if seg]
+    out.append("")
+    if dl["payload"] is None:
+        out.append(_t("show_no_payload"))
+    else:
+        out.append(_t("show_payload"))
+        pretty = json.dumps(dl["payload"], ensure_ascii=False, indent=2, default=str)
+        out += [f"  {ln}" for ln in pretty.splitlines()]
+    out.append("")
+    if not dl["attempt_log"]:
+        out.append(_t("show_no_tries"))
+    else:
+        out.append(_t("show_tries"))
+        for a in dl["attempt_log"]:
+            error = f"  {a['error']}" if a["error"] else ""
+            out.append(f"  #{a['attempt']:<3} {_local(a['at'], tz)}  {a['outcome']:<16}{error}")
+    return out
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    def body(ctx: _Context) -> int:
+        from deadletter import audit
+
+        rows = audit.list_audit(ctx.engine, args.limit)
+        if args.json:
+            for row in rows:
+                print(_dumps(row))
+            return 0
+        if not rows:
+            print(i18n.t("nothing_found"))
+        for row in rows:
+            why = (row["detail"] or {}).get("reason") or (row["detail"] or {}).get("note")
+            extra = _t("audit_why", why=why) if why else ""
+            print(
+                _t(
+                    "audit_line",
+                    id=row["id"],
+                    at=_local(row["at"], ctx.tz),
+                    actor=row["actor"],
+                    action=row["action"],
+                    count=row["count"],
+                    target=row["target"],
+                    extra=extra,
+                )
+            )
+        return 0
+
+    return _run(args, body)
+
+
+# --------------------------------------------------------------------------- actions
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    def body(ctx: _Context) -> int:
+        from deadletter import actions
+
+        _refuse_memory_bus(ctx, "replay")
+        ids, target = _select(args, ctx, "replay")
+        with _publisher(ctx) as publish:
+            result = actions.replay(ctx.engine, ids, publish, _actor(args), target=target)
+        return _report(result, args)
+
+    return _run(args, body)
+
+
+def cmd_reprocess(args: argparse.Namespace) -> int:
+    def body(ctx: _Context) -> int:
+        from deadletter import actions
+        from engine.pipeline import TransformWorker
+        from engine.runtime import EngineRuntime
+
+        _refuse_memory_bus(ctx, "reprocess")
+        ids, target = _select(args, ctx, "reprocess")
+        runtime = EngineRuntime(ctx.settings)
+        strict = frozenset(name for name, ch in ctx.settings.channels.items() if ch.strict)
+        worker = TransformWorker(runtime.router(), ctx.engine, runtime.bus, strict_channels=strict)
+        with _publisher(ctx) as publish:
+            result = actions.reprocess(
+                ctx.engine, ids, worker.transform, publish, _actor(args), target=target
+            )
+        return _report(result, args)
+
+    return _run(args, body)
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    def body(ctx: _Context) -> int:
+        from deadletter import actions
+
+        if not (args.why or "").strip():
+            raise _UsageError(_t("purge_why"))
+        ids, target = _select(args, ctx, "purge")
+        result = actions.purge(ctx.engine, ids, args.why, _actor(args), target=target)
+        return _report(result, args)
+
+    return _run(args, body)
+
+
+def _select(args: argparse.Namespace, ctx: _Context, action: str) -> tuple[list[int], str | None]:
+    """The ids to act on and the audit target. A bulk action without `--yes` stops here:
+    it prints what it would do and exits 1 (0 when nothing matches)."""
+    filters = {k: getattr(args, k) for k in _FILTERS if getattr(args, k)}
+    if args.ids and args.all_matching:
+        raise _UsageError(_t("ids_and_all"))
+    if not args.all_matching:
+        if filters:
+            raise _UsageError(_t("filters_need_all"))
+        if not args.ids:
+            raise _UsageError(_t("need_ids"))
+        return args.ids, None
+    from deadletter import store
+
+    rows = store.list_dead_letters(ctx.engine, **_filters(args, ctx), status=_OPEN)
+    described = " ".join(f"{k}={v}" for k, v in filters.items()) or _t("no_filters")
+    ids = [int(r["id"]) for r in rows]
+    if not args.yes:
+        if not rows:
+            print(i18n.t("nothing_found"))
+            raise _Exit(0)
+        print(_t("dry_run", action=_t(f"action_{action}"), n=len(rows), filters=described))
+        for row in rows:
+            print(_line(row, ctx.tz))
+        print(_t("dry_run_hint"))
+        raise _Exit(1)
+    return ids, f"all-matching {described}: {','.join(map(str, ids)) or '-'}"
+
+
+def _filters(args: argparse.Namespace, ctx: _Context) -> dict[str, Any]:
+    return {
+        "channel": args.channel,
+        "destination": args.destination,
+        "reason": args.reason,
+        "since": _since(args.since, ctx.tz) if args.since else None,
+        "stage": args.stage,
+    }
+
+
+def _since(value: str, tz: tzinfo) -> datetime:
+    """`2h`/`30m`/`1d` ago, or a date/time; a time without offset is the engine's zone."""
+    from engine.journal import now_utc
+    from engine.settings import parse_duration
+
+    text = value.strip()
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        pass
+    else:
+        return when if when.tzinfo else when.replace(tzinfo=tz)
+    if text[-1:].isalpha():  # a bare number would be ambiguous (seconds? a year?)
+        try:
+            return now_utc() - timedelta(seconds=parse_duration(text))
+        except ValueError:
+            pass
+    raise _UsageError(_t("bad_since", value=value))
+
+
+def _refuse_memory_bus(ctx: _Context, action: str) -> None:
+    from engine.bus import capabilities_for
+
+    if not capabilities_for(ctx.settings.engine.broker).durable:
+        raise _UsageError(_t("memory_bus", action=_t(f"action_{action}")))
+
+
+@contextmanager
+def _publisher(ctx: _Context) -> Iterator[Publish]:
+    """`Bus.publish` on a connection opened on first use and closed afterwards."""
+    from engine.runtime import EngineRuntime
+
+    runtime = EngineRuntime(ctx.settings)
+    opened: list[Any] = []
+
+    def publish(destination: str, envelope: dict[str, Any]) -> None:
+        if not opened:
+            opened.append(runtime.bus())
+        opened[0].publish(destination, envelope)
+
+    try:
+        yield publish
+    finally:
+        for bus in opened:
+            bus.close()
+
+
+def _actor(args: argparse.Namespace) -> str:
+    from deadletter.audit import current_actor
+
+    return current_actor(args.actor)
+
+
+def _report(result: ActionResult, args: argparse.Namespace) -> int:
+    for kind, item in result.items():
+        code = "no_message_found" if item.code == "not_found" else item.code
+        print(f"  #{item.id:<6} {_t(f'item_{kind}')}  {_t(code, detail=item.detail)}")
+    print(
+        _t(
+            "summary",
+            action=_t(f"action_{result.action}"),
+            done=len(result.done),
+            skipped=len(result.skipped),
+            failed=len(result.failed),
+            audit=result.audit_id,
+            actor=_actor(args),
+        )
+    )
+    return 1 if result.failed else 0
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def _header() -> str:
+    """Column titles over `_line`'s columns; Chinese titles are two columns wide each character."""
+    cells = [
+        _pad(_t("col_id"), 6, right=True),
+        _pad(_t("col_at"), 19),
+        _pad(_t("col_stage"), 9),
+        _pad(_t("col_channel"), 14),
+        _pad(_t("col_destination"), 14),
+        _pad(_t("col_attempts"), 4, right=True),
+        _t("col_reason"),
+    ]
+    return "  ".join(cells)
+
+
+def _pad(text: str, width: int, *, right: bool = False) -> str:
+    used = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    fill = " " * max(0, width - used)
+    return fill + text if right else text + fill
+
+
+def _line(row: dict[str, Any], tz: tzinfo) -> str:
+    state = "" if row["status"] == _OPEN else f"[{row['status']}] "
+    return (
+        f"{row['id']:>6}  {_local(row['last_failed_at'], tz):<19}  {row['stage']:<9}  "
+        f"{row['channel']:<14}  {row['destination'] or '-':<14}  {row['attempts']:>4}  "
+        f"{state}{_shorten(row['reason'])}"
+    )
+
+
+def _shorten(text: str, width: int = 90) -> str:
+    one = " ".join((text or "").split())
+    return one if len(one) <= width else one[: width - 1] + "…"
+
+
+def _local(value: datetime | None, tz: tzinfo) -> str:
+    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def _dumps(row: dict[str, Any]) -> str:
+    def default(value: object) -> object:
+        if isinstance(value, datetime):
+            return value.isoformat()
+        return str(value)
+
+    return json.dumps(row, ensure_ascii=False, default=default)

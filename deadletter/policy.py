@@ -1,0 +1,39 @@
+"""Retry or dead-letter: the error's class decides, the tiers of routes.yaml say when.
+
+Transient failures (the broker or database away, timeouts, WeChat "system busy" or
+rate limits) wait in delayed-retry tiers — by default 10 s, 1 min, 10 min, 1 h, the
+last one repeating — until `max_attempts`; permanent ones (validation, constraint
+violations, unknown recipients) and transient ones past the limit become dead
+letters. An error the engine does not know is treated as transient: waiting costs
+little, and it still ends in dead letters after `max_attempts`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from engine.errors import InputError, PermanentDeliveryError
+
+RETRY = "retry"
+DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    tiers: Sequence[float] = (10.0, 60.0, 600.0, 3600.0)
+    max_attempts: int = 8
+
+    def decide(self, exc: BaseException, attempts: int) -> tuple[str, float | None]:
+        """(RETRY, delay seconds) or (DEAD, None) after `attempts` failed attempts."""
+        if isinstance(exc, PermanentDeliveryError | InputError):
+            return DEAD, None
+        if attempts >= self.max_attempts:
+            return DEAD, None
+        return RETRY, self.tier_delay(attempts)
+
+    def tier_index(self, attempts: int) -> int:
+        return min(max(attempts, 1), len(self.tiers)) - 1
+
+    def tier_delay(self, attempts: int) -> float:
+        return float(self.tiers[self.tier_index(attempts)])
