@@ -23,7 +23,8 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,11 +50,18 @@ def capabilities_for(url: str) -> Capabilities:
 
 
 class Bus:
-    """Publish envelopes to destination queues and consume them, acking after the work."""
+    """Publish envelopes to destination queues and consume them, acking after the work.
 
-    def __init__(self, url: str, prefix: str = "mch") -> None:
+    A destination may be split into partitions (`<prefix>.<destination>.p<N>`); an
+    envelope goes to the partition its person's key hashes to, so one person's
+    records are applied in order. On RabbitMQ every queue is single-active-consumer:
+    a second engine's worker waits and takes over when the first dies.
+    """
+
+    def __init__(self, url: str, prefix: str = "mch", partitions: Mapping[str, int] | None = None) -> None:
         self.url = url
         self.prefix = prefix
+        self.partitions = dict(partitions or {})
         self.capabilities = capabilities_for(url)
         options: dict[str, Any] = {}
         if self.capabilities.confirms:
@@ -71,17 +79,31 @@ class Bus:
             socket.timeout,
         )
 
-    def queue_for(self, destination: str) -> Queue:
+    def lane(self, destination: str, partition: int | None) -> str:
+        """Routing key (and queue name without prefix) of a destination's partition."""
+        return destination if partition is None else f"{destination}.p{partition}"
+
+    def lanes(self, destination: str) -> list[int | None]:
+        n = self.partitions.get(destination, 1)
+        return [None] if n <= 1 else list(range(n))
+
+    def partition_of(self, destination: str, envelope: dict[str, Any]) -> int | None:
+        n = self.partitions.get(destination, 1)
+        if n <= 1:
+            return None
+        return zlib.crc32(partition_key(envelope).encode("utf-8")) % n
+
+    def queue_for(self, destination: str, partition: int | None = None) -> Queue:
+        lane = self.lane(destination, partition)
+        arguments = {"x-single-active-consumer": True} if self.capabilities.durable else None
         return Queue(
-            f"{self.prefix}.{destination}",
-            self._exchange,
-            routing_key=destination,
-            durable=True,
+            f"{self.prefix}.{lane}", self._exchange, routing_key=lane, durable=True, queue_arguments=arguments
         )
 
     def declare(self, destination: str) -> None:
         if destination not in self._declared:
-            self.queue_for(destination)(self._conn.default_channel).declare()
+            for partition in self.lanes(destination):
+                self.queue_for(destination, partition)(self._conn.default_channel).declare()
             self._declared.add(destination)
 
     def publish(self, destination: str, envelope: dict[str, Any]) -> None:
@@ -92,7 +114,7 @@ class Bus:
         body = json.dumps(envelope, ensure_ascii=False, separators=(",", ":"))
         self._producer.publish(
             body,
-            routing_key=destination,
+            routing_key=self.lane(destination, self.partition_of(destination, envelope)),
             content_type="application/json",
             content_encoding="utf-8",
             delivery_mode=2,
@@ -106,12 +128,13 @@ class Bus:
         handle: Callable[[dict[str, Any]], None],
         stop: threading.Event,
         *,
+        partition: int | None = None,
         prefetch: int = 64,
     ) -> None:
-        """Run `handle` on each envelope until `stop` is set; ack after it returns.
+        """Run `handle` on each envelope of one partition until `stop` is set; ack after it returns.
 
-        If `handle` raises, the message is requeued after a pause, so a database
-        outage is ridden out without losing anything.
+        If `handle` raises, the message is requeued after a pause, so a journal outage
+        is ridden out without losing anything.
         """
         self.declare(destination)
 
@@ -119,7 +142,7 @@ class Bus:
             envelope = json.loads(body) if isinstance(body, str | bytes) else body
             try:
                 handle(envelope)
-            except Exception as exc:
+            except Exception as exc:  # the message goes back, the loop goes on
                 log.warning("delivery_failed", destination=destination, error=str(exc))
                 stop.wait(1.0)
                 message.requeue()
@@ -127,7 +150,7 @@ class Bus:
             message.ack()
 
         with self._conn.Consumer(
-            [self.queue_for(destination)], callbacks=[on_message], prefetch_count=prefetch
+            [self.queue_for(destination, partition)], callbacks=[on_message], prefetch_count=prefetch
         ):
             while not stop.is_set():
                 try:
@@ -138,26 +161,27 @@ class Bus:
     def publish_retry(self, destination: str, envelope: dict[str, Any], delay: float) -> None:
         """Send the envelope back to `destination`'s queue after `delay` seconds."""
         if not self.capabilities.durable:
-            _memory_delays(self.url, self.prefix).schedule(destination, envelope, delay)
+            _memory_delays(self.url, self.prefix, self.partitions).schedule(destination, envelope, delay)
             return
         seconds = max(1, round(delay))
+        lane = self.lane(destination, self.partition_of(destination, envelope))
         retry_exchange = Exchange(f"{self.prefix}.retry", type="direct", durable=True)
         queue = Queue(
-            f"{self.prefix}.{destination}.retry.{seconds}s",
+            f"{self.prefix}.{lane}.retry.{seconds}s",
             retry_exchange,
-            routing_key=f"{destination}.{seconds}s",
+            routing_key=f"{lane}.{seconds}s",
             durable=True,
             queue_arguments={
                 "x-message-ttl": seconds * 1000,
                 "x-dead-letter-exchange": f"{self.prefix}.records",
-                "x-dead-letter-routing-key": destination,
+                "x-dead-letter-routing-key": lane,
             },
         )
         body = json.dumps(envelope, ensure_ascii=False, separators=(",", ":"))
         producer = Producer(self._conn.default_channel, exchange=retry_exchange)
         producer.publish(
             body,
-            routing_key=f"{destination}.{seconds}s",
+            routing_key=f"{lane}.{seconds}s",
             content_type="application/json",
             content_encoding="utf-8",
             delivery_mode=2,
@@ -168,18 +192,31 @@ class Bus:
 
     def purge(self, destination: str) -> int:
         self.declare(destination)
-        return self.queue_for(destination)(self._conn.default_channel).purge() or 0
+        channel = self._conn.default_channel
+        return sum(self.queue_for(destination, p)(channel).purge() or 0 for p in self.lanes(destination))
 
     def close(self) -> None:
         self._conn.release()
 
 
+def partition_key(envelope: dict[str, Any]) -> str:
+    """What keeps one person's records in one partition: the HIS id of the sending system,
+    else the ID card, else the record itself."""
+    person = (envelope.get("record") or {}).get("person") or {}
+    if person.get("his_id"):
+        return f"his:{person.get('his_system') or ''}:{person['his_id']}"
+    if person.get("id_card"):
+        return f"id:{person['id_card']}"
+    return f"record:{envelope.get('record_id', '')}"
+
+
 class _MemoryDelays:
     """In-process delayed retries: a heap of (due, destination, envelope) and one thread."""
 
-    def __init__(self, url: str, prefix: str) -> None:
+    def __init__(self, url: str, prefix: str, partitions: Mapping[str, int]) -> None:
         self.url = url
         self.prefix = prefix
+        self.partitions = dict(partitions)
         self._heap: list[tuple[float, int, str, dict[str, Any]]] = []
         self._cond = threading.Condition()
         self._seq = 0
@@ -201,7 +238,7 @@ class _MemoryDelays:
                     self._cond.wait(timeout)
                 _, _, destination, envelope = heapq.heappop(self._heap)
             try:
-                bus = bus or Bus(self.url, self.prefix)
+                bus = bus or Bus(self.url, self.prefix, self.partitions)
                 bus.publish(destination, envelope)
             except Exception as exc:  # the journal still says pending: a restart re-drives it
                 log.warning("memory_retry_publish_failed", destination=destination, error=str(exc))
@@ -212,9 +249,9 @@ _delays: dict[tuple[str, str], _MemoryDelays] = {}
 _delays_lock = threading.Lock()
 
 
-def _memory_delays(url: str, prefix: str) -> _MemoryDelays:
+def _memory_delays(url: str, prefix: str, partitions: Mapping[str, int]) -> _MemoryDelays:
     with _delays_lock:
         key = (url, prefix)
         if key not in _delays:
-            _delays[key] = _MemoryDelays(url, prefix)
+            _delays[key] = _MemoryDelays(url, prefix, partitions)
         return _delays[key]

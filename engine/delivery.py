@@ -41,8 +41,10 @@ class DeliveryWorker:
         journal_engine: Engine,
         bus_factory: Callable[[], Bus],
         policy: RetryPolicy | None = None,
+        partition: int | None = None,
     ) -> None:
         self.destination = destination
+        self.partition = partition
         self.sink = sink
         self.journal_engine = journal_engine
         self.bus_factory = bus_factory
@@ -52,7 +54,8 @@ class DeliveryWorker:
         self.retried = 0
         self.dead = 0
         self._bus: Bus | None = None
-        self._thread = threading.Thread(target=self._run, name=f"deliver-{destination}", daemon=True)
+        name = f"deliver-{destination}" + (f"-p{partition}" if partition is not None else "")
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -134,12 +137,12 @@ class DeliveryWorker:
         """Consume until stopped; a lost broker connection is reopened after a pause."""
         for attempt in until_it_works(f"consume_{self.destination}", self.stop_event):
             with attempt:
-                self._bus = self.bus_factory()
+                bus = self._bus = self.bus_factory()
                 try:
-                    self._bus.consume(self.destination, self.handle, self.stop_event)
+                    bus.consume(self.destination, self.handle, self.stop_event, partition=self.partition)
                 finally:
                     with contextlib.suppress(Exception):
-                        self._bus.close()
+                        bus.close()
 
 
 def _time(value: str) -> Any:

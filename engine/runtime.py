@@ -55,7 +55,8 @@ class EngineRuntime:
 
     def bus(self) -> Bus:
         eng = self.settings.engine
-        return Bus(eng.broker, eng.queue_prefix)
+        partitions = {name: getattr(d, "partitions", 1) for name, d in self.settings.destinations.items()}
+        return Bus(eng.broker, eng.queue_prefix, partitions)
 
     async def start(self) -> None:
         s = self.settings
@@ -72,6 +73,7 @@ class EngineRuntime:
         for name in destinations:
             probe.declare(name)
         durable = probe.capabilities.durable
+        probe_lanes = {name: probe.lanes(name) for name in destinations}
         probe.close()
 
         if "transform" in self.roles:
@@ -85,9 +87,10 @@ class EngineRuntime:
             for name, d in destinations.items():
                 sink = record_store.RecordStore(self.engine_for(d.database or s.engine.database))
                 policy = RetryPolicy(tuple(s.retry.tiers), s.retry.max_attempts)
-                worker = DeliveryWorker(name, sink, self.journal_engine, self.bus, policy)
-                worker.start()
-                self.workers.append(worker)
+                for partition in probe_lanes[name]:
+                    worker = DeliveryWorker(name, sink, self.journal_engine, self.bus, policy, partition)
+                    worker.start()
+                    self.workers.append(worker)
         if "ingest" in self.roles:
             self.writer = journal.JournalWriter(
                 self.journal_engine,

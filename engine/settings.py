@@ -373,6 +373,14 @@ class RecordStoreDestination(_Model):
     """The canonical MCH record store (SQL)."""
 
     type: Literal["record_store"] = Field(description="Destination type.")
+    partitions: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Queues this destination is split into, by person (one person's records stay "
+        "in order in one queue); on RabbitMQ each has one active consumer, so engines can take over "
+        "from each other.",
+    )
     database: Annotated[str, _url("postgresql+psycopg://user@host/db", empty_ok=True)] = Field(
         default="",
         description="SQLAlchemy URL of the record store; empty or absent means the engine "
