@@ -23,6 +23,7 @@ from engine.errors import ConfigError, ConfigErrors, StartupError
 from engine.i18n import t
 
 DEFAULT_CONFIG = "routes.yaml"
+STOP_GRACE = 30.0  # seconds a SIGTERM waits for in-flight work
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -235,7 +236,13 @@ async def _serve(runtime: Any) -> int:
     print(t("engine_running", channels=listening), flush=True)
     await stop.wait()
     print(t("engine_stopping"), flush=True)
-    await runtime.stop()
+    try:
+        # Bounded: in-flight ACKs and queued transforms get STOP_GRACE seconds; whatever is
+        # left is in the journal and is re-driven at the next start.
+        await asyncio.wait_for(runtime.stop(), STOP_GRACE)
+    except TimeoutError:
+        print(t("stop_timeout", seconds=STOP_GRACE), file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

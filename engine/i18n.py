@@ -33,6 +33,11 @@ _TEXT: dict[str, tuple[str, str]] = {
         "engine running: {channels}. Press Ctrl+C to stop.",
     ),
     "engine_stopping": ("正在停止引擎…", "stopping the engine…"),
+    "stop_timeout": (
+        "{seconds:.0f} 秒内未能完成停止；未完成的消息已在日志中，下次启动时会重新处理",
+        "could not stop within {seconds:.0f} s; unfinished messages are in the journal and are "
+        "re-driven at the next start",
+    ),
     "no_mapping_tests": (
         "{paths} 下没有 *_test.yaml 映射测试",
         "no *_test.yaml mapping tests under {paths}",
