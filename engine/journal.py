@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from engine.batching import run_batches
 from engine.database import UtcDateTime
 from engine.upsert import insert_for
 
@@ -184,25 +184,7 @@ class JournalWriter:
         return fut
 
     def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            deadline = time.monotonic() + self._max_wait
-            stopping = False
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-            self._write(batch)
-            if stopping:
-                return
+        run_batches(self._queue, self._write, self._max_batch, self._max_wait)
 
     def _write(self, batch: list[tuple[Entry, Future[Written]]]) -> None:
         try:

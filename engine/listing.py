@@ -61,18 +61,7 @@ def list_records(
             if person:
                 q = q.where(persons.c.person_key == person)
             for r in conn.execute(q.limit(limit) if limit else q):
-                out.append(
-                    {
-                        "record_id": r.person_key,
-                        "record_type": "Person",
-                        "person_key": r.person_key,
-                        "event_time": r.event_time,
-                        "source_channel": r.source_channel,
-                        "source_control_id": r.source_control_id,
-                        "journal_id": r.journal_id,
-                        "record": r.payload,
-                    }
-                )
+                out.append(_stored(r, r.person_key, "Person"))
         if record_type != "Person":
             q = select(records).order_by(records.c.stored_at.desc())
             if record_type:
@@ -80,20 +69,22 @@ def list_records(
             if person:
                 q = q.where(records.c.person_key == person)
             for r in conn.execute(q.limit(limit) if limit else q):
-                out.append(
-                    {
-                        "record_id": r.record_id,
-                        "record_type": r.record_type,
-                        "person_key": r.person_key,
-                        "event_time": r.event_time,
-                        "source_channel": r.source_channel,
-                        "source_control_id": r.source_control_id,
-                        "journal_id": r.journal_id,
-                        "record": r.payload,
-                    }
-                )
+                out.append(_stored(r, r.record_id, r.record_type))
     for row in out[:limit] if limit else out:
         yield _jsonable(row)
+
+
+def _stored(r: Any, record_id: str, record_type: str) -> dict[str, Any]:
+    return {
+        "record_id": record_id,
+        "record_type": record_type,
+        "person_key": r.person_key,
+        "event_time": r.event_time,
+        "source_channel": r.source_channel,
+        "source_control_id": r.source_control_id,
+        "journal_id": r.journal_id,
+        "record": r.payload,
+    }
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:

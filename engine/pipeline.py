@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 from deadletter import store as dead_letters
 from engine import journal
 from engine.backoff import until_it_works
+from engine.batching import run_batches
 from engine.bus import Bus
 from engine.errors import InputError, MappingError
 from engine.router import Router
@@ -83,24 +84,7 @@ class TransformWorker:
             self._bus.close()
 
     def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            items = [first]
-            stop_after = False
-            while len(items) < self.batch:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop_after = True
-                    break
-                items.append(nxt)
-            self._process_batch(items)
-            if stop_after:
-                return
+        run_batches(self._queue, self._process_batch, self.batch)
 
     def _process_batch(self, items: list[journal.Accepted]) -> None:
         outcomes = []
