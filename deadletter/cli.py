@@ -341,12 +341,15 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     def body(ctx: _Context) -> int:
-        from deadletter import store
+        from deadletter import audit, store
 
         dl = store.get_dead_letter(ctx.engine, args.id)
         if dl is None:
             print(_t("not_found", id=args.id), file=sys.stderr)
             return 1
+        # Showing the raw message reads patient data: who looked is audited too.
+        actor = audit.current_actor(getattr(args, "actor", None))
+        audit.write_audit(ctx.engine, actor=actor, action="show", target=str(args.id), count=1, detail={})
         if args.json:
             print(_dumps(dl))
             return 0

@@ -497,6 +497,9 @@ class TestCommands:
             "payload"
         ] == envelope(jid)
         assert "no dead letter with id 999" in mch("show", "999", *config, cwd=tmp_path, expect=1).stderr
+        # Reading a dead letter shows patient data, so every show is in the audit log.
+        shows = [a for a in audit.list_audit(db, 50) if a["action"] == "show"]
+        assert len(shows) == 3 and {a["target"] for a in shows} == {str(dl), str(tf)}
 
     def test_purge_in_bulk_needs_yes_and_a_reason_and_is_audited(self, routes: Path, tmp_path: Path) -> None:
         """Without --yes a bulk purge only says what it would do; with it, the rows close and the audit log shows who."""
