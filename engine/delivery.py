@@ -53,7 +53,7 @@ class DeliveryWorker:
         self.delivered = 0
         self.retried = 0
         self.dead = 0
-        self._bus: Bus | None = None
+        self._retry_bus: Bus | None = None
         name = f"deliver-{destination}" + (f"-p{partition}" if partition is not None else "")
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -93,15 +93,20 @@ class DeliveryWorker:
             record_id=rid,
             attempt=attempt,
             error=reason,
-            outcome=decision,
+            outcome="retry" if decision == RETRY else "dead_letter",
         )
         if decision == RETRY and delay is not None:
             journal.mark_delivery_error(
                 self.journal_engine, jid, self.destination, rid, reason, status=journal.RETRYING
             )
             retry = {**envelope, "attempt": attempt, "last_error": reason, "first_failed_at": first}
-            assert self._bus is not None
-            self._bus.publish_retry(self.destination, retry, delay)
+            try:
+                self._publisher().publish_retry(self.destination, retry, delay)
+            except Exception:  # broker away: drop this connection; the message goes back
+                with contextlib.suppress(Exception):
+                    self._publisher().close()
+                self._retry_bus = None
+                raise
             self.retried += 1
             log.warning(
                 "delivery_retry", destination=self.destination, record_id=rid, attempt=attempt, retry_in=delay
@@ -133,16 +138,26 @@ class DeliveryWorker:
             error=type(exc).__name__,
         )
 
+    def _publisher(self) -> Bus:
+        """A connection of its own for retries: publishing with confirms on the consuming
+        connection would drain it and run the next deliveries nested inside this one."""
+        if self._retry_bus is None:
+            self._retry_bus = self.bus_factory()
+        return self._retry_bus
+
     def _run(self) -> None:
         """Consume until stopped; a lost broker connection is reopened after a pause."""
         for attempt in until_it_works(f"consume_{self.destination}", self.stop_event):
             with attempt:
-                bus = self._bus = self.bus_factory()
+                bus = self.bus_factory()
                 try:
                     bus.consume(self.destination, self.handle, self.stop_event, partition=self.partition)
                 finally:
-                    with contextlib.suppress(Exception):
-                        bus.close()
+                    for conn in (bus, self._retry_bus):
+                        if conn is not None:
+                            with contextlib.suppress(Exception):
+                                conn.close()
+                    self._retry_bus = None
 
 
 def _time(value: str) -> Any:
