@@ -1,0 +1,446 @@
+"""Figures as Markdown: printed at the end of a run and written to docs/benchmarks.md.
+
+The page carries the exact command, the date, the machine and the engine's git
+revision, because the figures mean nothing without them; ratios are against peers
+measured in the same command, never against numbers from another day or machine.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.load import loop_name
+from bench.peers import medplum_version
+from bench.scenarios import BacklogResult, E2EResult, IngestRow, Plan, SoakResult
+from bench.stack import BACKENDS, REPO
+
+
+@dataclass
+class Results:
+    plan: Plan
+    command: str
+    traffic: str
+    started: datetime
+    seconds: float = 0.0
+    ingest: list[IngestRow] = field(default_factory=list)
+    e2e: list[E2EResult] = field(default_factory=list)
+    backlog: list[BacklogResult] = field(default_factory=list)
+    soak: list[SoakResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    load_before: str = ""
+
+
+DISTURBED = 0.25
+"""Cores used by unrelated processes above which a measurement is flagged as disturbed."""
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load averages: other work on the machine skews every figure."""
+    try:
+        with open("/proc/loadavg", encoding="ascii") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
+
+
+def machine() -> dict[str, str]:
+    """What the figures were measured on (read-only look-ups)."""
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        pass
+    mem = ""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            kib = int(next(line.split()[1] for line in f if line.startswith("MemTotal")))
+            mem = f"{kib / 1024 / 1024:.1f} GiB RAM"
+    except (OSError, StopIteration, ValueError):
+        pass
+    node = ""
+    if shutil.which("node"):
+        node = _run(["node", "--version"])
+    try:
+        import hl7
+
+        hl7_version = getattr(hl7, "__version__", "?")
+    except ImportError:
+        hl7_version = "not installed"
+    return {
+        "nproc": _run(["nproc"]) or str(os.cpu_count()),
+        "cpu": cpu or platform.processor() or "?",
+        "memory": mem,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "loop": loop_name(),
+        "node": node or "not installed",
+        "revision": _run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO) or "unknown",
+        "python_hl7": hl7_version,
+        "medplum": medplum_version(),
+    }
+
+
+def _run(argv: list[str], cwd: Path | None = None) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10, cwd=cwd, check=False)
+    except OSError:
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def _ms(seconds: float) -> str:
+    ms = seconds * 1000
+    return f"{ms:,.2f}" if ms < 10 else f"{ms:,.1f}" if ms < 1000 else f"{ms:,.0f}"
+
+
+def _dur(seconds: float) -> str:
+    return f"{seconds * 1000:,.1f} ms" if seconds < 1 else f"{seconds:,.2f} s"
+
+
+def _ratio(x: float) -> str:
+    return f"{x:.2f}×" if x >= 0.1 else f"{x:.3f}×"
+
+
+def _mib(kib: int) -> str:
+    return f"{kib / 1024:,.1f}"
+
+
+def _short(label: str) -> str:
+    """`engine rabbitmq-pg, --role ingest` → `rabbitmq-pg ingest` for column heads."""
+    name = label.removeprefix("engine ")
+    return name.replace(", all roles", "").replace(", --role ingest", " (ingest role)")
+
+
+def ingest_table(rows: list[IngestRow], concurrency: list[int]) -> list[str]:
+    engines = [r for r in rows if r.kind == "engine"]
+    heads = [
+        "target",
+        "C",
+        "msg/s",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "CPU server",
+        "services",
+        "generator",
+        "other",
+    ]
+    heads += [f"{_short(e.label)} ÷ target" for e in engines]
+    lines = ["| " + " | ".join(heads) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(heads) - 2)) + "|"]
+    for row in rows:
+        for c in concurrency:
+            p = row.points.get(c)
+            if p is None:
+                continue
+            cells = [
+                row.label,
+                str(c),
+                f"{p.rate:,.0f}",
+                _ms(p.p50),
+                _ms(p.p99),
+                f"{p.errors:,}",
+                f"{p.server_cpu:.2f}",
+                f"{p.services_cpu:.2f}",
+                f"{p.client_cpu:.2f}",
+                f"{p.other_cpu:.2f}",
+            ]
+            for e in engines:
+                mine = e.points.get(c)
+                if row.kind == "engine" or mine is None or p.rate <= 0:
+                    cells.append("—")
+                else:
+                    cells.append(_ratio(mine.rate / p.rate))
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def e2e_table(results: list[E2EResult]) -> list[str]:
+    lines = [
+        "| backend | sent at | messages | C | ACK msg/s | end-to-end msg/s | e2e p50 | e2e p99 | e2e max "
+        "| send → journal p50 | journal → store p50 | errors | settled | other CPU |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for r in results:
+        pace = f"{r.rate_limit:,.0f} msg/s" if r.rate_limit else "full speed"
+        lines.append(
+            f"| {BACKENDS[r.backend]} | {pace} | {r.count:,} | {r.connections} | {r.ack_rate:,.0f} "
+            f"| {r.e2e_rate:,.0f} "
+            f"| {_dur(r.p50)} | {_dur(r.p99)} | {_dur(r.worst)} | {_dur(r.to_journal_p50)} "
+            f"| {_dur(r.journal_to_store_p50)} | {r.errors:,} | {'yes' if r.settled else 'NO'} "
+            f"| {r.other_cpu:.2f} |"
+        )
+    return lines
+
+
+def backlog_table(results: list[BacklogResult]) -> list[str]:
+    lines = [
+        "| backend | messages | journaled (ingest role) at | errors | engine start | time to drain "
+        "| drain msg/s | settled | other CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {BACKENDS[r.backend]} | {r.journaled:,} | {r.fill_rate:,.0f} msg/s | {r.fill_errors:,} "
+            f"| {_dur(r.startup)} "
+            f"| {_dur(r.drain)} | {r.drain_rate:,.0f} | {'yes' if r.settled else 'NO'} | {r.other_cpu:.2f} |"
+        )
+    return lines
+
+
+def soak_table(results: list[SoakResult]) -> list[str]:
+    lines = [
+        "| backend | messages | C | msg/s | p50 ms | p99 ms | errors | RSS start MiB | RSS middle MiB "
+        "| RSS end MiB | drift middle→end | growth start→end | backlog middle | backlog end "
+        "| RSS after the wait MiB | backlog after the wait | other CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {BACKENDS[r.backend]} | {r.count:,} | {r.connections} | {r.rate:,.0f} | {_ms(r.p50)} "
+            f"| {_ms(r.p99)} | {r.errors:,} | {_mib(r.rss_start)} | {_mib(r.rss_middle)} | {_mib(r.rss_end)} "
+            f"| {r.drift_pct:+.1f}% | {r.growth_pct:+.1f}% | {r.backlog_middle:,} | {r.backlog_end:,} "
+            f"| {_mib(r.rss_drained)} ({r.drain_wait:.0f} s) | {r.backlog_drained:,} | {r.other_cpu:.2f} |"
+        )
+    return lines
+
+
+def rss_series(r: SoakResult, points: int = 11) -> str:
+    if len(r.samples) <= points:
+        chosen = r.samples
+    else:
+        step = (len(r.samples) - 1) / (points - 1)
+        chosen = [r.samples[round(i * step)] for i in range(points)]
+    return ", ".join(f"{n:,}: {_mib(kib)}" for n, kib in chosen)
+
+
+def summary(results: Results) -> list[str]:
+    """The few figures a reader wants first, computed from the tables below."""
+    lines: list[str] = []
+    engines = [r for r in results.ingest if r.kind == "engine"]
+    peers = [r for r in results.ingest if r.kind == "peer"]
+    for e in engines:
+        for c in sorted(e.points):
+            p = e.points[c]
+            ratios = [
+                f"{_ratio(p.rate / peer.points[c].rate)} {peer.label.removeprefix('peer ')}"
+                for peer in peers
+                if c in peer.points and peer.points[c].rate > 0
+            ]
+            vs = f" ({', '.join(ratios)})" if ratios else ""
+            lines.append(
+                f"- ingest, {_short(e.label)}, C={c}: {p.rate:,.0f} msg/s, ACK p50 {_ms(p.p50)} ms / "
+                f"p99 {_ms(p.p99)} ms{vs}"
+            )
+    for r in results.e2e:
+        pace = f"paced at {r.rate_limit:,.0f} msg/s" if r.rate_limit else "full speed"
+        lines.append(
+            f"- end to end, {r.backend}, {pace}: {r.e2e_rate:,.0f} msg/s into the store, "
+            f"send → stored p50 {_dur(r.p50)} / p99 {_dur(r.p99)}"
+        )
+    for b in results.backlog:
+        lines.append(f"- backlog, {b.backend}: {b.journaled:,} messages drained in {_dur(b.drain)}")
+    for k in results.soak:
+        lines.append(
+            f"- soak, {k.backend}: {k.count:,} messages, RSS {_mib(k.rss_start)} → {_mib(k.rss_middle)} → "
+            f"{_mib(k.rss_end)} MiB (drift {k.drift_pct:+.1f}% middle → end; {k.backlog_end:,} not yet "
+            "delivered at the end)"
+        )
+    return lines
+
+
+def render(results: Results) -> str:
+    plan = results.plan
+    m = machine()
+    out = [
+        "# Benchmarks",
+        "",
+        "Generated by the benchmark harness in `bench/` — do not edit by hand; run `make bench` "
+        "(`python -m bench`) to measure again. Latencies are the median (p50) and p99 of every ACK in "
+        "the measured window"
+        + (f"; each ingest figure is the median of {plan.repeat} runs" if plan.repeat > 1 else "")
+        + ". Every ratio compares the engine with peers run **in the same command on the same "
+        "machine**; figures from another machine or another day are not comparable.",
+        "",
+        f"- command: `{results.command}`",
+        f"- date: {results.started.strftime('%Y-%m-%d %H:%M UTC')}, took {results.seconds / 60:.1f} min",
+        f"- machine: nproc {m['nproc']}, {m['cpu']}, {m['memory']}, {m['os']}; load average "
+        f"{results.load_before} just before the run (anything else running on the machine skews "
+        "the figures: see the `other` CPU columns)",
+        f"- Python {m['python']} ({m['loop']} event loop in the load generator and the Python peers), "
+        f"Node {m['node']}",
+        f"- engine: git revision `{m['revision']}`; peers: python-hl7 {m['python_hl7']}, "
+        f"@medplum/hl7 {m['medplum']}",
+        f"- traffic: {results.traffic}",
+        f"- senders: C connections, each in lock step (window {plan.window}: "
+        + (
+            "waits for each ACK before the next frame"
+            if plan.window == 1
+            else f"{plan.window} frames in flight"
+        )
+        + "); every ACK checked (MSA-1 AA/CA, MSA-2 = the control id sent); latency from the write of "
+        "a frame to the arrival of its ACK",
+        "",
+    ]
+    out += [
+        "## How to run",
+        "",
+        "- `make bench` (`.venv/bin/python -m bench`, flags in `BENCH_ARGS`): this page, in about "
+        "7 minutes on 2 cores. RabbitMQ and PostgreSQL on 127.0.0.1 for the `rabbitmq-pg` rows and "
+        "the backlog (`MCH_BENCH_AMQP_URL`, `MCH_BENCH_PG_URL`, else `MCH_TEST_AMQP_URL`, "
+        "`MCH_TEST_PG_URL`); without them those rows are left out and said so. Node and npm for the "
+        "medplum peer (the bench runs `npm install --prefix bench/peers/medplum` once).",
+        "- `python -m bench --smoke`: seconds; checks the harness end to end on the embedded default "
+        "and writes nothing (`tests/unit/bench/test_bench_smoke.py` runs it).",
+        "- `python -m bench --full`: the issue's sizes, backlog 100,000 and soak 1,000,000 — hours at "
+        "the rates below.",
+        "- Knobs: `--concurrency 1,4,16`, `--window W` (pipelined frames per connection), "
+        "`--duration`, `--warmup`, `--repeat N` (medians of N runs), `--backends`, `--peers`, "
+        "`--scenarios`, `--e2e`, `--paced-rate`, `--backlog`, `--soak`; see `python -m bench --help`.",
+        "",
+    ]
+    others = [p.other_cpu for row in results.ingest for p in row.points.values()]
+    others += [r.other_cpu for r in results.e2e]
+    others += [r.other_cpu for r in results.backlog]
+    others += [r.other_cpu for r in results.soak]
+    disturbed = sum(1 for x in others if x >= DISTURBED)
+    if disturbed:
+        out += [
+            f"**Warning:** other processes on the machine used at least {DISTURBED:g} core during "
+            f"{disturbed} of {len(others)} measurements (the `other` CPU columns): those figures are "
+            "lower than this machine can do. Measure again on a quiet machine for clean figures.",
+            "",
+        ]
+    top = summary(results)
+    if top:
+        out += ["## Summary", "", *top, ""]
+    if results.ingest:
+        labels = {row.label for row in results.ingest}
+        explain = [
+            "- `engine …, all roles`: `mch-engine run` as shipped: ingest, transform and delivery in one "
+            "process. An ACK means the message's bytes are committed to the journal."
+        ]
+        if any("--role ingest" in label for label in labels):
+            explain.append(
+                "- `engine rabbitmq-pg, --role ingest`: the ingest role alone (MLLP + journal), as a site "
+                "runs it when it splits roles across processes; nothing transforms or delivers meanwhile."
+            )
+        peer_text = {
+            "peer echo": "`peer echo`: raw asyncio MLLP answering a fixed ACK without parsing (MSH-10 "
+            "copied by a byte slice): the ceiling of this harness.",
+            "peer python-hl7": "`peer python-hl7`: decode by MSH-18, `hl7.parse`, `create_ack`.",
+            "peer medplum": "`peer medplum`: @medplum/hl7 `Hl7Server` on Node, `buildAck()` per message "
+            "(it decodes every frame as UTF-8 whatever MSH-18 says, so its GB18030 messages are parsed "
+            "as mojibake; MSA-2 is ASCII, so its ACKs still check).",
+        }
+        shown = [text for label, text in peer_text.items() if label in labels]
+        if shown:
+            explain.append("- " + " ".join(shown) + " No peer stores anything.")
+        out += [
+            "## Ingest: MLLP → durable journal → ACK",
+            "",
+            "Each point: a fresh server process (and, for the engine, fresh stores), "
+            f"{plan.warmup:g} s warm-up, then {plan.duration:g} s measured. The CPU columns are cores "
+            "used over the point by the server process, by PostgreSQL and RabbitMQ, by the load "
+            "generator (2 cores in all: a generator near 1.0 is the limit of this harness, not of the "
+            "server) and by anything else on the machine (`other` well above 0: the point was "
+            "disturbed). `X ÷ target` is the engine's msg/s divided by the target's at the same C.",
+            "",
+            *ingest_table(results.ingest, plan.concurrency),
+            "",
+            *explain,
+            "",
+        ]
+    if results.e2e:
+        out += [
+            "## End to end: send → record committed in the store",
+            "",
+            f"Each run: a fresh engine (all roles), messages over {plan.e2e_connections} connections, "
+            "at full speed (each connection sends as soon as its ACK is back: the engine's capacity, "
+            "and whatever queue builds behind the ACK) and paced at an everyday hospital rate. "
+            "Latency is the store's own `stored_at` (records and persons, matched by MSH-10) minus "
+            "the moment the frame was written; `send → journal` uses the journal's `received_at`. "
+            "End-to-end msg/s is deliveries marked done in the journal over the time from the first "
+            "send to the last delivery.",
+            "",
+            *e2e_table(results.e2e),
+            "",
+        ]
+    if results.backlog:
+        out += [
+            "## Backlog: journaled while nothing consumes, then drained",
+            "",
+            f"{plan.backlog:,} messages sent over {plan.backlog_connections} connections to an engine "
+            "started with `--role ingest` (journal only: nothing transforms or delivers), which is then "
+            "stopped; an engine with all roles is started on the same stores and re-drives the journal. "
+            "Time to drain runs from that engine's process start to the last delivery marked done in the "
+            "journal; drain msg/s is messages over the first-to-last `stored_at` span.",
+            "",
+            *backlog_table(results.backlog),
+            "",
+        ]
+        notes = [f"- {BACKENDS[r.backend]}: {r.note}" for r in results.backlog if r.note]
+        if notes:
+            out += [
+                *notes,
+                "  (the embedded `memory://` bus refuses split roles, and the engine has no switch to "
+                "pause destinations, so this is the only way to journal without consuming).",
+                "",
+            ]
+    if results.soak:
+        out += [
+            "## Soak: memory over many messages",
+            "",
+            f"{plan.soak:,} messages over {plan.soak_connections} connections at full speed into one engine "
+            "(all roles). Its RSS (VmRSS from /proc) is sampled as ACKs come: at start (idle), at the "
+            "middle and at the end of sending. Drift is middle → end, after start-up caches have "
+            "warmed. The backlog (journaled, not yet delivered) is shown because the in-process bus "
+            f"and the transform queue hold it in memory; after sending, the bench waits up to "
+            f"{plan.soak_drain:g} s for it to drain and samples RSS once more.",
+            "",
+            *soak_table(results.soak),
+            "",
+        ]
+        for r in results.soak:
+            out.append(f"- RSS MiB by ACKs, {BACKENDS[r.backend]}: {rss_series(r)}")
+        out.append("")
+    if results.notes or results.failures:
+        out += ["## Left out or failed", ""]
+        out += [f"- {n}" for n in results.notes]
+        out += [f"- FAILED: {f}" for f in results.failures]
+        out.append("")
+    errors = [
+        (row.label, c, s)
+        for row in results.ingest
+        for c, p in row.points.items()
+        for s in p.error_samples[:2]
+    ]
+    if errors:
+        out += ["## Error samples", ""]
+        out += [f"- {label} C={c}: `{text}`" for label, c, text in errors[:20]]
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def command_line(argv: list[str]) -> str:
+    """The command as a person would type it again."""
+    import shlex
+
+    exe = Path(sys.executable)
+    try:
+        shown = str(exe.relative_to(REPO))  # .venv/bin/python
+    except ValueError:
+        shown = "python"
+    return " ".join([shown, "-m", "bench", *map(shlex.quote, argv)])
+
+
+def started_now() -> datetime:
+    return datetime.now(UTC)
