@@ -168,9 +168,8 @@ _TEXT: dict[str, tuple[str, str]] = {
 
 
 def _t(key: str, **values: object) -> str:
-    """Like `engine.i18n.t`, for this package's own keys, in the language main() chose."""
-    zh, en = _TEXT[key]
-    return (en if i18n._lang == "en" else zh).format(**values)
+    """`engine.i18n.t` for this package's own keys."""
+    return i18n.pick(_TEXT[key], **values)
 
 
 # --------------------------------------------------------------------------- parser

@@ -56,5 +56,10 @@ def set_language(lang: str) -> None:
 
 
 def t(key: str, **values: object) -> str:
-    zh, en = _TEXT[key]
+    return pick(_TEXT[key], **values)
+
+
+def pick(texts: tuple[str, str], **values: object) -> str:
+    """The (zh, en) pair in the chosen language, formatted; packages keep their own tables."""
+    zh, en = texts
     return (en if _lang == "en" else zh).format(**values)
