@@ -107,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait for the soak's backlog (60)",
     )
     p.add_argument("--settle-timeout", type=float, default=None, help="seconds to wait for a drain (300)")
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="before each measurement wait up to S seconds for other work on the machine to stop (60; 0: no)",
+    )
     p.add_argument("--seed", type=int, default=20250310, help="seed of the message factory")
     p.add_argument("--output", type=Path, default=None, help="where to write the page (docs/benchmarks.md)")
     p.add_argument("--no-write", action="store_true", help="print only")
@@ -130,6 +137,7 @@ def plan_from(args: argparse.Namespace, work_dir: Path) -> Plan:
             soak=100,
             soak_idle=0.1,
             soak_drain=5.0,
+            quiet_wait=0.0,
             patients=300,
             templates=300,
             soak_connections=2,
@@ -160,6 +168,7 @@ def plan_from(args: argparse.Namespace, work_dir: Path) -> Plan:
         soak_connections=args.soak_connections,
         soak_drain=args.soak_drain if args.soak_drain is not None else (settle if args.full else 60.0),
         repeat=max(1, args.repeat),
+        quiet_wait=args.quiet_wait,
         settle_timeout=settle,
         seed=args.seed,
         work_dir=work_dir,
@@ -201,6 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results.failures.append(f"{name}: {type(exc).__name__}: {exc}")
                 say(f"scenario {name} failed:\n{traceback.format_exc()}")
         results.notes = runner.notes
+        results.waited = runner.waited
         results.seconds = time.monotonic() - t0
     page = render(results)
     print()

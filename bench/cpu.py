@@ -106,3 +106,26 @@ class CpuMeter:
         services = sum(cpu - self._svc0.get(pid, 0.0) for pid, cpu in _services(self._uids).items())
         other = max(0.0, busy - server - generator - services)
         return CpuShare(server / wall, services / wall, generator / wall, other / wall)
+
+
+def busy_elsewhere(sample: float = 0.5) -> float:
+    """Cores busy outside this process over `sample` seconds."""
+    busy0, own0, t0 = _busy(), time.process_time(), time.perf_counter()
+    time.sleep(sample)
+    wall = time.perf_counter() - t0
+    return max(0.0, (_busy() - busy0) - (time.process_time() - own0)) / wall
+
+
+def wait_for_quiet(limit: float, threshold: float = 0.25) -> float:
+    """Wait (at most `limit` seconds) until the machine is idle apart from this process.
+
+    Called before each measurement, when the server under test is started and idle: on
+    a shared machine a test suite someone else runs would otherwise land in the figures.
+    Returns the seconds waited beyond the first sample; after `limit` the measurement
+    goes ahead anyway, and its `other` CPU column tells.
+    """
+    start = time.monotonic()
+    while busy_elsewhere() > threshold and time.monotonic() - start < limit:
+        time.sleep(1.0)
+    waited = time.monotonic() - start
+    return waited if waited > 1.0 else 0.0

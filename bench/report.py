@@ -36,6 +36,7 @@ class Results:
     notes: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     load_before: str = ""
+    waited: float = 0.0  # seconds spent waiting for a quiet machine before measurements
 
 
 DISTURBED = 0.25
@@ -274,7 +275,12 @@ def render(results: Results) -> str:
         f"- date: {results.started.strftime('%Y-%m-%d %H:%M UTC')}, took {results.seconds / 60:.1f} min",
         f"- machine: nproc {m['nproc']}, {m['cpu']}, {m['memory']}, {m['os']}; load average "
         f"{results.load_before} just before the run (anything else running on the machine skews "
-        "the figures: see the `other` CPU columns)",
+        "the figures: see the `other` CPU columns)"
+        + (
+            f"; the bench waited {results.waited:.0f} s in all for other work to stop before measuring"
+            if results.waited
+            else ""
+        ),
         f"- Python {m['python']} ({m['loop']} event loop in the load generator and the Python peers), "
         f"Node {m['node']}",
         f"- engine: git revision `{m['revision']}`; peers: python-hl7 {m['python_hl7']}, "

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.cpu import CpuMeter, CpuShare
+from bench.cpu import CpuMeter, CpuShare, wait_for_quiet
 from bench.load import LoadResult, percentile, run_async, run_load
 from bench.messages import MessageFactory
 from bench.peers import PeerProcess, install_medplum, medplum_available, medplum_peer, python_peer
@@ -63,6 +63,7 @@ class Plan:
     templates: int = 3000
     soak_idle: float = 0.5  # seconds the engine idles before the first RSS sample
     soak_drain: float = 60.0  # seconds to wait for the backlog after the soak before the last sample
+    quiet_wait: float = 60.0  # seconds to wait, before each measurement, for others' work to stop
     work_dir: Path = Path("/tmp")
 
 
@@ -221,6 +222,7 @@ class Runner:
         self.factory = MessageFactory("B0", seed=plan.seed, patients=plan.patients, templates=plan.templates)
         self._runs = 0
         self.notes: list[str] = []
+        self.waited = 0.0  # seconds spent waiting for a quiet machine
         missing = services_up() if "rabbitmq-pg" in plan.backends or "backlog" in plan.scenarios else ""
         self.services_missing = missing
 
@@ -229,6 +231,14 @@ class Runner:
         self._runs += 1
         stamp = f"{int(time.time()) % 100000:05d}"
         return self.factory.fork(f"B{stamp}R{self._runs:03d}")
+
+    def quiet(self) -> None:
+        """Before a measurement: let other work on the machine finish (bounded)."""
+        if self.plan.quiet_wait > 0:
+            waited = wait_for_quiet(self.plan.quiet_wait)
+            if waited:
+                self.waited += waited
+                self.say(f"(waited {waited:.0f} s for other work on the machine to stop)")
 
     def _skip_backend(self, backend: str) -> bool:
         if backend == "rabbitmq-pg" and self.services_missing:
@@ -256,6 +266,7 @@ class Runner:
                     for _ in range(self.plan.repeat):
                         with Stack(backend, self.plan.work_dir) as stack:
                             engine = stack.engine(roles)
+                            self.quiet()
                             runs.append(
                                 _measure(stack.port, engine.pid, self.fresh(), self.plan, row.label, c)
                             )
@@ -297,6 +308,7 @@ class Runner:
             for c in self.plan.concurrency:
                 runs = []
                 for _ in range(self.plan.repeat):
+                    self.quiet()
                     runs.append(_measure(port, peer.proc.pid, self.fresh(), self.plan, label, c))
                     self.say(_line(label, c, runs[-1]))
                 row.points[c] = median_point(runs)
@@ -323,6 +335,7 @@ class Runner:
         plan = self.plan
         with Stack(backend, plan.work_dir) as stack:
             engine = stack.engine()
+            self.quiet()
             meter = CpuMeter(engine.pid).start()
             result = run_async(
                 run_load(
@@ -401,6 +414,7 @@ class Runner:
                 # ingest-only engine on the same SQLite file whose (idle) bus is RabbitMQ.
                 broker = AMQP_URL if backend == "embedded" else None
                 ingest = stack.engine(("ingest",), broker=broker)
+                self.quiet()
                 meter = CpuMeter(ingest.pid).start()
                 fill = run_async(
                     run_load(
@@ -463,6 +477,7 @@ class Runner:
         with Stack(backend, plan.work_dir) as stack:
             engine = stack.engine()
             time.sleep(plan.soak_idle)  # let start-up allocations settle before the first sample
+            self.quiet()
             rss_start = engine.rss_kib()
             samples: list[tuple[int, int]] = [(0, rss_start)]
 
