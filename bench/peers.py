@@ -67,38 +67,38 @@ def _control_id(payload: bytes) -> bytes:
     return fields[9] if len(fields) > 9 else b""
 
 
-class EchoServer(asyncio.Protocol):
+class _Answering(asyncio.Protocol):
+    """Splits MLLP frames and answers each, in order, with `answer(payload)`."""
+
+    def __init__(self) -> None:
+        self.splitter = FrameSplitter()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        frames = self.splitter.feed(data)
+        if frames and self.transport is not None:
+            self.transport.write(b"".join(SB + self.answer(p) + EB_CR for p in frames))
+
+    def answer(self, payload: bytes) -> bytes:
+        raise NotImplementedError
+
+
+class EchoServer(_Answering):
     """Answers every frame at once with a fixed ACK; parses nothing but MSH-10."""
 
-    def __init__(self) -> None:
-        self.splitter = FrameSplitter()
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        frames = self.splitter.feed(data)
-        if frames and self.transport is not None:
-            self.transport.write(b"".join(SB + _ECHO_HEAD + _control_id(p) + b"\r" + EB_CR for p in frames))
+    def answer(self, payload: bytes) -> bytes:
+        return _ECHO_HEAD + _control_id(payload) + b"\r"
 
 
-class Hl7Server(asyncio.Protocol):
+class Hl7Server(_Answering):
     """python-hl7: decode by MSH-18, `hl7.parse`, `create_ack`; answers in order."""
 
-    def __init__(self) -> None:
-        self.splitter = FrameSplitter()
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        frames = self.splitter.feed(data)
-        if frames and self.transport is not None:
-            self.transport.write(b"".join(SB + answer_hl7(p) + EB_CR for p in frames))
+    def answer(self, payload: bytes) -> bytes:
+        return answer_hl7(payload)
 
 
 def answer_hl7(payload: bytes) -> bytes:

@@ -23,8 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import structlog
 
@@ -67,7 +66,6 @@ class _Pending:
     verdicts: list[Verdict]
     futures: list[asyncio.Future[Written]]
     batch_head: bytes | None = None
-    extra: list[Any] = field(default_factory=list)
 
 
 class MllpSource:
