@@ -61,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["ingest", "transform", "deliver"],
         help="run only these roles (repeatable; default all)",
     )
+    run.add_argument(
+        "--partitions",
+        type=_partition_list,
+        metavar="N,M|N-M",
+        help="with the deliver role: consume only these partitions of each destination "
+        "(default all), to split delivery between processes",
+    )
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     run.set_defaults(func=cmd_run)
 
@@ -219,7 +226,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     settings = load_settings(args.config)
     roles = frozenset(args.role) if args.role else ALL_ROLES
-    return asyncio.run(_serve(EngineRuntime(settings, roles)))
+    return asyncio.run(_serve(EngineRuntime(settings, roles, partitions=args.partitions)))
+
+
+def _partition_list(text: str) -> frozenset[int]:
+    """`0,2` or `0-3` (or both, comma-separated)."""
+    out: set[int] = set()
+    try:
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            low, _, high = part.partition("-")
+            out.update(range(int(low), int(high or low) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(t("bad_partitions", value=text)) from None
+    if not out:
+        raise argparse.ArgumentTypeError(t("bad_partitions", value=text))
+    return frozenset(out)
 
 
 async def _serve(runtime: Any) -> int:

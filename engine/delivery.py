@@ -64,20 +64,47 @@ class DeliveryWorker:
         self.stop_event.set()
         self._thread.join(timeout)
 
-    def handle(self, envelope: dict[str, Any]) -> None:
-        """Deliver one envelope; on failure retry it later or dead-letter it.
+    def handle(self, envelopes: list[dict[str, Any]]) -> None:
+        """Deliver a bundle in one sink transaction; if that fails, each envelope on its own,
+        so one bad record is retried or dead-lettered alone and the others go through.
 
         Raises only when the outcome could not be recorded (the journal itself is
         away): the bus then puts the message back and it is tried again.
         """
-        key = (envelope["journal_id"], self.destination, envelope["record_id"])
+        if len(envelopes) == 1:
+            self.handle_one(envelopes[0])
+            return
+        try:
+            self.sink.store(envelopes)
+        except Exception as exc:
+            log.info(
+                "bundle_failed_one_by_one",
+                destination=self.destination,
+                size=len(envelopes),
+                error=type(exc).__name__,
+            )
+            for envelope in envelopes:
+                self.handle_one(envelope)
+            return
+        self._delivered(envelopes)
+
+    def handle_one(self, envelope: dict[str, Any]) -> None:
+        """Deliver one envelope; on failure retry it later or dead-letter it."""
         try:
             self.sink.store([envelope])
         except Exception as exc:  # every failure is classified by the policy
             self._failed(envelope, exc)
             return
-        journal.mark_delivered(self.journal_engine, [key], attempts=int(envelope.get("attempt") or 0) + 1)
-        self.delivered += 1
+        self._delivered([envelope])
+
+    def _delivered(self, envelopes: list[dict[str, Any]]) -> None:
+        by_attempts: dict[int, list[tuple[int, str, str]]] = {}
+        for env in envelopes:
+            key = (env["journal_id"], self.destination, env["record_id"])
+            by_attempts.setdefault(int(env.get("attempt") or 0) + 1, []).append(key)
+        for attempts, keys in by_attempts.items():
+            journal.mark_delivered(self.journal_engine, keys, attempts=attempts)
+        self.delivered += len(envelopes)
 
     def _failed(self, envelope: dict[str, Any], exc: Exception) -> None:
         attempt = int(envelope.get("attempt") or 0) + 1

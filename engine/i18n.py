@@ -28,6 +28,10 @@ _TEXT: dict[str, tuple[str, str]] = {
         "--to 应为 主机:端口，例如 127.0.0.1:2575",
         "--to must be HOST:PORT, e.g. 127.0.0.1:2575",
     ),
+    "bad_partitions": (
+        "--partitions 应为分区号列表，例如 0,1 或 0-3（收到 {value!r}）",
+        "--partitions must list partition numbers, e.g. 0,1 or 0-3 (got {value!r})",
+    ),
     "engine_running": (
         "引擎已启动：{channels}。按 Ctrl+C 停止。",
         "engine running: {channels}. Press Ctrl+C to stop.",

@@ -3,8 +3,9 @@
 Runs in its own thread, fed by the journal writer after each commit (and by
 recovery at start). A message whose mapping fails is marked `failed` with the
 mapping's own error text (stage transform); one no route wants is `unrouted`.
-Publishing waits for the broker's confirm; while the broker is away the worker
-waits and tries again, and the message stays `received` in the journal, so
+A batch's envelopes are published together (one confirmed queue message per
+partition) before the batch's statuses are saved; while the broker is away the
+worker waits and tries again, and the message stays `received` in the journal, so
 nothing is lost even if the engine stops meanwhile.
 """
 
@@ -56,12 +57,14 @@ class TransformWorker:
         *,
         batch: int = 200,
         strict_channels: frozenset[str] = frozenset(),
+        on_saved: Callable[[list[int]], None] | None = None,
     ) -> None:
         self.router = router
         self.strict_channels = strict_channels
         self.journal_engine = journal_engine
         self.bus_factory = bus_factory
         self.batch = batch
+        self.on_saved = on_saved
         self._queue: queue.SimpleQueue[journal.Accepted | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="transform", daemon=True)
         self._stop = threading.Event()
@@ -88,13 +91,17 @@ class TransformWorker:
 
     def _process_batch(self, items: list[journal.Accepted]) -> None:
         outcomes = []
+        envelopes: list[tuple[str, dict[str, Any]]] = []
         for item in items:
-            outcome, envelopes = self.transform(item)
-            if envelopes:
-                self._publish(envelopes)
+            outcome, produced = self.transform(item)
+            envelopes += produced
             outcomes.append(outcome)
+        if envelopes:
+            self._publish(envelopes)
         self._save(outcomes)
         self.processed += len(items)
+        if self.on_saved:
+            self.on_saved([item.journal_id for item in items])
 
     def transform(self, item: journal.Accepted) -> tuple[Outcome, list[tuple[str, dict[str, Any]]]]:
         """Pure part: what this message becomes and where it goes (nothing is sent)."""
@@ -153,8 +160,7 @@ class TransformWorker:
                 if self._bus is None:
                     self._bus = self.bus_factory()
                 try:
-                    for dest, env in envelopes:
-                        self._bus.publish(dest, env)
+                    self._bus.publish_many(envelopes)
                 except Exception:
                     with contextlib.suppress(Exception):
                         self._bus.close()

@@ -3,7 +3,11 @@
 Roles (all in one process by default): `ingest` (MLLP sources and the journal
 writer), `transform` (parse, route, map, publish) and `deliver` (destination
 consumers). A site may run roles in separate processes sharing one broker and
-one database; with the embedded `memory://` bus they must share a process.
+one database; with the embedded `memory://` bus they must share a process, or
+`ingest` runs alone and the journaled messages are processed at the next full start
+(a store maintenance window, say). A transform process without ingest reads new
+messages from the journal (engine/journal_tail.py); deliver processes can split a
+destination's partitions between them (`partitions`).
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from engine import journal
 from engine.bus import Bus
 from engine.database import make_engine
 from engine.delivery import DeliveryWorker
+from engine.errors import StartupError
 from engine.ingest import Policy
+from engine.journal_tail import JournalTail
 from engine.pipeline import TransformWorker
 from engine.router import Route, Router
 from engine.settings import Settings
@@ -41,11 +47,13 @@ ALL_ROLES = frozenset({"ingest", "transform", "deliver"})
 class EngineRuntime:
     settings: Settings
     roles: frozenset[str] = ALL_ROLES
+    partitions: frozenset[int] | None = None  # deliver only these partitions (None: all)
     sources: list[MllpSource] = field(default_factory=list)
     journal_engine: Engine | None = None
     writer: journal.JournalWriter | None = None
     transform: TransformWorker | None = None
     workers: list[DeliveryWorker] = field(default_factory=list)
+    tail: JournalTail | None = None
     _engines: dict[str, Engine] = field(default_factory=dict)
 
     def engine_for(self, url: str) -> Engine:
@@ -60,8 +68,11 @@ class EngineRuntime:
 
     async def start(self) -> None:
         s = self.settings
-        if s.engine.broker.startswith("memory://") and self.roles != ALL_ROLES:
-            raise SystemExit("the embedded memory:// bus needs all roles in one process")
+        if s.engine.broker.startswith("memory://") and self.roles not in (ALL_ROLES, {"ingest"}):
+            raise StartupError(
+                "the embedded memory:// bus needs all roles in one process (or ingest alone: "
+                "messages wait in the journal until the next full start)"
+            )
         self.journal_engine = self.engine_for(s.engine.database)
         journal.ensure_schema(self.journal_engine)
         dead_letters.ensure_schema(self.journal_engine)
@@ -82,12 +93,19 @@ class EngineRuntime:
                 self.router(), self.journal_engine, self.bus, strict_channels=strict
             )
             self.transform.start()
-            self._recover(include_pending=not durable)
+            if "ingest" in self.roles:
+                self._recover(include_pending=not durable)
+            else:
+                self.tail = JournalTail(self.journal_engine, self.transform.submit)
+                self.transform.on_saved = self.tail.saved
+                self.tail.start()
         if "deliver" in self.roles:
             for name, d in destinations.items():
                 sink = record_store.RecordStore(self.engine_for(d.database or s.engine.database))
                 policy = RetryPolicy(tuple(s.retry.tiers), s.retry.max_attempts)
                 for partition in probe_lanes[name]:
+                    if self.partitions is not None and (partition or 0) not in self.partitions:
+                        continue
                     worker = DeliveryWorker(name, sink, self.journal_engine, self.bus, policy, partition)
                     worker.start()
                     self.workers.append(worker)
@@ -142,6 +160,8 @@ class EngineRuntime:
         loop = asyncio.get_running_loop()
         if self.writer:
             await loop.run_in_executor(None, self.writer.stop)
+        if self.tail:
+            await loop.run_in_executor(None, self.tail.stop)
         if self.transform:
             await loop.run_in_executor(None, self.transform.stop)
         for w in self.workers:

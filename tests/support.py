@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from channels.mllp_client import MllpConnection, send_all
-from engine.runtime import EngineRuntime
+from engine.runtime import ALL_ROLES, EngineRuntime
 from engine.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,6 +78,7 @@ def write_routes(
     queue_prefix: str | None = None,
     channels: dict[str, dict[str, Any]] | None = None,
     extra: str = "",
+    partitions: int = 1,
 ) -> Path:
     """A routes.yaml for a test: the shipped routes and mappings, test ports and stores."""
     channels = channels or {"hospital": {"encoding": "utf-8"}, "lis_gbk": {"encoding": "gb18030"}}
@@ -110,7 +111,7 @@ def write_routes(
         f"    mapping: {REPO / 'mappings/lis/oru_r01.yaml'}",
         "    to: [record_store]",
         "destinations:",
-        "  record_store: {type: record_store}",
+        f"  record_store: {{type: record_store, partitions: {partitions}}}",
     ]
     path = directory / "routes.yaml"
     path.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
@@ -120,9 +121,16 @@ def write_routes(
 class RunningEngine:
     """The engine in a thread of its own, with its own event loop, as `mch-engine run` runs it."""
 
-    def __init__(self, routes: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        routes: Path,
+        env: dict[str, str] | None = None,
+        *,
+        roles: frozenset[str] = ALL_ROLES,
+        partitions: frozenset[int] | None = None,
+    ) -> None:
         self.settings = load_settings(routes, env=env)
-        self.runtime = EngineRuntime(self.settings)
+        self.runtime = EngineRuntime(self.settings, roles, partitions=partitions)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 

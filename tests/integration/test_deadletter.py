@@ -19,6 +19,7 @@ from sqlalchemy import Engine, select
 
 from deadletter import actions, audit, store
 from engine import journal
+from engine.bus import decode
 from engine.database import make_engine
 from engine.journal import Accepted
 from engine.pipeline import Outcome, TransformWorker
@@ -599,7 +600,7 @@ def _drain(prefix: str, destination: str) -> list[dict[str, Any]]:
     with Connection(AMQP_URL) as conn:
         queue = _queue(prefix, destination)(conn.default_channel)
         while (message := queue.get(no_ack=True)) is not None:
-            out.append(json.loads(message.body))
+            out += decode(message.body)
     return out
 
 

@@ -20,7 +20,7 @@ from deadletter import audit
 from deadletter import store as dead_letters
 from deadletter.policy import RetryPolicy
 from engine import journal
-from engine.bus import Bus
+from engine.bus import Bus, decode
 from engine.database import make_engine
 from engine.delivery import DeliveryWorker
 from engine.errors import PermanentDeliveryError, TransientDeliveryError
@@ -158,9 +158,11 @@ class TestDeliverRetries:
                 3,
             )
             assert "store refused lab:1 (try 3)" in row["reason"]
-            assert (
-                scalar(journal_engine, "select status from journal_deliveries where record_id = 'lab:1'")
-                == "dead"
+            wait_until(
+                lambda: (
+                    scalar(journal_engine, "select status from journal_deliveries where record_id = 'lab:1'")
+                    == "dead"
+                )
             )
             shown = dead_letters.get_dead_letter(journal_engine, row["id"])
             assert (
@@ -208,6 +210,69 @@ class TestPartitions:
             lanes = {probe.partition_of("store", e) for e in sent}
             probe.close()
             assert len(lanes) > 1  # the persons really were spread over partitions
+        finally:
+            for w in workers:
+                w.stop()
+            cleanup(bus_url, prefix)
+
+
+class TestBundles:
+    def test_a_batch_travels_as_one_queue_message_per_partition(self) -> None:
+        """30 envelopes for 3 persons over 4 partitions: one queue message per partition used,
+        each holding that partition's envelopes in publishing order (read back from RabbitMQ)."""
+        require_service("127.0.0.1", 5672, "RabbitMQ")
+        bus_url = AMQP_URL
+        prefix = f"t{uuid.uuid4().hex[:8]}"
+        parts = {"store": 4}
+        bus = Bus(bus_url, prefix, parts)
+        try:
+            sent = [envelope(n, person=f"P{n % 3}") for n in range(30)]
+            assert bus.publish_many([("store", e) for e in sent]) == len(
+                {bus.partition_of("store", e) for e in sent}
+            )
+            got: dict[int, list[list[int]]] = {}
+            with Connection(bus_url) as conn:
+                for p in range(4):
+                    queue = bus.queue_for("store", p)(conn.default_channel)
+                    while (message := queue.get(no_ack=True)) is not None:
+                        got.setdefault(p, []).append([e["journal_id"] for e in decode(message.body)])
+            for p, bundles in got.items():
+                assert len(bundles) == 1
+                assert bundles[0] == [e["journal_id"] for e in sent if bus.partition_of("store", e) == p]
+        finally:
+            bus.close()
+            cleanup(bus_url, prefix)
+
+    def test_one_bad_record_in_a_bundle_does_not_hold_up_the_others(
+        self, bus_url: str, journal_engine: Any
+    ) -> None:
+        """A bundle of 5 where one record fails (in the bundle, then on its own once): the four
+        others are delivered at their first attempt, the bad one at its second own attempt."""
+        prefix = f"t{uuid.uuid4().hex[:8]}"
+        sink = FlakySink(failures=2, only="lab:3")
+        workers, bus = run_worker(bus_url, prefix, sink, journal_engine, RetryPolicy((0.2,), max_attempts=5))
+        try:
+            b = bus()
+            b.publish_many([("store", envelope(n)) for n in range(1, 6)])
+            b.close()
+            wait_until(lambda: "lab:3" in sink.stored, timeout=20)
+            wait_until(
+                lambda: (
+                    scalar(
+                        journal_engine, "select count(*) from journal_deliveries where status = 'delivered'"
+                    )
+                    == 5
+                )
+            )
+            attempts = dict(
+                (rid, n)
+                for rid, n in journal_engine.connect().exec_driver_sql(
+                    "select record_id, attempts from journal_deliveries"
+                )
+            )
+            assert attempts == {"lab:1": 1, "lab:2": 1, "lab:3": 2, "lab:4": 1, "lab:5": 1}
+            assert set(sink.stored) == {f"lab:{n}" for n in range(1, 6)}
+            assert scalar(journal_engine, "select count(*) from dead_letters") == 0
         finally:
             for w in workers:
                 w.stop()
