@@ -214,6 +214,17 @@ class Bus:
             retry_policy=_RETRY_POLICY,
         )
 
+    def waiting(self, destination: str) -> int | None:
+        """Queue messages waiting in the in-process transport (None on a broker, which keeps
+        its queues on disk and applies its own flow control)."""
+        if self.capabilities.durable:
+            return None
+        channel = self._conn.default_channel
+        return sum(
+            channel._size(f"{self.prefix}.{self.lane(destination, p)}")  # type: ignore[attr-defined]
+            for p in self.lanes(destination)
+        )
+
     def purge(self, destination: str) -> int:
         self.declare(destination)
         channel = self._conn.default_channel

@@ -35,6 +35,8 @@ from transforms.validate import canonical
 
 log = structlog.get_logger("engine.pipeline")
 
+MAX_WAITING = 40  # in-process queue messages (bundles) per destination before the transform waits
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -161,11 +163,20 @@ class TransformWorker:
                     self._bus = self.bus_factory()
                 try:
                     self._bus.publish_many(envelopes)
+                    self._wait_for_consumers({dest for dest, _ in envelopes})
                 except Exception:
                     with contextlib.suppress(Exception):
                         self._bus.close()
                     self._bus = None
                     raise
+
+    def _wait_for_consumers(self, destinations: set[str]) -> None:
+        """In-process queues live on the heap: let the deliver stage catch up before taking
+        more (the journal keeps what waits meanwhile). A broker needs no such wait."""
+        assert self._bus is not None
+        for dest in destinations:
+            while (self._bus.waiting(dest) or 0) > MAX_WAITING and not self._stop.is_set():
+                self._stop.wait(0.005)
 
     def _save(self, outcomes: list[Outcome]) -> None:
         routed = [(o.journal_id, o.status, o.published) for o in outcomes if o.status == journal.ROUTED]

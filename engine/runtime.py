@@ -6,7 +6,7 @@ consumers). A site may run roles in separate processes sharing one broker and
 one database; with the embedded `memory://` bus they must share a process, or
 `ingest` runs alone and the journaled messages are processed at the next full start
 (a store maintenance window, say). A transform process without ingest reads new
-messages from the journal (engine/journal_tail.py); deliver processes can split a
+messages from the journal (engine/transform_feed.py); deliver processes can split a
 destination's partitions between them (`partitions`).
 """
 
@@ -32,10 +32,10 @@ from engine.database import make_engine
 from engine.delivery import DeliveryWorker
 from engine.errors import StartupError
 from engine.ingest import Policy
-from engine.journal_tail import JournalTail
 from engine.pipeline import TransformWorker
 from engine.router import Route, Router
 from engine.settings import Settings
+from engine.transform_feed import TransformFeed
 from transforms.mapping import Mapping, load_mapping
 
 log = structlog.get_logger("engine.runtime")
@@ -53,7 +53,7 @@ class EngineRuntime:
     writer: journal.JournalWriter | None = None
     transform: TransformWorker | None = None
     workers: list[DeliveryWorker] = field(default_factory=list)
-    tail: JournalTail | None = None
+    feed: TransformFeed | None = None
     _engines: dict[str, Engine] = field(default_factory=dict)
 
     def engine_for(self, url: str) -> Engine:
@@ -92,13 +92,10 @@ class EngineRuntime:
             self.transform = TransformWorker(
                 self.router(), self.journal_engine, self.bus, strict_channels=strict
             )
+            self.feed = TransformFeed(self.journal_engine, self.transform.submit, redrive_pending=not durable)
+            self.transform.on_saved = self.feed.saved
             self.transform.start()
-            if "ingest" in self.roles:
-                self._recover(include_pending=not durable)
-            else:
-                self.tail = JournalTail(self.journal_engine, self.transform.submit)
-                self.transform.on_saved = self.tail.saved
-                self.tail.start()
+            self.feed.start()
         if "deliver" in self.roles:
             for name, d in destinations.items():
                 sink = record_store.RecordStore(self.engine_for(d.database or s.engine.database))
@@ -114,7 +111,7 @@ class EngineRuntime:
                 self.journal_engine,
                 max_batch=s.engine.journal.max_batch,
                 max_wait=s.engine.journal.max_wait_ms / 1000,
-                on_accepted=self.transform.submit if self.transform else None,
+                on_accepted=self.feed.offer if self.feed else None,
             )
             self.writer.start()
             tz = ZoneInfo(s.engine.timezone)
@@ -137,20 +134,6 @@ class EngineRuntime:
             routes.append(Route.build(r, compiled[path]))
         return Router(routes)
 
-    def _recover(self, *, include_pending: bool) -> None:
-        """Re-drive what the journal shows as unfinished (crash between commit and publish)."""
-        assert self.journal_engine is not None and self.transform is not None
-        after, total = 0, 0
-        while True:
-            batch = journal.unfinished(self.journal_engine, include_pending=include_pending, after=after)
-            if not batch:
-                break
-            self.transform.submit(batch)
-            total += len(batch)
-            after = batch[-1].journal_id
-        if total:
-            log.info("recovery_redrive", messages=total)
-
     def ports(self) -> dict[str, int]:
         return {s.name: s.port for s in self.sources}
 
@@ -160,8 +143,8 @@ class EngineRuntime:
         loop = asyncio.get_running_loop()
         if self.writer:
             await loop.run_in_executor(None, self.writer.stop)
-        if self.tail:
-            await loop.run_in_executor(None, self.tail.stop)
+        if self.feed:
+            await loop.run_in_executor(None, self.feed.stop)
         if self.transform:
             await loop.run_in_executor(None, self.transform.stop)
         for w in self.workers:
