@@ -1,7 +1,7 @@
 """`python -m bench`: run the benchmarks, print the figures, write docs/benchmarks.md.
 
-The defaults finish in a few minutes on a 2-core machine; `--full` uses the sizes of
-the benchmark issue (backlog 100,000, soak 1,000,000), which take far longer. `--smoke`
+The defaults finish in about 10 minutes on a 2-core machine; `--full` uses the sizes
+of the benchmark issue (backlog 100,000, soak 1,000,000), which take far longer. `--smoke`
 only checks, in seconds, that the harness works end to end on the embedded default
 (tiny counts, one peer) and writes nothing unless `--output` is given.
 """
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.peers import PEER_NAMES
-from bench.report import Results, command_line, load_average, render, started_now
+from bench.report import Results, command_line, load_average, render, started_now, targets
 from bench.scenarios import Plan, Runner
 from bench.stack import BACKENDS, REPO
 
@@ -75,21 +75,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip the `--role ingest` engine rows on RabbitMQ + PostgreSQL",
     )
     p.add_argument(
-        "--e2e", type=int, default=2000, metavar="N", help="messages in the end-to-end run (2,000)"
+        "--e2e",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="messages in the sustained end-to-end run (10,000)",
     )
-    p.add_argument("--e2e-connections", type=int, default=4, metavar="C")
+    p.add_argument("--e2e-connections", type=int, default=16, metavar="C", help="end-to-end connections (16)")
     p.add_argument(
-        "--e2e-rate", type=float, default=None, metavar="MSG/S", help="pace the end-to-end senders"
+        "--e2e-rate", type=float, default=None, metavar="MSG/S", help="pace the sustained run's senders"
     )
     p.add_argument(
         "--paced-rate",
         type=float,
-        default=50.0,
+        default=1000.0,
         metavar="MSG/S",
-        help="second end-to-end run's pace (50; 0: none)",
+        help="second end-to-end run's offered rate (1,000; 0: none)",
     )
     p.add_argument(
-        "--paced-count", type=int, default=500, metavar="N", help="messages in the paced run (500)"
+        "--paced-count", type=int, default=5_000, metavar="N", help="messages in the paced run (5,000)"
+    )
+    p.add_argument(
+        "--no-scale-out",
+        action="store_true",
+        help="skip the end-to-end runs with the roles split over processes (rabbitmq-pg)",
     )
     p.add_argument(
         "--backlog", type=int, default=None, metavar="N", help="backlog size (5,000; --full 100,000)"
@@ -134,6 +143,7 @@ def plan_from(args: argparse.Namespace, work_dir: Path) -> Plan:
             e2e_count=30,
             e2e_connections=2,
             paced_rate=None,
+            scale_out=False,
             soak=100,
             soak_idle=0.1,
             soak_drain=5.0,
@@ -162,6 +172,7 @@ def plan_from(args: argparse.Namespace, work_dir: Path) -> Plan:
         e2e_rate=args.e2e_rate,
         paced_rate=args.paced_rate or None,
         paced_count=args.paced_count,
+        scale_out=not args.no_scale_out,
         backlog=backlog,
         backlog_connections=args.backlog_connections,
         soak=soak,
@@ -210,6 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results.failures.append(f"{name}: {type(exc).__name__}: {exc}")
                 say(f"scenario {name} failed:\n{traceback.format_exc()}")
         results.notes = runner.notes
+        results.failures += runner.failures
         results.waited = runner.waited
         results.seconds = time.monotonic() - t0
     page = render(results)
@@ -220,6 +232,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(page, encoding="utf-8")
         print(f"\nwritten to {output}")
+    print("\ntargets (as at the top of the page):")
+    for target in targets(results):
+        print(target.line())
     return 1 if results.failures else 0
 
 

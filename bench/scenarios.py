@@ -7,17 +7,20 @@
   ingest apart from the rest.
 - e2e: from the write of a message's frame until its record is committed in the store,
   read from the store's own `stored_at` (records and persons, by MSH-10) and the
-  journal (`received_at`, and the time the delivery was marked done).
+  journal (`received_at`, and the time the delivery was marked done). A run long enough
+  to be a sustained rate (first send to last store commit) at full speed, then one paced
+  at 1,000 msg/s offered. On RabbitMQ + PostgreSQL the full-speed run is repeated with
+  the roles split over processes (`LAYOUTS`): does a second deliver process add rate?
 - backlog: N messages journaled while nothing consumes them (an engine with
-  `--role ingest`), then an engine with all roles started on the same stores: the time
-  until the journal shows every delivery done.
+  `--role ingest`, on either backend), then an engine with all roles started on the
+  same stores: the time until the journal shows every delivery done.
 - soak: M messages through one engine; its RSS (VmRSS from /proc) sampled every 1,000
   ACKs (more often in short runs); start, middle and end, the drift from middle to
   end, and once more after waiting for the backlog to drain.
 
-Default sizes (e2e 2,000, backlog 5,000, soak 10,000) are chosen so that the whole run
-takes about 7 minutes at the rates this engine reaches on 2 cores; `--full` gives the
-issue's sizes.
+Default sizes (e2e 10,000 at C=16, paced 5,000, backlog 5,000, soak 10,000) are chosen
+so that the whole run takes about 10 minutes at the rates this engine reaches on 2
+cores; `--full` gives the issue's sizes for the backlog and the soak.
 """
 
 from __future__ import annotations
@@ -32,7 +35,53 @@ from bench.cpu import CpuMeter, CpuShare, wait_for_quiet
 from bench.load import LoadResult, percentile, run_async, run_load
 from bench.messages import MessageFactory
 from bench.peers import PeerProcess, install_medplum, medplum_available, medplum_peer, python_peer
-from bench.stack import AMQP_URL, EngineProcess, Stack, free_port, services_up
+from bench.stack import PARTITIONS, EngineProcess, Stack, free_port, services_up
+
+
+@dataclass(frozen=True)
+class Role:
+    """One engine process of a layout: its `--role`s ((): all) and `--partitions`."""
+
+    roles: tuple[str, ...] = ()
+    partitions: str = ""
+
+    def describe(self) -> str:
+        if not self.roles:
+            return "all roles"
+        text = "+".join(self.roles)
+        return f"{text} ({self.partitions})" if self.partitions else text
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How the engine's roles are spread over processes for an end-to-end run."""
+
+    key: str
+    label: str
+    processes: tuple[Role, ...]
+
+    def describe(self) -> str:
+        return " | ".join(p.describe() for p in self.processes)
+
+
+def _halves(n: int) -> tuple[str, str]:
+    """`--partitions` of two deliver processes sharing `n` partitions: "0-1", "2-3"."""
+    mid = n // 2
+    return (f"0-{mid - 1}" if mid > 1 else "0"), (f"{mid}-{n - 1}" if n - mid > 1 else f"{mid}")
+
+
+_LOW, _HIGH = _halves(PARTITIONS)
+FRONT = Role(("ingest", "transform"))
+LAYOUTS = (
+    Layout("a", "(a) all roles, 1 process", (Role(),)),
+    Layout("b", "(b) ingest+transform, 1 deliver", (FRONT, Role(("deliver",)))),
+    Layout(
+        "c",
+        "(c) ingest+transform, 2 deliver",
+        (FRONT, Role(("deliver",), _LOW), Role(("deliver",), _HIGH)),
+    ),
+)
+"""(a) as shipped; (b) and (c) split the roles as a site does to scale delivery out."""
 
 
 @dataclass
@@ -47,11 +96,12 @@ class Plan:
     peers: list[str] = field(default_factory=lambda: ["echo", "python-hl7", "medplum"])
     scenarios: list[str] = field(default_factory=lambda: ["ingest", "e2e", "backlog", "soak"])
     ingest_only: bool = True  # also measure `--role ingest` alone where the bus allows it
-    e2e_count: int = 2000
-    e2e_connections: int = 4
+    e2e_count: int = 10000  # long enough for a sustained rate, first send to last commit
+    e2e_connections: int = 16
     e2e_rate: float | None = None
-    paced_count: int = 500  # a second end-to-end run at a hospital's everyday rate
-    paced_rate: float | None = 50.0
+    paced_count: int = 5000  # a second end-to-end run at the issue's offered rate
+    paced_rate: float | None = 1000.0
+    scale_out: bool = True  # also run e2e with the roles split over processes (rabbitmq-pg)
     backlog: int = 5000
     backlog_connections: int = 16
     soak: int = 10000
@@ -126,7 +176,7 @@ class E2EResult:
     ack_rate: float
     ack_p50: float
     errors: int
-    e2e_rate: float  # messages / (last delivery − first send)
+    e2e_rate: float  # messages delivered / (last store commit − first send)
     p50: float
     p99: float
     worst: float
@@ -136,6 +186,14 @@ class E2EResult:
     settled: bool
     statuses: dict[str, int]
     other_cpu: float = 0.0
+    ack_p99: float = 0.0
+    layout: str = "a"  # key of the layout in LAYOUTS
+    processes: str = "all roles"  # the engine processes, as `Layout.describe` says
+    delivered: int = 0  # messages whose deliveries the journal shows done
+    span: float = 0.0  # seconds from the first send to the last store commit
+    server_cpu: float = 0.0  # cores used by all engine processes together
+    services_cpu: float = 0.0
+    generator_cpu: float = 0.0
 
 
 @dataclass
@@ -150,7 +208,6 @@ class BacklogResult:
     drain_rate: float  # messages / (last − first stored_at)
     settled: bool
     statuses: dict[str, int]
-    note: str = ""
     other_cpu: float = 0.0
 
 
@@ -213,6 +270,53 @@ def _measure(
     return _point(result, meter.stop())
 
 
+def _e2e_result(
+    backend: str,
+    count: int,
+    rate: float | None,
+    layout: Layout,
+    result: LoadResult,
+    stored: dict[str, float],
+    journal: dict[str, tuple[float, float | None]],
+) -> E2EResult:
+    """Latencies per stored message; the rate from the first send to the last store commit."""
+    e2e, to_journal, after_journal = [], [], []
+    for control, stored_at in stored.items():
+        sent = result.send_wall(control)
+        if sent is None:
+            continue
+        e2e.append(stored_at - sent)
+        if control in journal:
+            to_journal.append(journal[control][0] - sent)
+            after_journal.append(stored_at - journal[control][0])
+    delivered = sum(1 for _, d in journal.values() if d is not None)
+    span = max(stored.values()) - result.started_wall if stored else 0.0
+    e2e.sort()
+    return E2EResult(
+        backend=backend,
+        count=count,
+        connections=result.connections,
+        rate_limit=rate,
+        ack_rate=result.rate,
+        ack_p50=result.percentile(50),
+        ack_p99=result.percentile(99),
+        errors=result.errors,
+        e2e_rate=delivered / span if span > 0 else 0.0,
+        p50=percentile(e2e, 50),
+        p99=percentile(e2e, 99),
+        worst=e2e[-1] if e2e else 0.0,
+        to_journal_p50=percentile(sorted(to_journal), 50),
+        journal_to_store_p50=percentile(sorted(after_journal), 50),
+        measured=len(e2e),
+        settled=False,
+        statuses={},
+        layout=layout.key,
+        processes=layout.describe(),
+        delivered=delivered,
+        span=span,
+    )
+
+
 class Runner:
     """Runs a plan's scenarios; `say` prints progress lines as they happen."""
 
@@ -222,9 +326,9 @@ class Runner:
         self.factory = MessageFactory("B0", seed=plan.seed, patients=plan.patients, templates=plan.templates)
         self._runs = 0
         self.notes: list[str] = []
+        self.failures: list[str] = []  # runs that failed while the rest of their scenario went on
         self.waited = 0.0  # seconds spent waiting for a quiet machine
-        missing = services_up() if "rabbitmq-pg" in plan.backends or "backlog" in plan.scenarios else ""
-        self.services_missing = missing
+        self.services_missing = services_up() if "rabbitmq-pg" in plan.backends else ""
 
     def fresh(self) -> MessageFactory:
         """The traffic under a run id of its own, so no control id is ever seen twice."""
@@ -321,22 +425,37 @@ class Runner:
     def e2e(self) -> list[E2EResult]:
         out = []
         plan = self.plan
-        runs: list[tuple[int, float | None]] = [(plan.e2e_count, plan.e2e_rate)]
-        if plan.paced_rate and plan.paced_count:
-            runs.append((plan.paced_count, plan.paced_rate))
         for backend in plan.backends:
             if self._skip_backend(backend):
                 continue
-            for count, rate in runs:
-                out.append(self._e2e_run(backend, count, rate))
+            runs = [(plan.e2e_count, plan.e2e_rate, layout) for layout in self._layouts(backend)]
+            if plan.paced_rate and plan.paced_count:
+                runs.append((plan.paced_count, plan.paced_rate, LAYOUTS[0]))
+            for count, rate, layout in runs:
+                try:
+                    out.append(self._e2e_run(backend, count, rate, layout))
+                except Exception as exc:  # one layout that fails to start costs only its row
+                    self.failures.append(f"e2e {backend} {layout.label}: {type(exc).__name__}: {exc}")
+                    self.say(f"e2e {backend} {layout.label} failed: {exc}")
         return out
 
-    def _e2e_run(self, backend: str, count: int, rate: float | None) -> E2EResult:
+    def _layouts(self, backend: str) -> tuple[Layout, ...]:
+        """All roles in one process; on a broker that allows it, the split layouts too."""
+        if backend == "embedded" or not self.plan.scale_out:
+            return LAYOUTS[:1]
+        return LAYOUTS
+
+    def _start(self, stack: Stack, layout: Layout) -> list[EngineProcess]:
+        """The layout's processes, deliver first so that nothing waits for a consumer."""
+        ordered = sorted(layout.processes, key=lambda r: "ingest" in r.roles or not r.roles)
+        return [stack.engine(r.roles, r.partitions) for r in ordered]
+
+    def _e2e_run(self, backend: str, count: int, rate: float | None, layout: Layout) -> E2EResult:
         plan = self.plan
         with Stack(backend, plan.work_dir) as stack:
-            engine = stack.engine()
+            engines = self._start(stack, layout)
             self.quiet()
-            meter = CpuMeter(engine.pid).start()
+            meter = CpuMeter(*(e.pid for e in engines)).start()
             result = run_async(
                 run_load(
                     "127.0.0.1",
@@ -354,41 +473,21 @@ class Runner:
             cpu = meter.stop()
             stored = stack.stored_times()
             journal = stack.journal_times()
-        e2e, to_journal, after_journal = [], [], []
-        for control, stored_at in stored.items():
-            sent = result.send_wall(control)
-            if sent is None:
-                continue
-            e2e.append(stored_at - sent)
-            if control in journal:
-                to_journal.append(journal[control][0] - sent)
-                after_journal.append(stored_at - journal[control][0])
-        delivered = [d for _, d in journal.values() if d is not None]
-        last = max(delivered) if delivered else time.time()
-        e2e.sort()
-        r = E2EResult(
-            backend=backend,
-            count=count,
-            connections=plan.e2e_connections,
-            rate_limit=rate,
-            ack_rate=result.rate,
-            ack_p50=result.percentile(50),
-            errors=result.errors,
-            e2e_rate=len(delivered) / (last - result.started_wall) if delivered else 0.0,
-            p50=percentile(e2e, 50),
-            p99=percentile(e2e, 99),
-            worst=e2e[-1] if e2e else 0.0,
-            to_journal_p50=percentile(sorted(to_journal), 50),
-            journal_to_store_p50=percentile(sorted(after_journal), 50),
-            measured=len(e2e),
-            settled=settled,
-            statuses=statuses,
-            other_cpu=cpu.other,
+        r = _e2e_result(backend, count, rate, layout, result, stored, journal)
+        r.settled, r.statuses = settled, statuses
+        r.server_cpu, r.services_cpu, r.generator_cpu, r.other_cpu = (
+            cpu.server,
+            cpu.services,
+            cpu.generator,
+            cpu.other,
         )
         pace = f"paced at {rate:,.0f} msg/s" if rate else "unpaced"
         self.say(
-            f"e2e {backend} ({pace}): {r.e2e_rate:,.0f} msg/s end to end (ACKs {r.ack_rate:,.0f} msg/s), "
-            f"latency p50 {_ms(r.p50)} p99 {_ms(r.p99)} over {r.measured:,} stored messages"
+            f"e2e {backend} {layout.label} ({pace}): {r.e2e_rate:,.0f} msg/s end to end over {r.span:.1f} s "
+            f"(ACKs {r.ack_rate:,.0f} msg/s, p50 {_ms(r.ack_p50)} p99 {_ms(r.ack_p99)}), latency "
+            f"p50 {_ms(r.p50)} p99 {_ms(r.p99)} over {r.measured:,} stored messages; CPU engine "
+            f"{cpu.server:.2f} services {cpu.services:.2f} generator {cpu.generator:.2f} "
+            f"other {cpu.other:.2f}"
             + ("" if settled else f" — NOT settled within {plan.settle_timeout:.0f} s: {statuses}")
         )
         return r
@@ -401,19 +500,10 @@ class Runner:
         for backend in plan.backends:
             if self._skip_backend(backend):
                 continue
-            if backend == "embedded" and self.services_missing:
-                self.notes.append(
-                    "backlog embedded skipped: building the backlog needs an ingest-only engine, "
-                    f"which memory:// refuses, and RabbitMQ stands in for it ({self.services_missing} "
-                    "not reachable)"
-                )
-                self.say(self.notes[-1])
-                continue
             with Stack(backend, plan.work_dir) as stack:
-                # memory:// refuses split roles, so the embedded backlog is journaled by an
-                # ingest-only engine on the same SQLite file whose (idle) bus is RabbitMQ.
-                broker = AMQP_URL if backend == "embedded" else None
-                ingest = stack.engine(("ingest",), broker=broker)
+                # On memory:// too, an ingest-only engine journals and leaves the messages
+                # `received` until the next full start, which processes them.
+                ingest = stack.engine(("ingest",))
                 self.quiet()
                 meter = CpuMeter(ingest.pid).start()
                 fill = run_async(
@@ -452,9 +542,6 @@ class Runner:
                 drain_rate=len(delivered) / span if span > 0 else 0.0,
                 settled=settled,
                 statuses=statuses,
-                note="journaled by an ingest-only engine whose idle bus is RabbitMQ"
-                if backend == "embedded"
-                else "",
                 other_cpu=cpu.other,
             )
             self.say(

@@ -4,8 +4,10 @@ Each measurement gets a `Stack` of its own — a fresh SQLite file, or a fresh
 PostgreSQL schema and a unique RabbitMQ queue prefix — so a point never pays for the
 journal another point left behind, and nothing is left on the services afterwards.
 The engine runs exactly as an operator runs it, `python -m engine.cli run --config
-<generated routes.yaml>`, in its own process, with the repository's routes and
-mappings; only the addresses are the bench's.
+<generated routes.yaml>` (with `--role` and `--partitions` where a scenario splits it
+over several processes), with the repository's routes and mappings; only the addresses
+are the bench's, and on RabbitMQ + PostgreSQL the record store is split into
+`PARTITIONS` queues so that deliver processes can share it.
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ BACKENDS = {
     "embedded": "SQLite + memory:// (embedded default)",
     "rabbitmq-pg": "RabbitMQ + PostgreSQL",
 }
+
+PARTITIONS = 4
+"""Record-store partitions in the bench's routes on RabbitMQ + PostgreSQL (the embedded
+default keeps the shipped routes.yaml's single queue): enough for two deliver processes
+to take two each."""
 
 
 def free_port() -> int:
@@ -89,16 +96,25 @@ class EngineProcess:
     routes: Path
     roles: tuple[str, ...] = ()
     log_dir: Path = field(default_factory=Path.cwd)
+    partitions: str = ""  # `--partitions` of a deliver process, e.g. "0-1"; "" = all
     proc: subprocess.Popen[bytes] | None = None
     started_wall: float = 0.0
 
-    def start(self, timeout: float = 90.0) -> EngineProcess:
-        tag = "-".join(self.roles) or "all"
-        self.stdout_path = self.log_dir / f"engine-{tag}-{uuid.uuid4().hex[:6]}.out"
-        self.stderr_path = self.stdout_path.with_suffix(".err")
+    def argv(self) -> list[str]:
+        """The command line, as an operator would type it."""
         argv = [sys.executable, "-m", "engine.cli", "--lang", "en", "run", "--config", str(self.routes)]
         for role in self.roles:
             argv += ["--role", role]
+        if self.partitions:
+            argv += ["--partitions", self.partitions]
+        return argv
+
+    def start(self, timeout: float = 90.0) -> EngineProcess:
+        tag = "-".join(self.roles) or "all"
+        tag += f"-p{self.partitions}" if self.partitions else ""
+        self.stdout_path = self.log_dir / f"engine-{tag}-{uuid.uuid4().hex[:6]}.out"
+        self.stderr_path = self.stdout_path.with_suffix(".err")
+        argv = self.argv()
         env = {k: v for k, v in os.environ.items() if not k.startswith("MCH_")}
         env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
         self.started_wall = time.time()
@@ -149,10 +165,12 @@ class EngineProcess:
 class Stack:
     """Fresh stores for one measurement on one backend; `close` removes them."""
 
-    def __init__(self, backend: str, root: Path) -> None:
+    def __init__(self, backend: str, root: Path, partitions: int | None = None) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}")
         self.backend = backend
+        default = 1 if backend == "embedded" else PARTITIONS
+        self.partitions = partitions if partitions is not None else default
         self.dir = Path(tempfile.mkdtemp(prefix=f"{backend}-", dir=root))
         self.queue_prefix = f"bench{uuid.uuid4().hex[:10]}"
         self.schema: str | None = None
@@ -173,14 +191,16 @@ class Stack:
             self.database = f"{PG_URL}{sep}options=-csearch_path%3D{self.schema}"
             self.broker = AMQP_URL
 
-    def routes(self, *, broker: str | None = None) -> Path:
+    def routes(self) -> Path:
         """The repository's routes.yaml with this stack's addresses (and absolute mapping paths)."""
+        path = self.dir / "routes.yaml"
+        if path.exists():
+            return path
         shipped = yaml.safe_load((REPO / "routes.yaml").read_text(encoding="utf-8"))
-        broker = broker or self.broker
         doc: dict[str, Any] = {
             "version": 1,
             "engine": {
-                "broker": broker,
+                "broker": self.broker,
                 "database": self.database,
                 "timezone": shipped.get("engine", {}).get("timezone", "Asia/Shanghai"),
                 "queue_prefix": self.queue_prefix,
@@ -196,14 +216,14 @@ class Stack:
             doc["routes"].append({**route, "mapping": str(REPO / route["mapping"])})
         for name, dest in shipped["destinations"].items():
             doc["destinations"][name] = {**dest, "database": self.database}
-        tag = "amqp" if broker.startswith("amqp") else "memory"
-        path = self.dir / f"routes-{tag}.yaml"
+            if self.partitions > 1:
+                doc["destinations"][name]["partitions"] = self.partitions
         path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
         return path
 
-    def engine(self, roles: tuple[str, ...] = (), broker: str | None = None) -> EngineProcess:
-        """Start an engine process on this stack and wait until it listens (or runs)."""
-        proc = EngineProcess(self.routes(broker=broker), roles, self.dir)
+    def engine(self, roles: tuple[str, ...] = (), partitions: str = "") -> EngineProcess:
+        """Start an engine process on this stack and wait until it runs (and listens, with ingest)."""
+        proc = EngineProcess(self.routes(), roles, self.dir, partitions)
         self.engines.append(proc)
         return proc.start()
 
@@ -291,8 +311,8 @@ class Stack:
             with admin.begin() as conn:
                 conn.execute(text(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE'))
             admin.dispose()
-        if self.backend != "embedded" or any(p.routes.name == "routes-amqp.yaml" for p in self.engines):
-            delete_queues(self.queue_prefix)
+        if self.backend != "embedded":
+            delete_queues(self.queue_prefix, self.partitions)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> Stack:
@@ -302,11 +322,18 @@ class Stack:
         self.close()
 
 
-def delete_queues(prefix: str) -> None:
+def queue_names(prefix: str, partitions: int) -> list[str]:
+    """The record store's queues (one per partition) and their retry queues."""
+    lanes = ["record_store"] if partitions <= 1 else [f"record_store.p{n}" for n in range(partitions)]
+    retries = [f"{lane}.retry.{s}s" for lane in lanes for s in (10, 60, 600, 3600)]
+    return [f"{prefix}.{name}" for name in lanes + retries]
+
+
+def delete_queues(prefix: str, partitions: int = 1) -> None:
     """Remove what an engine with this queue prefix declared on RabbitMQ."""
     from kombu import Connection
 
-    names = [f"{prefix}.record_store"] + [f"{prefix}.record_store.retry.{s}s" for s in (10, 60, 600, 3600)]
+    names = queue_names(prefix, partitions)
     try:
         with Connection(AMQP_URL, connect_timeout=5) as conn:
             channel = conn.default_channel
