@@ -56,4 +56,5 @@ class Router:
                 self._cache[key] = found
         if message is None:
             return found
-        return tuple(r for r in found if r.accepts(message))
+        ctx = Ctx(message=message)  # one context for every condition: they only read it
+        return tuple(r for r in found if r.when is None or r.when(ctx))

@@ -49,10 +49,43 @@ def parse_hl7_datetime(text: str, tz: timezone | ZoneInfo = DEFAULT_TZ) -> datet
     return naive.replace(tzinfo=tz)
 
 
+_MEMO_SIZE = 4096
+
+
+def _memo(fn: Callable[[str], str]) -> Callable[[str], str]:
+    """Remember the text results of a pure converter by its text argument.
+
+    A message repeats the same times and codes (every OBX-14 of a report, OBR-7/14/22), and
+    parsing them again is the larger part of a mapping's cost. Only `str` arguments are
+    kept (other types go straight through) and the table is emptied when full; failures are
+    never kept, so every bad value raises its own ValueError.
+    """
+    cache: dict[str, str] = {}
+
+    def convert(text: str) -> str:
+        if type(text) is not str:
+            return fn(text)
+        found = cache.get(text)
+        if found is None:
+            found = fn(text)
+            if len(cache) >= _MEMO_SIZE:
+                cache.clear()
+            cache[text] = found
+        return found
+
+    convert.__name__ = fn.__name__
+    convert.__qualname__ = fn.__qualname__
+    convert.__doc__ = fn.__doc__
+    convert.__wrapped__ = fn  # type: ignore[attr-defined]
+    return convert
+
+
+@_memo
 def hl7_datetime(text: str) -> str:
     return parse_hl7_datetime(text).isoformat()
 
 
+@_memo
 def hl7_date(text: str) -> str:
     value = text.strip()[:8]
     if len(value) != 8 or not value.isdigit():
@@ -71,6 +104,7 @@ _SEX = {
 }  # fmt: skip
 
 
+@_memo
 def sex(text: str) -> str:
     """HL7 M/F/U, Male/Female and Chinese 男/女 onto GB/T 2261.1 codes."""
     code = _SEX.get(text.strip().upper())
@@ -111,12 +145,14 @@ CONVERTERS: dict[str, Callable[[str], object]] = {
 }
 
 
+_XPN_PARTS = re.compile(r"[\^&]")
 _CJK = re.compile(r"[\u3400-\u9fff\U00020000-\U0003134f]")
 
 
+@_memo
 def chinese_name(value: str) -> str:
     """The Chinese name out of an XPN, whether vendors send `汉字`, `拼音^汉字` or `汉字^拼音`."""
-    parts = [p for p in re.split(r"[\^&]", value) if p.strip()]
+    parts = [p for p in _XPN_PARTS.split(value) if p.strip()]
     for part in parts:
         if _CJK.search(part):
             return part.strip()
@@ -162,15 +198,18 @@ def typed_value(raw: str, value_type: str, delimiters: Any) -> Any:
     {"code", "display", "system"}, DT → date, TS/DTM → aware datetime, SN → text
     such as `<5.1`, anything else → decoded text.
     """
-    from transforms.hl7v2 import unescape
-
     if not raw or raw == '""':
         return None
     kind = value_type.strip().upper()
-    comps = [unescape(c, delimiters) for c in raw.split(delimiters.component)]
-    if kind in ("CE", "CWE", "CNE", "CF", "CX", "IS", "ID") and len(comps) > 1:
-        return {k: v for k, v in zip(("code", "display", "system"), comps, strict=False) if v}
-    text = unescape(raw, delimiters) if kind not in ("SN",) else "".join(comps)
+    if delimiters.component not in raw and delimiters.escape not in raw:
+        text = raw  # one plain component: nothing to split or decode
+    else:
+        from transforms.hl7v2 import unescape
+
+        comps = [unescape(c, delimiters) for c in raw.split(delimiters.component)]
+        if kind in ("CE", "CWE", "CNE", "CF", "CX", "IS", "ID") and len(comps) > 1:
+            return {k: v for k, v in zip(("code", "display", "system"), comps, strict=False) if v}
+        text = unescape(raw, delimiters) if kind not in ("SN",) else "".join(comps)
     try:
         if kind == "NM":
             return number(text)

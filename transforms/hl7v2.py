@@ -145,12 +145,13 @@ class Segment:
     field separator itself and field 2 the encoding characters, so `MSH-9` is `field(9)`.
     """
 
-    __slots__ = ("_delims", "_fields", "_line", "name")
+    __slots__ = ("_comps", "_delims", "_fields", "_line", "name")
 
     def __init__(self, line: str, delimiters: Delimiters, name: str | None = None) -> None:
         self._line = line
         self._delims = delimiters
         self._fields: list[str] | None = None
+        self._comps: dict[tuple[int, int], list[str]] | None = None
         self.name = _segment_name(line, delimiters.field) if name is None else name
 
     def __repr__(self) -> str:
@@ -200,29 +201,72 @@ class Segment:
             raise ValueError("repetition, component and sub-component numbers start at 1")
         if sub is not None and comp is None:
             raise ValueError("a sub-component needs a component")
+        return self.value(n, rep, comp, sub)
+
+    def value(
+        self, n: int, rep: int = 1, comp: int | None = None, sub: int | None = None
+    ) -> str | NullValue | None:
+        """`get` for numbers already checked (compiled paths): the same answer, no checks.
+
+        The components of a repetition are split once and kept, because mappings read
+        several components of one field (OBX-3.1, .2, .3) and conditions read them again.
+        """
         fields = self._fields if self._fields is not None else self._split()
-        raw = fields[n] if 0 <= n < len(fields) else ""
+        if n >= len(fields) or n < 0:
+            return None
+        raw = fields[n]
         if not raw:
             return None
-        if (n == 1 or n == 2) and self.name in _HEADERS:
+        if 0 < n < 3 and self.name in _HEADERS:
             # MSH-1/MSH-2 are the delimiters themselves: never split, never unescaped.
             return raw if rep == 1 and comp in (None, 1) and sub in (None, 1) else None
         d = self._delims
-        if d.repetition in raw:
-            reps = raw.split(d.repetition)
-            if rep > len(reps):
+        if comp is None:
+            if d.repetition in raw:
+                reps = raw.split(d.repetition)
+                if rep > len(reps):
+                    return None
+                raw = reps[rep - 1]
+            elif rep != 1:
                 return None
-            raw = reps[rep - 1]
-        elif rep != 1:
+            if d.component not in raw and d.subcomponent not in raw:
+                # The common case (a plain field) without a further call.
+                if not raw:
+                    return None
+                if d.escape in raw:
+                    return _decode(raw, d)
+                return raw if raw != '""' else HL7_NULL
+            return _pick(raw, None, sub, d)
+        comps = self._comps
+        parts = comps.get((n, rep)) if comps is not None else None
+        if parts is None:
+            if comps is None:
+                comps = self._comps = {}
+            if d.repetition in raw:
+                reps = raw.split(d.repetition)
+                raw = reps[rep - 1] if rep <= len(reps) else ""
+            elif rep != 1:
+                raw = ""
+            parts = comps[(n, rep)] = raw.split(d.component) if d.component in raw else [raw]
+        if comp > len(parts):
             return None
-        if comp is None and d.component not in raw and d.subcomponent not in raw:
-            # The common case (a plain field) without a further call.
-            if not raw:
-                return None
+        raw = parts[comp - 1]
+        if not raw:
+            return None
+        if sub is None:
+            if d.subcomponent in raw:
+                return raw
             if d.escape in raw:
                 return _decode(raw, d)
             return raw if raw != '""' else HL7_NULL
-        return _pick(raw, comp, sub, d)
+        if d.subcomponent in raw:
+            subs = raw.split(d.subcomponent)
+            if sub > len(subs):
+                return None
+            raw = subs[sub - 1]
+        elif sub != 1:
+            return None
+        return _decode(raw, d)
 
 
 def _pick(raw: str, comp: int | None, sub: int | None, d: Delimiters) -> str | NullValue | None:
@@ -611,6 +655,33 @@ def _ascii_delimiter(code: int) -> bool:
     return 0x21 <= code <= 0x7E and not (0x30 <= code <= 0x39 or 0x41 <= code <= 0x5A or 0x61 <= code <= 0x7A)
 
 
+_MSH_DELIMITERS: dict[tuple[str, str], Delimiters] = {}
+"""MSH-1 and MSH-2 pairs already checked: a sender uses one pair for all its messages."""
+
+
+def _msh_delimiters(fs: str, enc: str) -> Delimiters:
+    """Check MSH-2 (MSH-1 is checked by the caller) and remember the pair when it is good."""
+    for ch in enc:
+        if not _ascii_delimiter(ord(ch)):
+            raise ParseError(
+                f"encoding character {ch!r} in MSH-2 {enc!r} is not ASCII punctuation",
+                field=2,
+                code="102",
+            )
+    if len(enc) > 5:
+        raise ParseError(
+            f"MSH-2 {enc!r} has {len(enc)} encoding characters, at most 5 allowed",
+            field=2,
+            code="102",
+        )
+    if len(set(enc)) != len(enc):
+        raise ParseError(f"MSH-2 {enc!r} repeats an encoding character", field=2, code="102")
+    d = _delimiters(fs, enc)
+    if len(_MSH_DELIMITERS) < 256:
+        _MSH_DELIMITERS[(fs, enc)] = d
+    return d
+
+
 def read_msh(raw: bytes) -> MshHeader:
     """Read MSH from raw bytes, before the charset is known; raise ParseError if unreadable.
 
@@ -640,24 +711,10 @@ def read_msh(raw: bytes) -> MshHeader:
             field=1,
             code="102",
         )
-    fields = data[:end].decode("latin-1").split(chr(fs_code))
+    fs = chr(fs_code)
+    fields = data[:end].decode("latin-1").split(fs)
     enc = fields[1] if len(fields) > 1 else ""
-    for ch in enc:
-        if not _ascii_delimiter(ord(ch)):
-            raise ParseError(
-                f"encoding character {ch!r} in MSH-2 {enc!r} is not ASCII punctuation",
-                field=2,
-                code="102",
-            )
-    if len(enc) > 5:
-        raise ParseError(
-            f"MSH-2 {enc!r} has {len(enc)} encoding characters, at most 5 allowed",
-            field=2,
-            code="102",
-        )
-    if len(set(enc)) != len(enc):
-        raise ParseError(f"MSH-2 {enc!r} repeats an encoding character", field=2, code="102")
-    d = _delimiters(chr(fs_code), enc)
+    d = _MSH_DELIMITERS.get((fs, enc)) or _msh_delimiters(fs, enc)
     n = len(fields)
     # fields[k] is MSH-(k+1) for k >= 1, because MSH-1 is the separator between "MSH" and MSH-2.
     return MshHeader(

@@ -26,7 +26,7 @@ from engine.errors import ConfigError, ConfigErrors, MappingError
 from engine.yaml_lines import LineMap, load_yaml
 from transforms.converters import CONVERTERS, typed_value
 from transforms.hl7v2 import HL7_NULL, Message, Segment, parse_path, unescape
-from transforms.mapping.codetables import find_table, load_code_table
+from transforms.mapping.codetables import CodeTable, find_table, load_code_table
 from transforms.mapping.conditions import ConditionError, compile_condition
 from transforms.mapping.functions import FUNCTIONS
 from transforms.mapping.units import convert_quantity
@@ -238,8 +238,10 @@ class _Compiler:
             getters[name] = self.value(spec, (*loc, name))
             self.target.pop()
 
+        pairs = tuple(getters.items())
+
         def build(ctx: Ctx) -> dict[str, Any]:
-            return {name: get(ctx) for name, get in getters.items()}
+            return {name: get(ctx) for name, get in pairs}
 
         return build
 
@@ -285,7 +287,7 @@ class _Compiler:
             def first(ctx: Ctx) -> Any:
                 for g in getters:
                     v = g(ctx)
-                    if v not in EMPTY:
+                    if v or not (v is None or v == "" or v == []):  # `v not in EMPTY`, sooner
                         return v
                 return None
 
@@ -337,14 +339,17 @@ class _Compiler:
         when = self.condition(spec["when"], (*loc, "when")) if "when" in spec else None
         nothing: Any = [] if "each" in spec and join is None else None
 
+        # A table's rows as the rule's results, worked out once: a lookup is then one get.
+        results = _table_results(table, column) if table is not None else None
+
         def one(value: Any) -> Any:
-            if value in EMPTY:
+            if not value and (value is None or value == "" or value == []):
                 return None
             if fn is not None:
                 value = fn(value)
-            if table is not None:
-                found = table.lookup(str(value))
-                value = (found.get(column) or None if column else _coded_row(found)) if found else None
+            if results is not None:
+                found = results.get(str(value).strip())
+                value = dict(found) if type(found) is dict else found  # a fresh dict per record
             return value
 
         def run(ctx: Ctx) -> Any:
@@ -352,14 +357,23 @@ class _Compiler:
                 return None
             value = base(ctx)
             try:
-                value = [one(v) for v in value] if isinstance(value, list) else one(value)
+                if isinstance(value, list):
+                    value = [one(v) for v in value]
+                elif value is None or value == "":
+                    value = None
+                else:  # `one(value)` for a single value, without the call
+                    if fn is not None:
+                        value = fn(value)
+                    if results is not None:
+                        found = results.get(str(value).strip())
+                        value = dict(found) if type(found) is dict else found
             except ValueError as exc:
                 raise MappingError(
                     mapping=file, line=line, path=label, value=value, rule=f"{convert}: {exc}"
                 ) from None
             if join is not None and isinstance(value, list):
                 value = str(join).join(str(v) for v in value if v not in EMPTY) or None
-            if value in EMPTY:
+            if not value and (value is None or value == "" or value == []):
                 if default is not None:
                     return default
                 if required:
@@ -373,6 +387,38 @@ class _Compiler:
                 return nothing
             return value
 
+        if table is None and join is None and default is None and not required and when is None:
+            # Most rules are a path with at most a converter: the same steps, fewer tests.
+            if fn is None:
+
+                def plain(ctx: Ctx) -> Any:
+                    value = base(ctx)
+                    if isinstance(value, list):
+                        value = [None if not v and (v is None or v == "" or v == []) else v for v in value]
+                    if not value and (value is None or value == "" or value == []):
+                        return nothing
+                    return value
+
+                return plain
+
+            def convert_only(ctx: Ctx) -> Any:
+                value = base(ctx)
+                try:
+                    if isinstance(value, list):
+                        value = [one(v) for v in value]
+                    elif value is None or value == "":
+                        return nothing
+                    else:
+                        value = fn(value)
+                except ValueError as exc:
+                    raise MappingError(
+                        mapping=file, line=line, path=label, value=value, rule=f"{convert}: {exc}"
+                    ) from None
+                if not value and (value is None or value == "" or value == []):
+                    return nothing
+                return value
+
+            return convert_only
         return run
 
     def include(self, reference: str, loc: tuple[Any, ...]) -> Getter:
@@ -551,15 +597,21 @@ class _Compiler:
             return lambda ctx: None
         self.note(expr)
 
+        name, occurrence, field_no = path.segment, path.occurrence, path.field
+
         def get(ctx: Ctx) -> Any:
-            seg = _segment_for(ctx, path.segment, path.occurrence)
-            if seg is None:
-                return None
-            kind = type_getter(ctx)
-            values = [
-                typed_value(rep, str(kind or ""), ctx.message.delimiters)
-                for rep in seg.repetitions(path.field)
-            ]  # type: ignore[union-attr]
+            seg = ctx.segment
+            if seg is None or seg.name != name:
+                seg = _segment_for(ctx, name, occurrence)
+                if seg is None:
+                    return None
+            kind = str(type_getter(ctx) or "")
+            delimiters = ctx.message.delimiters  # type: ignore[union-attr]
+            reps = seg.repetitions(field_no)
+            if len(reps) == 1:  # the usual OBX-5: one value
+                value = typed_value(reps[0], kind, delimiters)
+                return None if value in EMPTY else value
+            values = [typed_value(rep, kind, delimiters) for rep in reps]
             values = [v for v in values if v not in EMPTY]
             if not values:
                 return None
@@ -636,6 +688,8 @@ class _Compiler:
 def _segment_for(ctx: Ctx, name: str, occurrence: int | None) -> Segment | None:
     if ctx.segment is not None and ctx.segment.name == name:
         return ctx.segment
+    if ctx.scope is None and ctx.message is not None:
+        return ctx.message.segment(name, occurrence or 1)  # the same as segments(name)[i]
     found = ctx.segments(name)
     index = (occurrence or 1) - 1
     return found[index] if index < len(found) else None
@@ -652,6 +706,14 @@ def _clean(value: Any) -> Any:
     return None if value is HL7_NULL else value
 
 
+def _table_results(table: CodeTable, column: str | None) -> dict[str, Any]:
+    """What a lookup of each local code gives: the column's text, or the row as a coded
+    value (None for a row without a standard code); codes not in the table give None."""
+    if column:
+        return {code: row.get(column) or None for code, row in table.rows.items()}
+    return {code: _coded_row(row) for code, row in table.rows.items()}
+
+
 def _column_getter(name: str) -> Getter:
     def get(ctx: Ctx) -> Any:
         if ctx.row is None:
@@ -664,36 +726,37 @@ def _column_getter(name: str) -> Getter:
 
 def _path_getter(expr: str) -> Getter:
     path = parse_path(expr)
-    if path.occurrence is None:
+    name, occurrence, field_no = path.segment, path.occurrence, path.field
+    rep, comp, sub = path.repetition, path.component, path.subcomponent
+    if occurrence is None:
 
         def every_segment(ctx: Ctx) -> list[Any]:
             out: list[Any] = []
-            for seg in ctx.segments(path.segment):
-                reps = (
-                    range(1, len(seg.repetitions(path.field)) + 1)
-                    if path.repetition is None
-                    else [path.repetition]
-                )
-                out += [_clean(seg.get(path.field, r, path.component, path.subcomponent)) for r in reps]
+            for seg in ctx.segments(name):
+                reps = range(1, len(seg.repetitions(field_no)) + 1) if rep is None else (rep,)
+                out += [_clean(seg.value(field_no, r, comp, sub)) for r in reps]
             return out
 
         return every_segment
-    if path.repetition is None:
+    if rep is None:
 
         def every_repetition(ctx: Ctx) -> list[Any]:
-            seg = _segment_for(ctx, path.segment, path.occurrence)
+            seg = _segment_for(ctx, name, occurrence)
             if seg is None:
                 return []
-            reps = range(1, len(seg.repetitions(path.field)) + 1)
-            return [_clean(seg.get(path.field, r, path.component, path.subcomponent)) for r in reps]
+            reps = range(1, len(seg.repetitions(field_no)) + 1)
+            return [_clean(seg.value(field_no, r, comp, sub)) for r in reps]
 
         return every_repetition
 
     def one(ctx: Ctx) -> Any:
-        seg = _segment_for(ctx, path.segment, path.occurrence)
-        if seg is None:
-            return None
-        return _clean(seg.get(path.field, path.repetition or 1, path.component, path.subcomponent))
+        seg = ctx.segment
+        if seg is None or seg.name != name:
+            seg = _segment_for(ctx, name, occurrence)
+            if seg is None:
+                return None
+        value = seg.value(field_no, rep, comp, sub)
+        return None if value is HL7_NULL else value
 
     return one
 
@@ -705,14 +768,18 @@ def _where_getter(value_expr: str, cond_expr: str, op: str, literal: str) -> Get
         raise ValueError(f"the value and the condition must be on the same field (e.g. {example})")
     want_equal = op == "=="
 
+    name, occurrence = vpath.segment, vpath.occurrence
+    field_no, vcomp, vsub = vpath.field, vpath.component, vpath.subcomponent
+    ccomp, csub = cpath.component, cpath.subcomponent
+
     def select(ctx: Ctx) -> Any:
-        seg = _segment_for(ctx, vpath.segment, vpath.occurrence)
+        seg = _segment_for(ctx, name, occurrence)
         if seg is None:
             return None
-        for r in range(1, len(seg.repetitions(vpath.field)) + 1):
-            got = _clean(seg.get(cpath.field, r, cpath.component, cpath.subcomponent)) or ""
+        for r in range(1, len(seg.repetitions(field_no)) + 1):
+            got = _clean(seg.value(field_no, r, ccomp, csub)) or ""
             if (got == literal) == want_equal:
-                return _clean(seg.get(vpath.field, r, vpath.component, vpath.subcomponent))
+                return _clean(seg.value(field_no, r, vcomp, vsub))
         return None
 
     return select

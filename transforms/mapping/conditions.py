@@ -128,9 +128,15 @@ class _Parser:
         if tok == ("op", "==") or tok == ("op", "!="):
             self.take()
             lit = self.literal()
-            if tok[1] == "==":
-                return lambda ctx: any(v == lit for v in _values(get(ctx)))
-            return lambda ctx: all(v != lit for v in _values(get(ctx)))
+            equal = tok[1] == "=="
+
+            def compare(ctx: Any) -> bool:
+                value = get(ctx)
+                if type(value) is str and value:  # one text: no list to build
+                    return (value == lit) is equal
+                return (lit in _values(value)) is equal
+
+            return compare
         negate = False
         if (
             self.is_word("not")
@@ -143,15 +149,22 @@ class _Parser:
             self.take()
             options = self.list_literal()
             if negate:
-                return lambda ctx: all(v not in options for v in _values(get(ctx)))
-            return lambda ctx: any(v in options for v in _values(get(ctx)))
+                return lambda ctx: options.isdisjoint(_values(get(ctx)))
+            return lambda ctx: not options.isdisjoint(_values(get(ctx)))
         if self.is_word("startswith") or self.is_word("contains"):
             op = self.take()[1]
             lit = self.literal()
             if op == "startswith":
                 return lambda ctx: any(v.startswith(lit) for v in _values(get(ctx)))
             return lambda ctx: any(lit in v for v in _values(get(ctx)))
-        return lambda ctx: bool(_values(get(ctx)))
+
+        def present(ctx: Any) -> bool:  # `bool(_values(value))`: some value, not empty text
+            value = get(ctx)
+            if isinstance(value, list):
+                return any(v is not None and v != "" for v in value)
+            return value is not None and value != ""
+
+        return present
 
     def list_literal(self) -> frozenset[str]:
         if self.take() != ("op", "["):
@@ -168,5 +181,8 @@ class _Parser:
 
 def _values(value: Any) -> list[str]:
     """The non-empty values a path gave, as text."""
-    items = value if isinstance(value, list) else [value]
-    return [str(v) for v in items if v not in (None, "")]
+    if isinstance(value, list):
+        return [str(v) for v in value if v is not None and v != ""]
+    if value is None or value == "":
+        return []
+    return [value if type(value) is str else str(value)]

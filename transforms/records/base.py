@@ -14,8 +14,10 @@ Design choices that the mapping files rely on:
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
 from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo
 
@@ -80,18 +82,34 @@ def problem(kind: str, message: str) -> PydanticCustomError:
 # --------------------------------------------------------------------------- base models
 
 
+def _drop_computed_fields(cls: type[BaseModel], data: Any) -> Any:
+    computed = cls.__pydantic_computed_fields__
+    if computed and isinstance(data, dict) and any(k in data for k in computed):
+        return {k: v for k, v in data.items() if k not in computed}
+    return data
+
+
+drop_computed = model_validator(mode="before")(classmethod(_drop_computed_fields))  # type: ignore[arg-type]
+"""`_drop_computed = drop_computed` in a model with computed fields: a stored record carries
+them, and validating it again must ignore them rather than reject them as unknown."""
+
+
 class RecordModel(BaseModel):
-    """Common configuration: unknown fields rejected, computed fields ignored on input."""
+    """Common configuration: unknown fields rejected, computed fields ignored on input.
+
+    Only models with computed fields take `drop_computed` (a check at class creation says
+    so), because a validator on every model would run for every nested value."""
 
     model_config = ConfigDict(extra="forbid")
 
-    @model_validator(mode="before")
     @classmethod
-    def _drop_computed(cls, data: Any) -> Any:
-        computed = cls.model_computed_fields
-        if computed and isinstance(data, dict) and any(k in data for k in computed):
-            return {k: v for k, v in data.items() if k not in computed}
-        return data
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if (
+            cls.__pydantic_computed_fields__
+            and "_drop_computed" not in cls.__pydantic_decorators__.model_validators
+        ):
+            raise TypeError(f"{cls.__name__} has computed fields: add `_drop_computed = drop_computed`")
 
 
 class ValueModel(RecordModel):
@@ -107,14 +125,29 @@ def _today() -> date:
     return datetime.now(HOSPITAL_TZ).date()
 
 
+# The latest allowed date and time as last computed. The clock only moves forward, so a
+# value at or before them is still allowed now; only values after them (rare: a time near
+# the limit, or a day that has passed since) need the clock read again.
+_allowed_date: date = date.min
+_allowed_datetime: datetime = datetime(1900, 1, 1, tzinfo=UTC)  # UTC compares sooner
+
+
 def _not_future_date(value: date) -> date:
-    if value > _today() + CLOCK_SKEW:
+    global _allowed_date
+    if value <= _allowed_date:
+        return value
+    _allowed_date = _today() + CLOCK_SKEW
+    if value > _allowed_date:
         raise problem("future_date", f"{value.isoformat()} is in the future")
     return value
 
 
 def _not_future_datetime(value: datetime) -> datetime:
-    if value > datetime.now(HOSPITAL_TZ) + CLOCK_SKEW:
+    global _allowed_datetime
+    if value <= _allowed_datetime:
+        return value
+    _allowed_datetime = datetime.now(UTC) + CLOCK_SKEW
+    if value > _allowed_datetime:
         raise problem("future_datetime", f"{value.isoformat()} is in the future")
     return value
 
@@ -299,6 +332,9 @@ class Flag(ValueModel):
     message: str = Field(description="说明 one sentence for an interface engineer")
 
 
+_XCN_PARTS = re.compile(r"[\^&]")
+
+
 class Clinician(ValueModel):
     """医务人员 a doctor, nurse or technician as the sender identifies them (code^name).
 
@@ -312,7 +348,7 @@ class Clinician(ValueModel):
     @classmethod
     def _from_text(cls, data: Any) -> Any:
         if isinstance(data, str):
-            parts = [p.strip() for p in re.split(r"[\^&]", data)]
+            parts = [p.strip() for p in _XCN_PARTS.split(data)]
             if len(parts) >= 2:
                 return {"code": parts[0] or None, "name": parts[1] or None}
             return {"name": data.strip() or None}
@@ -400,6 +436,8 @@ class PersonRef(RecordModel):
     )
     birth_date: PastDate | None = Field(None, description="出生日期 (DE02.01.005.01) date of birth")
 
+    _drop_computed = drop_computed
+
     @field_validator("id_card", mode="before")
     @classmethod
     def _normalise_id_card(cls, value: Any) -> Any:
@@ -413,8 +451,23 @@ class PersonRef(RecordModel):
         return (value.strip() or None) if isinstance(value, str) else value
 
     def id_card_problems(self) -> list[IdCardProblem]:
-        """What is wrong with the ID card number, checked against birth date and sex."""
-        return id_card_problems(self.id_card, self.birth_date, self.sex)
+        """What is wrong with the ID card number, checked against birth date and sex.
+
+        Asked three times per record (flags, `id_card_valid`, `id_card_for_linking`), so the
+        answer is kept for the same number, birth date, sex and day (the check compares the
+        birth date with today)."""
+        global _problems_until
+        if not self.id_card:
+            return id_card_problems(self.id_card, self.birth_date, self.sex)
+        if time.time() >= _problems_until or len(_ID_CARD_PROBLEMS) >= 4096:
+            _ID_CARD_PROBLEMS.clear()  # a new day in Shanghai: a birth date may now be possible
+            tomorrow = _today() + timedelta(days=1)
+            _problems_until = datetime.combine(tomorrow, dtime(0), tzinfo=HOSPITAL_TZ).timestamp()
+        key = (self.id_card, self.birth_date, self.sex)
+        found = _ID_CARD_PROBLEMS.get(key)
+        if found is None:
+            found = _ID_CARD_PROBLEMS[key] = tuple(id_card_problems(self.id_card, self.birth_date, self.sex))
+        return list(found)
 
     @computed_field(  # type: ignore[prop-decorator]
         description="身份证号可用于匹配 true when id_card is present and sound enough to link "
@@ -433,6 +486,10 @@ class PersonRef(RecordModel):
         if not self.id_card_valid or self.id_card is None:
             return None
         return upgrade_legacy_id_card(self.id_card) if len(self.id_card) == 15 else self.id_card
+
+
+_ID_CARD_PROBLEMS: dict[tuple[str, date | None, str | None], tuple[IdCardProblem, ...]] = {}
+_problems_until = 0.0  # when the kept answers expire: the next midnight in Shanghai (epoch)
 
 
 # --------------------------------------------------------------------------- record

@@ -86,16 +86,30 @@ class ReferenceRange(ValueModel):
     def _from_text(cls, data: Any) -> Any:
         if not isinstance(data, str):
             return data
-        text = data.strip()
-        if m := _RANGE.match(text):
-            low, high = float(m.group(1)), float(m.group(2))
-            if low <= high:
-                return {"low": low, "high": high, "text": text}
-        elif m := _BOUND.match(text):
-            bound = float(m.group(2))
-            key = "high" if m.group(1) in ("<", "<=", "≤") else "low"
-            return {key: bound, "text": text}
-        return {"text": text}
+        found = _RANGES.get(data)
+        if found is None:  # a lab sends the same few ranges all day: read each text once
+            found = _range_from_text(data)
+            if len(_RANGES) >= 4096:
+                _RANGES.clear()
+            _RANGES[data] = found
+        return dict(found)
+
+
+_RANGES: dict[str, dict[str, Any]] = {}
+
+
+def _range_from_text(data: str) -> dict[str, Any]:
+    """OBX-7 text as ReferenceRange fields: bounds when it has them, the text always."""
+    text = data.strip()
+    if m := _RANGE.match(text):
+        low, high = float(m.group(1)), float(m.group(2))
+        if low <= high:
+            return {"low": low, "high": high, "text": text}
+    elif m := _BOUND.match(text):
+        bound = float(m.group(2))
+        key = "high" if m.group(1) in ("<", "<=", "≤") else "low"
+        return {key: bound, "text": text}
+    return {"text": text}
 
 
 class Observation(RecordModel):

@@ -25,6 +25,7 @@ from transforms.records.base import (
     RecordModel,
     Referral,
     ValueModel,
+    drop_computed,
     problem,
 )
 from transforms.records.ga import GestationalAge
@@ -193,6 +194,9 @@ class RiskGrade(RecordModel):
         return self.purple or self.colour in ("orange", "red")
 
 
+_BLOOD_PRESSURE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)\s*(mmHg)?\s*")
+
+
 class BloodPressure(ValueModel):
     """血压 blood pressure in mmHg. Also accepted on input: `112/72`."""
 
@@ -203,7 +207,7 @@ class BloodPressure(ValueModel):
     @classmethod
     def _from_text(cls, data: Any) -> Any:
         if isinstance(data, str):
-            m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)\s*(mmHg)?\s*", data)
+            m = _BLOOD_PRESSURE.fullmatch(data)
             if not m:
                 raise problem("blood_pressure", f"{data!r} is not a blood pressure like 112/72")
             return {"systolic": m.group(1), "diastolic": m.group(2)}
@@ -304,6 +308,8 @@ class PregnancyRegistration(Record):
         "lost_to_follow_up 失访, death 死亡, other 其他",
     )
     closed_date: PastDate | None = Field(None, description="结案日期 date closed")
+
+    _drop_computed = drop_computed
 
     @model_validator(mode="after")
     def _closure(self) -> PregnancyRegistration:

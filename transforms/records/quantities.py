@@ -13,6 +13,7 @@ Two policies, on purpose:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Annotated, Any
 
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
@@ -145,8 +146,10 @@ def _lab_key(unit: str) -> str:
 _LAB_KEYS = frozenset(_lab_key(u) for u in LAB_UNITS)
 
 
+@lru_cache(maxsize=1024)
 def is_known_lab_unit(unit: str) -> bool:
-    """True for the units labs commonly send, in any usual spelling (`10*9/L`, `umol/L`)."""
+    """True for the units labs commonly send, in any usual spelling (`10*9/L`, `umol/L`);
+    kept per spelling, since every observation of a report asks."""
     return _lab_key(unit) in _LAB_KEYS
 
 

@@ -548,7 +548,9 @@ class TestCompileErrors:
 
 def _sample(prefix: str) -> str:
     """Text of the synthetic Chinese conformance sample whose name starts with `prefix`."""
-    assert support.CHINESE.is_dir(), f"conformance samples not found at {support.CHINESE} (set MCH_CONFORMANCE_DIR)"
+    assert support.CHINESE.is_dir(), (
+        f"conformance samples not found at {support.CHINESE} (set MCH_CONFORMANCE_DIR)"
+    )
     (path,) = support.CHINESE.glob(f"{prefix}_*.hl7")
     byte_encoding = path.name.split("__")[0].split("_")[-1]
     return path.read_bytes().decode("utf-8" if byte_encoding == "utf-8" else "gb18030")
