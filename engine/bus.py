@@ -36,6 +36,7 @@ from typing import Any
 import structlog
 from kombu import Connection, Exchange, Producer, Queue
 from kombu.message import Message as KombuMessage
+from pydantic_core import to_json
 
 log = structlog.get_logger("engine.bus")
 
@@ -234,8 +235,9 @@ class Bus:
         self._conn.release()
 
 
-def encode(envelopes: list[dict[str, Any]]) -> str:
-    return json.dumps(envelopes, ensure_ascii=False, separators=(",", ":"))
+def encode(envelopes: list[dict[str, Any]]) -> bytes:
+    """Compact UTF-8 JSON; pydantic's serialiser is about twice as fast as json.dumps here."""
+    return to_json(envelopes)
 
 
 def decode(body: Any) -> list[dict[str, Any]]:
