@@ -111,7 +111,9 @@ def write_routes(
         f"    mapping: {REPO / 'mappings/lis/oru_r01.yaml'}",
         "    to: [record_store]",
         "destinations:",
-        f"  record_store: {{type: record_store, partitions: {partitions}}}",
+        "  record_store: {type: record_store"
+        + (f", partitions: {partitions}" if partitions > 1 else "")
+        + "}",
     ]
     path = directory / "routes.yaml"
     path.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
