@@ -21,9 +21,10 @@ What a sender gets for bad input is described in docs/mllp.md.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import structlog
 
@@ -31,7 +32,7 @@ from channels._mllp_framing import BadFrame, Frame, MllpDecoder, frame
 from engine.ack import build_ack, wrap_batch
 from engine.errors import StartupError
 from engine.ingest import Policy, Verdict, examine, reject
-from engine.journal import REJECTED, Entry, JournalWriter, Written
+from engine.journal import REJECTED, Entry, JournalWriter, Outcome, Written
 from transforms.hl7v2 import read_msh
 
 log = structlog.get_logger("channels.mllp")
@@ -61,11 +62,16 @@ class MllpConfig:
     idle_timeout: float = 300.0
 
 
-@dataclass(slots=True)
 class _Pending:
-    verdicts: list[Verdict]
-    futures: list[asyncio.Future[Written]]
-    batch_head: bytes | None = None
+    """The messages of one frame, waiting for their journal outcomes (answered in order)."""
+
+    __slots__ = ("batch_head", "left", "outcomes", "verdicts")
+
+    def __init__(self, verdicts: list[Verdict], batch_head: bytes | None) -> None:
+        self.verdicts = verdicts
+        self.batch_head = batch_head
+        self.outcomes: list[Outcome | None] = [None] * len(verdicts)
+        self.left = len(verdicts)
 
 
 class MllpSource:
@@ -112,34 +118,42 @@ class MllpSource:
 
 
 class _Connection(asyncio.Protocol):
+    """One sender's connection: frames in, ACKs out in frame order once journaled.
+
+    Driven by callbacks alone (no task per connection): the journal's outcomes arrive
+    through `_journaled`, and whatever is complete at the head of the queue is answered.
+    """
+
     def __init__(self, source: MllpSource) -> None:
         self.source = source
         self.cfg = source.config
         self.decoder = MllpDecoder(self.cfg.max_message_bytes)
+        self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.peer = ""
         self.pending: deque[_Pending] = deque()
-        self.wakeup = asyncio.Event()
         self.closing = False
         self.paused = False
-        self.writer: asyncio.Task[None] | None = None
+        self.drained: asyncio.Future[None] | None = None
         self.idle: asyncio.TimerHandle | None = None
+        self.last_data = 0.0
 
     # asyncio callbacks -------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports do not derive from asyncio.Transport: no isinstance check.
+        self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "")
         self.source._connections.add(self)
         self.source.counters.connections += 1
         self.source.counters.open_connections += 1
-        self.writer = asyncio.get_running_loop().create_task(self._write_acks())
-        self._arm_idle()
+        self.last_data = self.loop.time()
+        self.idle = self.loop.call_at(self.last_data + self.cfg.idle_timeout, self._check_idle)
 
     def data_received(self, data: bytes) -> None:
-        self._arm_idle()
+        # The idle timer is not re-armed per read: it looks at this time when it fires.
+        self.last_data = self.loop.time()
         for event in self.decoder.feed(data):
             self._handle(event)
         if self.decoder.stray_size > self.cfg.max_message_bytes:
@@ -158,11 +172,11 @@ class _Connection(asyncio.Protocol):
         for event in self.decoder.finish():
             self._handle(event)
         self.closing = True
-        self.wakeup.set()
         if self.idle:
             self.idle.cancel()
         self.source._connections.discard(self)
         self.source.counters.open_connections -= 1
+        self._answer()
 
     # frames ------------------------------------------------------------------------
 
@@ -192,60 +206,70 @@ class _Connection(asyncio.Protocol):
             verdicts = [reject(event.payload, policy, reason, self.peer)]
             batch_head = None
         counters.received += len(verdicts)
-        futures = [asyncio.wrap_future(self.source.journal.submit(v.entry)) for v in verdicts]
-        self.pending.append(_Pending(verdicts, futures, batch_head))
-        self.wakeup.set()
+        item = _Pending(verdicts, batch_head)
+        self.pending.append(item)
+        submit = self.source.journal.submit_to
+        for i, verdict in enumerate(verdicts):
+            submit(verdict.entry, self.loop, partial(self._journaled, item, i))
         if len(self.pending) >= _PAUSE_AT and self.transport and not self.paused:
             self.transport.pause_reading()
             self.paused = True
 
-    async def _write_acks(self) -> None:
+    def _journaled(self, item: _Pending, index: int, outcome: Outcome) -> None:
+        item.outcomes[index] = outcome
+        item.left -= 1
+        if item.left == 0 and item is self.pending[0]:
+            self._answer()
+
+    def _answer(self) -> None:
+        """Send the ACKs of every frame at the head whose messages are all journaled."""
+        out: list[bytes] = []
+        pending = self.pending
+        while pending and pending[0].left == 0:
+            text = self._acks(pending.popleft())
+            if text is not None:
+                out.append(text)
+        if self.paused and len(pending) <= _RESUME_AT and self.transport:
+            self.transport.resume_reading()
+            self.paused = False
+        transport = self.transport
+        if out and transport is not None and not transport.is_closing():
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
+        if self.closing and not pending:
+            self._shutdown()
+
+    def _acks(self, item: _Pending) -> bytes | None:
+        """The framed answer to one frame, counting what the journal did."""
         counters = self.source.counters
-        while True:
-            while not self.pending:
-                if self.closing:
-                    self._shutdown()
-                    return
-                self.wakeup.clear()
-                await self.wakeup.wait()
-            item = self.pending[0]
-            acks: list[str] = []
-            encoding = item.verdicts[0].encoding
-            for verdict, fut in zip(item.verdicts, item.futures, strict=True):
-                try:
-                    written = await fut
-                except Exception as exc:
-                    counters.journal_errors += 1
-                    log.error("journal_unavailable", channel=self.cfg.name, error=str(exc))
-                    acks.append(_journal_error_ack(verdict, exc, self.cfg.policy.ack_mode))
-                    continue
+        acks: list[str] = []
+        for verdict, outcome in zip(item.verdicts, item.outcomes, strict=True):
+            if isinstance(outcome, Written):
                 if verdict.entry.status == REJECTED:
                     counters.rejected += 1
-                elif written.duplicate:
+                elif outcome.duplicate:
                     counters.duplicates += 1
                 else:
                     counters.accepted += 1
-                ack = written.ack if written.duplicate else verdict.ack
+                ack = outcome.ack if outcome.duplicate else verdict.ack
                 if ack:
                     acks.append(ack)
-            self.pending.popleft()
-            if self.paused and len(self.pending) <= _RESUME_AT and self.transport:
-                self.transport.resume_reading()
-                self.paused = False
-            if not acks or self.transport is None or self.transport.is_closing():
-                continue
-            text = wrap_batch(acks, item.batch_head) if item.batch_head else "".join(acks)
-            self.transport.write(frame(text.encode(encoding, errors="replace")))
+            else:  # the journal's exception (never None: a frame is answered once all are in)
+                counters.journal_errors += 1
+                log.error("journal_unavailable", channel=self.cfg.name, error=str(outcome))
+                acks.append(_journal_error_ack(verdict, self.cfg.policy.ack_mode))
+        if not acks:
+            return None
+        text = wrap_batch(acks, item.batch_head) if item.batch_head else "".join(acks)
+        return frame(text.encode(item.verdicts[0].encoding, errors="replace"))
 
     # lifecycle -----------------------------------------------------------------------
 
-    def _arm_idle(self) -> None:
-        if self.idle:
-            self.idle.cancel()
-        loop = asyncio.get_running_loop()
-        self.idle = loop.call_later(self.cfg.idle_timeout, self._on_idle)
-
-    def _on_idle(self) -> None:
+    def _check_idle(self) -> None:
+        due = self.last_data + self.cfg.idle_timeout
+        if self.loop.time() < due:
+            self.idle = self.loop.call_at(due, self._check_idle)
+            return
+        self.idle = None
         log.info("mllp_idle_timeout", channel=self.cfg.name, peer=self.peer)
         for event in self.decoder.finish():
             self._handle(event)
@@ -253,22 +277,41 @@ class _Connection(asyncio.Protocol):
 
     def _close_after_pending(self) -> None:
         self.closing = True
-        self.wakeup.set()
+        if not self.pending:
+            self._shutdown()
 
     def _shutdown(self) -> None:
         if self.transport and not self.transport.is_closing():
             self.transport.close()
+        if self.drained is not None and not self.drained.done():
+            self.drained.set_result(None)
 
     async def drain_and_close(self) -> None:
-        if self.transport:
+        if self.transport and not self.transport.is_closing():
             self.transport.pause_reading()
-        self._close_after_pending()
-        if self.writer:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.writer
+        if not self.pending:
+            self.closing = True
+            self._shutdown()
+            return
+        self.drained = self.loop.create_future()
+        self.closing = True
+        await self.drained
 
 
-def _journal_error_ack(verdict: Verdict, exc: Exception, mode: str) -> str:
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    """The event loop to run listeners on: uvloop's where it is installed, else asyncio's.
+
+    uvloop reads, writes and runs callbacks in C, which is most of what a busy
+    listener does between journal commits. For `asyncio.Runner(loop_factory=...)`.
+    """
+    try:
+        import uvloop  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop  # type: ignore[no-any-return,unused-ignore]
+
+
+def _journal_error_ack(verdict: Verdict, mode: str) -> str:
     """The journal could not commit: tell the sender to send again (AE / CE)."""
     try:
         msh = read_msh(verdict.entry.raw)

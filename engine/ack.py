@@ -10,6 +10,7 @@ sender can read why.
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -65,7 +66,7 @@ def build_ack(
     enc = msh.encoding_chars if msh and msh.encoding_chars else "^~\\&"
     comp = enc[0] if enc else "^"
     version = (msh.version if msh else "") or "2.5"
-    stamp = (now or datetime.now().astimezone()).strftime("%Y%m%d%H%M%S")
+    stamp = now.strftime("%Y%m%d%H%M%S") if now else _local_stamp()
     trigger = _trigger(msh, comp)
     control = msh.control_id if msh else ""
     msh_fields = [
@@ -92,6 +93,20 @@ def build_ack(
     if code[1] in "ER":
         segments.append(_err(fs, comp, enc, version, error_code, error_location, text))
     return "\r".join(segments) + "\r"
+
+
+_stamp_cache: tuple[int, str] = (-1, "")
+
+
+def _local_stamp() -> str:
+    """MSH-7 of an ACK, local time to the second; formatted once per second, not per ACK."""
+    global _stamp_cache
+    second = int(time.time())
+    cached_second, text = _stamp_cache
+    if second != cached_second:
+        text = time.strftime("%Y%m%d%H%M%S", time.localtime(second))
+        _stamp_cache = (second, text)
+    return text
 
 
 def parse_ack(text: str) -> AckInfo:
@@ -152,7 +167,7 @@ def wrap_batch(acks: list[str], batch_payload_head: bytes) -> str:
     head = batch_payload_head.lstrip(b"\xef\xbb\xbf \t\r\n")
     fs = chr(head[3]) if len(head) > 3 else "|"
     enc = "^~\\&"
-    stamp = datetime.now().astimezone().strftime("%Y%m%d%H%M%S")
+    stamp = _local_stamp()
     body = "".join(acks)
     bhs = fs.join(["BHS", enc, "MCHENGINE", "", "", "", stamp])
     out = f"{bhs}\r{body}BTS{fs}{len(acks)}\r"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from engine.ack import ack_code, build_ack
@@ -120,8 +121,13 @@ def _rejected(
 
 
 def _encoding(msh: MshHeader | None, policy: Policy) -> str:
-    chosen = choose_encoding(msh.charset if msh else "", policy.encoding)
-    return normalise_codec(chosen)
+    return _codec(msh.charset if msh else "", policy.encoding)
+
+
+@lru_cache(maxsize=256)
+def _codec(msh18: str, channel_encoding: str) -> str:
+    """The codec for an MSH-18 value on a channel: a few distinct pairs, looked up once each."""
+    return normalise_codec(choose_encoding(msh18, channel_encoding))
 
 
 def _try_msh(payload: bytes) -> MshHeader | None:
@@ -132,12 +138,26 @@ def _try_msh(payload: bytes) -> MshHeader | None:
 
 
 def _field(msh: MshHeader, n: int) -> str:
-    return {9: msh.message_type, 10: msh.control_id, 12: msh.version}[n]
+    return msh.message_type if n == 9 else msh.control_id if n == 10 else msh.version
 
 
 def _event_time(stamp: str, tz: ZoneInfo) -> datetime | None:
     if not stamp:
         return None
+    if len(stamp) == 14 and stamp.isascii() and stamp.isdigit():
+        # The common YYYYMMDDHHMMSS without an offset, read as parse_hl7_datetime reads it.
+        try:
+            return datetime(
+                int(stamp[:4]),
+                int(stamp[4:6]),
+                int(stamp[6:8]),
+                int(stamp[8:10]),
+                int(stamp[10:12]),
+                int(stamp[12:]),
+                tzinfo=tz,
+            )
+        except ValueError:
+            return None
     try:
         return parse_hl7_datetime(stamp, tz)
     except ValueError:

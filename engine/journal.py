@@ -13,18 +13,22 @@ id seen again is answered with the original ACK and counted, not processed twice
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from functools import partial
+from typing import Any, Protocol
 
 import structlog
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     Engine,
     Index,
     Integer,
@@ -38,7 +42,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from engine.batching import run_batches
 from engine.database import UtcDateTime
@@ -152,23 +156,39 @@ class Accepted:
     encoding: str
 
 
+Outcome = Written | Exception
+"""What a submitter learns: the row written, or why the commit failed."""
+
+Sink = Callable[[Outcome], None]
+_Item = tuple[Entry, asyncio.AbstractEventLoop | None, Sink]
+
+
 class JournalWriter:
-    """Group-commits entries from any thread; `submit` returns a Future of `Written`."""
+    """Group-commits entries from any thread, without waiting for more than is queued.
+
+    A lone message is committed at once; while a commit is in flight the next ones queue
+    up and share the following commit, so batches grow with the load by themselves.
+    `max_wait` (seconds) optionally lingers for more after the first of a batch.
+
+    `submit` returns a Future. `submit_to` hands the outcome to a callback on an event
+    loop instead: a commit then wakes each loop once for all of its entries, which is
+    what keeps a busy MLLP listener from paying a loop wake-up per message.
+    """
 
     def __init__(
         self,
         engine: Engine,
         *,
         max_batch: int = 500,
-        max_wait: float = 0.002,
+        max_wait: float = 0.0,
         on_accepted: Callable[[list[Accepted]], None] | None = None,
     ) -> None:
-        self._engine = engine
         self._max_batch = max_batch
         self._max_wait = max_wait
         self._on_accepted = on_accepted
-        self._queue: queue.SimpleQueue[tuple[Entry, Future[Written]] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="journal-writer", daemon=True)
+        self._store = _store_for(engine)
         self.commits = 0
 
     def start(self) -> None:
@@ -180,95 +200,149 @@ class JournalWriter:
 
     def submit(self, entry: Entry) -> Future[Written]:
         fut: Future[Written] = Future()
-        self._queue.put((entry, fut))
+        self._queue.put((entry, None, partial(_settle, fut)))
         return fut
 
-    def _run(self) -> None:
-        run_batches(self._queue, self._write, self._max_batch, self._max_wait)
+    def submit_to(self, entry: Entry, loop: asyncio.AbstractEventLoop, sink: Sink) -> None:
+        """Journal `entry`; call `sink(outcome)` on `loop` once its commit is over."""
+        self._queue.put((entry, loop, sink))
 
-    def _write(self, batch: list[tuple[Entry, Future[Written]]]) -> None:
+    def _run(self) -> None:
         try:
-            results, accepted = _commit(self._engine, [e for e, _ in batch])
-        except IntegrityError:
-            # Another ingest process took a control id between our look-up and insert:
-            # write one by one so only the clashing entry is treated as a duplicate.
-            results, accepted = [], []
-            for entry, _ in batch:
+            run_batches(self._queue, self._write, self._max_batch, self._max_wait)
+        finally:
+            self._store.close()
+
+    def _write(self, batch: list[_Item]) -> None:
+        entries = [item[0] for item in batch]
+        outcomes: Sequence[Outcome]
+        accepted: list[Accepted]
+        try:
+            outcomes, accepted = self._store.commit(entries)
+        except self._store.per_entry as exc:
+            # Another ingest process took a control id between our look-up and insert, or
+            # one value does not fit: write one by one so only that entry is affected.
+            log.warning("journal_batch_retried_one_by_one", error=str(exc), batch=len(batch))
+            outcomes, accepted = [], []
+            for entry in entries:
                 try:
-                    r, a = _commit(self._engine, [entry])
-                except Exception as exc:
-                    r, a = [exc], []
-                results += r
+                    r, a = self._store.commit([entry])
+                except Exception as one_exc:
+                    r, a = [one_exc], []
+                outcomes += r
                 accepted += a
+            self.commits += 1
         except Exception as exc:
             log.error("journal_write_failed", error=str(exc), batch=len(batch))
-            for _, fut in batch:
-                fut.set_exception(exc)
-            return
-        self.commits += 1
-        for (_, fut), result in zip(batch, results, strict=True):
-            if isinstance(result, Exception):
-                fut.set_exception(result)
-            else:
-                fut.set_result(result)
+            outcomes, accepted = [exc] * len(batch), []
+        else:
+            self.commits += 1
+        _hand_out(batch, outcomes)
         if accepted and self._on_accepted:
             self._on_accepted(accepted)
 
 
-def _commit(engine: Engine, entries: Sequence[Entry]) -> tuple[list[Any], list[Accepted]]:
+def _settle(fut: Future[Written], outcome: Outcome) -> None:
+    if isinstance(outcome, Exception):
+        fut.set_exception(outcome)
+    else:
+        fut.set_result(outcome)
+
+
+def _hand_out(batch: list[_Item], outcomes: Sequence[Outcome]) -> None:
+    """Outcomes to their submitters: one thread-safe call per event loop, not per entry."""
+    per_loop: dict[asyncio.AbstractEventLoop, list[tuple[Sink, Outcome]]] = {}
+    for (_, loop, sink), outcome in zip(batch, outcomes, strict=True):
+        if loop is None:
+            _call_sinks([(sink, outcome)])
+        elif loop in per_loop:
+            per_loop[loop].append((sink, outcome))
+        else:
+            per_loop[loop] = [(sink, outcome)]
+    for loop, calls in per_loop.items():
+        try:
+            loop.call_soon_threadsafe(_call_sinks, calls)
+        except RuntimeError:
+            log.warning("journal_outcome_undelivered", reason="event loop closed", messages=len(calls))
+
+
+def _call_sinks(calls: list[tuple[Sink, Outcome]]) -> None:
+    for sink, outcome in calls:
+        try:
+            sink(outcome)
+        except Exception:
+            log.exception("journal_outcome_callback_failed")
+
+
+# --------------------------------------------------------------------- committing a batch
+
+
+class _Statements(Protocol):
+    """The statements a batch needs, on a connection the store prepared."""
+
+    # False: look every control id up before inserting, and a key taken meanwhile is an
+    # IntegrityError. True: the insert itself skips a taken key (reported as None).
+    skips_taken_keys: bool
+
+    def lookup(self, keys: list[str]) -> dict[str, tuple[int, str]]: ...
+
+    def insert(self, entries: list[Entry], keys: list[str | None], now: datetime) -> list[int | None]: ...
+
+    def add_duplicates(self, counts: dict[int, int], now: datetime) -> None: ...
+
+
+def _commit(sql: _Statements, entries: Sequence[Entry]) -> tuple[list[Outcome], list[Accepted]]:
+    """Journal a batch: known control ids are duplicates, the rest inserted in order.
+
+    An id seen twice within the batch is inserted once; the later copies are duplicates
+    of the first and get its ACK, exactly as if they had come in a later batch.
+    """
     now = now_utc()
-    keys = {e.dedup_key for e in entries if e.dedup_key}
-    results: list[Any] = [None] * len(entries)
+    keys = [e.dedup_key for e in entries]
+    known: dict[str, tuple[int, str]] = {}
+    if not sql.skips_taken_keys:
+        wanted = list({k for k in keys if k})
+        known = sql.lookup(wanted) if wanted else {}
+    results: list[Outcome | None] = [None] * len(entries)
+    first_in_batch: set[str] = set()
+    fresh: list[int] = []
+    repeats: list[int] = []  # entries answered with an earlier message's row and ACK
+    for i, key in enumerate(keys):
+        if key:
+            if key in known or key in first_in_batch:
+                repeats.append(i)
+                continue
+            first_in_batch.add(key)
+        fresh.append(i)
     accepted: list[Accepted] = []
-    with engine.begin() as conn:
-        known: dict[str, tuple[int, str]] = {}
-        if keys:
-            rows = conn.execute(
-                select(messages.c.dedup_key, messages.c.id, messages.c.ack).where(
-                    messages.c.dedup_key.in_(keys)
-                )
-            )
-            known = {k: (i, a) for k, i, a in rows}
-        new_rows: list[dict[str, Any]] = []
-        new_index: list[int] = []
-        seen_in_batch: dict[str, int] = {}
-        dup_counts: dict[int, int] = {}
-        for i, e in enumerate(entries):
-            key = e.dedup_key
-            if key and key in known:
-                jid, ack = known[key]
-                results[i] = Written(jid, True, ack)
-                dup_counts[jid] = dup_counts.get(jid, 0) + 1
+    if fresh:
+        ids = sql.insert([entries[i] for i in fresh], [keys[i] for i in fresh], now)
+        taken: list[str] = []
+        for i, jid in zip(fresh, ids, strict=True):
+            e, key = entries[i], keys[i]
+            if jid is None:
+                assert key is not None
+                taken.append(key)
+                repeats.append(i)
                 continue
-            if key and key in seen_in_batch:
-                results[i] = ("dup-of", seen_in_batch[key])
-                continue
+            results[i] = Written(jid, False, e.ack)
             if key:
-                seen_in_batch[key] = i
-            new_rows.append(_row(e, key, now))
-            new_index.append(i)
-        if new_rows:
-            inserted = conn.execute(
-                messages.insert().returning(messages.c.id, sort_by_parameter_order=True),
-                new_rows,
-            ).all()
-            for i, (jid,) in zip(new_index, inserted, strict=True):
-                e = entries[i]
-                results[i] = Written(jid, False, e.ack)
-                if e.status == RECEIVED:
-                    accepted.append(Accepted(jid, e.channel, e.raw, e.encoding))
-        for i, r in enumerate(results):
-            if isinstance(r, tuple):
-                first: Written = results[r[1]]
-                results[i] = Written(first.journal_id, True, first.ack)
-                dup_counts[first.journal_id] = dup_counts.get(first.journal_id, 0) + 1
-        for jid, n in dup_counts.items():
-            conn.execute(
-                update(messages)
-                .where(messages.c.id == jid)
-                .values(duplicates=messages.c.duplicates + n, updated_at=now)
-            )
-    return results, accepted
+                known[key] = (jid, e.ack)
+            if e.status == RECEIVED:
+                accepted.append(Accepted(jid, e.channel, e.raw, e.encoding))
+        if taken:
+            known.update(sql.lookup(taken))
+    dup_counts: dict[int, int] = {}
+    for i in repeats:
+        original = known.get(keys[i] or "")
+        if original is None:
+            results[i] = LookupError("the journal skipped this control id as taken but has no row for it")
+            continue
+        results[i] = Written(original[0], True, original[1])
+        dup_counts[original[0]] = dup_counts.get(original[0], 0) + 1
+    if dup_counts:
+        sql.add_duplicates(dup_counts, now)
+    return results, accepted  # type: ignore[return-value]  # every slot is filled above
 
 
 def _row(e: Entry, key: str | None, now: datetime) -> dict[str, Any]:
@@ -290,6 +364,374 @@ def _row(e: Entry, key: str | None, now: datetime) -> dict[str, Any]:
         "peer": e.peer,
         "updated_at": now,
     }
+
+
+# The columns the hot insert fills, in this order; the table above stays the schema.
+_INSERTED = (
+    "channel",
+    "sender",
+    "control_id",
+    "dedup_key",
+    "message_type",
+    "event_time",
+    "received_at",
+    "status",
+    "error",
+    "encoding",
+    "raw",
+    "ack",
+    "ack_code",
+    "peer",
+)
+assert all(name in messages.c for name in _INSERTED)
+
+
+class _Store:
+    """Commits batches.
+
+    `per_entry` are the errors one entry can cause (a control id another process took
+    meanwhile, a value the column refuses): the writer then retries the batch entry by
+    entry, so only that entry is affected.
+    """
+
+    per_entry: tuple[type[Exception], ...] = (IntegrityError, DataError)
+
+    def commit(self, entries: Sequence[Entry]) -> tuple[list[Outcome], list[Accepted]]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Give back what the store holds (called from the writer thread at its end)."""
+
+
+def _store_for(engine: Engine) -> _Store:
+    """Plain driver statements where we know the driver, SQLAlchemy Core elsewhere."""
+    dialect = engine.dialect
+    if dialect.name == "sqlite" and dialect.driver == "pysqlite":
+        return _SqliteStore(engine)
+    if dialect.name == "postgresql" and dialect.driver == "psycopg":
+        return _PostgresStore(engine)
+    return _CoreStore(engine)
+
+
+class _CoreStore(_Store):
+    """Any database SQLAlchemy speaks to."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def commit(self, entries: Sequence[Entry]) -> tuple[list[Outcome], list[Accepted]]:
+        with self._engine.begin() as conn:
+            return _commit(_CoreStatements(conn), entries)
+
+
+class _CoreStatements:
+    skips_taken_keys = False
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def lookup(self, keys: list[str]) -> dict[str, tuple[int, str]]:
+        query = select(messages.c.dedup_key, messages.c.id, messages.c.ack).where(
+            messages.c.dedup_key.in_(keys)
+        )
+        return {k: (i, a) for k, i, a in self._conn.execute(query)}
+
+    def insert(self, entries: list[Entry], keys: list[str | None], now: datetime) -> list[int | None]:
+        rows = [_row(e, k, now) for e, k in zip(entries, keys, strict=True)]
+        stmt = messages.insert().returning(messages.c.id, sort_by_parameter_order=True)
+        return [jid for (jid,) in self._conn.execute(stmt, rows)]
+
+    def add_duplicates(self, counts: dict[int, int], now: datetime) -> None:
+        for jid, n in counts.items():
+            self._conn.execute(
+                update(messages)
+                .where(messages.c.id == jid)
+                .values(duplicates=messages.c.duplicates + n, updated_at=now)
+            )
+
+
+class _DriverStore(_Store):
+    """One pooled connection kept by the writer thread, spoken to through its driver.
+
+    The hot insert skips SQL compilation; a failed commit gives the connection up
+    (it may be broken: the database restarted) and the next batch takes a new one.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._pooled: Any = None
+        dbapi = engine.dialect.loaded_dbapi
+        self.per_entry = (*self.per_entry, dbapi.IntegrityError, dbapi.DataError)
+
+    def commit(self, entries: Sequence[Entry]) -> tuple[list[Outcome], list[Accepted]]:
+        if self._pooled is None:
+            self._pooled = self._engine.raw_connection()
+            self._prepare(self._pooled.driver_connection)
+        conn = self._pooled.driver_connection
+        try:
+            cursor = conn.cursor()
+            try:
+                out = _commit(self._statements(conn, cursor), entries)
+            finally:
+                cursor.close()
+            conn.commit()
+        except BaseException as exc:
+            if self._keeps_connection(exc):
+                conn.rollback()
+            else:
+                self._drop()
+            raise
+        return out
+
+    def _keeps_connection(self, exc: BaseException) -> bool:
+        """Whether the connection is still good after `exc` (else it is given up)."""
+        return isinstance(exc, self.per_entry)
+
+    def _prepare(self, conn: Any) -> None:
+        """Set up a connection taken from the pool."""
+
+    def _release(self, conn: Any) -> None:
+        """Undo `_prepare` before the connection goes back to the pool."""
+
+    def _statements(self, conn: Any, cursor: Any) -> _Statements:
+        raise NotImplementedError
+
+    def _drop(self) -> None:
+        pooled, self._pooled = self._pooled, None
+        try:
+            pooled.invalidate()
+        except Exception as exc:
+            log.warning("journal_connection_drop_failed", error=str(exc))
+
+    def close(self) -> None:
+        if self._pooled is not None:
+            pooled, self._pooled = self._pooled, None
+            try:
+                self._release(pooled.driver_connection)
+            finally:
+                pooled.close()
+
+
+_BUSY_CODES = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED (primary result codes)
+_BUSY_LIMIT = 30.0  # seconds, as the engine's busy timeout for other connections
+
+
+class _SqliteStore(_DriverStore):
+    """SQLite through the `sqlite3` driver, waiting for the write lock itself.
+
+    SQLite's own busy handler sleeps with a back-off that reaches 100 ms, so an ACK
+    could wait that long after the transform or delivery workers let go of the lock.
+    The writer's connection has no busy timeout instead and retries the (rolled back)
+    batch within a few milliseconds, for at most as long as that timeout would wait.
+    """
+
+    def commit(self, entries: Sequence[Entry]) -> tuple[list[Outcome], list[Accepted]]:
+        deadline = time.monotonic() + _BUSY_LIMIT
+        pause = 0.0002
+        while True:
+            try:
+                return super().commit(entries)
+            except Exception as exc:
+                if not _busy(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.002)
+
+    def _prepare(self, conn: Any) -> None:
+        conn.execute("PRAGMA busy_timeout = 0")
+
+    def _release(self, conn: Any) -> None:
+        conn.execute(f"PRAGMA busy_timeout = {int(_BUSY_LIMIT * 1000)}")
+
+    def _keeps_connection(self, exc: BaseException) -> bool:
+        return _busy(exc) or super()._keeps_connection(exc)
+
+    def _statements(self, conn: Any, cursor: Any) -> _Statements:
+        if conn.in_transaction:
+            conn.rollback()
+        # Take the write lock first: the look-up and the insert see the same journal.
+        cursor.execute("BEGIN IMMEDIATE")
+        return _SqliteStatements(cursor)
+
+
+def _busy(exc: BaseException) -> bool:
+    """Another connection holds the lock (sqlite3 errors carry the code since Python 3.11)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF in _BUSY_CODES
+
+
+def sqlite_time(value: datetime) -> str:
+    """An aware datetime as the journal's SQLite columns store it (UTC, as SQLAlchemy writes it)."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTC column")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+_SQLITE_COLUMNS = f"{', '.join(_INSERTED)}, duplicates, updated_at"
+_SQLITE_ROW = f"({', '.join('?' * len(_INSERTED))}, 0, ?)"
+_SQLITE_CHUNK = 1000  # rows per INSERT, well under SQLite's limit on bound variables
+
+
+class _SqliteStatements:
+    skips_taken_keys = False
+
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+
+    def lookup(self, keys: list[str]) -> dict[str, tuple[int, str]]:
+        marks = ", ".join("?" * len(keys))
+        rows = self._cursor.execute(
+            f"SELECT dedup_key, id, ack FROM {messages.name} WHERE dedup_key IN ({marks})", keys
+        )
+        return {k: (i, a) for k, i, a in rows}
+
+    def insert(self, entries: list[Entry], keys: list[str | None], now: datetime) -> list[int | None]:
+        stamp = sqlite_time(now)
+        ids: list[int | None] = []
+        for start in range(0, len(entries), _SQLITE_CHUNK):
+            chunk = entries[start : start + _SQLITE_CHUNK]
+            values: list[Any] = []
+            for e, key in zip(chunk, keys[start : start + _SQLITE_CHUNK], strict=True):
+                values += (
+                    e.channel,
+                    e.sender[:200],
+                    e.control_id[:200] if e.control_id else None,
+                    key,
+                    e.message_type[:60],
+                    sqlite_time(e.event_time) if e.event_time else None,
+                    sqlite_time(e.received_at) if e.received_at else stamp,
+                    e.status,
+                    e.error,
+                    e.encoding,
+                    e.raw,
+                    e.ack,
+                    e.ack_code,
+                    e.peer,
+                    stamp,
+                )
+            # One statement for the chunk: the driver lets go of the GIL once, not once per
+            # row. Rows without an explicit id get max(id) + 1 in VALUES order while we hold
+            # the write lock, so the chunk's ids are the consecutive run ending at lastrowid.
+            rows = ", ".join([_SQLITE_ROW] * len(chunk))
+            self._cursor.execute(f"INSERT INTO {messages.name} ({_SQLITE_COLUMNS}) VALUES {rows}", values)
+            if self._cursor.rowcount != len(chunk):
+                raise RuntimeError(f"journal insert wrote {self._cursor.rowcount} rows of {len(chunk)}")
+            last = self._cursor.lastrowid
+            ids += range(last - len(chunk) + 1, last + 1)
+        return ids
+
+    def add_duplicates(self, counts: dict[int, int], now: datetime) -> None:
+        stamp = sqlite_time(now)
+        self._cursor.executemany(
+            f"UPDATE {messages.name} SET duplicates = duplicates + ?, updated_at = ? WHERE id = ?",
+            [(n, stamp, jid) for jid, n in counts.items()],
+        )
+
+
+# One statement whatever the batch size (so the server keeps it prepared). Rows are
+# inserted in the order of the arrays, so the serial ids ascend in that order, the
+# guarantee SQLAlchemy's own sorted RETURNING relies on for PostgreSQL. A control id
+# already journaled is skipped, not an error, so no look-up is needed beforehand.
+_PG_ARRAYS = {"raw": "bytea", "event_time": "timestamptz", "received_at": "timestamptz"}
+_PG_INSERT = (
+    f"INSERT INTO {messages.name} ({', '.join(_INSERTED)}, duplicates, updated_at) "
+    f"SELECT {', '.join(_INSERTED)}, 0, %s FROM unnest("
+    + ", ".join(f"%s::{_PG_ARRAYS.get(c, 'text')}[]" for c in _INSERTED)
+    + f") WITH ORDINALITY AS t({', '.join(_INSERTED)}, n) ORDER BY n"
+    " ON CONFLICT (dedup_key) DO NOTHING RETURNING id, dedup_key"
+)
+_PG_LOOKUP = f"SELECT dedup_key, id, ack FROM {messages.name} WHERE dedup_key = ANY(%s::text[])"
+_PG_DUPLICATES = (
+    f"UPDATE {messages.name} AS m SET duplicates = m.duplicates + d.n, updated_at = %s "
+    "FROM unnest(%s::bigint[], %s::int[]) AS d(id, n) WHERE m.id = d.id"
+)
+
+
+class _PostgresStore(_DriverStore):
+    """Autocommit: the batch's one INSERT is its own transaction, durable when it returns.
+
+    That makes a batch one round trip (no BEGIN, no COMMIT), each a point where the
+    writer thread would wait for the GIL again. What follows the insert (looking up a
+    control id journaled before, counting duplicates) cannot undo it: if it fails, only
+    the duplicates are answered AE and the connection is given up afterwards.
+    """
+
+    _last: _PostgresStatements | None = None
+
+    def commit(self, entries: Sequence[Entry]) -> tuple[list[Outcome], list[Accepted]]:
+        self._last = None
+        out = super().commit(entries)
+        statements = self._last
+        if statements is not None and statements.failed is not None:
+            log.error("journal_duplicate_bookkeeping_failed", error=str(statements.failed))
+            self._drop()
+        return out
+
+    def _prepare(self, conn: Any) -> None:
+        conn.autocommit = True
+
+    def _release(self, conn: Any) -> None:
+        conn.autocommit = False
+
+    def _statements(self, conn: Any, cursor: Any) -> _Statements:
+        self._last = _PostgresStatements(cursor)
+        return self._last
+
+
+class _PostgresStatements:
+    skips_taken_keys = True
+
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+        self.failed: Exception | None = None
+
+    def lookup(self, keys: list[str]) -> dict[str, tuple[int, str]]:
+        # Only after the insert, which is committed: a failure here must not hide it.
+        try:
+            self._cursor.execute(_PG_LOOKUP, (keys,))
+            return {k: (i, a) for k, i, a in self._cursor.fetchall()}
+        except Exception as exc:
+            self.failed = exc
+            return {}
+
+    def insert(self, entries: list[Entry], keys: list[str | None], now: datetime) -> list[int | None]:
+        rows = [
+            (
+                e.channel,
+                e.sender[:200],
+                e.control_id[:200] if e.control_id else None,
+                key,
+                e.message_type[:60],
+                e.event_time,
+                e.received_at or now,
+                e.status,
+                e.error,
+                e.encoding,
+                e.raw,
+                e.ack,
+                e.ack_code,
+                e.peer,
+            )
+            for e, key in zip(entries, keys, strict=True)
+        ]
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        self._cursor.execute(_PG_INSERT, (now, *columns))
+        written = sorted(self._cursor.fetchall())
+        inserted_keys = {key for _, key in written if key is not None}
+        ids = iter(jid for jid, _ in written)
+        # Rows without a key never clash; a keyed row missing from RETURNING was skipped.
+        out = [next(ids) if key is None or key in inserted_keys else None for key in keys]
+        if next(ids, None) is not None:
+            raise RuntimeError("journal insert returned more rows than it was given")
+        return out
+
+    def add_duplicates(self, counts: dict[int, int], now: datetime) -> None:
+        if self.failed is not None:
+            return
+        try:
+            self._cursor.execute(_PG_DUPLICATES, (now, list(counts), list(counts.values())))
+        except Exception as exc:
+            self.failed = exc
 
 
 def set_statuses(engine: Engine, updates: Iterable[tuple[int, str, str | None]]) -> None:

@@ -267,9 +267,10 @@ class JournalSettings(_Model):
 
     max_batch: int = Field(default=500, gt=0, description="At most this many messages per commit.")
     max_wait_ms: float = Field(
-        default=2,
+        default=0,
         ge=0,
-        description="Wait at most this many milliseconds for more messages to batch.",
+        description="Linger at most this many milliseconds for more messages before a commit; 0 "
+        "commits what is queued at once (batches still form while a commit is in flight).",
     )
 
 

@@ -7,12 +7,16 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from channels._mllp_framing import Frame, MllpDecoder, frame
 from channels.mllp_client import MllpConnection
-from support import REPORT, RunningEngine, hl7, msa, scalar, wait_until, write_routes
+from engine import journal
+from engine.database import make_engine
+from engine.journal import Entry, JournalWriter, Written
+from support import REPORT, RunningEngine, hl7, msa, pg_schema, scalar, wait_until, write_routes
 
 MAX_BYTES = 64 * 1024
 
@@ -179,3 +183,110 @@ class TestBadInput:
     def test_engine_still_serves_after_all_bad_input(self, engine: RunningEngine, tmp_path: Path) -> None:
         """After every kind of bad input above, a new connection still gets AA."""
         assert msa(engine.send([adt("STILL-OK")])[0])[:2] == ("AA", "STILL-OK")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def journal_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A fresh journal on each backend whose driver the writer speaks to directly."""
+    if request.param == "sqlite":
+        eng = make_engine(f"sqlite:///{tmp_path}/journal.db")
+        journal.ensure_schema(eng)
+        yield eng
+        eng.dispose()
+        return
+    with pg_schema() as url:
+        eng = make_engine(url)
+        journal.ensure_schema(eng)
+        yield eng
+        eng.dispose()
+
+
+def entry(control_id: str | None, *, sender: str = "HIS^FY01", ack: str = "") -> Entry:
+    return Entry(
+        channel="hospital",
+        raw=adt(control_id or "none"),
+        status=journal.RECEIVED if control_id else journal.REJECTED,
+        ack=ack or f"ACK {control_id}",
+        ack_code="AA",
+        sender=sender,
+        control_id=control_id,
+        message_type="ADT^A04^ADT_A01",
+        encoding="utf-8",
+    )
+
+
+def one_commit(eng: Any, entries: list[Entry]) -> list[Written | BaseException]:
+    """Everything submitted before the writer starts, so it forms one batch."""
+    writer = JournalWriter(eng)
+    futures = [writer.submit(e) for e in entries]
+    writer.start()
+    try:
+        return [f.exception(timeout=30) or f.result() for f in futures]
+    finally:
+        writer.stop()
+
+
+class TestJournalWriterOnEachBackend:
+    def test_ids_in_order_and_duplicates_in_one_batch(self, journal_engine: Any) -> None:
+        """Ids ascend in arrival order; a control id repeated in the batch is stored once."""
+        out = one_commit(journal_engine, [entry("A"), entry("B"), entry("A"), entry(None), entry("C")])
+        a, b, a_again, rejected, c = out
+        assert isinstance(a, Written) and isinstance(b, Written) and isinstance(c, Written)
+        assert isinstance(rejected, Written)
+        assert a.journal_id < b.journal_id < rejected.journal_id < c.journal_id
+        assert a_again == Written(a.journal_id, True, "ACK A")
+        assert scalar(journal_engine, "select duplicates from journal_messages where control_id = 'A'") == 1
+        assert scalar(journal_engine, "select count(*) from journal_messages") == 4
+
+    def test_a_journaled_control_id_gets_the_original_ack(self, journal_engine: Any) -> None:
+        (first,) = one_commit(journal_engine, [entry("K")])
+        again, fresh, again2 = one_commit(
+            journal_engine, [entry("K", ack="new ACK"), entry("L"), entry("K", ack="newer ACK")]
+        )
+        assert isinstance(first, Written) and isinstance(fresh, Written)
+        assert again == again2 == Written(first.journal_id, True, "ACK K")
+        assert not fresh.duplicate
+        assert scalar(journal_engine, "select duplicates from journal_messages where control_id = 'K'") == 2
+
+
+def test_a_value_postgresql_refuses_fails_only_its_own_entry() -> None:
+    """A sender name too long for the key column must not cost the rest of the batch their AA."""
+    with pg_schema() as url:
+        eng = make_engine(url)
+        journal.ensure_schema(eng)
+        try:
+            good, bad, also_good = one_commit(eng, [entry("G1"), entry("X", sender="S" * 700), entry("G2")])
+            assert isinstance(good, Written) and isinstance(also_good, Written)
+            assert isinstance(bad, Exception)
+            assert scalar(eng, "select count(*) from journal_messages") == 2
+        finally:
+            eng.dispose()
+
+
+def test_postgresql_keeps_a_committed_insert_when_the_duplicate_lookup_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The batch insert commits on its own; a failure after it costs only the duplicates an AA."""
+    with pg_schema() as url:
+        eng = make_engine(url)
+        journal.ensure_schema(eng)
+        try:
+            one_commit(eng, [entry("SEEN")])
+            monkeypatch.setattr(journal, "_PG_LOOKUP", "SELECT no_such_column FROM journal_messages")
+            accepted: list[int] = []
+            writer = JournalWriter(
+                eng, on_accepted=lambda items: accepted.extend(a.journal_id for a in items)
+            )
+            futures = [writer.submit(e) for e in (entry("NEW"), entry("SEEN"))]
+            writer.start()
+            try:
+                new = futures[0].result(timeout=30)
+                with pytest.raises(LookupError):
+                    futures[1].result(timeout=30)
+                monkeypatch.undo()
+                assert writer.submit(entry("SEEN")).result(timeout=30).duplicate  # a fresh connection works
+            finally:
+                writer.stop()
+            assert not new.duplicate and accepted == [new.journal_id]
+        finally:
+            eng.dispose()

@@ -282,3 +282,15 @@ class TestWrapBatch:
         assert heads[0] == "BHS" and heads[-1] == "BTS"
         assert "FHS" not in heads and "FTS" not in heads
         assert [a.control_id for a in parse_acks(text)] == ["C1", "C2"]
+
+
+def test_ack_time_is_the_local_time_now() -> None:
+    """MSH-7 of an ACK is the engine's local time, to the second (formatted once per second)."""
+    msh = read_msh(b"MSH|^~\\&|HIS|FY01|MCHENGINE|FY01|20240321083215||ADT^A04|C1|P|2.5\r")
+    before = datetime.now().astimezone().replace(microsecond=0)
+    stamps = {Message(build_ack(msh, "AA")).get("MSH-7") for _ in range(3)}
+    after = datetime.now().astimezone()
+    assert len(stamps) <= 2
+    for stamp in stamps:
+        local = datetime.strptime(str(stamp), "%Y%m%d%H%M%S").replace(tzinfo=before.tzinfo)
+        assert before <= local <= after

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -12,6 +13,7 @@ import support
 from engine.ack import parse_ack
 from engine.ingest import Policy, Verdict, examine, reject, split_batch
 from engine.journal import RECEIVED, REJECTED
+from transforms.converters import parse_hl7_datetime
 from transforms.hl7v2 import Message
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -369,3 +371,24 @@ class TestPolicy:
             "original",
             SHANGHAI,
         )
+
+
+class TestEventTime:
+    @pytest.mark.parametrize(
+        "stamp",
+        [
+            "20240321083215",
+            "20240229235959",
+            "20230229120000",
+            "20241301000000",
+            "00000101000000",
+            "2024032108",
+        ],
+    )
+    def test_msh7_reads_as_the_converter_reads_it(self, stamp: str) -> None:
+        """The hot path's shortcut for YYYYMMDDHHMMSS agrees with parse_hl7_datetime, bad dates too."""
+        try:
+            expected: datetime | None = parse_hl7_datetime(stamp, SHANGHAI)
+        except ValueError:
+            expected = None
+        assert one(adt(stamp=stamp)).entry.event_time == expected

@@ -421,3 +421,10 @@ def test_parse_listen_refuses(text: str, message: str) -> None:
     """Bad ports and hosts are refused with the reason."""
     with pytest.raises(ValueError, match=message):
         parse_listen(text)
+
+
+def test_journal_commits_at_once_unless_asked_to_linger() -> None:
+    """A lone sender must not wait for company: no linger unless routes.yaml sets one."""
+    from engine.settings import JournalSettings
+
+    assert JournalSettings().max_wait_ms == 0
