@@ -736,12 +736,21 @@ class _PostgresStatements:
 
 def set_statuses(engine: Engine, updates: Iterable[tuple[int, str, str | None]]) -> None:
     """Record what the transform stage decided for each message, in one transaction."""
-    now = now_utc()
     with engine.begin() as conn:
-        for jid, status, error in updates:
+        _set_statuses(conn, list(updates), now_utc())
+
+
+def _set_statuses(conn: Connection, updates: list[tuple[int, str, str | None]], now: datetime) -> None:
+    """One UPDATE per distinct (status, error), not one per message: a batch of routed
+    messages is a single `WHERE id IN (…)`."""
+    groups: dict[tuple[str, str | None], list[int]] = {}
+    for jid, status, error in updates:
+        groups.setdefault((status, error), []).append(jid)
+    for (status, error), ids in groups.items():
+        for start in range(0, len(ids), 500):
             conn.execute(
                 update(messages)
-                .where(messages.c.id == jid)
+                .where(messages.c.id.in_(ids[start : start + 500]))
                 .values(status=status, error=error, updated_at=now)
             )
 
@@ -774,23 +783,21 @@ def record_routed(engine: Engine, done: Iterable[tuple[int, str, list[tuple[str,
     A delivery a fast consumer already marked `delivered` stays delivered.
     """
     now = now_utc()
+    done = list(done)
+    pending = [
+        {
+            "journal_id": jid,
+            "destination": dest,
+            "record_id": rid,
+            "status": PENDING,
+            "attempts": 0,
+            "updated_at": now,
+        }
+        for jid, _, targets in done
+        for dest, rid in targets
+    ]
     with engine.begin() as conn:
-        pending: list[dict[str, Any]] = []
-        for jid, status, targets in done:
-            conn.execute(
-                update(messages).where(messages.c.id == jid).values(status=status, error=None, updated_at=now)
-            )
-            pending += [
-                {
-                    "journal_id": jid,
-                    "destination": dest,
-                    "record_id": rid,
-                    "status": PENDING,
-                    "attempts": 0,
-                    "updated_at": now,
-                }
-                for dest, rid in targets
-            ]
+        _set_statuses(conn, [(jid, status, None) for jid, status, _ in done], now)
         if pending:
             stmt = insert_for(conn, deliveries).on_conflict_do_nothing()
             conn.execute(stmt, pending)

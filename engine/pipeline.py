@@ -184,8 +184,10 @@ class TransformWorker:
         failed = [o for o in outcomes if o.status == journal.FAILED]
         for attempt in until_it_works("journal_status"):
             with attempt:
-                journal.record_routed(self.journal_engine, routed)
-                journal.set_statuses(self.journal_engine, others)
+                if routed:
+                    journal.record_routed(self.journal_engine, routed)
+                if others:
+                    journal.set_statuses(self.journal_engine, others)
                 for o in failed:  # a mapping or validation failure waits, explained, for an operator
                     dead_letters.add_dead_letter(
                         self.journal_engine,
