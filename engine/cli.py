@@ -68,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="with the deliver role: consume only these partitions of each destination "
         "(default all), to split delivery between processes",
     )
+    run.add_argument(
+        "--shard",
+        type=_shard,
+        metavar="I/N",
+        help="with the transform role: take only messages whose journal id modulo N is I, "
+        "so N transform processes share the work",
+    )
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     run.set_defaults(func=cmd_run)
 
@@ -231,7 +238,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     # ACK latency under load drops, throughput does not suffer (docs/benchmarks.md).
     sys.setswitchinterval(0.001)
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-        return runner.run(_serve(EngineRuntime(settings, roles, partitions=args.partitions)))
+        return runner.run(
+            _serve(EngineRuntime(settings, roles, partitions=args.partitions, shard=args.shard))
+        )
+
+
+def _shard(text: str) -> tuple[int, int]:
+    """`I/N` with 0 <= I < N."""
+    index, _, total = text.partition("/")
+    try:
+        i, n = int(index), int(total)
+    except ValueError:
+        raise argparse.ArgumentTypeError(t("bad_shard", value=text)) from None
+    if not 0 <= i < n:
+        raise argparse.ArgumentTypeError(t("bad_shard", value=text))
+    return i, n
 
 
 def _partition_list(text: str) -> frozenset[int]:

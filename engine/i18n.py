@@ -32,6 +32,10 @@ _TEXT: dict[str, tuple[str, str]] = {
         "--partitions 应为分区号列表，例如 0,1 或 0-3（收到 {value!r}）",
         "--partitions must list partition numbers, e.g. 0,1 or 0-3 (got {value!r})",
     ),
+    "bad_shard": (
+        "--shard 应为 序号/总数，例如 0/2（收到 {value!r}）",
+        "--shard must be INDEX/COUNT, e.g. 0/2 (got {value!r})",
+    ),
     "engine_running": (
         "引擎已启动：{channels}。按 Ctrl+C 停止。",
         "engine running: {channels}. Press Ctrl+C to stop.",

@@ -40,6 +40,7 @@ from sqlalchemy import (
     Text,
     func,
     select,
+    true,
     update,
 )
 from sqlalchemy.exc import DataError, IntegrityError
@@ -755,20 +756,34 @@ def _set_statuses(conn: Connection, updates: list[tuple[int, str, str | None]], 
             )
 
 
-def unfinished(engine: Engine, *, include_pending: bool, limit: int = 1000, after: int = 0) -> list[Accepted]:
-    """Messages whose processing did not finish, oldest first, for re-driving at start."""
+def unfinished(
+    engine: Engine,
+    *,
+    include_pending: bool,
+    limit: int = 1000,
+    after: int = 0,
+    shard: tuple[int, int] | None = None,
+) -> list[Accepted]:
+    """Messages whose processing did not finish, oldest first; `shard=(i, n)` keeps those
+    whose id modulo n is i (one of n transform processes)."""
     cond = messages.c.status == RECEIVED
     if include_pending:
         pending_ids = select(deliveries.c.journal_id).where(deliveries.c.status.in_((PENDING, RETRYING)))
         cond = cond | ((messages.c.status == ROUTED) & messages.c.id.in_(pending_ids))
     query = (
         select(messages.c.id, messages.c.channel, messages.c.raw, messages.c.encoding)
-        .where(cond & (messages.c.id > after))
+        .where(cond & (messages.c.id > after) & _in_shard(shard))
         .order_by(messages.c.id)
         .limit(limit)
     )
     with engine.connect() as conn:
         return [Accepted(i, c, r, enc) for i, c, r, enc in conn.execute(query)]
+
+
+def _in_shard(shard: tuple[int, int] | None) -> Any:
+    if shard is None or shard[1] <= 1:
+        return true()
+    return messages.c.id % shard[1] == shard[0]
 
 
 def count_by_status(engine: Engine) -> dict[str, int]:

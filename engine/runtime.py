@@ -6,8 +6,9 @@ consumers). A site may run roles in separate processes sharing one broker and
 one database; with the embedded `memory://` bus they must share a process, or
 `ingest` runs alone and the journaled messages are processed at the next full start
 (a store maintenance window, say). A transform process without ingest reads new
-messages from the journal (engine/transform_feed.py); deliver processes can split a
-destination's partitions between them (`partitions`).
+messages from the journal (engine/transform_feed.py), several such processes share the
+journal by id (`shard`); deliver processes can split a destination's partitions
+between them (`partitions`).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class EngineRuntime:
     settings: Settings
     roles: frozenset[str] = ALL_ROLES
     partitions: frozenset[int] | None = None  # deliver only these partitions (None: all)
+    shard: tuple[int, int] | None = None  # transform only journal ids ≡ i (mod n)
     sources: list[MllpSource] = field(default_factory=list)
     journal_engine: Engine | None = None
     writer: journal.JournalWriter | None = None
@@ -92,7 +94,9 @@ class EngineRuntime:
             self.transform = TransformWorker(
                 self.router(), self.journal_engine, self.bus, strict_channels=strict
             )
-            self.feed = TransformFeed(self.journal_engine, self.transform.submit, redrive_pending=not durable)
+            self.feed = TransformFeed(
+                self.journal_engine, self.transform.submit, redrive_pending=not durable, shard=self.shard
+            )
             self.transform.on_saved = self.feed.saved
             self.transform.start()
             self.feed.start()

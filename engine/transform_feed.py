@@ -37,6 +37,7 @@ class TransformFeed:
         interval: float = 0.2,
         rescan: float = 5.0,
         redrive_pending: bool = False,
+        shard: tuple[int, int] | None = None,
     ) -> None:
         self._engine = engine
         self._submit = submit
@@ -45,6 +46,7 @@ class TransformFeed:
         self._interval = interval
         self._rescan = rescan
         self._redrive_pending = redrive_pending
+        self._shard = shard if shard and shard[1] > 1 else None
         self._in_flight: set[int] = set()
         self._cursor = 0  # highest id handed over
         self._behind = False  # offers are being declined: read the journal until caught up
@@ -78,7 +80,8 @@ class TransformFeed:
                 self._declined += len(items)
                 self._wake.set()
                 return
-            items = [i for i in items if i.journal_id > self._cursor]  # not read back already
+            # Not read back already, and this process's share when transform runs in shards.
+            items = [i for i in items if i.journal_id > self._cursor and self._mine(i.journal_id)]
             if not items:
                 return
             self._take(items)
@@ -89,6 +92,9 @@ class TransformFeed:
         with self._room:
             self._in_flight.difference_update(journal_ids)
             self._room.notify_all()
+
+    def _mine(self, journal_id: int) -> bool:
+        return self._shard is None or journal_id % self._shard[1] == self._shard[0]
 
     def _take(self, items: list[journal.Accepted]) -> None:
         self._in_flight.update(i.journal_id for i in items)
@@ -124,7 +130,7 @@ class TransformFeed:
         with self._lock:
             declined, after = self._declined, self._cursor
         rows = journal.unfinished(
-            self._engine, include_pending=False, after=after, limit=min(room, self._page)
+            self._engine, include_pending=False, after=after, limit=min(room, self._page), shard=self._shard
         )
         fresh = self._hand_over(rows)
         with self._lock:
@@ -141,7 +147,11 @@ class TransformFeed:
         while not self._stop.is_set():
             room = self._wait_for_room()
             rows = journal.unfinished(
-                self._engine, include_pending=include_pending, after=after, limit=self._page
+                self._engine,
+                include_pending=include_pending,
+                after=after,
+                limit=self._page,
+                shard=self._shard,
             )
             if not rows:
                 break

@@ -130,9 +130,10 @@ class RunningEngine:
         *,
         roles: frozenset[str] = ALL_ROLES,
         partitions: frozenset[int] | None = None,
+        shard: tuple[int, int] | None = None,
     ) -> None:
         self.settings = load_settings(routes, env=env)
-        self.runtime = EngineRuntime(self.settings, roles, partitions=partitions)
+        self.runtime = EngineRuntime(self.settings, roles, partitions=partitions, shard=shard)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 

@@ -35,8 +35,9 @@ def adt(n: int) -> bytes:
 
 
 def test_split_roles_deliver_everything_once(tmp_path: Path) -> None:
-    """Ingest, transform and two deliver engines (partitions 0-1 and 2-3): all 40 persons
-    are stored once, both deliver engines take part, every delivery is recorded."""
+    """Ingest, two transform engines (shards 0/2 and 1/2) and two deliver engines (partitions
+    0-1 and 2-3): all 40 persons are stored once, every engine takes part, every delivery is
+    recorded."""
     require_service("127.0.0.1", 5672, "RabbitMQ")
     prefix = f"t{uuid.uuid4().hex[:10]}"
     with pg_schema() as url:
@@ -44,7 +45,8 @@ def test_split_roles_deliver_everything_once(tmp_path: Path) -> None:
         try:
             with (
                 RunningEngine(routes, roles=frozenset({"ingest"})) as ingest,
-                RunningEngine(routes, roles=frozenset({"transform"})),
+                RunningEngine(routes, roles=frozenset({"transform"}), shard=(0, 2)) as even,
+                RunningEngine(routes, roles=frozenset({"transform"}), shard=(1, 2)) as odd,
                 RunningEngine(routes, roles=frozenset({"deliver"}), partitions=frozenset({0, 1})) as low,
                 RunningEngine(routes, roles=frozenset({"deliver"}), partitions=frozenset({2, 3})) as high,
             ):
@@ -69,6 +71,8 @@ def test_split_roles_deliver_everything_once(tmp_path: Path) -> None:
                 assert sorted(w.partition for w in high.runtime.workers) == [2, 3]
                 by_engine = [sum(w.delivered for w in e.runtime.workers) for e in (low, high)]
                 assert sum(by_engine) == 40 and min(by_engine) > 0
+                transformed = [e.runtime.transform.processed for e in (even, odd)]  # type: ignore[union-attr]
+                assert sum(transformed) == 40 and min(transformed) > 0
         finally:
             with Connection(AMQP_URL) as conn:
                 for p in range(4):

@@ -29,3 +29,15 @@ def test_bad_partitions_are_refused_with_an_example(text: str, capsys: pytest.Ca
     with pytest.raises(SystemExit):
         parse("--partitions", text)
     assert "0-3" in capsys.readouterr().err
+
+
+def test_shard_is_index_over_count() -> None:
+    assert parse("--role", "transform", "--shard", "1/3").shard == (1, 3)  # type: ignore[attr-defined]
+    assert parse().shard is None  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("text", ["2/2", "1", "a/b", "1/0", "3/-1"])
+def test_bad_shards_are_refused_with_an_example(text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse("--shard", text)
+    assert "0/2" in capsys.readouterr().err

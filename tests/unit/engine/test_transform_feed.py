@@ -157,3 +157,19 @@ def test_at_start_pending_deliveries_are_redriven_when_asked(db: Any) -> None:
         wait_until(lambda: stage.got == [pending[0].journal_id], timeout=5)
     finally:
         feed.stop()
+
+
+def test_shards_split_the_journal_between_transform_processes(db: Any) -> None:
+    """Two feeds with shards 0/2 and 1/2 (and nobody offering): each message goes to exactly one."""
+    stages = [Stage(), Stage()]
+    feeds = [TransformFeed(db, s.submit, interval=0.05, shard=(i, 2)) for i, s in enumerate(stages)]
+    for f in feeds:
+        f.start()
+    try:
+        items = journaled(db, 30)
+        wait_until(lambda: len(stages[0].got) + len(stages[1].got) == 30, timeout=5)
+        assert sorted(stages[0].got + stages[1].got) == [i.journal_id for i in items]
+        assert all(j % 2 == 0 for j in stages[0].got) and all(j % 2 == 1 for j in stages[1].got)
+    finally:
+        for f in feeds:
+            f.stop()
