@@ -437,6 +437,9 @@ def _scale_out(results: Results) -> Target:
         return Target("scale-out rabbitmq-pg (c) ÷ (b)", goal, "not measured (no split-role runs)")
     ratio = two.e2e_rate / one.e2e_rate
     vs_a = f", (c) ÷ (a) = {_ratio(two.e2e_rate / base.e2e_rate)}" if base and base.e2e_rate > 0 else ""
+    sharded = runs.get("d")
+    if sharded and base and base.e2e_rate > 0:
+        vs_a += f", (d) with two transform processes ÷ (a) = {_ratio(sharded.e2e_rate / base.e2e_rate)}"
     measured = (
         f"scale-out rabbitmq-pg (c) ÷ (b) = {_ratio(ratio)} ({one.e2e_rate:,.0f} → {two.e2e_rate:,.0f} msg/s"
         f"{vs_a}; with (c) the engine processes used {two.server_cpu:.2f} cores, PostgreSQL and "

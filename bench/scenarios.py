@@ -40,16 +40,18 @@ from bench.stack import PARTITIONS, EngineProcess, Stack, free_port, services_up
 
 @dataclass(frozen=True)
 class Role:
-    """One engine process of a layout: its `--role`s ((): all) and `--partitions`."""
+    """One engine process of a layout: its `--role`s ((): all), `--partitions` and `--shard`."""
 
     roles: tuple[str, ...] = ()
     partitions: str = ""
+    shard: str = ""
 
     def describe(self) -> str:
         if not self.roles:
             return "all roles"
         text = "+".join(self.roles)
-        return f"{text} ({self.partitions})" if self.partitions else text
+        detail = self.partitions or self.shard
+        return f"{text} ({detail})" if detail else text
 
 
 @dataclass(frozen=True)
@@ -80,8 +82,20 @@ LAYOUTS = (
         "(c) ingest+transform, 2 deliver",
         (FRONT, Role(("deliver",), _LOW), Role(("deliver",), _HIGH)),
     ),
+    Layout(
+        "d",
+        "(d) ingest, 2 transform, 2 deliver",
+        (
+            Role(("ingest",)),
+            Role(("transform",), shard="0/2"),
+            Role(("transform",), shard="1/2"),
+            Role(("deliver",), _LOW),
+            Role(("deliver",), _HIGH),
+        ),
+    ),
 )
-"""(a) as shipped; (b) and (c) split the roles as a site does to scale delivery out."""
+"""(a) as shipped; (b) and (c) split the roles as a site does to scale delivery out; (d)
+also spreads the CPU-bound transform over two processes (`--shard`)."""
 
 
 @dataclass
@@ -448,7 +462,7 @@ class Runner:
     def _start(self, stack: Stack, layout: Layout) -> list[EngineProcess]:
         """The layout's processes, deliver first so that nothing waits for a consumer."""
         ordered = sorted(layout.processes, key=lambda r: "ingest" in r.roles or not r.roles)
-        return [stack.engine(r.roles, r.partitions) for r in ordered]
+        return [stack.engine(r.roles, r.partitions, r.shard) for r in ordered]
 
     def _e2e_run(self, backend: str, count: int, rate: float | None, layout: Layout) -> E2EResult:
         plan = self.plan

@@ -97,6 +97,7 @@ class EngineProcess:
     roles: tuple[str, ...] = ()
     log_dir: Path = field(default_factory=Path.cwd)
     partitions: str = ""  # `--partitions` of a deliver process, e.g. "0-1"; "" = all
+    shard: str = ""  # `--shard` of a transform process, e.g. "0/2"; "" = all
     proc: subprocess.Popen[bytes] | None = None
     started_wall: float = 0.0
 
@@ -107,11 +108,14 @@ class EngineProcess:
             argv += ["--role", role]
         if self.partitions:
             argv += ["--partitions", self.partitions]
+        if self.shard:
+            argv += ["--shard", self.shard]
         return argv
 
     def start(self, timeout: float = 90.0) -> EngineProcess:
         tag = "-".join(self.roles) or "all"
         tag += f"-p{self.partitions}" if self.partitions else ""
+        tag += f"-s{self.shard.replace('/', 'of')}" if self.shard else ""
         self.stdout_path = self.log_dir / f"engine-{tag}-{uuid.uuid4().hex[:6]}.out"
         self.stderr_path = self.stdout_path.with_suffix(".err")
         argv = self.argv()
@@ -221,9 +225,9 @@ class Stack:
         path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
         return path
 
-    def engine(self, roles: tuple[str, ...] = (), partitions: str = "") -> EngineProcess:
+    def engine(self, roles: tuple[str, ...] = (), partitions: str = "", shard: str = "") -> EngineProcess:
         """Start an engine process on this stack and wait until it runs (and listens, with ingest)."""
-        proc = EngineProcess(self.routes(), roles, self.dir, partitions)
+        proc = EngineProcess(self.routes(), roles, self.dir, partitions, shard)
         self.engines.append(proc)
         return proc.start()
 

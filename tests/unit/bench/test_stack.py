@@ -34,6 +34,9 @@ def test_split_layouts_cover_every_partition_once() -> None:
     assert [p.roles for p in by_key["b"].processes] == [("ingest", "transform"), ("deliver",)]
     delivers = [p.partitions for p in by_key["c"].processes if p.roles == ("deliver",)]
     assert delivers == list(_halves(PARTITIONS))
+    shards = [p.shard for p in by_key["d"].processes if p.roles == ("transform",)]
+    assert shards == ["0/2", "1/2"]
+    assert [p.partitions for p in by_key["d"].processes if p.roles == ("deliver",)] == delivers
     assert _halves(4) == ("0-1", "2-3")
     assert _halves(2) == ("0", "1")
 
@@ -50,6 +53,11 @@ def test_engine_command_line_names_roles_and_partitions(tmp_path: Path) -> None:
         "--partitions",
         "2-3",
     ]
+
+
+def test_transform_command_line_names_its_shard(tmp_path: Path) -> None:
+    argv = EngineProcess(tmp_path / "routes.yaml", ("transform",), tmp_path, shard="1/2").argv()
+    assert argv[-4:] == ["--role", "transform", "--shard", "1/2"]
 
 
 def test_cleanup_names_every_partition_queue() -> None:

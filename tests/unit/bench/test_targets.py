@@ -118,7 +118,7 @@ def test_page_starts_with_the_targets_and_compares_layouts(tmp_path: Path) -> No
     rows = e2e_table(results.e2e)
     assert len({row.count("|") for row in rows}) == 1
     assert "| 1.50× |" in rows[3] and "| 2.10× |" in rows[4]
-    assert [x.key for x in LAYOUTS] == ["a", "b", "c"]
+    assert [x.key for x in LAYOUTS] == ["a", "b", "c", "d"]
 
 
 def test_a_disturbed_measurement_is_flagged_in_its_verdict(tmp_path: Path) -> None:
