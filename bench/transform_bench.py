@@ -3,13 +3,15 @@
 The engine's throughput on two shared cores is bounded by what one message costs the
 transform thread, so this measures exactly that work, without broker, database or
 network: `TransformWorker.transform` (decode, parse, route, map, validate) plus the
-JSON encoding the bus applies to each envelope. The router is built from the shipped
-routes.yaml the way the running engine builds it, and the traffic is the load
-generator's own mix (bench/messages.py), so the figure is comparable with `make bench`.
+JSON encoding the bus applies to the envelopes (`engine.bus.encode` of the tree measured).
+The router is built from the shipped routes.yaml the way the running engine builds it, and
+the traffic is the load generator's own mix (bench/messages.py), so the figure is
+comparable with `make bench`.
 
-`--baseline DIR` runs the same measurement on another checkout of the code in a child
-process, alternating rounds with this one so both see the same machine load; the table
-then shows before and after side by side. An export of a commit serves as the baseline:
+`--baseline DIR` runs the same measurement on another checkout of the code, each tree in a
+child process of its own (so neither has the parent's heap or imports), alternating the
+order of the two from round to round so both see the same machine load; the table then
+shows before and after side by side. An export of a commit serves as the baseline:
 `git archive <commit> | tar -x -C DIR`. Times are CPU time of the measuring thread, so
 other work on the machine disturbs them less than wall time (but still some: compare
 only figures from one command).
@@ -62,15 +64,16 @@ def make_items(count: int) -> list[tuple[str, Any]]:
 
 def one_round(worker: Any, items: list[tuple[str, Any]]) -> dict[str, float]:
     """Mean µs per message by kind (and `mix` over all) for one pass over `items`."""
+    from engine.bus import encode
+
     spent: dict[str, int] = defaultdict(int)
     seen: dict[str, int] = defaultdict(int)
     clock = time.thread_time_ns  # CPU time of this thread: others' load on the machine does not count
-    transform, dumps = worker.transform, json.dumps
+    transform = worker.transform
     for kind, item in items:
         start = clock()
         outcome, envelopes = transform(item)
-        for _dest, env in envelopes:
-            dumps(env, ensure_ascii=False, separators=(",", ":"))
+        encode([env for _dest, env in envelopes])
         spent[kind] += clock() - start
         seen[kind] += 1
         if outcome.status != "routed":
@@ -128,21 +131,25 @@ def main(argv: list[str] | None = None) -> None:
     if args.serve:
         _serve(args.serve.resolve(), args.messages)
         return
-    child = _child(args.baseline.resolve(), args.messages) if args.baseline else None
-    worker, items = build_worker(), make_items(args.messages)
-    one_round(worker, items[: min(args.messages, 500)])
-    if child is not None:
-        assert child.stdout is not None
-        child.stdout.readline()  # "ready"
+    items = make_items(args.messages)
     mix = {k: sum(1 for kind, _ in items if kind == k) / len(items) for k in KINDS}
     ours: list[dict[str, Any]] = []
     theirs: list[dict[str, Any]] = []
-    for _ in range(args.rounds):
-        if child is not None:
-            theirs.append(_ask(child))
-        ours.append(one_round(worker, items))
-    if child is not None:
-        child.communicate("")
+    if args.baseline:
+        children = [_child(args.baseline.resolve(), args.messages), _child(REPO, args.messages)]
+        for child in children:
+            assert child.stdout is not None
+            child.stdout.readline()  # "ready"
+        for i in range(args.rounds):
+            order = (0, 1) if i % 2 == 0 else (1, 0)
+            for side in order:
+                (theirs if side == 0 else ours).append(_ask(children[side]))
+        for child in children:
+            child.communicate("")
+    else:
+        worker = build_worker()
+        one_round(worker, items[: min(args.messages, 500)])
+        ours = [one_round(worker, items) for _ in range(args.rounds)]
     print(
         f"transform + JSON encoding, CPU µs per message (median of {args.rounds} rounds of "
         f"{args.messages} messages; share " + ", ".join(f"{k} {v:.0%}" for k, v in mix.items()) + ")"

@@ -189,6 +189,35 @@ class Segment:
             return [raw]
         return raw.split(self._delims.repetition)
 
+    def raw_fields(self) -> list[str]:
+        """The raw fields, split once (field 0 is the name); for compiled mapping reads."""
+        return self._fields if self._fields is not None else self._split()
+
+    @property
+    def delimiters(self) -> Delimiters:
+        return self._delims
+
+    def components(self, n: int, rep: int) -> list[str] | None:
+        """The raw components of field n, repetition `rep`, as `value` splits and keeps them;
+        None where `value` answers before splitting (an absent or empty field, or MSH-1/2).
+        A compiled mapping reads several components of one field from this one list."""
+        fields = self._fields if self._fields is not None else self._split()
+        if n >= len(fields) or n < 0 or not fields[n] or (0 < n < 3 and self.name in _HEADERS):
+            return None
+        comps = self._comps
+        parts = comps.get((n, rep)) if comps is not None else None
+        if parts is None:
+            if comps is None:
+                comps = self._comps = {}
+            raw, d = fields[n], self._delims
+            if d.repetition in raw:
+                reps = raw.split(d.repetition)
+                raw = reps[rep - 1] if rep <= len(reps) else ""
+            elif rep != 1:
+                raw = ""
+            parts = comps[(n, rep)] = raw.split(d.component) if d.component in raw else [raw]
+        return parts
+
     def get(
         self, n: int, rep: int = 1, comp: int | None = None, sub: int | None = None
     ) -> str | NullValue | None:

@@ -26,6 +26,8 @@ from engine.errors import ConfigError, ConfigErrors, MappingError
 from engine.yaml_lines import LineMap, load_yaml
 from transforms.converters import CONVERTERS, typed_value
 from transforms.hl7v2 import HL7_NULL, Message, Segment, parse_path, unescape
+from transforms.mapping import codegen
+from transforms.mapping.codegen import attach
 from transforms.mapping.codetables import CodeTable, find_table, load_code_table
 from transforms.mapping.conditions import ConditionError, compile_condition
 from transforms.mapping.functions import FUNCTIONS
@@ -148,7 +150,23 @@ def load_mapping(path: str | FsPath, display: str | None = None) -> Mapping:
 
 def compile_message_condition(text: str) -> Callable[[Ctx], bool]:
     """A `when:` of routes.yaml, evaluated on the whole message."""
-    return compile_condition(text, _path_getter)
+    return _generate(compile_condition(text, _path_getter), "condition", f"when {text}")
+
+
+def _generate(getter: Getter, name: str, origin: str) -> Getter:
+    """The rule as one generated function (transforms/mapping/codegen.py)."""
+    return codegen.generate(getter, name, origin, _segment_for)
+
+
+def mapping_source(mapping: Mapping) -> str:
+    """The Python source a mapping's rules became: what runs for each message."""
+    out = []
+    for rule in mapping.records:
+        out.append(f"# {rule.type} (line {rule.line})")
+        for getter in (rule.when, rule.record_id, rule.event_time, rule.fields):
+            if getter is not None:
+                out.append(codegen.source_of(getter) or f"# {getter!r} (a closure)")
+    return "\n".join(out)
 
 
 def _groups(ctx: Ctx, name: str) -> list[Ctx]:
@@ -221,14 +239,18 @@ class _Compiler:
         self.target = [kind, "event_time"]
         event_time = self.value(event_spec, (*loc, "event_time"))
         self.target = [kind]
+        line = self.lines.line_of(loc)
+        where = f"{self.file}:{line} {kind}"
+        fields = self.obj(spec.get("fields", {}), (*loc, "fields"))
+        when = self.condition(spec["when"], (*loc, "when")) if "when" in spec else None
         return RecordRule(
             type=str(spec.get("type", "")),
-            record_id=record_id,
-            event_time=event_time,
-            fields=self.obj(spec.get("fields", {}), (*loc, "fields")),
-            when=self.condition(spec["when"], (*loc, "when")) if "when" in spec else None,
+            record_id=_generate(record_id, "record_id", where),
+            event_time=_generate(event_time, "event_time", where),
+            fields=_generate(fields, "fields", where),
+            when=None if when is None else _generate(when, "when", where),
             each=self.each_segment(spec["each"], (*loc, "each")) if "each" in spec else None,
-            line=self.lines.line_of(loc),
+            line=line,
         )
 
     def obj(self, fields: dict[str, Any], loc: tuple[Any, ...]) -> Getter:
@@ -243,13 +265,13 @@ class _Compiler:
         def build(ctx: Ctx) -> dict[str, Any]:
             return {name: get(ctx) for name, get in pairs}
 
-        return build
+        return attach(build, codegen.Obj(pairs))
 
     # -- values -----------------------------------------------------------------------
 
     def value(self, spec: Any, loc: tuple[Any, ...]) -> Getter:
         if spec is None:
-            return lambda ctx: None
+            return _const(None)
         if isinstance(spec, str):
             return self.text_getter(spec, loc)
         if isinstance(spec, bool) or not isinstance(spec, dict):
@@ -257,7 +279,7 @@ class _Compiler:
                 hint = "quote relative paths ('.1'); use const: for constants"
                 self.error(loc, f"{spec!r} is a number, not a rule: {hint}")
                 return lambda ctx: None
-            return lambda ctx, v=spec: v
+            return _const(spec)
         if spec and not set(spec) & SPEC_KEYS:
             return self.obj(spec, loc)  # a plain mapping of names to rules: a nested object
         if "include" in spec:
@@ -277,7 +299,7 @@ class _Compiler:
         if "fields" in spec:
             return self.obj(spec["fields"], (*loc, "fields"))
         if "const" in spec:
-            return lambda ctx, v=spec["const"]: v
+            return _const(spec["const"])
         if "template" in spec:
             return self.template_getter(str(spec["template"]), (*loc, "template"))
         if "first" in spec:
@@ -291,7 +313,7 @@ class _Compiler:
                         return v
                 return None
 
-            return first
+            return attach(first, codegen.First(getters))
         if "quantity" in spec:
             return self.quantity(spec, loc)
         if "derive" in spec:
@@ -352,6 +374,11 @@ class _Compiler:
                 value = dict(found) if type(found) is dict else found  # a fresh dict per record
             return value
 
+        node = codegen.Finish(
+            base, one, fn=fn, results=results, convert=convert, join=join, default=default,
+            required=required, when=when, nothing=nothing, file=file, line=line, label=label,
+        )  # fmt: skip
+
         def run(ctx: Ctx) -> Any:
             if when is not None and not when(ctx):
                 return None
@@ -399,7 +426,7 @@ class _Compiler:
                         return nothing
                     return value
 
-                return plain
+                return attach(plain, node)
 
             def convert_only(ctx: Ctx) -> Any:
                 value = base(ctx)
@@ -418,8 +445,8 @@ class _Compiler:
                     return nothing
                 return value
 
-            return convert_only
-        return run
+            return attach(convert_only, node)
+        return attach(run, node)
 
     def include(self, reference: str, loc: tuple[Any, ...]) -> Getter:
         """A rule kept in its own file (`include: ../common/observations.yaml`), shared by
@@ -457,7 +484,14 @@ class _Compiler:
                 groups = _groups(ctx, name) if name else []
                 return [inner(g) for g in groups if where is None or where(g)]
 
-            return per_segment
+            origin = f"{self.file}:{self.lines.line_of(loc)} each {name}"
+            node = codegen.EachGroup(
+                name,
+                _generate(inner, f"each_{name}", origin),
+                None if where is None else _generate(where, "where", origin),
+                _groups,
+            )
+            return attach(per_segment, node)
         try:
             path = parse_path(expr)
         except ValueError as exc:
@@ -617,7 +651,7 @@ class _Compiler:
                 return None
             return values[0] if len(values) == 1 else values
 
-        return get
+        return attach(get, codegen.Typed(name, occurrence, field_no, type_getter))
 
     # -- paths ------------------------------------------------------------------------
 
@@ -648,7 +682,7 @@ class _Compiler:
                 out.append(str(value))
             return "".join(out)
 
-        return render
+        return attach(render, codegen.Template(parts))
 
     def path_getter(self, expr: str, loc: tuple[Any, ...], strict: bool = False) -> Getter:
         expr = expr.strip()
@@ -758,7 +792,11 @@ def _path_getter(expr: str) -> Getter:
         value = seg.value(field_no, rep, comp, sub)
         return None if value is HL7_NULL else value
 
-    return one
+    return attach(one, codegen.PathOne(name, occurrence, field_no, rep, comp, sub))
+
+
+def _const(value: Any) -> Getter:
+    return attach(lambda ctx: value, codegen.Const(value))
 
 
 def _where_getter(value_expr: str, cond_expr: str, op: str, literal: str) -> Getter:

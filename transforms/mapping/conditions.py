@@ -20,6 +20,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from transforms.mapping import codegen
+from transforms.mapping.codegen import attach
+
 Resolve = Callable[[str], Callable[[Any], Any]]  # path text → getter(ctx) → value or list
 Test = Callable[[Any], bool]
 
@@ -86,7 +89,9 @@ class _Parser:
         while self.is_word("or"):
             self.take()
             right = self.conj()
-            left = (lambda a, b: lambda ctx: a(ctx) or b(ctx))(left, right)
+            left = attach(
+                (lambda a, b: lambda ctx: a(ctx) or b(ctx))(left, right), codegen.Either(left, right)
+            )
         return left
 
     def conj(self) -> Test:
@@ -94,14 +99,16 @@ class _Parser:
         while self.is_word("and"):
             self.take()
             right = self.neg()
-            left = (lambda a, b: lambda ctx: a(ctx) and b(ctx))(left, right)
+            left = attach(
+                (lambda a, b: lambda ctx: a(ctx) and b(ctx))(left, right), codegen.Both(left, right)
+            )
         return left
 
     def neg(self) -> Test:
         if self.is_word("not"):
             self.take()
             inner = self.neg()
-            return lambda ctx: not inner(ctx)
+            return attach(lambda ctx: not inner(ctx), codegen.Negation(inner))
         if self.peek() == ("op", "("):
             self.take()
             inner = self.expr()
@@ -136,7 +143,7 @@ class _Parser:
                     return (value == lit) is equal
                 return (lit in _values(value)) is equal
 
-            return compare
+            return attach(compare, codegen.Compare(get, lit, equal, _values))
         negate = False
         if (
             self.is_word("not")
@@ -149,8 +156,10 @@ class _Parser:
             self.take()
             options = self.list_literal()
             if negate:
-                return lambda ctx: options.isdisjoint(_values(get(ctx)))
-            return lambda ctx: not options.isdisjoint(_values(get(ctx)))
+                test = lambda ctx: options.isdisjoint(_values(get(ctx)))  # noqa: E731
+            else:
+                test = lambda ctx: not options.isdisjoint(_values(get(ctx)))  # noqa: E731
+            return attach(test, codegen.Within(get, options, negate, _values))
         if self.is_word("startswith") or self.is_word("contains"):
             op = self.take()[1]
             lit = self.literal()
@@ -164,7 +173,7 @@ class _Parser:
                 return any(v is not None and v != "" for v in value)
             return value is not None and value != ""
 
-        return present
+        return attach(present, codegen.Present(get))
 
     def list_literal(self) -> frozenset[str]:
         if self.take() != ("op", "["):

@@ -142,11 +142,18 @@ def _not_future_date(value: date) -> date:
     return value
 
 
+# Days (proleptic ordinals) whose every local time lies before `_allowed_datetime` whatever
+# its UTC offset (offsets are under a day): comparing the day is much cheaper than comparing
+# two aware datetimes, which works out both UTC offsets.
+_safe_day: int = 0
+
+
 def _not_future_datetime(value: datetime) -> datetime:
-    global _allowed_datetime
-    if value <= _allowed_datetime:
+    global _allowed_datetime, _safe_day
+    if value.toordinal() < _safe_day or value <= _allowed_datetime:
         return value
     _allowed_datetime = datetime.now(UTC) + CLOCK_SKEW
+    _safe_day = _allowed_datetime.toordinal() - 1
     if value > _allowed_datetime:
         raise problem("future_datetime", f"{value.isoformat()} is in the future")
     return value
