@@ -11,12 +11,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic_core import from_json, to_json
 from sqlalchemy import DateTime, Dialect, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.types import TypeDecorator
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    # JSON columns (record payloads) through pydantic's serialiser: json.dumps was a tenth
+    # of the deliver stage's time. UTF-8 text, Chinese kept as is.
+    kwargs.setdefault("json_serializer", _json_text)
+    kwargs.setdefault("json_deserializer", from_json)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -26,6 +31,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     # hide_parameters: error texts must not carry patient data from the statement's values.
     return create_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)
+
+
+def _json_text(value: Any) -> str:
+    return to_json(value).decode("utf-8")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
