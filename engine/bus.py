@@ -155,35 +155,54 @@ class Bus:
         *,
         partition: int | None = None,
         prefetch: int = 8,
+        linger: float = 0.005,
     ) -> None:
-        """Run `handle` on the envelopes of each queue message of one partition until `stop`
-        is set; ack after it returns.
+        """Run `handle` on the envelopes of the queue messages waiting in one partition (what
+        arrives within `linger` seconds of the first, up to `prefetch` messages), until `stop`
+        is set; ack them after it returns.
 
-        If `handle` raises, the message is requeued after a pause, so a journal outage
+        If `handle` raises, the messages are requeued after a pause, so a journal outage
         is ridden out without losing anything.
         """
         self.declare(destination)
+        waiting: list[KombuMessage] = []
 
         def on_message(message: KombuMessage) -> None:
-            # The raw body, not kombu's decoded one: its JSON object hook costs more than
+            # Raw bodies, not kombu's decoded ones: its JSON object hook costs more than
             # the rest of the delivery's Python work.
-            try:
-                handle(decode(message.body))
-            except Exception as exc:  # the message goes back, the loop goes on
-                log.warning("delivery_failed", destination=destination, error=str(exc))
-                stop.wait(1.0)
-                message.requeue()
-                return
-            message.ack()
+            waiting.append(message)
 
         with self._conn.Consumer(
             [self.queue_for(destination, partition)], on_message=on_message, prefetch_count=prefetch
         ):
             while not stop.is_set():
-                try:
-                    self._conn.drain_events(timeout=0.5)
-                except TimeoutError:  # nothing arrived: look at the stop flag again
+                if not self._drain(0.5):  # nothing arrived: look at the stop flag again
                     continue
+                deadline = time.monotonic() + linger
+                while len(waiting) < prefetch and self._drain(deadline - time.monotonic()):
+                    pass
+                taken = waiting[:]
+                waiting.clear()
+                try:
+                    handle([env for message in taken for env in decode(message.body)])
+                except Exception as exc:  # the messages go back, the loop goes on
+                    log.warning("delivery_failed", destination=destination, error=str(exc))
+                    stop.wait(1.0)
+                    for message in taken:
+                        message.requeue()
+                    continue
+                for message in taken:
+                    message.ack()
+
+    def _drain(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for the broker; False if nothing came."""
+        if timeout <= 0:
+            return False
+        try:
+            self._conn.drain_events(timeout=timeout)
+        except TimeoutError:
+            return False
+        return True
 
     def publish_retry(self, destination: str, envelope: dict[str, Any], delay: float) -> None:
         """Send the envelope back to `destination`'s queue after `delay` seconds."""

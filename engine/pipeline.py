@@ -35,6 +35,7 @@ from transforms.validate import canonical
 
 log = structlog.get_logger("engine.pipeline")
 
+LINGER = 0.005  # seconds the transform waits for more messages to fill a batch
 MAX_WAITING = 40  # in-process queue messages (bundles) per destination before the transform waits
 
 
@@ -89,7 +90,9 @@ class TransformWorker:
             self._bus.close()
 
     def _run(self) -> None:
-        run_batches(self._queue, self._process_batch, self.batch)
+        # A few milliseconds of linger make batches (and the bundles and commits that follow)
+        # larger; the ACK has been sent already, so no sender waits for it.
+        run_batches(self._queue, self._process_batch, self.batch, LINGER)
 
     def _process_batch(self, items: list[journal.Accepted]) -> None:
         outcomes = []

@@ -157,7 +157,7 @@ class TestDeliverRetries:
                 "lab:1",
                 3,
             )
-            assert "store refused lab:1 (try 3)" in row["reason"]
+            assert row["reason"].startswith("TransientDeliveryError: store refused lab:1")
             wait_until(
                 lambda: (
                     scalar(journal_engine, "select status from journal_deliveries where record_id = 'lab:1'")
