@@ -390,7 +390,7 @@ def _paced_ack(results: Results) -> list[Target]:
     out = []
     for r in runs:
         measured = (
-            f"ACK p99 {r.backend} at {r.rate_limit:,.0f} msg/s offered = {_ms(r.ack_p99)} ms "
+            f"ACK p99 {r.backend} ({r.layout}) at {r.rate_limit:,.0f} msg/s offered = {_ms(r.ack_p99)} ms "
             f"(p50 {_ms(r.ack_p50)} ms, {r.ack_rate:,.0f} msg/s achieved; end to end p99 {_dur(r.p99)})"
         )
         if r.rate_limit != ISSUE_PACE:

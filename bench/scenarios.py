@@ -444,7 +444,11 @@ class Runner:
                 continue
             runs = [(plan.e2e_count, plan.e2e_rate, layout) for layout in self._layouts(backend)]
             if plan.paced_rate and plan.paced_count:
-                runs.append((plan.paced_count, plan.paced_rate, LAYOUTS[0]))
+                # As shipped, and (on a broker) with the roles split: ingest then has its process.
+                layouts = self._layouts(backend)
+                runs += [
+                    (plan.paced_count, plan.paced_rate, x) for x in dict.fromkeys((layouts[0], layouts[-1]))
+                ]
             for count, rate, layout in runs:
                 try:
                     out.append(self._e2e_run(backend, count, rate, layout))

@@ -93,7 +93,7 @@ def test_each_target_is_judged_on_the_right_figure(tmp_path: Path) -> None:
     assert lines[1].endswith(": not met")
     assert "= 2,100 msg/s, best of (a) 1,000, (b) 1,500, (c) 2,100" in lines[2]
     assert lines[2].endswith(": met")
-    assert "ACK p99 rabbitmq-pg at 1,000 msg/s offered = 4.00 ms" in lines[3]
+    assert "ACK p99 rabbitmq-pg (a) at 1,000 msg/s offered = 4.00 ms" in lines[3]
     assert lines[3].endswith(": met")
     assert "C=1 ACK p50 = 0.80 ms" in lines[4] and lines[4].endswith(": met")
     assert lines[5].endswith("not run at the issue's size (5,000)")
