@@ -98,6 +98,13 @@ class CpuMeter:
     def settle(self, pid: int) -> None:
         self._final[pid] = process_cpu(pid)
 
+    def seconds_by_pid(self) -> dict[int, float]:
+        """CPU seconds each server process used since `start` (read before `stop` returns)."""
+        return {pid: self._final.get(pid, process_cpu(pid)) - base for pid, base in self._base.items()}
+
+    def services_seconds(self) -> float:
+        return sum(cpu - self._svc0.get(pid, 0.0) for pid, cpu in _services(self._uids).items())
+
     def stop(self) -> CpuShare:
         wall = max(time.perf_counter() - self._t0, 1e-9)
         busy = _busy() - self._busy0

@@ -204,6 +204,31 @@ def e2e_table(results: list[E2EResult]) -> list[str]:
     return lines
 
 
+def e2e_cpu(results: list[E2EResult]) -> list[str]:
+    """Where the CPU goes, per process: the profile that says what limits the rate."""
+    runs = [r for r in results if r.cpu_us and not r.rate_limit]
+    if not runs:
+        return []
+    labels = {x.key: x.label for x in LAYOUTS}
+    lines = [
+        "CPU µs per message by process (full-speed runs; CPU seconds over the run divided by the "
+        "messages sent; on 2 cores, 2,000 msg/s end to end leaves 1,000 µs per message for "
+        "everything, engine, database, broker and load generator together):",
+        "",
+        "| backend | engine processes | CPU µs per message, by process | engine total |",
+        "|---|---|---|---:|",
+    ]
+    for r in runs:
+        engine = {k: v for k, v in r.cpu_us.items() if k not in ("PostgreSQL + RabbitMQ", "services")}
+        parts = "; ".join(f"{k} {v:,.0f}" for k, v in r.cpu_us.items())
+        lines.append(
+            f"| {BACKENDS[r.backend]} | {labels.get(r.layout, r.processes)} | {parts} "
+            f"| {sum(engine.values()):,.0f} |"
+        )
+    lines.append("")
+    return lines
+
+
 def e2e_layouts(results: list[E2EResult]) -> list[str]:
     """What (a), (b) and (c) are, when the split layouts ran."""
     if not any(r.layout != LAYOUTS[0].key for r in results):
@@ -219,6 +244,7 @@ def e2e_layouts(results: list[E2EResult]) -> list[str]:
             "`mch-engine run"
             + "".join(f" --role {role}" for role in proc.roles)
             + (f" --partitions {proc.partitions}" if proc.partitions else "")
+            + (f" --shard {proc.shard}" if proc.shard else "")
             + "`"
             for proc in layout.processes
         )
@@ -616,6 +642,7 @@ def render(results: Results) -> str:
             *e2e_layouts(results.e2e),
             *e2e_table(results.e2e),
             "",
+            *e2e_cpu(results.e2e),
         ]
     if results.backlog:
         out += [

@@ -208,6 +208,7 @@ class E2EResult:
     server_cpu: float = 0.0  # cores used by all engine processes together
     services_cpu: float = 0.0
     generator_cpu: float = 0.0
+    cpu_us: dict[str, float] = field(default_factory=dict)  # process → CPU µs per message sent
 
 
 @dataclass
@@ -488,11 +489,16 @@ class Runner:
                 )
             )
             settled, statuses = stack.wait_settled(result.acked, plan.settle_timeout)
+            by_pid, services = meter.seconds_by_pid(), meter.services_seconds()
+            by_process = {e.describe(): by_pid.get(e.pid, 0.0) for e in engines}
             cpu = meter.stop()
             stored = stack.stored_times()
             journal = stack.journal_times()
         r = _e2e_result(backend, count, rate, layout, result, stored, journal)
         r.settled, r.statuses = settled, statuses
+        per_message = 1e6 / max(1, result.acked)
+        r.cpu_us = {name: seconds * per_message for name, seconds in by_process.items()}
+        r.cpu_us["PostgreSQL + RabbitMQ" if backend != "embedded" else "services"] = services * per_message
         r.server_cpu, r.services_cpu, r.generator_cpu, r.other_cpu = (
             cpu.server,
             cpu.services,

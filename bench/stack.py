@@ -135,6 +135,12 @@ class EngineProcess:
         self.stop()
         raise RuntimeError(f"the engine did not start ({' '.join(argv)}):\n{tail}")
 
+    def describe(self) -> str:
+        """`ingest`, `transform 0/2`, `deliver 2-3`, `all roles`: how the page names it."""
+        name = "+".join(self.roles) or "all roles"
+        detail = self.partitions or self.shard
+        return f"{name} {detail}" if detail else name
+
     @property
     def pid(self) -> int:
         assert self.proc is not None

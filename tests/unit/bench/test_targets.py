@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.report import Results, e2e_table, render, targets
+from bench.report import Results, e2e_cpu, e2e_table, render, targets
 from bench.scenarios import (
     LAYOUTS,
     BacklogResult,
@@ -126,3 +126,13 @@ def test_a_disturbed_measurement_is_flagged_in_its_verdict(tmp_path: Path) -> No
     results.e2e[2].other_cpu = 0.8
     line = _verdicts(results)[2]
     assert line.endswith(": met (disturbed: other processes used 0.80 core meanwhile)")
+
+
+def test_cpu_per_message_table_names_each_process_and_sums_the_engine() -> None:
+    r = _e2e("rabbitmq-pg", "d", 500.0)
+    r.cpu_us = {"ingest": 380.0, "transform 0/2": 830.0, "deliver 0-1": 390.0, "PostgreSQL + RabbitMQ": 400.0}
+    paced = _e2e("rabbitmq-pg", "a", 500.0, paced=1000.0)
+    paced.cpu_us = {"all roles": 3000.0}
+    lines = e2e_cpu([r, paced])
+    assert len(lines) == 6  # text, blank, header, rule, one full-speed run, blank
+    assert "ingest 380; transform 0/2 830; deliver 0-1 390; PostgreSQL + RabbitMQ 400 | 1,600 |" in lines[4]
