@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -141,7 +140,6 @@ class _Connection(asyncio.Protocol):
     # asyncio callbacks -------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports do not derive from asyncio.Transport: no isinstance check.
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "")
@@ -296,19 +294,6 @@ class _Connection(asyncio.Protocol):
         self.drained = self.loop.create_future()
         self.closing = True
         await self.drained
-
-
-def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
-    """The event loop to run listeners on: uvloop's where it is installed, else asyncio's.
-
-    uvloop reads, writes and runs callbacks in C, which is most of what a busy
-    listener does between journal commits. For `asyncio.Runner(loop_factory=...)`.
-    """
-    try:
-        import uvloop  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return asyncio.new_event_loop
-    return uvloop.new_event_loop  # type: ignore[no-any-return,unused-ignore]
 
 
 def _journal_error_ack(verdict: Verdict, mode: str) -> str:

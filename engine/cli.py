@@ -220,7 +220,6 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from channels.mllp_source import event_loop_factory
     from engine import logging as engine_logging
     from engine.check import check_config, format_problems
     from engine.runtime import ALL_ROLES, EngineRuntime
@@ -237,10 +236,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # The listener and the journal writer get the GIL back sooner from the transform thread:
     # ACK latency under load drops, throughput does not suffer (docs/benchmarks.md).
     sys.setswitchinterval(0.001)
-    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-        return runner.run(
-            _serve(EngineRuntime(settings, roles, partitions=args.partitions, shard=args.shard))
-        )
+    return asyncio.run(_serve(EngineRuntime(settings, roles, partitions=args.partitions, shard=args.shard)))
 
 
 def _shard(text: str) -> tuple[int, int]:
