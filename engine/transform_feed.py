@@ -132,7 +132,7 @@ class TransformFeed:
         rows = journal.unfinished(
             self._engine, include_pending=False, after=after, limit=min(room, self._page), shard=self._shard
         )
-        fresh = self._hand_over(rows)
+        fresh = self._hand_over(rows, past_cursor=True)
         with self._lock:
             caught_up = len(rows) < min(room, self._page) and declined == self._declined
             if caught_up:
@@ -146,6 +146,10 @@ class TransformFeed:
         after, total = 0, 0
         while not self._stop.is_set():
             room = self._wait_for_room()
+            # What was in hand before the query: such a row may be saved while the query runs
+            # and must not be handed over again. Rows past the cursor belong to `_catch_up`.
+            with self._lock:
+                held, cursor = set(self._in_flight), self._cursor
             rows = journal.unfinished(
                 self._engine,
                 include_pending=include_pending,
@@ -156,16 +160,23 @@ class TransformFeed:
             if not rows:
                 break
             after = rows[-1].journal_id
+            if not include_pending:
+                rows = [r for r in rows if r.journal_id <= cursor and r.journal_id not in held]
             total += len(self._hand_over(rows, room))
-            if not include_pending and after >= self._cursor:
+            if not include_pending and after >= cursor:
                 break
         if total:
             log.info("transform_feed_found", messages=total, with_pending=include_pending)
         return False
 
-    def _hand_over(self, rows: list[journal.Accepted], room: int | None = None) -> list[journal.Accepted]:
+    def _hand_over(
+        self, rows: list[journal.Accepted], room: int | None = None, *, past_cursor: bool = False
+    ) -> list[journal.Accepted]:
+        """`past_cursor`: only rows past the cursor as it is now (an offer may have handed
+        over, and the transform even finished, a row while the query ran)."""
         with self._lock:
-            fresh = [r for r in rows if r.journal_id not in self._in_flight][:room]
+            floor = self._cursor if past_cursor else 0
+            fresh = [r for r in rows if r.journal_id > floor and r.journal_id not in self._in_flight][:room]
             if fresh:
                 self._take(fresh)
         if fresh:

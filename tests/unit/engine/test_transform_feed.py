@@ -173,3 +173,29 @@ def test_shards_split_the_journal_between_transform_processes(db: Any) -> None:
     finally:
         for f in feeds:
             f.stop()
+
+
+def test_a_message_saved_while_the_sweep_reads_is_not_handed_over_again(
+    db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sweep's query returns a row as `received`; before the feed looks at it, the
+    transform saves it. It must not be transformed a second time."""
+    stage = Stage()
+    feed = TransformFeed(db, stage.submit, interval=0.05, rescan=0.1)
+    items = journaled(db, 5)
+    feed.offer(items)
+    real = journal.unfinished
+
+    def stale_read(*args: Any, **kwargs: Any) -> list[journal.Accepted]:
+        rows = real(*args, **kwargs)
+        if rows:
+            finish(db, feed, [r.journal_id for r in rows])  # saved while the query "ran"
+        return rows
+
+    monkeypatch.setattr(journal, "unfinished", stale_read)
+    feed.start()
+    try:
+        threading.Event().wait(0.5)  # several sweeps and catch-ups
+        assert sorted(stage.got) == [i.journal_id for i in items]
+    finally:
+        feed.stop()
