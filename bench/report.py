@@ -665,8 +665,9 @@ def render(results: Results) -> str:
             f"{plan.soak:,} messages over {plan.soak_connections} connections at full speed into one engine "
             "(all roles). Its RSS (VmRSS from /proc) is sampled as ACKs come: at start (idle), at the "
             "middle and at the end of sending. Drift is middle → end, after start-up caches have "
-            "warmed. The backlog (journaled, not yet delivered) is shown because the in-process bus "
-            f"and the transform queue hold it in memory; after sending, the bench waits up to "
+            "warmed. The backlog (journaled, not yet delivered) is shown because a backlog is what "
+            "could grow memory: the journal holds it, the engine keeps at most 5,000 messages of it "
+            "in hand (40 bundles on the in-process bus); after sending, the bench waits up to "
             f"{plan.soak_drain:g} s for it to drain and samples RSS once more.",
             "",
             *soak_table(results.soak),
