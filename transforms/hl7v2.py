@@ -279,23 +279,7 @@ class Segment:
             parts = comps[(n, rep)] = raw.split(d.component) if d.component in raw else [raw]
         if comp > len(parts):
             return None
-        raw = parts[comp - 1]
-        if not raw:
-            return None
-        if sub is None:
-            if d.subcomponent in raw:
-                return raw
-            if d.escape in raw:
-                return _decode(raw, d)
-            return raw if raw != '""' else HL7_NULL
-        if d.subcomponent in raw:
-            subs = raw.split(d.subcomponent)
-            if sub > len(subs):
-                return None
-            raw = subs[sub - 1]
-        elif sub != 1:
-            return None
-        return _decode(raw, d)
+        return _pick_sub(parts[comp - 1], sub, d)
 
 
 def _pick(raw: str, comp: int | None, sub: int | None, d: Delimiters) -> str | NullValue | None:
@@ -311,10 +295,13 @@ def _pick(raw: str, comp: int | None, sub: int | None, d: Delimiters) -> str | N
         raw = parts[comp - 1]
     elif comp != 1:
         return None
+    return _pick_sub(raw, sub, d)
+
+
+def _pick_sub(raw: str, sub: int | None, d: Delimiters) -> str | NullValue | None:
+    """Sub-component `sub` of one component (None: the whole component), decoded."""
     if sub is None:
-        if d.subcomponent in raw:
-            return raw
-        return _decode(raw, d)
+        return raw if d.subcomponent in raw else _decode(raw, d)
     if d.subcomponent in raw:
         parts = raw.split(d.subcomponent)
         if sub > len(parts):
