@@ -48,6 +48,7 @@ class MllpCounters:
     accepted: int = 0
     rejected: int = 0
     duplicates: int = 0
+    reused: int = 0  # accepted under a control id the sender had used for other bytes
     journal_errors: int = 0
 
 
@@ -248,6 +249,7 @@ class _Connection(asyncio.Protocol):
                     counters.duplicates += 1
                 else:
                     counters.accepted += 1
+                    counters.reused += outcome.reused
                 ack = outcome.ack if outcome.duplicate else verdict.ack
                 if ack:
                     acks.append(ack)

@@ -121,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(ml)
     ml.add_argument("--channel")
     ml.add_argument("--status", help="received, routed, unrouted, failed, rejected")
+    ml.add_argument(
+        "--reused",
+        action="store_true",
+        help="only messages that came under a control id their sender had used for other content",
+    )
     _output_args(ml)
     ml.set_defaults(func=cmd_messages_list)
 
@@ -315,7 +320,9 @@ def cmd_messages_list(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config)
     engine = make_engine(settings.engine.database)
-    rows = list_messages(engine, channel=args.channel, status=args.status, limit=args.limit)
+    rows = list_messages(
+        engine, channel=args.channel, status=args.status, limit=args.limit, reused_only=args.reused
+    )
     _print_rows(rows, args.json, _message_line)
     return 0
 
@@ -389,6 +396,7 @@ def _print_rows(rows: Iterable[dict[str, Any]], as_json: bool, line: Any, report
 def _message_line(r: dict[str, Any]) -> str:
     deliveries = ",".join(f"{d['destination']}:{d['status']}" for d in r["deliveries"])
     extra = f"  dup={r['duplicates']}" if r["duplicates"] else ""
+    extra += "  control_id_reused" if r["control_id_reused"] else ""
     err = f"  {r['error']}" if r["error"] else ""
     kind, control, ack = r["message_type"] or "-", r["control_id"] or "-", r["ack_code"] or "-"
     return (

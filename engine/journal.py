@@ -8,12 +8,14 @@ bytes are committed here; from then on the journal row says where it is
 Writes from many connections share commits (group commit): a writer thread takes
 whatever is waiting, up to `max_batch`, and commits it in one transaction, so a
 disk flush is paid per batch, not per message. The same channel + sender + control
-id seen again is answered with the original ACK and counted, not processed twice.
+id seen again with the same bytes is answered with the original ACK and counted, not
+processed twice; with other bytes it is a new message, flagged `control_id_reused`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import queue
 import threading
 import time
@@ -27,6 +29,7 @@ from typing import Any, Protocol
 import structlog
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Connection,
     Engine,
@@ -38,12 +41,16 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
+    false,
     func,
+    inspect,
     select,
     true,
     update,
 )
 from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.schema import CreateColumn
 
 from engine.batching import run_batches
 from engine.database import UtcDateTime
@@ -55,15 +62,21 @@ metadata = MetaData()
 
 _Id = BigInteger().with_variant(Integer, "sqlite")
 
+# What the columns hold.
+CONTROL_ID_CHARS = 200
+SENDER_CHARS = 200
+MESSAGE_TYPE_CHARS = 60
+
 messages = Table(
     "journal_messages",
     metadata,
     Column("id", _Id, primary_key=True, autoincrement=True),
     Column("channel", String(64), nullable=False),
-    Column("sender", String(200), nullable=False, default=""),
-    Column("control_id", String(200)),
+    Column("sender", String(SENDER_CHARS), nullable=False, default=""),
+    Column("control_id", String(CONTROL_ID_CHARS)),
+    # channel|sender|control id|sha256 of the raw bytes: the same id with the same bytes.
     Column("dedup_key", String(600), unique=True),
-    Column("message_type", String(60), nullable=False, default=""),
+    Column("message_type", String(MESSAGE_TYPE_CHARS), nullable=False, default=""),
     Column("event_time", UtcDateTime()),
     Column("received_at", UtcDateTime(), nullable=False),
     Column("status", String(16), nullable=False),
@@ -75,9 +88,12 @@ messages = Table(
     Column("duplicates", Integer, nullable=False, default=0),
     Column("peer", String(80), nullable=False, default=""),
     Column("updated_at", UtcDateTime(), nullable=False),
+    # An earlier message of the same channel + sender had this control id, with other bytes.
+    Column("control_id_reused", Boolean, nullable=False, default=False, server_default=false()),
 )
 Index("ix_journal_status", messages.c.status, messages.c.id)
 Index("ix_journal_channel", messages.c.channel, messages.c.id)
+_by_control_id = Index("ix_journal_control_id", messages.c.control_id)
 
 deliveries = Table(
     "journal_deliveries",
@@ -110,7 +126,39 @@ def now_utc() -> datetime:
 
 
 def ensure_schema(engine: Engine) -> None:
+    """Create the tables, or bring a journal written by an older version up to date."""
     metadata.create_all(engine)
+    with engine.begin() as conn:
+        columns = {c["name"] for c in inspect(conn).get_columns(messages.name)}
+        if "control_id_reused" not in columns:
+            column = CreateColumn(messages.c.control_id_reused).compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f"ALTER TABLE {messages.name} ADD COLUMN {column}")
+            _add_content_to_keys(conn)
+    _by_control_id.create(engine, checkfirst=True)
+
+
+def _add_content_to_keys(conn: Connection) -> None:
+    """Older journals keyed a message by its control id alone: add the content hash, so
+    the same bytes sent again are still recognised as a duplicate after the upgrade."""
+    last, rekeyed = 0, 0
+    rekey = update(messages).where(messages.c.id == bindparam("jid")).values(dedup_key=bindparam("new_key"))
+    while True:
+        query = (
+            select(messages.c.id, messages.c.dedup_key, messages.c.raw)
+            .where(messages.c.dedup_key.is_not(None) & (messages.c.id > last))
+            .order_by(messages.c.id)
+            .limit(1000)
+        )
+        rows = conn.execute(query).all()
+        if not rows:
+            break
+        conn.execute(rekey, [{"jid": i, "new_key": f"{k}|{content_hash(r)}"} for i, k, r in rows])
+        last, rekeyed = rows[-1][0], rekeyed + len(rows)
+    log.info("journal_upgraded", added="control_id_reused", rekeyed=rekeyed)
+
+
+def content_hash(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
 
 
 @dataclass(slots=True)
@@ -133,9 +181,15 @@ class Entry:
 
     @property
     def dedup_key(self) -> str | None:
+        """Equal for the same control id of the same sender with the same bytes."""
         if self.status != RECEIVED or not self.control_id:
             return None
-        return f"{self.channel}|{self.sender}|{self.control_id}"
+        return f"{self.channel}|{self.sender}|{self.control_id}|{content_hash(self.raw)}"
+
+    @property
+    def sent_as(self) -> tuple[str, str, str]:
+        """Channel, sender and control id as their columns hold them."""
+        return self.channel, self.sender[:SENDER_CHARS], (self.control_id or "")[:CONTROL_ID_CHARS]
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +199,7 @@ class Written:
     journal_id: int
     duplicate: bool
     ack: str
+    reused: bool = False  # a new message under a control id this sender used before
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,16 +342,22 @@ class _Statements(Protocol):
 
     def lookup(self, keys: list[str]) -> dict[str, tuple[int, str]]: ...
 
-    def insert(self, entries: list[Entry], keys: list[str | None], now: datetime) -> list[int | None]: ...
+    def insert(
+        self, entries: list[Entry], keys: list[str | None], reused: list[bool], now: datetime
+    ) -> list[tuple[int, bool] | None]:
+        """Row id and `control_id_reused` of each row written (None: key taken). `reused`
+        says which entries reuse an id of this batch; the statements add earlier rows."""
+        ...
 
     def add_duplicates(self, counts: dict[int, int], now: datetime) -> None: ...
 
 
 def _commit(sql: _Statements, entries: Sequence[Entry]) -> tuple[list[Outcome], list[Accepted]]:
-    """Journal a batch: known control ids are duplicates, the rest inserted in order.
+    """Journal a batch: known keys are duplicates, the rest inserted in order.
 
-    An id seen twice within the batch is inserted once; the later copies are duplicates
-    of the first and get its ACK, exactly as if they had come in a later batch.
+    A key seen twice within the batch is inserted once; the later copies are duplicates
+    of the first and get its ACK, exactly as if they had come in a later batch. The same
+    control id with other bytes is inserted, flagged as reused.
     """
     now = now_utc()
     keys = [e.dedup_key for e in entries]
@@ -306,27 +367,35 @@ def _commit(sql: _Statements, entries: Sequence[Entry]) -> tuple[list[Outcome], 
         known = sql.lookup(wanted) if wanted else {}
     results: list[Outcome | None] = [None] * len(entries)
     first_in_batch: set[str] = set()
+    ids_in_batch: set[tuple[str, str, str]] = set()
     fresh: list[int] = []
+    reused: list[bool] = []
     repeats: list[int] = []  # entries answered with an earlier message's row and ACK
     for i, key in enumerate(keys):
+        again = False
         if key:
             if key in known or key in first_in_batch:
                 repeats.append(i)
                 continue
             first_in_batch.add(key)
+            sent_as = entries[i].sent_as
+            again = sent_as in ids_in_batch
+            ids_in_batch.add(sent_as)
         fresh.append(i)
+        reused.append(again)
     accepted: list[Accepted] = []
     if fresh:
-        ids = sql.insert([entries[i] for i in fresh], [keys[i] for i in fresh], now)
+        rows = sql.insert([entries[i] for i in fresh], [keys[i] for i in fresh], reused, now)
         taken: list[str] = []
-        for i, jid in zip(fresh, ids, strict=True):
+        for i, row in zip(fresh, rows, strict=True):
             e, key = entries[i], keys[i]
-            if jid is None:
+            if row is None:
                 assert key is not None
                 taken.append(key)
                 repeats.append(i)
                 continue
-            results[i] = Written(jid, False, e.ack)
+            jid, flagged = row
+            results[i] = Written(jid, False, e.ack, flagged)
             if key:
                 known[key] = (jid, e.ack)
             if e.status == RECEIVED:
@@ -346,13 +415,27 @@ def _commit(sql: _Statements, entries: Sequence[Entry]) -> tuple[list[Outcome], 
     return results, accepted  # type: ignore[return-value]  # every slot is filled above
 
 
-def _row(e: Entry, key: str | None, now: datetime) -> dict[str, Any]:
+def _reused(
+    entries: list[Entry], keys: list[str | None], reused: list[bool], earlier: set[tuple[str, str, str]]
+) -> list[bool]:
+    """Reused within the batch, or under an id an earlier accepted row has."""
+    return [
+        r or (k is not None and e.sent_as in earlier) for e, k, r in zip(entries, keys, reused, strict=True)
+    ]
+
+
+def _control_ids(entries: list[Entry], keys: list[str | None]) -> list[str]:
+    """The control ids whose earlier rows decide `control_id_reused`."""
+    return list({e.sent_as[2] for e, k in zip(entries, keys, strict=True) if k is not None})
+
+
+def _row(e: Entry, key: str | None, reused: bool, now: datetime) -> dict[str, Any]:
     return {
         "channel": e.channel,
-        "sender": e.sender[:200],
-        "control_id": (e.control_id or None) and e.control_id[:200],
+        "sender": e.sender[:SENDER_CHARS],
+        "control_id": (e.control_id or None) and e.control_id[:CONTROL_ID_CHARS],
         "dedup_key": key,
-        "message_type": e.message_type[:60],
+        "message_type": e.message_type[:MESSAGE_TYPE_CHARS],
         "event_time": e.event_time,
         "received_at": e.received_at or now,
         "status": e.status,
@@ -364,6 +447,7 @@ def _row(e: Entry, key: str | None, now: datetime) -> dict[str, Any]:
         "duplicates": 0,
         "peer": e.peer,
         "updated_at": now,
+        "control_id_reused": reused,
     }
 
 
@@ -437,10 +521,20 @@ class _CoreStatements:
         )
         return {k: (i, a) for k, i, a in self._conn.execute(query)}
 
-    def insert(self, entries: list[Entry], keys: list[str | None], now: datetime) -> list[int | None]:
-        rows = [_row(e, k, now) for e, k in zip(entries, keys, strict=True)]
+    def insert(
+        self, entries: list[Entry], keys: list[str | None], reused: list[bool], now: datetime
+    ) -> list[tuple[int, bool] | None]:
+        cids = _control_ids(entries, keys)
+        earlier: set[tuple[str, str, str]] = set()
+        if cids:
+            query = select(messages.c.channel, messages.c.sender, messages.c.control_id).where(
+                messages.c.control_id.in_(cids) & messages.c.dedup_key.is_not(None)
+            )
+            earlier = {(c, s, i) for c, s, i in self._conn.execute(query)}
+        flags = _reused(entries, keys, reused, earlier)
+        rows = [_row(e, k, f, now) for e, k, f in zip(entries, keys, flags, strict=True)]
         stmt = messages.insert().returning(messages.c.id, sort_by_parameter_order=True)
-        return [jid for (jid,) in self._conn.execute(stmt, rows)]
+        return [(jid, f) for (jid,), f in zip(self._conn.execute(stmt, rows), flags, strict=True)]
 
     def add_duplicates(self, counts: dict[int, int], now: datetime) -> None:
         for jid, n in counts.items():
@@ -568,8 +662,8 @@ def sqlite_time(value: datetime) -> str:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-_SQLITE_COLUMNS = f"{', '.join(_INSERTED)}, duplicates, updated_at"
-_SQLITE_ROW = f"({', '.join('?' * len(_INSERTED))}, 0, ?)"
+_SQLITE_COLUMNS = f"{', '.join(_INSERTED)}, control_id_reused, duplicates, updated_at"
+_SQLITE_ROW = f"({', '.join('?' * len(_INSERTED))}, ?, 0, ?)"
 _SQLITE_CHUNK = 1000  # rows per INSERT, well under SQLite's limit on bound variables
 
 
@@ -586,19 +680,35 @@ class _SqliteStatements:
         )
         return {k: (i, a) for k, i, a in rows}
 
-    def insert(self, entries: list[Entry], keys: list[str | None], now: datetime) -> list[int | None]:
+    def _earlier(self, cids: list[str]) -> set[tuple[str, str, str]]:
+        """(channel, sender, control id) of accepted rows with one of these control ids."""
+        if not cids:
+            return set()
+        marks = ", ".join("?" * len(cids))
+        rows = self._cursor.execute(
+            f"SELECT channel, sender, control_id FROM {messages.name} "
+            f"WHERE control_id IN ({marks}) AND dedup_key IS NOT NULL",
+            cids,
+        )
+        return {(c, s, i) for c, s, i in rows}
+
+    def insert(
+        self, entries: list[Entry], keys: list[str | None], reused: list[bool], now: datetime
+    ) -> list[tuple[int, bool] | None]:
         stamp = sqlite_time(now)
-        ids: list[int | None] = []
+        flags = _reused(entries, keys, reused, self._earlier(_control_ids(entries, keys)))
+        ids: list[int] = []
         for start in range(0, len(entries), _SQLITE_CHUNK):
-            chunk = entries[start : start + _SQLITE_CHUNK]
+            end = start + _SQLITE_CHUNK
+            chunk = entries[start:end]
             values: list[Any] = []
-            for e, key in zip(chunk, keys[start : start + _SQLITE_CHUNK], strict=True):
+            for e, key, flag in zip(chunk, keys[start:end], flags[start:end], strict=True):
                 values += (
                     e.channel,
-                    e.sender[:200],
-                    e.control_id[:200] if e.control_id else None,
+                    e.sender[:SENDER_CHARS],
+                    e.control_id[:CONTROL_ID_CHARS] if e.control_id else None,
                     key,
-                    e.message_type[:60],
+                    e.message_type[:MESSAGE_TYPE_CHARS],
                     sqlite_time(e.event_time) if e.event_time else None,
                     sqlite_time(e.received_at) if e.received_at else stamp,
                     e.status,
@@ -608,6 +718,7 @@ class _SqliteStatements:
                     e.ack,
                     e.ack_code,
                     e.peer,
+                    flag,
                     stamp,
                 )
             # One statement for the chunk: the driver lets go of the GIL once, not once per
@@ -619,7 +730,7 @@ class _SqliteStatements:
                 raise RuntimeError(f"journal insert wrote {self._cursor.rowcount} rows of {len(chunk)}")
             last = self._cursor.lastrowid
             ids += range(last - len(chunk) + 1, last + 1)
-        return ids
+        return list(zip(ids, flags, strict=True))
 
     def add_duplicates(self, counts: dict[int, int], now: datetime) -> None:
         stamp = sqlite_time(now)
@@ -631,15 +742,18 @@ class _SqliteStatements:
 
 # One statement whatever the batch size (so the server keeps it prepared). Rows are
 # inserted in the order of the arrays, so the serial ids ascend in that order, the
-# guarantee SQLAlchemy's own sorted RETURNING relies on for PostgreSQL. A control id
-# already journaled is skipped, not an error, so no look-up is needed beforehand.
+# guarantee SQLAlchemy's own sorted RETURNING relies on for PostgreSQL. A key already
+# journaled is skipped, not an error, so no look-up is needed beforehand; whether a row
+# reuses an earlier accepted row's control id is decided in the same statement.
 _PG_ARRAYS = {"raw": "bytea", "event_time": "timestamptz", "received_at": "timestamptz"}
 _PG_INSERT = (
-    f"INSERT INTO {messages.name} ({', '.join(_INSERTED)}, duplicates, updated_at) "
-    f"SELECT {', '.join(_INSERTED)}, 0, %s FROM unnest("
+    f"INSERT INTO {messages.name} ({', '.join(_INSERTED)}, control_id_reused, duplicates, updated_at) "
+    f"SELECT {', '.join(_INSERTED)}, t.reused OR (t.dedup_key IS NOT NULL AND EXISTS ("
+    f"SELECT 1 FROM {messages.name} AS m WHERE m.control_id = t.control_id AND m.channel = t.channel "
+    "AND m.sender = t.sender AND m.dedup_key IS NOT NULL)), 0, %s FROM unnest("
     + ", ".join(f"%s::{_PG_ARRAYS.get(c, 'text')}[]" for c in _INSERTED)
-    + f") WITH ORDINALITY AS t({', '.join(_INSERTED)}, n) ORDER BY n"
-    " ON CONFLICT (dedup_key) DO NOTHING RETURNING id, dedup_key"
+    + f", %s::boolean[]) WITH ORDINALITY AS t({', '.join(_INSERTED)}, reused, n) ORDER BY n"
+    " ON CONFLICT (dedup_key) DO NOTHING RETURNING id, dedup_key, control_id_reused"
 )
 _PG_LOOKUP = f"SELECT dedup_key, id, ack FROM {messages.name} WHERE dedup_key = ANY(%s::text[])"
 _PG_DUPLICATES = (
@@ -695,14 +809,16 @@ class _PostgresStatements:
             self.failed = exc
             return {}
 
-    def insert(self, entries: list[Entry], keys: list[str | None], now: datetime) -> list[int | None]:
+    def insert(
+        self, entries: list[Entry], keys: list[str | None], reused: list[bool], now: datetime
+    ) -> list[tuple[int, bool] | None]:
         rows = [
             (
                 e.channel,
-                e.sender[:200],
-                e.control_id[:200] if e.control_id else None,
+                e.sender[:SENDER_CHARS],
+                e.control_id[:CONTROL_ID_CHARS] if e.control_id else None,
                 key,
-                e.message_type[:60],
+                e.message_type[:MESSAGE_TYPE_CHARS],
                 e.event_time,
                 e.received_at or now,
                 e.status,
@@ -716,10 +832,10 @@ class _PostgresStatements:
             for e, key in zip(entries, keys, strict=True)
         ]
         columns = [list(column) for column in zip(*rows, strict=True)]
-        self._cursor.execute(_PG_INSERT, (now, *columns))
+        self._cursor.execute(_PG_INSERT, (now, *columns, reused))
         written = sorted(self._cursor.fetchall())
-        inserted_keys = {key for _, key in written if key is not None}
-        ids = iter(jid for jid, _ in written)
+        inserted_keys = {key for _, key, _ in written if key is not None}
+        ids = iter((jid, flag) for jid, _, flag in written)
         # Rows without a key never clash; a keyed row missing from RETURNING was skipped.
         out = [next(ids) if key is None or key in inserted_keys else None for key in keys]
         if next(ids, None) is not None:
@@ -790,6 +906,18 @@ def count_by_status(engine: Engine) -> dict[str, int]:
     with engine.connect() as conn:
         rows = conn.execute(select(messages.c.status, func.count()).group_by(messages.c.status))
         return {s: n for s, n in rows}
+
+
+def count_reused_by_channel(engine: Engine) -> dict[str, int]:
+    """Messages per channel that came under a control id their sender had used before:
+    a HIS whose counter was reset, or corrected resends, for the monitors to watch."""
+    with engine.connect() as conn:
+        query = (
+            select(messages.c.channel, func.count())
+            .where(messages.c.control_id_reused == true())
+            .group_by(messages.c.channel)
+        )
+        return {c: n for c, n in conn.execute(query)}
 
 
 def record_routed(engine: Engine, done: Iterable[tuple[int, str, list[tuple[str, str]]]]) -> None:

@@ -6,19 +6,24 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, true
 
 from channels.record_store import persons, records
 from engine.journal import deliveries, messages
 
 MESSAGE_COLUMNS = (
     "id", "received_at", "channel", "sender", "message_type", "control_id",
-    "status", "ack_code", "duplicates", "error",
+    "status", "ack_code", "duplicates", "control_id_reused", "error",
 )  # fmt: skip
 
 
 def list_messages(
-    engine: Engine, *, channel: str | None, status: str | None, limit: int | None
+    engine: Engine,
+    *,
+    channel: str | None,
+    status: str | None,
+    limit: int | None,
+    reused_only: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """Newest first; each row with its deliveries (destination, status, attempts, error)."""
     cols = [messages.c[name] for name in MESSAGE_COLUMNS]
@@ -27,6 +32,8 @@ def list_messages(
         query = query.where(messages.c.channel == channel)
     if status:
         query = query.where(messages.c.status == status)
+    if reused_only:
+        query = query.where(messages.c.control_id_reused == true())
     if limit:
         query = query.limit(limit)
     with engine.connect() as conn:

@@ -10,13 +10,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from channels._mllp_framing import Frame, MllpDecoder, frame
 from channels.mllp_client import MllpConnection
-from engine import journal
+from engine import cli, journal
 from engine.database import make_engine
 from engine.journal import Entry, JournalWriter, Written
-from support import REPORT, RunningEngine, hl7, msa, pg_schema, scalar, wait_until, write_routes
+from support import (
+    REPORT,
+    RunningEngine,
+    hl7,
+    msa,
+    pg_schema,
+    scalar,
+    wait_until,
+    write_routes,
+)
 
 MAX_BYTES = 64 * 1024
 
@@ -41,16 +51,37 @@ def adt(control_id: str, sender: str = "HIS", name: str = "李四") -> bytes:
     )
 
 
+def all_rows(eng: Any, sql: str) -> list[Any]:
+    with eng.connect() as conn:
+        return list(conn.execute(text(sql)).all())
+
+
 def journal_rows(engine: RunningEngine, where: str, **params: object) -> int:
     return int(scalar(engine.journal, f"select count(*) from journal_messages where {where}", **params))
+
+
+def oru(control_id: str, birth_date: str) -> bytes:
+    return hl7(
+        f"MSH|^~\\&|LIS|10|MCHENGINE|FY01|20240321113502||ORU^R01|{control_id}|P|2.4",
+        f"PID|1||{control_id}^^^HIS^PI||王小红||{birth_date}|F",
+        f"OBR|1|JC1|RS-{control_id}|BLD01^血常规^L|||20240321083000||||||||BLD^全血|||||||20240321113000||HEM|F",
+        "OBX|1|NM|HGB^血红蛋白^L||118|g/L|115-150|N|||F|||20240321112000",
+    )
+
+
+def messages_list(engine: RunningEngine, capsys: pytest.CaptureFixture[str], *args: str) -> list[str]:
+    """What `mch-engine messages list` prints for this engine's journal."""
+    capsys.readouterr()
+    assert cli.main(["messages", "list", "--config", str(engine.settings.source), *args]) == 0
+    return capsys.readouterr().out.splitlines()
 
 
 class TestDuplicates:
     def test_duplicate_control_id_is_answered_with_the_original_ack_and_stored_once(
         self, engine: RunningEngine
     ) -> None:
-        """The same sender + MSH-10 again gets the original ACK, is counted, and is not processed twice."""
-        first, again = engine.send([adt("DUP-1"), adt("DUP-1", name="改过的名字")])
+        """The same sender + MSH-10 + bytes again gets the original ACK, is counted, and is not processed twice."""
+        first, again = engine.send([adt("DUP-1"), adt("DUP-1")])
         assert msa(first)[:2] == ("AA", "DUP-1")
         assert again == first  # byte for byte the original ACK
         assert journal_rows(engine, "control_id = 'DUP-1'") == 1
@@ -62,6 +93,49 @@ class TestDuplicates:
             lambda: scalar(store, "select count(*) from persons where person_key = 'his:HIS:DUP-1'") == 1
         )
         assert scalar(store, "select name from persons where person_key = 'his:HIS:DUP-1'") == "李四"
+        assert not scalar(
+            engine.journal, "select control_id_reused from journal_messages where control_id = 'DUP-1'"
+        )
+
+    def test_reused_control_id_with_other_content_is_a_new_message_flagged_reused(
+        self, engine: RunningEngine, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A HIS whose counter was reset: the same MSH-10 with other bytes is stored, processed and flagged."""
+        first, second = engine.send([adt("REUSED-1"), adt("REUSED-1", name="王五")])
+        assert msa(first)[:2] == msa(second)[:2] == ("AA", "REUSED-1")
+        assert second != first  # its own ACK, not the replay of the first
+        with engine.journal.connect() as conn:
+            query = (
+                "select control_id_reused, duplicates from journal_messages where control_id = :c order by id"
+            )
+            flags = conn.execute(text(query), {"c": "REUSED-1"}).all()
+        assert [(bool(r), d) for r, d in flags] == [(False, 0), (True, 0)]
+        store = engine.store()
+        wait_until(
+            lambda: scalar(store, "select name from persons where person_key = 'his:HIS:REUSED-1'") == "王五"
+        )
+        listed = [line for line in messages_list(engine, capsys, "--reused") if "REUSED-1" in line]
+        assert len(listed) == 1 and "control_id_reused" in listed[0]
+        assert journal.count_reused_by_channel(engine.journal).get("hospital", 0) >= 1
+
+    def test_corrected_resend_of_a_failed_message_reaches_the_store(
+        self, engine: RunningEngine, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """On-call asks the LIS to correct a result that failed mapping; it comes back under the same MSH-10."""
+        (bad,) = engine.send([oru("FIX-1", "19941315")])  # month 13: the mapping refuses PID-7
+        assert msa(bad)[:2] == ("AA", "FIX-1")
+        wait_until(lambda: journal_rows(engine, "control_id = 'FIX-1' and status = 'failed'") == 1)
+        (fixed,) = engine.send([oru("FIX-1", "19940315")])
+        assert msa(fixed)[:2] == ("AA", "FIX-1")
+        store = engine.store()
+        wait_until(
+            lambda: scalar(store, "select count(*) from records where record_id like '%RS-FIX-1'") == 1
+        )
+        assert journal_rows(engine, "control_id = 'FIX-1' and status = 'routed' and control_id_reused") == 1
+        listed = [line for line in messages_list(engine, capsys, "--channel", "hospital") if "FIX-1" in line]
+        assert len(listed) == 2
+        assert "routed" in listed[0] and "control_id_reused" in listed[0]
+        assert "failed" in listed[1] and "control_id_reused" not in listed[1]
 
     def test_same_control_id_from_another_sender_is_not_a_duplicate(self, engine: RunningEngine) -> None:
         """Control ids are unique per sender, so another system may reuse one."""
@@ -69,6 +143,7 @@ class TestDuplicates:
         assert msa(a)[0] == msa(b)[0] == "AA"
         assert a != b
         assert journal_rows(engine, "control_id = 'SHARED-1'") == 2
+        assert journal_rows(engine, "control_id = 'SHARED-1' and control_id_reused") == 0
 
 
 class TestConcurrency:
@@ -201,10 +276,12 @@ def journal_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[A
         eng.dispose()
 
 
-def entry(control_id: str | None, *, sender: str = "HIS^FY01", ack: str = "") -> Entry:
+def entry(
+    control_id: str | None, *, sender: str = "HIS^FY01", ack: str = "", name: str = "李四", **values: Any
+) -> Entry:
     return Entry(
         channel="hospital",
-        raw=adt(control_id or "none"),
+        raw=adt(control_id or "none", name=name),
         status=journal.RECEIVED if control_id else journal.REJECTED,
         ack=ack or f"ACK {control_id}",
         ack_code="AA",
@@ -212,6 +289,7 @@ def entry(control_id: str | None, *, sender: str = "HIS^FY01", ack: str = "") ->
         control_id=control_id,
         message_type="ADT^A04^ADT_A01",
         encoding="utf-8",
+        **values,
     )
 
 
@@ -249,6 +327,60 @@ class TestJournalWriterOnEachBackend:
         assert scalar(journal_engine, "select duplicates from journal_messages where control_id = 'K'") == 2
 
 
+class TestReusedControlIdsOnEachBackend:
+    def test_same_id_other_content_in_one_batch_is_stored_and_flagged(self, journal_engine: Any) -> None:
+        """Same bytes twice in a batch: one row and a duplicate; other bytes: a second row, flagged."""
+        first, same, other = one_commit(
+            journal_engine, [entry("R"), entry("R"), entry("R", name="王五", ack="ACK R again")]
+        )
+        assert isinstance(first, Written) and isinstance(other, Written)
+        assert first == Written(first.journal_id, False, "ACK R")
+        assert same == Written(first.journal_id, True, "ACK R")
+        assert other == Written(other.journal_id, False, "ACK R again", reused=True)
+        rows = all_rows(
+            journal_engine, "select duplicates, control_id_reused from journal_messages order by id"
+        )
+        assert [(d, bool(r)) for d, r in rows] == [(1, False), (0, True)]
+        assert journal.count_reused_by_channel(journal_engine) == {"hospital": 1}
+
+    def test_id_journaled_earlier_with_other_content_is_flagged(self, journal_engine: Any) -> None:
+        (first,) = one_commit(journal_engine, [entry("E")])
+        again, changed, fresh = one_commit(journal_engine, [entry("E"), entry("E", name="王五"), entry("F")])
+        assert isinstance(first, Written) and isinstance(changed, Written) and isinstance(fresh, Written)
+        assert again == Written(first.journal_id, True, "ACK E")
+        assert changed.reused and not changed.duplicate and changed.journal_id > first.journal_id
+        assert not fresh.reused
+        # The reused one's own bytes sent once more are its duplicate, not the first's.
+        (resent,) = one_commit(journal_engine, [entry("E", name="王五")])
+        assert resent == Written(changed.journal_id, True, "ACK E")
+
+    def test_a_journal_of_the_older_schema_opens_and_keeps_its_duplicates(self, journal_engine: Any) -> None:
+        """Rows keyed by control id alone (before content mattered) get the content in their key."""
+        with journal_engine.begin() as conn:  # the table as the previous version created it
+            conn.exec_driver_sql("DROP INDEX ix_journal_control_id")
+            conn.exec_driver_sql("ALTER TABLE journal_messages DROP COLUMN control_id_reused")
+            now = journal.now_utc()
+            old_row = {
+                "channel": "hospital", "sender": "HIS^FY01", "control_id": "OLD", "raw": adt("OLD"),
+                "dedup_key": "hospital|HIS^FY01|OLD", "status": "routed", "received_at": now,
+                "updated_at": now, "ack": "ACK OLD", "ack_code": "AA", "message_type": "", "encoding": "",
+                "duplicates": 0, "peer": "",
+            }  # fmt: skip
+            columns = ", ".join(old_row)
+            conn.execute(
+                text(
+                    f"INSERT INTO journal_messages ({columns}) VALUES ({', '.join(':' + c for c in old_row)})"
+                ),
+                old_row,
+            )
+        journal.ensure_schema(journal_engine)
+        journal.ensure_schema(journal_engine)  # a second start finds nothing to do
+        same, changed = one_commit(journal_engine, [entry("OLD"), entry("OLD", name="王五")])
+        assert same == Written(1, True, "ACK OLD")
+        assert isinstance(changed, Written) and changed.reused and not changed.duplicate
+        assert journal.count_reused_by_channel(journal_engine) == {"hospital": 1}
+
+
 def test_a_value_postgresql_refuses_fails_only_its_own_entry() -> None:
     """A sender name too long for the key column must not cost the rest of the batch their AA."""
     with pg_schema() as url:
@@ -284,9 +416,10 @@ def test_postgresql_keeps_a_committed_insert_when_the_duplicate_lookup_fails(
                 with pytest.raises(LookupError):
                     futures[1].result(timeout=30)
                 monkeypatch.undo()
-                assert writer.submit(entry("SEEN")).result(timeout=30).duplicate  # a fresh connection works
+                again = writer.submit(entry("SEEN")).result(timeout=30)
+                assert isinstance(again, Written) and again.duplicate  # a fresh connection works
             finally:
                 writer.stop()
-            assert not new.duplicate and accepted == [new.journal_id]
+            assert isinstance(new, Written) and not new.duplicate and accepted == [new.journal_id]
         finally:
             eng.dispose()
