@@ -31,7 +31,7 @@ from channels._mllp_framing import BadFrame, Frame, MllpDecoder, frame
 from engine.ack import build_ack, wrap_batch
 from engine.errors import StartupError
 from engine.ingest import Policy, Verdict, examine, reject
-from engine.journal import REJECTED, Entry, JournalWriter, Outcome, Written
+from engine.journal import REJECTED, Entry, JournalWriter, Outcome, Refused, Written
 from transforms.hl7v2 import read_msh
 
 log = structlog.get_logger("channels.mllp")
@@ -253,6 +253,11 @@ class _Connection(asyncio.Protocol):
                 ack = outcome.ack if outcome.duplicate else verdict.ack
                 if ack:
                     acks.append(ack)
+            elif isinstance(outcome, Refused):  # a value the journal cannot hold: AR, not AE
+                counters.rejected += 1
+                refusal = reject(verdict.entry.raw, self.cfg.policy, outcome.reason, self.peer).ack
+                if refusal:
+                    acks.append(refusal)
             else:  # the journal's exception (never None: a frame is answered once all are in)
                 counters.journal_errors += 1
                 log.error("journal_unavailable", channel=self.cfg.name, error=str(outcome))

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from engine.ack import ack_code, build_ack
 from engine.errors import DecodeError, ParseError
+from engine.header_limits import unstorable
 from engine.journal import RECEIVED, REJECTED, Entry
 from transforms.converters import DEFAULT_TZ, parse_hl7_datetime
 from transforms.decode import choose_encoding, decode, normalise_codec
@@ -73,6 +74,10 @@ def _examine_one(payload: bytes, policy: Policy, peer: str) -> Verdict:
         if not _field(msh, field).strip():
             err = ParseError(f"{name} is empty", segment="MSH", field=field, code="101")
             return _rejected(payload, policy, msh, err, encoding, peer)
+    event_time = _event_time(msh.timestamp, policy.timezone)
+    refused = unstorable(payload, msh, event_time)
+    if refused:
+        return _rejected(payload, policy, msh, refused, encoding, peer)
     code = ack_code(True, msh, policy.ack_mode)
     ack = build_ack(msh, code) if code else None
     entry = Entry(
@@ -84,7 +89,7 @@ def _examine_one(payload: bytes, policy: Policy, peer: str) -> Verdict:
         sender=f"{msh.sending_app}^{msh.sending_facility}",
         control_id=msh.control_id.strip(),
         message_type=msh.message_type,
-        event_time=_event_time(msh.timestamp, policy.timezone),
+        event_time=event_time,
         encoding=encoding,
         peer=peer,
     )

@@ -10,6 +10,7 @@ whatever is waiting, up to `max_batch`, and commits it in one transaction, so a
 disk flush is paid per batch, not per message. The same channel + sender + control
 id seen again with the same bytes is answered with the original ACK and counted, not
 processed twice; with other bytes it is a new message, flagged `control_id_reused`.
+A value the database refuses costs only its own message (see `Refused`).
 """
 
 from __future__ import annotations
@@ -62,10 +63,14 @@ metadata = MetaData()
 
 _Id = BigInteger().with_variant(Integer, "sqlite")
 
-# What the columns hold.
+# What the columns hold. The MLLP source refuses longer control ids and senders up front
+# (engine/header_limits.py), so those columns hold the values exactly.
 CONTROL_ID_CHARS = 200
 SENDER_CHARS = 200
 MESSAGE_TYPE_CHARS = 60
+EVENT_YEARS = range(1900, 2200)
+"""Event times outside these years are refused: SQLite's UTC conversion overflows at the
+ends of the calendar, and no MCH message is dated there."""
 
 messages = Table(
     "journal_messages",
@@ -191,6 +196,37 @@ class Entry:
         """Channel, sender and control id as their columns hold them."""
         return self.channel, self.sender[:SENDER_CHARS], (self.control_id or "")[:CONTROL_ID_CHARS]
 
+    def storable(self, reason: str | None = None) -> Entry:
+        """This entry as a `rejected` row any database takes: no NUL characters, text cut
+        to its column, no event time outside `EVENT_YEARS`. With `reason`, a received
+        entry the journal refused (the raw bytes are kept, the ACK is the source's)."""
+        time = self.event_time
+        if time is not None and time.year not in EVENT_YEARS:
+            time = None
+        status, ack, code, error = self.status, self.ack, self.ack_code, self.error
+        if reason is not None and status == RECEIVED:
+            status, ack, code, error = REJECTED, "", "", reason
+        return Entry(
+            channel=self.channel,
+            raw=self.raw,
+            status=status,
+            ack=_text(ack),
+            ack_code=code,
+            sender=_text(self.sender)[:SENDER_CHARS],
+            control_id=_text(self.control_id or "")[:CONTROL_ID_CHARS] or None,
+            message_type=_text(self.message_type)[:MESSAGE_TYPE_CHARS],
+            event_time=time,
+            encoding=self.encoding,
+            error=error and _text(error),
+            peer=self.peer,
+            received_at=self.received_at,
+        )
+
+
+def _text(value: str) -> str:
+    """Text without NUL characters, which PostgreSQL's text columns cannot hold."""
+    return value.replace("\x00", "")
+
 
 @dataclass(frozen=True, slots=True)
 class Written:
@@ -203,6 +239,15 @@ class Written:
 
 
 @dataclass(frozen=True, slots=True)
+class Refused:
+    """The database refused a value of this message: it is kept as `rejected` (journal id,
+    or None when even that failed), and the sender must be told why (AR), not to resend."""
+
+    journal_id: int | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Accepted:
     """A newly journaled message the transform stage must process."""
 
@@ -212,8 +257,8 @@ class Accepted:
     encoding: str
 
 
-Outcome = Written | Exception
-"""What a submitter learns: the row written, or why the commit failed."""
+Outcome = Written | Refused | Exception
+"""What a submitter learns: the row written, the message refused, or why the commit failed."""
 
 Sink = Callable[[Outcome], None]
 _Item = tuple[Entry, asyncio.AbstractEventLoop | None, Sink]
@@ -254,8 +299,8 @@ class JournalWriter:
         self._queue.put(None)
         self._thread.join(timeout=30)
 
-    def submit(self, entry: Entry) -> Future[Written]:
-        fut: Future[Written] = Future()
+    def submit(self, entry: Entry) -> Future[Written | Refused]:
+        fut: Future[Written | Refused] = Future()
         self._queue.put((entry, None, partial(_settle, fut)))
         return fut
 
@@ -279,14 +324,7 @@ class JournalWriter:
             # Another ingest process took a control id between our look-up and insert, or
             # one value does not fit: write one by one so only that entry is affected.
             log.warning("journal_batch_retried_one_by_one", error=str(exc), batch=len(batch))
-            outcomes, accepted = [], []
-            for entry in entries:
-                try:
-                    r, a = self._store.commit([entry])
-                except Exception as one_exc:
-                    r, a = [one_exc], []
-                outcomes += r
-                accepted += a
+            outcomes, accepted = self._one_by_one(entries)
             self.commits += 1
         except Exception as exc:
             log.error("journal_write_failed", error=str(exc), batch=len(batch))
@@ -297,8 +335,38 @@ class JournalWriter:
         if accepted and self._on_accepted:
             self._on_accepted(accepted)
 
+    def _one_by_one(self, entries: list[Entry]) -> tuple[list[Outcome], list[Accepted]]:
+        outcomes: list[Outcome] = []
+        accepted: list[Accepted] = []
+        for entry in entries:
+            try:
+                r, a = self._store.commit([entry])
+            except self._store.per_entry as exc:
+                r, a = [self._refuse(entry, exc)], []
+            except Exception as exc:
+                r, a = [exc], []
+            outcomes += r
+            accepted += a
+        return outcomes, accepted
 
-def _settle(fut: Future[Written], outcome: Outcome) -> None:
+    def _refuse(self, entry: Entry, exc: Exception) -> Outcome:
+        """Keep a message whose values the database refused as `rejected`, without them.
+
+        A database that is down fails with other errors, which stay AE (send again);
+        this message would fail the same way each time it is sent, so it is refused.
+        """
+        reason = f"the journal cannot store this message's header values ({type(exc).__name__})"
+        log.warning("journal_refused_message", channel=entry.channel, error=type(exc).__name__)
+        try:
+            (kept,), _ = self._store.commit([entry.storable(reason)])
+        except Exception as again:
+            return again
+        if isinstance(kept, Written) and entry.status == RECEIVED:
+            return Refused(kept.journal_id, reason)
+        return kept
+
+
+def _settle(fut: Future[Written | Refused], outcome: Outcome) -> None:
     if isinstance(outcome, Exception):
         fut.set_exception(outcome)
     else:
@@ -357,9 +425,11 @@ def _commit(sql: _Statements, entries: Sequence[Entry]) -> tuple[list[Outcome], 
 
     A key seen twice within the batch is inserted once; the later copies are duplicates
     of the first and get its ACK, exactly as if they had come in a later batch. The same
-    control id with other bytes is inserted, flagged as reused.
+    control id with other bytes is inserted, flagged as reused. Rejected entries are
+    made storable first: a rejection must never fail on the value it rejects.
     """
     now = now_utc()
+    entries = [e if e.status == RECEIVED else e.storable() for e in entries]
     keys = [e.dedup_key for e in entries]
     known: dict[str, tuple[int, str]] = {}
     if not sql.skips_taken_keys:
@@ -475,11 +545,11 @@ class _Store:
     """Commits batches.
 
     `per_entry` are the errors one entry can cause (a control id another process took
-    meanwhile, a value the column refuses): the writer then retries the batch entry by
-    entry, so only that entry is affected.
+    meanwhile, a value the column refuses, a time Python cannot convert): the writer then
+    retries the batch entry by entry, so only that entry is affected.
     """
 
-    per_entry: tuple[type[Exception], ...] = (IntegrityError, DataError)
+    per_entry: tuple[type[Exception], ...] = (IntegrityError, DataError, OverflowError, ValueError)
 
     def commit(self, entries: Sequence[Entry]) -> tuple[list[Outcome], list[Accepted]]:
         raise NotImplementedError

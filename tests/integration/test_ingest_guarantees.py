@@ -6,6 +6,7 @@ import asyncio
 import os
 import socket
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,13 @@ from sqlalchemy import text
 
 from channels._mllp_framing import Frame, MllpDecoder, frame
 from channels.mllp_client import MllpConnection
-from engine import cli, journal
+from engine import cli, ingest, journal
 from engine.database import make_engine
-from engine.journal import Entry, JournalWriter, Written
+from engine.journal import Entry, JournalWriter, Refused, Written
 from support import (
     REPORT,
     RunningEngine,
+    free_port,
     hl7,
     msa,
     pg_schema,
@@ -293,7 +295,7 @@ def entry(
     )
 
 
-def one_commit(eng: Any, entries: list[Entry]) -> list[Written | BaseException]:
+def one_commit(eng: Any, entries: list[Entry]) -> list[Written | Refused | BaseException]:
     """Everything submitted before the writer starts, so it forms one batch."""
     writer = JournalWriter(eng)
     futures = [writer.submit(e) for e in entries]
@@ -381,18 +383,137 @@ class TestReusedControlIdsOnEachBackend:
         assert journal.count_reused_by_channel(journal_engine) == {"hospital": 1}
 
 
-def test_a_value_postgresql_refuses_fails_only_its_own_entry() -> None:
-    """A sender name too long for the key column must not cost the rest of the batch their AA."""
-    with pg_schema() as url:
-        eng = make_engine(url)
-        journal.ensure_schema(eng)
-        try:
-            good, bad, also_good = one_commit(eng, [entry("G1"), entry("X", sender="S" * 700), entry("G2")])
-            assert isinstance(good, Written) and isinstance(also_good, Written)
-            assert isinstance(bad, Exception)
-            assert scalar(eng, "select count(*) from journal_messages") == 2
-        finally:
-            eng.dispose()
+# Values that slip past the MLLP source's checks and fail the insert on that backend.
+POISON: dict[str, dict[str, dict[str, Any]]] = {
+    "sqlite": {
+        "year 0001": {"event_time": datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=8)))},
+        "9999-12-31 -12:00": {"event_time": datetime(9999, 12, 31, 23, 59, tzinfo=timezone(-timedelta(hours=12)))},
+    },
+    "postgresql": {
+        "NUL in MSH-10": {"control_id": "P\x00ISON"},
+        "MSH-10 of 700 characters": {"control_id": "P" * 700},
+    },
+}  # fmt: skip
+
+
+class TestPoisonValuesOnEachBackend:
+    """A value the database refuses costs only its own message: AR, not AE; the raw bytes kept."""
+
+    def test_the_batch_commits_and_the_poison_entry_is_kept_as_rejected(self, journal_engine: Any) -> None:
+        for case, values in POISON[journal_engine.dialect.name].items():
+            poison = entry(**{"control_id": "POISON", **values})
+            before = all_rows(journal_engine, "select id from journal_messages")
+            out = one_commit(journal_engine, [entry(f"G1 {case}"), poison, entry(f"G2 {case}")])
+            good1, refused, good2 = out
+            assert isinstance(good1, Written) and isinstance(good2, Written), (case, out)
+            assert isinstance(refused, Refused) and refused.journal_id is not None, (case, out)
+            assert "cannot store" in refused.reason
+            kept = all_rows(
+                journal_engine,
+                f"select status, raw, event_time from journal_messages where id = {refused.journal_id}",
+            )
+            assert [(s, bytes(r), t) for s, r, t in kept] == [("rejected", poison.raw, None)], case
+            written = all_rows(journal_engine, "select id from journal_messages")
+            assert len(written) == len(before) + 3, case
+
+    def test_a_journal_that_is_really_down_is_an_error_for_every_entry(self, journal_engine: Any) -> None:
+        """No table (or no server): the sender must send again, so these stay errors (AE)."""
+        with journal_engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE journal_messages")
+        out = one_commit(journal_engine, [entry("D1"), entry("D2", event_time=datetime(1, 1, 1, tzinfo=UTC))])
+        assert all(isinstance(o, Exception) and not isinstance(o, Refused) for o in out), out
+
+
+def adt_with(control_id: str, stamp: str = "20240321083215") -> bytes:
+    return adt(control_id).replace(b"20240321083215", stamp.encode(), 1)
+
+
+# (frame, what MSA-3 must say when the MLLP source checks values up front)
+POISON_FRAMES = {
+    "year 0001": (adt_with("T0001", "00010101000000"), "MSH-7: message date/time 00010101000000 is outside"),
+    "9999-12-31 -12:00": (adt_with("T9999", "99991231235959-1200"), "MSH-7: message date/time 9999"),
+    "MSH-10 of 600": (adt("L" * 600), "MSH-10: message control id longer than 200 characters (600)"),
+    "NUL in MSH-10": (adt("N\x00UL"), "MSH-10: contains a NUL character (0x00)"),
+}
+# The same values with the checks bypassed: what the journal itself refuses on each backend.
+REFUSED_BY = {"sqlite": ("year 0001", "9999-12-31 -12:00"), "postgresql": ("MSH-10 of 600", "NUL in MSH-10")}
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def any_backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningEngine]:
+    tmp = tmp_path_factory.mktemp(request.param)
+    if request.param == "sqlite":
+        with RunningEngine(write_routes(tmp, database=f"sqlite:///{tmp}/engine.db")) as running:
+            yield running
+        return
+    with pg_schema() as url, RunningEngine(write_routes(tmp, database=url)) as running:
+        yield running
+
+
+def pipelined(port: int, payloads: list[bytes]) -> list[bytes]:
+    """Send every frame in one write, as a busy sender does, then read one answer per frame."""
+    decoder, answers = MllpDecoder(1 << 20), list[bytes]()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(b"".join(frame(p) for p in payloads))
+        while len(answers) < len(payloads):
+            chunk = s.recv(65536)
+            assert chunk, f"closed after {len(answers)} answers"
+            answers += [e.payload for e in decoder.feed(chunk) if isinstance(e, Frame)]
+    return answers
+
+
+class TestPoisonValuesOverMllp:
+    """Good and poison messages pipelined on one connection: AA for the good, AR with the reason for
+    the poison (never AE, which an obedient sender would resend forever), every frame kept."""
+
+    def send_mixed(self, engine: RunningEngine, names: list[str], tag: str) -> list[tuple[str, str, str]]:
+        good = [adt(f"{tag}-G{n}") for n in range(len(names) + 1)]
+        frames = [good[0]]
+        for n, name in enumerate(names):
+            frames += [POISON_FRAMES[name][0], good[n + 1]]
+        before = scalar(engine.journal, "select coalesce(max(id), 0) from journal_messages")
+        answers = pipelined(engine.port(), frames)
+        assert [msa(a)[:2] for a in answers[::2]] == [("AA", f"{tag}-G{n}") for n in range(len(good))]
+        store = engine.store()
+        wait_until(
+            lambda: (
+                scalar(store, "select count(*) from persons where person_key like :k", k=f"his:HIS:{tag}-G%")
+                == len(good)
+            )
+        )
+        for frame_sent in frames[1::2]:
+            kept = journal_rows(
+                engine, "id > :before and status = 'rejected' and raw = :raw", before=before, raw=frame_sent
+            )
+            assert kept == 1
+        return [msa(a) for a in answers[1::2]]
+
+    def test_values_checked_up_front_are_answered_ar_naming_the_field(
+        self, any_backend: RunningEngine
+    ) -> None:
+        names = list(POISON_FRAMES)
+        for name, (code, _, reason) in zip(names, self.send_mixed(any_backend, names, "UP"), strict=True):
+            assert code == "AR" and reason.startswith(POISON_FRAMES[name][1]), (name, reason)
+
+    def test_values_the_journal_refuses_are_answered_ar_too(
+        self, any_backend: RunningEngine, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Defence in depth: with the checks bypassed, the writer keeps the batch and refuses one row."""
+        monkeypatch.setattr(ingest, "unstorable", lambda *_: None)
+        names = list(REFUSED_BY[any_backend.journal.dialect.name])
+        for name, (code, _, reason) in zip(names, self.send_mixed(any_backend, names, "IN"), strict=True):
+            assert code == "AR" and "journal cannot store" in reason, (name, reason)
+
+
+def test_an_unreachable_postgresql_is_an_error_for_every_entry() -> None:
+    eng = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test")
+    try:
+        out = one_commit(eng, [entry("U1"), entry("U2")])
+        assert all(isinstance(o, Exception) for o in out), out
+    finally:
+        eng.dispose()
 
 
 def test_postgresql_keeps_a_committed_insert_when_the_duplicate_lookup_fails(

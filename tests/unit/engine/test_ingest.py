@@ -165,6 +165,38 @@ class TestExamineRejects:
         assert v.entry.status == REJECTED and v.entry.ack_code == "AR"
 
 
+class TestExamineValuesTheJournalCannotStore:
+    """AR naming the field (ERR-2), never AE: the same message would fail again forever."""
+
+    @pytest.mark.parametrize(
+        ("values", "field", "reason"),
+        [
+            ({"stamp": "00010101"}, "7", "outside the years 1900 to 2199"),
+            ({"stamp": "99991231235959-1200"}, "7", "outside the years 1900 to 2199"),
+            ({"control_id": "C" * 201}, "10", "longer than 200 characters (201)"),
+            ({"control_id": "A\x00B"}, "10", "NUL character"),
+            ({"sender": "H" * 150 + "|" + "F" * 50}, "3", "longer than 199 characters"),
+        ],
+    )
+    def test_value_is_rejected_naming_the_field(
+        self, values: dict[str, str], field: str, reason: str
+    ) -> None:
+        v = one(adt(**values))
+        assert v.entry.status == REJECTED
+        ack = ack_of(v)
+        assert ack["MSA-1"] == "AR" and reason in ack["MSA-3"]
+        assert (ack["ERR-2.1"], ack["ERR-2.3"], ack["ERR-3.1"]) == ("MSH", field, "102")
+
+    def test_limits_themselves_are_accepted(self) -> None:
+        v = one(adt(control_id="C" * 200, stamp="21991231235959+1400", sender="H" * 149 + "|" + "F" * 50))
+        assert v.entry.status == RECEIVED and v.entry.event_time is not None
+
+    def test_nul_outside_msh_is_left_to_the_mapping(self) -> None:
+        """Only MSH goes into the journal's text columns; the rest is kept as bytes."""
+        payload = support.hl7(msh(), "EVN|A04|20240321083200", PID + "|\x00")
+        assert one(payload).entry.status == RECEIVED
+
+
 class TestExamineCharsets:
     def test_msh18_utf8_beats_a_gb18030_channel(self) -> None:
         """A message declaring UNICODE UTF-8 is read as UTF-8 even on a gb18030 channel."""
