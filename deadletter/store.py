@@ -25,6 +25,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
+    Connection,
     Engine,
     Index,
     Integer,
@@ -63,6 +64,7 @@ __all__ = [
     "metadata",
     "next_attempt",
     "note_failure",
+    "put_dead_letter",
     "record_attempt",
     "resolve",
 ]
@@ -130,8 +132,14 @@ def ensure_schema(engine: Engine) -> None:
     metadata.create_all(engine)
 
 
-def add_dead_letter(
-    engine: Engine,
+def add_dead_letter(engine: Engine, **failure: Any) -> int:
+    """`put_dead_letter` in a transaction of its own; returns the dead letter's id."""
+    with engine.begin() as conn:
+        return put_dead_letter(conn, **failure)
+
+
+def put_dead_letter(
+    conn: Connection,
     *,
     stage: str,
     channel: str,
@@ -145,7 +153,8 @@ def add_dead_letter(
     payload: dict[str, Any] | None,
     failed_at: datetime | None = None,
 ) -> int:
-    """Dead-letter a failure, or add to the one already kept for it; returns its id.
+    """Dead-letter a failure, or add to the one already kept for it, inside the caller's
+    transaction (so a journal status and its dead letter commit together); returns its id.
 
     `attempts` counts the tries made since this failure was last dead-lettered, so a
     recurring failure adds up rather than resets. `failed_at` (default now) is the
@@ -171,26 +180,25 @@ def add_dead_letter(
         "created_at": now,
     }
     c = dead_letters.c
-    with engine.begin() as conn:
-        stmt = insert_for(conn, dead_letters)
-        new = stmt.excluded
-        stmt = stmt.on_conflict_do_update(
-            index_elements=_KEY,
-            set_={
-                "attempts": c.attempts + new.attempts,
-                "last_failed_at": new.last_failed_at,
-                "reason": new.reason,
-                "channel": new.channel,
-                "route": new.route,
-                # A transform failure has no payload: keep the one we had.
-                "payload": func.coalesce(new.payload, c.payload),
-                "status": OPEN,
-                "resolved_at": None,
-                "resolved_by": None,
-                "resolution_note": None,
-            },
-        ).returning(c.id)
-        return int(conn.execute(stmt, row).scalar_one())
+    stmt = insert_for(conn, dead_letters)
+    new = stmt.excluded
+    stmt = stmt.on_conflict_do_update(
+        index_elements=_KEY,
+        set_={
+            "attempts": c.attempts + new.attempts,
+            "last_failed_at": new.last_failed_at,
+            "reason": new.reason,
+            "channel": new.channel,
+            "route": new.route,
+            # A transform failure has no payload: keep the one we had.
+            "payload": func.coalesce(new.payload, c.payload),
+            "status": OPEN,
+            "resolved_at": None,
+            "resolved_by": None,
+            "resolution_note": None,
+        },
+    ).returning(c.id)
+    return int(conn.execute(stmt, row).scalar_one())
 
 
 def note_failure(engine: Engine, dead_letter_id: int, reason: str) -> None:

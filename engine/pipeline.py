@@ -22,7 +22,7 @@ import structlog
 from sqlalchemy import Engine
 
 from deadletter import store as dead_letters
-from engine import journal
+from engine import failpoints, journal
 from engine.backoff import until_it_works
 from engine.batching import run_batches
 from engine.bus import Bus
@@ -183,17 +183,24 @@ class TransformWorker:
 
     def _save(self, outcomes: list[Outcome]) -> None:
         routed = [(o.journal_id, o.status, o.published) for o in outcomes if o.status == journal.ROUTED]
-        others = [(o.journal_id, o.status, o.error) for o in outcomes if o.status != journal.ROUTED]
-        failed = [o for o in outcomes if o.status == journal.FAILED]
+        others = [o for o in outcomes if o.status != journal.ROUTED]
         for attempt in until_it_works("journal_status"):
             with attempt:
                 if routed:
                     journal.record_routed(self.journal_engine, routed)
                 if others:
-                    journal.set_statuses(self.journal_engine, others)
-                for o in failed:  # a mapping or validation failure waits, explained, for an operator
-                    dead_letters.add_dead_letter(
-                        self.journal_engine,
+                    self._save_unrouted_and_failed(others)
+
+    def _save_unrouted_and_failed(self, outcomes: list[Outcome]) -> None:
+        """A `failed` status and its dead letter commit together: recovery re-reads only
+        `received` messages, so a status saved alone would hide the failure for good."""
+        with self.journal_engine.begin() as conn:
+            journal.set_statuses_in(conn, [(o.journal_id, o.status, o.error) for o in outcomes])
+            failpoints.reach(failpoints.TRANSFORM_DEAD_LETTER)
+            for o in outcomes:
+                if o.status == journal.FAILED:  # waits, explained, for an operator
+                    dead_letters.put_dead_letter(
+                        conn,
                         stage=dead_letters.TRANSFORM,
                         channel=o.channel,
                         route=o.route,
