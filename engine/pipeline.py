@@ -28,14 +28,17 @@ from engine.batching import run_batches
 from engine.bus import Bus
 from engine.errors import InputError, MappingError
 from engine.router import Router
+from transforms.converters import CONVERTERS
 from transforms.decode import decode
 from transforms.hl7v2 import Message
+from transforms.mapping.functions import FUNCTIONS
 from transforms.strict import check_structure
 from transforms.validate import canonical
 
 log = structlog.get_logger("engine.pipeline")
 
 LINGER = 0.005  # seconds the transform waits for more messages to fill a batch
+REQUIRED_EMPTY = "required value is empty"  # the mapping compiler's text for a required field
 MAX_WAITING = 40  # in-process queue messages (bundles) per destination before the transform waits
 
 
@@ -47,6 +50,19 @@ class Outcome:
     published: list[tuple[str, str]]  # (destination, record_id)
     channel: str = ""
     route: str | None = None  # the route whose mapping failed, for the dead letter
+
+
+def rule_name(exc: MappingError) -> str:
+    """What kind of rule failed, from a fixed vocabulary, never the rule's text: `convert
+    hl7_date`, `derive age_in_months`, `required`, else `mapping rule` (file and line say which)."""
+    head = exc.rule.partition(":")[0]
+    if head in CONVERTERS:
+        return f"convert {head}"
+    if exc.path in FUNCTIONS:
+        return f"derive {exc.path}"
+    if exc.rule == REQUIRED_EMPTY:
+        return "required"
+    return "mapping rule"
 
 
 class TransformWorker:
@@ -147,9 +163,10 @@ class TransformWorker:
                     }
                     envelopes += [(dest, envelope) for dest in route.destinations]
         except (InputError, ValueError) as exc:
-            # The journal keeps the whole text; the log leaves out the value (patient data).
+            # The journal and the dead letter keep the whole text for the operator; the log
+            # names the rule and the field only: a rule's text can quote the value.
             where = (
-                {"mapping": exc.mapping, "line": exc.line, "path": exc.path, "rule": exc.rule}
+                {"mapping": exc.mapping, "line": exc.line, "path": exc.path, "rule": rule_name(exc)}
                 if isinstance(exc, MappingError)
                 else {"error": type(exc).__name__}
             )
