@@ -34,13 +34,14 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    exists,
     func,
     select,
     update,
 )
 
 from engine.database import UtcDateTime
-from engine.journal import messages, now_utc
+from engine.journal import FAILED, messages, now_utc
 from engine.upsert import insert_for
 
 __all__ = [
@@ -66,6 +67,7 @@ __all__ = [
     "note_failure",
     "put_dead_letter",
     "record_attempt",
+    "recover_transform_failures",
     "resolve",
 ]
 
@@ -199,6 +201,37 @@ def put_dead_letter(
         },
     ).returning(c.id)
     return int(conn.execute(stmt, row).scalar_one())
+
+
+def recover_transform_failures(engine: Engine) -> int:
+    """Dead-letter every `failed` message that no transform dead letter explains; returns how many.
+
+    Before the transform stage saved a failure's status and its dead letter in one
+    transaction, a kill -9 between the two left such a message, and nothing re-reads
+    `failed` ones. Run at start, this makes them visible to the on-call again.
+    """
+    m, d = messages.c, dead_letters.c
+    explained = exists().where((d.journal_id == m.id) & (d.stage == TRANSFORM))
+    with engine.begin() as conn:
+        lost = conn.execute(
+            select(m.id, m.channel, m.error, m.updated_at).where((m.status == FAILED) & ~explained)
+        ).all()
+        for row in lost:
+            put_dead_letter(
+                conn,
+                stage=TRANSFORM,
+                channel=row.channel,
+                route=None,
+                destination=None,
+                record_id=None,
+                journal_id=row.id,
+                reason=row.error or "transform failed",
+                attempts=1,
+                first_failed_at=row.updated_at,
+                payload=None,
+                failed_at=row.updated_at,
+            )
+    return len(lost)
 
 
 def note_failure(engine: Engine, dead_letter_id: int, reason: str) -> None:

@@ -41,6 +41,11 @@ def test_kill_between_failed_status_and_dead_letter_loses_nothing(tmp_path: Path
             journaled = rows(setup.journal, "select id from journal_messages where control_id = :c", c=cid)
             assert len(journaled) == 1, "the message was journaled before the kill"
             jid = journaled[0].id
+            # Killed before the commit: nothing of the failure was saved, so the message is still
+            # `received` and the next start transforms it again.
+            assert [r.status for r in rows(setup.journal, "select status from journal_messages")] == [
+                "received"
+            ]
 
             engine.start()  # no failpoint this time: recovery runs at start
             wait_for(

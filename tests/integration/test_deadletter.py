@@ -251,6 +251,25 @@ class TestStore:
         assert row["message"]["text"].startswith("MSH|^~\\&|LIS|") and "\ufffd" in row["message"]["text"]
 
 
+class TestRecovery:
+    def test_a_failed_message_no_dead_letter_explains_is_dead_lettered_at_start(self, db: Engine) -> None:
+        """A `failed` message left without its dead letter (a kill -9 before one-transaction saving) shows up again, once."""
+        lost = journaled(db, status=journal.FAILED)
+        journal.set_statuses(
+            db, [(lost, journal.FAILED, "transform: adt_person.yaml:24: PID-7 = '19941399'")]
+        )
+        explained = journaled(db, status=journal.FAILED)
+        transform_failure(db, explained)
+        assert store.recover_transform_failures(db) == 1
+        rows = store.list_dead_letters(db)
+        assert sorted((r["journal_id"], r["stage"], r["attempts"]) for r in rows) == [
+            (lost, "transform", 1),
+            (explained, "transform", 1),
+        ]
+        assert next(r["reason"] for r in rows if r["journal_id"] == lost).startswith("transform: adt_person")
+        assert store.recover_transform_failures(db) == 0
+
+
 class TestReplay:
     def test_replay_publishes_once_and_a_second_replay_does_nothing(self, db: Engine) -> None:
         """The stored payload goes to its destination; replaying again is skipped, and both runs are audited."""
