@@ -53,10 +53,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `… | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except Exception as exc:  # a fault, not the user's: one masked line, never a traceback
+    except Exception as exc:  # a fault, not the user's: never a traceback
+        # The log names the command and the kind of error only (its text may quote a value);
+        # the person at the terminal gets the text, masked.
+        error = type(exc).__name__
+        structlog.get_logger("engine.cli").error("command_failed", command=args.func.__name__, error=error)
         detail = engine_logging.mask_text(" ".join(str(exc).split()))[:300]
-        structlog.get_logger("engine.cli").error("command_failed", error=type(exc).__name__, detail=detail)
-        print(t("command_failed", error=type(exc).__name__, detail=detail), file=sys.stderr)
+        print(t("command_failed", error=error, detail=detail), file=sys.stderr)
         return 1
 
 
