@@ -12,7 +12,8 @@ the second time; each id is reported as done, skipped (with why) or failed (with
 the error). Publishing comes before marking: if the process dies in between, the
 dead letter is still open and a second replay sends it again, which the idempotent
 destinations absorb; the other order could mark as replayed what was never sent.
-Every call writes one audit entry, also when it had nothing to do.
+Every call writes its audit entry before it acts (also when it will have nothing to
+do) and completes it with the outcome afterwards, also when it stops part-way.
 
 The bus and the transform stage come in as callables, so this module needs no
 broker or mapping of its own (the CLI passes `Bus.publish` and
@@ -21,14 +22,15 @@ broker or mapping of its own (the CLI passes `Bus.publish` and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine
 
-from deadletter import store
-from deadletter.audit import write_audit
+from deadletter import audit, store
+from deadletter.audit import Actor
 from engine import journal
 from engine.journal import Accepted
 
@@ -99,7 +101,7 @@ def replay(
     engine: Engine,
     ids: Iterable[int],
     publish: Publish,
-    actor: str,
+    actor: str | Actor,
     *,
     note: str | None = None,
     target: str | None = None,
@@ -107,6 +109,15 @@ def replay(
     """Publish each open deliver-stage dead letter's payload to its destination again."""
     wanted = _unique(ids)
     result = ActionResult("replay")
+    who = Actor.of(actor)
+    with _audited(engine, result, who, wanted, target, note=note):
+        _replay(engine, wanted, publish, who.name, note, result)
+    return result
+
+
+def _replay(
+    engine: Engine, wanted: list[int], publish: Publish, actor: str, note: str | None, result: ActionResult
+) -> None:
     rows = store.get_many(engine, wanted)
     for dl_id in wanted:
         row = rows.get(dl_id)
@@ -125,8 +136,6 @@ def replay(
         _attempt(engine, row, ATTEMPT_REPLAYED, None)
         store.resolve(engine, [dl_id], store.REPLAYED, actor, note)
         result.done.append(Item(dl_id, "replayed", row["destination"]))
-    _audit(engine, result, actor, wanted, target, note=note)
-    return result
 
 
 def reprocess(
@@ -134,7 +143,7 @@ def reprocess(
     ids: Iterable[int],
     transform: Transform,
     publish: Publish,
-    actor: str,
+    actor: str | Actor,
     *,
     note: str | None = None,
     target: str | None = None,
@@ -148,6 +157,21 @@ def reprocess(
     """
     wanted = _unique(ids)
     result = ActionResult("reprocess")
+    who = Actor.of(actor)
+    with _audited(engine, result, who, wanted, target, note=note):
+        _reprocess(engine, wanted, transform, publish, who.name, note, result)
+    return result
+
+
+def _reprocess(
+    engine: Engine,
+    wanted: list[int],
+    transform: Transform,
+    publish: Publish,
+    actor: str,
+    note: str | None,
+    result: ActionResult,
+) -> None:
     rows = store.get_many(engine, wanted)
     for dl_id in wanted:
         row = rows.get(dl_id)
@@ -182,8 +206,6 @@ def reprocess(
             if row["stage"] == store.TRANSFORM:
                 journal.set_statuses(engine, [(row["journal_id"], journal.FAILED, reason)])
             result.failed.append(Item(dl_id, "still_fails", reason))
-    _audit(engine, result, actor, wanted, target, note=note)
-    return result
 
 
 def _reprocess_routed(
@@ -224,7 +246,7 @@ def purge(
     engine: Engine,
     ids: Iterable[int],
     reason: str,
-    actor: str,
+    actor: str | Actor,
     *,
     target: str | None = None,
 ) -> ActionResult:
@@ -234,15 +256,16 @@ def purge(
     reason = reason.strip()
     wanted = _unique(ids)
     result = ActionResult("purge")
-    rows = store.get_many(engine, wanted)
-    candidates = [i for i in wanted if not _unavailable(i, rows.get(i), result)]
-    closed = set(store.resolve(engine, candidates, store.PURGED, actor, reason))
-    for dl_id in candidates:
-        if dl_id in closed:
-            result.done.append(Item(dl_id, "purged"))
-        else:  # closed by someone else between our read and our update
-            result.skipped.append(Item(dl_id, "already", "resolved"))
-    _audit(engine, result, actor, wanted, target, reason=reason)
+    who = Actor.of(actor)
+    with _audited(engine, result, who, wanted, target, reason=reason):
+        rows = store.get_many(engine, wanted)
+        candidates = [i for i in wanted if not _unavailable(i, rows.get(i), result)]
+        closed = set(store.resolve(engine, candidates, store.PURGED, who.name, reason))
+        for dl_id in candidates:
+            if dl_id in closed:
+                result.done.append(Item(dl_id, "purged"))
+            else:  # closed by someone else between our read and our update
+                result.skipped.append(Item(dl_id, "already", "resolved"))
     return result
 
 
@@ -274,29 +297,47 @@ def _attempt(engine: Engine, row: dict[str, Any], outcome: str, error: str | Non
     )
 
 
-def _audit(
+@contextmanager
+def _audited(
     engine: Engine,
     result: ActionResult,
-    actor: str,
+    actor: Actor,
     wanted: list[int],
     target: str | None,
     **extra: Any,
-) -> None:
-    detail: dict[str, Any] = {
-        "ids": wanted,
-        "done": [i.id for i in result.done],
-        "skipped": [i.id for i in result.skipped],
-        "failed": [i.id for i in result.failed],
-    }
-    detail.update({k: v for k, v in extra.items() if v is not None})
-    result.audit_id = write_audit(
+) -> Iterator[None]:
+    """The audit entry is committed before the action touches anything and completed after,
+    also when the action stops part-way: no work is ever done unaudited."""
+    intent: dict[str, Any] = {"ids": wanted, **{k: v for k, v in extra.items() if v is not None}}
+    result.audit_id = audit.begin_audit(
         engine,
         actor=actor,
         action=result.action,
         target=target or ",".join(str(i) for i in wanted),
-        count=result.count,
-        detail=detail,
+        detail=intent,
     )
+    try:
+        yield
+    except BaseException as exc:  # Ctrl+C too: the entry says how far it got
+        with suppress(Exception):  # the database may be what failed
+            _complete(engine, result, intent, audit.ABORTED, _one_line(exc))
+        raise
+    _complete(engine, result, intent, audit.FAILED if result.failed else audit.DONE, None)
+
+
+def _complete(
+    engine: Engine, result: ActionResult, intent: dict[str, Any], outcome: str, error: str | None
+) -> None:
+    detail = {
+        **intent,
+        "done": [i.id for i in result.done],
+        "skipped": [i.id for i in result.skipped],
+        "failed": [i.id for i in result.failed],
+    }
+    if error:
+        detail["error"] = error
+    assert result.audit_id is not None
+    audit.finish_audit(engine, result.audit_id, outcome=outcome, count=result.count, detail=detail)
 
 
 def _one_line(exc: BaseException) -> str:

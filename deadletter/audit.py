@@ -1,18 +1,38 @@
-"""The audit log: who did what to dead letters, when, and to how many.
+"""The audit log: who did what to dead letters, when, to which ids, and how it ended.
 
-Every operator action (replay, reprocess, purge) writes one row, also when it
-found nothing to do, so the next shift can see what was tried at 3 a.m. Rows are
-never updated or deleted by the engine. The actor is a name (`--as NAME` or the
-OS user), never a credential.
+Every operator action (replay, reprocess, purge) writes its entry BEFORE it touches
+anything, naming what it is about to do (outcome `started`), and completes that
+same entry once when it ends (`done`, `failed` when some ids failed, `aborted` when
+it stopped part-way, e.g. Ctrl+C or a database error). An entry still `started`
+therefore means the action was cut off (kill -9, power loss): look at the ids it
+names. Nothing else changes or deletes an entry. Each entry names two people: the
+`actor` the operator claimed with `--as NAME` (the OS user when not given), and the
+`os_user` the command really ran as; never a credential. An older `audit_log`
+table gets the new columns when the engine or a `deadletter` command starts.
 """
 
 from __future__ import annotations
 
 import getpass
 import os
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Engine, Integer, MetaData, String, Table, Text, select
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    inspect,
+    select,
+    text,
+    update,
+)
 
 from engine.database import UtcDateTime
 from engine.journal import now_utc
@@ -21,53 +41,125 @@ metadata = MetaData()
 
 _Id = BigInteger().with_variant(Integer, "sqlite")
 
+# Outcomes of an entry.
+STARTED = "started"
+DONE = "done"
+FAILED = "failed"
+ABORTED = "aborted"
+
 audit_log = Table(
     "audit_log",
     metadata,
     Column("id", _Id, primary_key=True, autoincrement=True),
     Column("at", UtcDateTime(), nullable=False, index=True),
-    Column("actor", String(128), nullable=False),
+    Column("actor", String(128), nullable=False),  # the name claimed with --as, else the OS user
     Column("action", String(32), nullable=False),
     Column("target", Text, nullable=False),  # ids ("12,13") or filters ("channel=lis reason=PID-3")
     Column("count", Integer, nullable=False),
     Column("detail", JSON(none_as_null=True)),
+    # Added after the first release: NULL in entries written before.
+    Column("os_user", String(128)),
+    Column("outcome", String(16)),
+    Column("finished_at", UtcDateTime()),
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who acts: the name the operator gave (`--as`) and the account the command runs as."""
+
+    name: str
+    os_user: str
+
+    @classmethod
+    def of(cls, who: str | Actor) -> Actor:
+        """A bare name (a caller without `--as` handling) runs as this process's OS user."""
+        return who if isinstance(who, Actor) else cls(who.strip()[:128], os_user())
+
+    def __str__(self) -> str:
+        return self.name if self.name == self.os_user else f"{self.name} ({self.os_user})"
+
+
 def ensure_schema(engine: Engine) -> None:
+    """Create the table, or add the columns an older table lacks (nullable, so old rows stay)."""
     metadata.create_all(engine)
+    present = {c["name"] for c in inspect(engine).get_columns(audit_log.name)}
+    missing = [c for c in audit_log.columns if c.name not in present]
+    if not missing:
+        return
+    with engine.begin() as conn:
+        for col in missing:
+            kind = col.type.compile(dialect=conn.dialect)
+            conn.execute(text(f"ALTER TABLE {audit_log.name} ADD COLUMN {col.name} {kind}"))
 
 
-def current_actor(explicit: str | None = None) -> str:
-    """`--as NAME` when given, else the OS user, so an entry always names someone."""
-    if explicit and explicit.strip():
-        return explicit.strip()[:128]
+def os_user() -> str:
+    """The login this process runs as."""
     try:
         return getpass.getuser()[:128]
     except (KeyError, OSError):  # a container user with no passwd entry
         return f"uid:{os.getuid()}" if hasattr(os, "getuid") else "unknown"
 
 
+def current_actor(explicit: str | None = None) -> Actor:
+    """`--as NAME` when given, else the OS user; the OS user is kept beside it either way."""
+    account = os_user()
+    name = explicit.strip()[:128] if explicit and explicit.strip() else account
+    return Actor(name, account)
+
+
+def begin_audit(engine: Engine, *, actor: Actor, action: str, target: str, detail: dict[str, Any]) -> int:
+    """Write the entry for an action about to start, committed before it acts; returns its id."""
+    return _insert(engine, actor, action, target, 0, detail, STARTED)
+
+
+def finish_audit(engine: Engine, entry_id: int, *, outcome: str, count: int, detail: dict[str, Any]) -> None:
+    """Complete an entry once with how its action ended; an entry already completed stays as it is."""
+    c = audit_log.c
+    with engine.begin() as conn:
+        conn.execute(
+            update(audit_log)
+            .where((c.id == entry_id) & (c.outcome == STARTED))
+            .values(outcome=outcome, count=count, detail=detail, finished_at=now_utc())
+        )
+
+
 def write_audit(
     engine: Engine,
     *,
-    actor: str,
+    actor: Actor,
     action: str,
     target: str,
     count: int,
     detail: dict[str, Any] | None,
 ) -> int:
-    """Append one entry; returns its id so the CLI can point at it."""
+    """Append one finished entry, for an action done in one step (`show`); returns its id."""
+    return _insert(engine, actor, action, target, count, detail, DONE)
+
+
+def _insert(
+    engine: Engine,
+    actor: Actor,
+    action: str,
+    target: str,
+    count: int,
+    detail: dict[str, Any] | None,
+    outcome: str,
+) -> int:
+    now = now_utc()
     with engine.begin() as conn:
         result = conn.execute(
             audit_log.insert()
             .values(
-                at=now_utc(),
-                actor=actor[:128],
+                at=now,
+                actor=actor.name[:128],
+                os_user=actor.os_user[:128],
                 action=action[:32],
                 target=target,
                 count=count,
                 detail=detail,
+                outcome=outcome,
+                finished_at=now if outcome != STARTED else None,
             )
             .returning(audit_log.c.id)
         )

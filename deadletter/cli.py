@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from deadletter.actions import ActionResult, Publish
+    from deadletter.audit import Actor
 
 # The same values as deadletter.store's; kept here so building the `mch-engine` parser
 # does not import SQLAlchemy for every other command (a test checks they agree).
@@ -139,6 +140,13 @@ _TEXT: dict[str, tuple[str, str]] = {
         "#{id:<5} {at}  {actor:<12} {action:<10} {count:>4}  {target}{extra}",
     ),
     "audit_why": ("  原因：{why}", "  reason: {why}"),
+    "audit_as": ("{actor}（系统用户 {os_user}）", "{actor} (OS user {os_user})"),
+    "audit_started": (
+        "  【未完成：操作中途被终止，请核对所列编号】",
+        "  [not finished: the action was cut off, check the ids it names]",
+    ),
+    "audit_aborted": ("  【中途停止：{error}】", "  [stopped part-way: {error}]"),
+    "audit_failed": ("  【部分失败：{ids}】", "  [some failed: {ids}]"),
     # Per-id results (codes from deadletter.actions).
     "replayed": ("已重放到 {detail}", "replayed to {detail}"),
     "reprocessed": ("已重新处理，发送到 {detail}", "reprocessed and published to {detail}"),
@@ -223,7 +231,10 @@ def add_commands(subparsers: Any) -> None:
             p.add_argument("--why", required=True, metavar="TEXT", help="why these must never be delivered")
         p.add_argument("--yes", action="store_true", help="confirm a bulk (--all-matching) action")
         p.add_argument(
-            "--as", dest="actor", metavar="NAME", help="your name for the audit log (default: OS user)"
+            "--as",
+            dest="actor",
+            metavar="NAME",
+            help="your name for the audit log, kept beside the OS user (default: the OS user alone)",
         )
         _config_arg(p)
         p.set_defaults(func=func)
@@ -430,23 +441,37 @@ def cmd_audit(args: argparse.Namespace) -> int:
         if not rows:
             print(i18n.t("nothing_found"))
         for row in rows:
-            why = (row["detail"] or {}).get("reason") or (row["detail"] or {}).get("note")
-            extra = _t("audit_why", why=why) if why else ""
-            print(
-                _t(
-                    "audit_line",
-                    id=row["id"],
-                    at=_local(row["at"], ctx.tz),
-                    actor=row["actor"],
-                    action=row["action"],
-                    count=row["count"],
-                    target=row["target"],
-                    extra=extra,
-                )
-            )
+            print(_audit_line(row, ctx.tz))
         return 0
 
     return _run(args, body)
+
+
+def _audit_line(row: dict[str, Any], tz: tzinfo) -> str:
+    """One entry: who (the claimed name and, when it differs, the OS user), what, how it ended."""
+    detail = row["detail"] or {}
+    why = detail.get("reason") or detail.get("note")
+    extra = _t("audit_why", why=why) if why else ""
+    outcome = row.get("outcome")
+    if outcome == "started":
+        extra += _t("audit_started")
+    elif outcome == "aborted":
+        extra += _t("audit_aborted", error=detail.get("error") or "-")
+    elif outcome == "failed":
+        extra += _t("audit_failed", ids=",".join(map(str, detail.get("failed") or [])))
+    actor, os_user = row["actor"], row.get("os_user")
+    if os_user and os_user != actor:
+        actor = _t("audit_as", actor=actor, os_user=os_user)
+    return _t(
+        "audit_line",
+        id=row["id"],
+        at=_local(row["at"], tz),
+        actor=actor,
+        action=row["action"],
+        count=row["count"],
+        target=row["target"],
+        extra=extra,
+    )
 
 
 # --------------------------------------------------------------------------- actions
@@ -584,7 +609,7 @@ def _publisher(ctx: _Context) -> Iterator[Publish]:
             bus.close()
 
 
-def _actor(args: argparse.Namespace) -> str:
+def _actor(args: argparse.Namespace) -> Actor:
     from deadletter.audit import current_actor
 
     return current_actor(args.actor)

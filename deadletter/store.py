@@ -25,6 +25,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
+    Connection,
     Engine,
     Index,
     Integer,
@@ -33,13 +34,14 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    exists,
     func,
     select,
     update,
 )
 
 from engine.database import UtcDateTime
-from engine.journal import messages, now_utc
+from engine.journal import FAILED, messages, now_utc
 from engine.upsert import insert_for
 
 __all__ = [
@@ -63,7 +65,9 @@ __all__ = [
     "metadata",
     "next_attempt",
     "note_failure",
+    "put_dead_letter",
     "record_attempt",
+    "recover_transform_failures",
     "resolve",
 ]
 
@@ -130,8 +134,14 @@ def ensure_schema(engine: Engine) -> None:
     metadata.create_all(engine)
 
 
-def add_dead_letter(
-    engine: Engine,
+def add_dead_letter(engine: Engine, **failure: Any) -> int:
+    """`put_dead_letter` in a transaction of its own; returns the dead letter's id."""
+    with engine.begin() as conn:
+        return put_dead_letter(conn, **failure)
+
+
+def put_dead_letter(
+    conn: Connection,
     *,
     stage: str,
     channel: str,
@@ -145,7 +155,8 @@ def add_dead_letter(
     payload: dict[str, Any] | None,
     failed_at: datetime | None = None,
 ) -> int:
-    """Dead-letter a failure, or add to the one already kept for it; returns its id.
+    """Dead-letter a failure, or add to the one already kept for it, inside the caller's
+    transaction (so a journal status and its dead letter commit together); returns its id.
 
     `attempts` counts the tries made since this failure was last dead-lettered, so a
     recurring failure adds up rather than resets. `failed_at` (default now) is the
@@ -171,26 +182,56 @@ def add_dead_letter(
         "created_at": now,
     }
     c = dead_letters.c
+    stmt = insert_for(conn, dead_letters)
+    new = stmt.excluded
+    stmt = stmt.on_conflict_do_update(
+        index_elements=_KEY,
+        set_={
+            "attempts": c.attempts + new.attempts,
+            "last_failed_at": new.last_failed_at,
+            "reason": new.reason,
+            "channel": new.channel,
+            "route": new.route,
+            # A transform failure has no payload: keep the one we had.
+            "payload": func.coalesce(new.payload, c.payload),
+            "status": OPEN,
+            "resolved_at": None,
+            "resolved_by": None,
+            "resolution_note": None,
+        },
+    ).returning(c.id)
+    return int(conn.execute(stmt, row).scalar_one())
+
+
+def recover_transform_failures(engine: Engine) -> int:
+    """Dead-letter every `failed` message that no transform dead letter explains; returns how many.
+
+    Before the transform stage saved a failure's status and its dead letter in one
+    transaction, a kill -9 between the two left such a message, and nothing re-reads
+    `failed` ones. Run at start, this makes them visible to the on-call again.
+    """
+    m, d = messages.c, dead_letters.c
+    explained = exists().where((d.journal_id == m.id) & (d.stage == TRANSFORM))
     with engine.begin() as conn:
-        stmt = insert_for(conn, dead_letters)
-        new = stmt.excluded
-        stmt = stmt.on_conflict_do_update(
-            index_elements=_KEY,
-            set_={
-                "attempts": c.attempts + new.attempts,
-                "last_failed_at": new.last_failed_at,
-                "reason": new.reason,
-                "channel": new.channel,
-                "route": new.route,
-                # A transform failure has no payload: keep the one we had.
-                "payload": func.coalesce(new.payload, c.payload),
-                "status": OPEN,
-                "resolved_at": None,
-                "resolved_by": None,
-                "resolution_note": None,
-            },
-        ).returning(c.id)
-        return int(conn.execute(stmt, row).scalar_one())
+        lost = conn.execute(
+            select(m.id, m.channel, m.error, m.updated_at).where((m.status == FAILED) & ~explained)
+        ).all()
+        for row in lost:
+            put_dead_letter(
+                conn,
+                stage=TRANSFORM,
+                channel=row.channel,
+                route=None,
+                destination=None,
+                record_id=None,
+                journal_id=row.id,
+                reason=row.error or "transform failed",
+                attempts=1,
+                first_failed_at=row.updated_at,
+                payload=None,
+                failed_at=row.updated_at,
+            )
+    return len(lost)
 
 
 def note_failure(engine: Engine, dead_letter_id: int, reason: str) -> None:

@@ -1,8 +1,11 @@
 """`mch-engine`: the command line for interface engineers, operators and scripts.
 
 Every subcommand exits 0 on success, 1 when what it checked or sent was not
-accepted, 2 on a usage or configuration problem. Operator text is Simplified
-Chinese by default; `--lang en` (or MCH_LANG=en) switches to English.
+accepted (or the command failed unexpectedly), 2 on a usage or configuration
+problem. Operator text is Simplified Chinese by default; `--lang en` (or
+MCH_LANG=en) switches to English. `main()` sets up the masked JSON logs (stderr)
+once for every command, and turns any unexpected error into one masked line, so
+no command writes patient data into a log or a traceback.
 """
 
 from __future__ import annotations
@@ -17,19 +20,26 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from deadletter.cli import add_commands as add_deadletter_commands
 from engine import i18n
+from engine import logging as engine_logging
 from engine.errors import ConfigError, ConfigErrors, StartupError
 from engine.i18n import t
 
 DEFAULT_CONFIG = "routes.yaml"
 STOP_GRACE = 30.0  # seconds a SIGTERM waits for in-flight work
+# Commands other than `run` log warnings and errors only, unless MCH_LOG_LEVEL says otherwise.
+COMMAND_LOG_LEVEL = "warning"
+LOG_LEVELS = ["debug", "info", "warning", "error"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     i18n.set_language(args.lang or os.environ.get("MCH_LANG", "zh"))
+    engine_logging.configure(_log_level(args))
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -43,6 +53,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `… | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as exc:  # a fault, not the user's: never a traceback
+        # The log names the command and the kind of error only (its text may quote a value);
+        # the person at the terminal gets the text, masked.
+        error = type(exc).__name__
+        structlog.get_logger("engine.cli").error("command_failed", command=args.func.__name__, error=error)
+        detail = engine_logging.mask_text(" ".join(str(exc).split()))[:300]
+        print(t("command_failed", error=error, detail=detail), file=sys.stderr)
+        return 1
+
+
+def _log_level(args: argparse.Namespace) -> str:
+    """`run --log-level`, else MCH_LOG_LEVEL, else warnings and errors only."""
+    level = getattr(args, "log_level", None) or os.environ.get("MCH_LOG_LEVEL", "") or COMMAND_LOG_LEVEL
+    return level.lower() if level.lower() in LOG_LEVELS else COMMAND_LOG_LEVEL
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="with the transform role: take only messages whose journal id modulo N is I, "
         "so N transform processes share the work",
     )
-    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.add_argument("--log-level", default="info", choices=LOG_LEVELS)
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check", help="validate routes.yaml and its mapping files")
@@ -225,13 +249,11 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from engine import logging as engine_logging
     from engine.check import check_config, format_problems
     from engine.runtime import ALL_ROLES, EngineRuntime
     from engine.settings import load_settings
     from transforms.mapping import load_mapping
 
-    engine_logging.configure(args.log_level)
     problems = check_config(args.config, check_mapping=load_mapping)
     if problems:
         print(format_problems(problems), file=sys.stderr)

@@ -136,7 +136,12 @@ class DeliveryWorker:
                 raise
             self.retried += 1
             log.warning(
-                "delivery_retry", destination=self.destination, record_id=rid, attempt=attempt, retry_in=delay
+                "delivery_retry",
+                destination=self.destination,
+                journal_id=jid,
+                record_id=rid,  # masked by the log pipeline: the journal id finds the row
+                attempt=attempt,
+                retry_in=delay,
             )
             return
         payload = {k: v for k, v in envelope.items() if k not in RETRY_KEYS}
@@ -160,6 +165,7 @@ class DeliveryWorker:
         log.error(
             "dead_letter",
             destination=self.destination,
+            journal_id=jid,
             record_id=rid,
             attempts=attempt,
             error=type(exc).__name__,

@@ -52,6 +52,10 @@ _TEXT: dict[str, tuple[str, str]] = {
     ),
     "person_unknown": ("找不到此人：{person}", "no person known as {person}"),
     "nothing_found": ("没有符合条件的记录", "nothing matches"),
+    "command_failed": (
+        "命令未能完成（{error}）：{detail}",
+        "the command failed ({error}): {detail}",
+    ),
     "db_unavailable": ("无法连接数据库 {url}：{error}", "cannot reach the database {url}: {error}"),
 }
 

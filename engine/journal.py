@@ -927,6 +927,12 @@ def set_statuses(engine: Engine, updates: Iterable[tuple[int, str, str | None]])
         _set_statuses(conn, list(updates), now_utc())
 
 
+def set_statuses_in(conn: Connection, updates: Iterable[tuple[int, str, str | None]]) -> None:
+    """`set_statuses` inside the caller's transaction, so what goes with a status (a dead
+    letter) commits with it or not at all."""
+    _set_statuses(conn, list(updates), now_utc())
+
+
 def _set_statuses(conn: Connection, updates: list[tuple[int, str, str | None]], now: datetime) -> None:
     """One UPDATE per distinct (status, error), not one per message: a batch of routed
     messages is a single `WHERE id IN (…)`."""

@@ -22,20 +22,23 @@ import structlog
 from sqlalchemy import Engine
 
 from deadletter import store as dead_letters
-from engine import journal
+from engine import failpoints, journal
 from engine.backoff import until_it_works
 from engine.batching import run_batches
 from engine.bus import Bus
 from engine.errors import InputError, MappingError
 from engine.router import Router
+from transforms.converters import CONVERTERS
 from transforms.decode import decode
 from transforms.hl7v2 import Message
+from transforms.mapping.functions import FUNCTIONS
 from transforms.strict import check_structure
 from transforms.validate import canonical
 
 log = structlog.get_logger("engine.pipeline")
 
 LINGER = 0.005  # seconds the transform waits for more messages to fill a batch
+REQUIRED_EMPTY = "required value is empty"  # the mapping compiler's text for a required field
 MAX_WAITING = 40  # in-process queue messages (bundles) per destination before the transform waits
 
 
@@ -47,6 +50,19 @@ class Outcome:
     published: list[tuple[str, str]]  # (destination, record_id)
     channel: str = ""
     route: str | None = None  # the route whose mapping failed, for the dead letter
+
+
+def rule_name(exc: MappingError) -> str:
+    """What kind of rule failed, from a fixed vocabulary, never the rule's text: `convert
+    hl7_date`, `derive age_in_months`, `required`, else `mapping rule` (file and line say which)."""
+    head = exc.rule.partition(":")[0]
+    if head in CONVERTERS:
+        return f"convert {head}"
+    if exc.path in FUNCTIONS:
+        return f"derive {exc.path}"
+    if exc.rule == REQUIRED_EMPTY:
+        return "required"
+    return "mapping rule"
 
 
 class TransformWorker:
@@ -147,9 +163,10 @@ class TransformWorker:
                     }
                     envelopes += [(dest, envelope) for dest in route.destinations]
         except (InputError, ValueError) as exc:
-            # The journal keeps the whole text; the log leaves out the value (patient data).
+            # The journal and the dead letter keep the whole text for the operator; the log
+            # names the rule and the field only: a rule's text can quote the value.
             where = (
-                {"mapping": exc.mapping, "line": exc.line, "path": exc.path, "rule": exc.rule}
+                {"mapping": exc.mapping, "line": exc.line, "path": exc.path, "rule": rule_name(exc)}
                 if isinstance(exc, MappingError)
                 else {"error": type(exc).__name__}
             )
@@ -183,17 +200,24 @@ class TransformWorker:
 
     def _save(self, outcomes: list[Outcome]) -> None:
         routed = [(o.journal_id, o.status, o.published) for o in outcomes if o.status == journal.ROUTED]
-        others = [(o.journal_id, o.status, o.error) for o in outcomes if o.status != journal.ROUTED]
-        failed = [o for o in outcomes if o.status == journal.FAILED]
+        others = [o for o in outcomes if o.status != journal.ROUTED]
         for attempt in until_it_works("journal_status"):
             with attempt:
                 if routed:
                     journal.record_routed(self.journal_engine, routed)
                 if others:
-                    journal.set_statuses(self.journal_engine, others)
-                for o in failed:  # a mapping or validation failure waits, explained, for an operator
-                    dead_letters.add_dead_letter(
-                        self.journal_engine,
+                    self._save_unrouted_and_failed(others)
+
+    def _save_unrouted_and_failed(self, outcomes: list[Outcome]) -> None:
+        """A `failed` status and its dead letter commit together: recovery re-reads only
+        `received` messages, so a status saved alone would hide the failure for good."""
+        with self.journal_engine.begin() as conn:
+            journal.set_statuses_in(conn, [(o.journal_id, o.status, o.error) for o in outcomes])
+            failpoints.reach(failpoints.TRANSFORM_DEAD_LETTER)
+            for o in outcomes:
+                if o.status == journal.FAILED:  # waits, explained, for an operator
+                    dead_letters.put_dead_letter(
+                        conn,
                         stage=dead_letters.TRANSFORM,
                         channel=o.channel,
                         route=o.route,

@@ -90,6 +90,12 @@ class EngineRuntime:
         probe.close()
 
         if "transform" in self.roles:
+            # One transform process of several does it, so none counts a message twice.
+            recovered = 0
+            if self.shard is None or self.shard[0] == 0:
+                recovered = dead_letters.recover_transform_failures(self.journal_engine)
+            if recovered:
+                log.warning("failed_messages_dead_lettered", count=recovered)
             strict = frozenset(name for name, ch in s.channels.items() if ch.strict)
             self.transform = TransformWorker(
                 self.router(), self.journal_engine, self.bus, strict_channels=strict

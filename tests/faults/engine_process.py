@@ -58,7 +58,11 @@ class EngineProcess:
 
     # lifecycle -----------------------------------------------------------------------
 
-    def start(self, timeout: float = ENGINE_START_TIMEOUT) -> EngineProcess:
+    def start(
+        self, timeout: float = ENGINE_START_TIMEOUT, env: dict[str, str] | None = None
+    ) -> EngineProcess:
+        """Start and wait until it listens; `env` adds variables for this start only
+        (e.g. a failpoint, engine/failpoints.py)."""
         assert self.proc is None or self.proc.poll() is not None, "engine already running"
         self.starts += 1
         self._running.clear()
@@ -69,7 +73,7 @@ class EngineProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "engine.cli", "run", "--config", str(self.routes)],
                 cwd=self.workdir,
-                env=engine_env(),
+                env={**engine_env(), **(env or {})},
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=log,
@@ -115,6 +119,16 @@ class EngineProcess:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def wait_dead(self, timeout: float = 30.0) -> int:
+        """Wait for the engine to end by itself (a failpoint); returns its exit code."""
+        assert self.proc is not None
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"engine still running after {timeout}s\n{self.log_tail()}") from None
+        self._reaped()
+        return int(self.proc.returncode)
 
     def kill(self) -> None:
         """SIGKILL: no goodbye, no flush, no answer for what is in flight."""

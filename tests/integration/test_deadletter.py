@@ -3,6 +3,7 @@ reprocess, purge and the audit log; the `deadletter` commands as the on-call run
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import subprocess
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 from kombu import Connection, Exchange, Queue
-from sqlalchemy import Engine, select
+from sqlalchemy import Column, Engine, MetaData, Table, select, text
 
 from deadletter import actions, audit, store
 from engine import journal
@@ -250,6 +251,25 @@ class TestStore:
         assert row["message"]["text"].startswith("MSH|^~\\&|LIS|") and "\ufffd" in row["message"]["text"]
 
 
+class TestRecovery:
+    def test_a_failed_message_no_dead_letter_explains_is_dead_lettered_at_start(self, db: Engine) -> None:
+        """A `failed` message left without its dead letter (a kill -9 before one-transaction saving) shows up again, once."""
+        lost = journaled(db, status=journal.FAILED)
+        journal.set_statuses(
+            db, [(lost, journal.FAILED, "transform: adt_person.yaml:24: PID-7 = '19941399'")]
+        )
+        explained = journaled(db, status=journal.FAILED)
+        transform_failure(db, explained)
+        assert store.recover_transform_failures(db) == 1
+        rows = store.list_dead_letters(db)
+        assert sorted((r["journal_id"], r["stage"], r["attempts"]) for r in rows) == [
+            (lost, "transform", 1),
+            (explained, "transform", 1),
+        ]
+        assert next(r["reason"] for r in rows if r["journal_id"] == lost).startswith("transform: adt_person")
+        assert store.recover_transform_failures(db) == 0
+
+
 class TestReplay:
     def test_replay_publishes_once_and_a_second_replay_does_nothing(self, db: Engine) -> None:
         """The stored payload goes to its destination; replaying again is skipped, and both runs are audited."""
@@ -423,6 +443,81 @@ class TestPurge:
         assert [i.code for i in again.skipped] == ["already"]
 
 
+class TestAuditEntries:
+    OLD = ("id", "at", "actor", "action", "target", "count", "detail")  # the first release's columns
+
+    def test_bulk_action_stopped_part_way_keeps_its_entry_and_outcome(self, db: Engine) -> None:
+        """Ctrl+C at the second of three replays: the entry, written before the first, says 1 done and aborted."""
+        jid = journaled(db)
+        ids = [deliver_failure(db, jid, record_id=f"person:HIS:00100880{n}") for n in range(3)]
+        seen_before_acting: list[dict[str, Any]] = []
+
+        def publish(destination: str, env: dict[str, Any]) -> None:
+            if not seen_before_acting:
+                seen_before_acting.extend(audit.list_audit(db, 10))
+                return
+            raise KeyboardInterrupt  # the operator stops a long bulk replay
+
+        with pytest.raises(KeyboardInterrupt):
+            actions.replay(db, ids, publish, "王芳", target="all-matching destination=record_store")
+
+        assert [(e["action"], e["outcome"], e["detail"]["ids"]) for e in seen_before_acting] == [
+            ("replay", audit.STARTED, ids)
+        ]
+        assert [r["status"] for r in store.list_dead_letters(db, status=None)] == ["open", "open", "replayed"]
+        [entry] = audit.list_audit(db, 10)
+        assert (entry["outcome"], entry["count"], entry["actor"], entry["os_user"]) == (
+            audit.ABORTED,
+            1,
+            "王芳",
+            getpass.getuser(),
+        )
+        assert entry["target"] == "all-matching destination=record_store"
+        assert (entry["detail"]["ids"], entry["detail"]["done"]) == (ids, [ids[0]])
+        assert entry["detail"]["error"] == "KeyboardInterrupt"
+        assert entry["finished_at"] is not None
+
+    def test_some_failed_is_the_outcome_of_a_partly_failed_action(self, db: Engine) -> None:
+        """One replay refused by the broker, one sent: the entry ends `failed`, naming the one that failed."""
+        jid = journaled(db)
+        good, bad = (deliver_failure(db, jid, record_id=f"person:HIS:R{n}") for n in range(2))
+
+        calls: list[str] = []
+
+        def publish(destination: str, env: dict[str, Any]) -> None:
+            calls.append(destination)
+            if len(calls) == 2:
+                raise ConnectionError("broker closed the channel")
+
+        actions.replay(db, [good, bad], publish, "zhang")
+        [entry] = audit.list_audit(db, 10)
+        assert (entry["outcome"], entry["count"], entry["detail"]["failed"]) == (audit.FAILED, 1, [bad])
+
+    def test_an_older_audit_table_gets_the_new_columns(self, db: Engine) -> None:
+        """A table from before (no os_user, outcome) is extended at start; its rows stay, new ones have both names."""
+        old_table = Table(
+            "audit_log",
+            MetaData(),
+            *(
+                Column(c.name, c.type, primary_key=c.primary_key)
+                for c in audit.audit_log.columns
+                if c.name in self.OLD
+            ),
+        )
+        with db.begin() as conn:
+            conn.execute(text("DROP TABLE audit_log"))
+            old_table.create(conn)
+            conn.execute(
+                old_table.insert().values(at=T0, actor="li", action="purge", target="7", count=1, detail={})
+            )
+        audit.ensure_schema(db)
+        audit.ensure_schema(db)  # every start: nothing more to add
+        actions.purge(db, [deliver_failure(db, journaled(db))], "vendor test data", "zhang")
+        new, old = audit.list_audit(db, 10)
+        assert (old["actor"], old["os_user"], old["outcome"]) == ("li", None, None)
+        assert (new["actor"], new["os_user"], new["outcome"]) == ("zhang", getpass.getuser(), audit.DONE)
+
+
 # --------------------------------------------------------------------------- the commands
 
 
@@ -541,6 +636,28 @@ class TestCommands:
         assert entry["target"].startswith("all-matching channel=lis_gbk")
         log = mch("audit", *config, cwd=tmp_path).stdout
         assert "王芳" in log and "vendor test data" in log
+        db.dispose()
+
+    def test_as_names_both_the_claimed_name_and_the_os_user(self, routes: Path, tmp_path: Path) -> None:
+        """`--as 王芳` run from the shared account: the summary, `audit` and `audit --json` show both names."""
+        db = cli_db(routes)
+        dl = transform_failure(db, journaled(db, status=journal.FAILED))
+        me = getpass.getuser()
+        config = ("--config", str(routes))
+        done = mch(
+            "purge", str(dl), "--why", "vendor test data", "--as", "王芳", *config, cwd=tmp_path
+        ).stdout
+        assert f"by 王芳 ({me})" in done
+        mch("purge", str(dl), "--why", "again", *config, cwd=tmp_path)  # no --as: the OS user alone
+        again, first = (
+            json.loads(x) for x in mch("audit", *config, "--json", cwd=tmp_path).stdout.splitlines()
+        )
+        assert (first["actor"], first["os_user"], first["outcome"]) == ("王芳", me, "done")
+        assert (again["actor"], again["os_user"]) == (me, me)
+        lines = mch("audit", *config, cwd=tmp_path).stdout.splitlines()
+        assert f"王芳 (OS user {me})" in lines[1] and "OS user" not in lines[0]
+        zh = mch("audit", *config, cwd=tmp_path, lang="zh").stdout
+        assert f"王芳（系统用户 {me}）" in zh
         db.dispose()
 
     def test_usage_problems_exit_2(self, routes: Path, tmp_path: Path) -> None:

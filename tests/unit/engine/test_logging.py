@@ -203,3 +203,34 @@ class TestConfigure:
         finally:
             configure("warning", stream=io.StringIO())
         assert [e["event"] for e in lines_of(buf)] == ["loud"]
+
+
+class TestRecordKeys:
+    @pytest.mark.parametrize(
+        ("key", "value", "shown"),
+        [
+            ("record_id", "person:HIS:0010031207", "person:HIS:******1207"),
+            ("record_id", "lab:LIS:10:2407101562", "lab:LIS:10:******1562"),
+            ("person_key", "PI:HIS:0010023456", "PI:HIS:******3456"),
+            ("survivor", f"ID:{ID_CARD}", "ID:**************1525"),
+            ("merged", "PI:HIS:A123", "PI:HIS:****"),
+        ],
+    )
+    def test_the_identifier_part_is_masked(self, key: str, value: str, shown: str) -> None:
+        """A HIS patient id inside a record id or person key is masked; kind and system stay readable."""
+        assert mask_pii(None, "warning", {key: value})[key] == shown
+
+
+class TestDatabaseErrors:
+    def test_a_row_quoted_by_postgresql_is_left_out(self) -> None:
+        """`Failing row contains (…)` and `Key (…)=(…)` echo stored values: the log keeps the error, not them."""
+        error = (
+            'null value in column "id" violates not-null constraint\n'
+            f"DETAIL:  Failing row contains (null, {NAME}, 0010031207, started).\n[SQL: INSERT …]"
+        )
+        duplicate = (
+            f"duplicate key value\nDETAIL:  Key (record_id)=(person:HIS:0010031207 {NAME}) already exists."
+        )
+        out = masked({"event": "journal_write_failed", "error": error, "detail": duplicate})
+        assert NAME not in out and "0010031207" not in out
+        assert "not-null constraint" in out and "already exists" in out and "[SQL: INSERT" in out
