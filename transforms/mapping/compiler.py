@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
 
+from engine.config_paths import ConfigRoots
 from engine.errors import ConfigError, ConfigErrors, MappingError
 from engine.yaml_lines import LineMap, load_yaml
 from transforms.converters import CONVERTERS, typed_value
@@ -136,16 +137,20 @@ class Mapping:
         return out
 
 
-def load_mapping(path: str | FsPath, display: str | None = None) -> Mapping:
-    """Read and compile a mapping file; raises ConfigErrors listing every problem."""
+def load_mapping(path: str | FsPath, display: str | None = None, roots: ConfigRoots | None = None) -> Mapping:
+    """Read and compile a mapping file; raises ConfigErrors listing every problem. Includes
+    and code tables are read only inside `roots` (routes.yaml's: `Settings.roots`); a mapping
+    loaded on its own may read below its folder and the working directory."""
     file = display or str(path)
+    if roots is None:
+        roots = ConfigRoots.of([FsPath.cwd(), FsPath(path).parent])
     try:
         text = FsPath(path).read_text(encoding="utf-8")
     except OSError as exc:
         problem = ConfigError(file, None, f"cannot read mapping file: {exc.strerror}")
         raise ConfigErrors([problem]) from exc
     data, lines = load_yaml(text, file)
-    return _Compiler(file, FsPath(path), lines).mapping(data)
+    return _Compiler(file, FsPath(path), lines, roots).mapping(data)
 
 
 def compile_message_condition(text: str) -> Callable[[Ctx], bool]:
@@ -192,10 +197,11 @@ def _groups(ctx: Ctx, name: str) -> list[Ctx]:
 
 
 class _Compiler:
-    def __init__(self, file: str, path: FsPath, lines: LineMap) -> None:
+    def __init__(self, file: str, path: FsPath, lines: LineMap, roots: ConfigRoots) -> None:
         self.file = file
         self.path = path
         self.lines = lines
+        self.roots = roots
         self.errors: list[ConfigError] = []
         self.input = "hl7"
         self.paths: dict[str, list[str]] = {}
@@ -452,6 +458,10 @@ class _Compiler:
         """A rule kept in its own file (`include: ../common/observations.yaml`), shared by
         several mappings; its errors name that file and line."""
         path = (self.path.parent / reference).resolve()
+        refusal = self.roots.refusal("included file", reference, path)
+        if refusal is not None:
+            self.error(loc, refusal)
+            return lambda ctx: None
         try:
             data, lines = load_yaml(path.read_text(encoding="utf-8"), reference)
         except OSError as exc:
@@ -531,6 +541,10 @@ class _Compiler:
 
     def table(self, spec: dict[str, Any], loc: tuple[Any, ...]) -> Any:
         path = find_table(str(spec["table"]), self.path)
+        refusal = self.roots.refusal("code table", str(spec["table"]), path)
+        if refusal is not None:
+            self.error((*loc, "table"), refusal)
+            return None
         try:
             return load_code_table(path, display=str(spec["table"]))
         except ConfigError as exc:
