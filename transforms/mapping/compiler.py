@@ -43,7 +43,7 @@ RECORD_KEYS = {"type", "record_id", "event_time", "fields", "when", "each", "des
 SPEC_KEYS = {
     "path", "column", "first", "template", "const", "fields", "each", "value", "where",
     "convert", "type_from", "table", "table_column", "quantity", "to_unit", "derive", "args",
-    "join", "default", "required", "when", "obx", "obx_field", "include",
+    "join", "default", "required", "when", "obx", "obx_field", "include", "take",
 }  # fmt: skip
 EMPTY = (None, "", [])
 
@@ -300,6 +300,8 @@ class _Compiler:
 
     def base(self, spec: dict[str, Any], loc: tuple[Any, ...]) -> Getter:
         """The rule's raw value, before converters, defaults and checks."""
+        if "take" in spec:
+            return self.take(spec, loc)
         if "each" in spec:
             return self.each(spec, loc)
         if "fields" in spec:
@@ -365,7 +367,7 @@ class _Compiler:
         default = spec.get("default")
         required = bool(spec.get("required", False))
         when = self.condition(spec["when"], (*loc, "when")) if "when" in spec else None
-        nothing: Any = [] if "each" in spec and join is None else None
+        nothing: Any = [] if "each" in spec and join is None and "take" not in spec else None
 
         # A table's rows as the rule's results, worked out once: a lookup is then one get.
         results = _table_results(table, column) if table is not None else None
@@ -518,6 +520,20 @@ class _Compiler:
             return [inner(c) for c in items if where is None or where(c)]
 
         return per_repetition
+
+    def take(self, spec: dict[str, Any], loc: tuple[Any, ...]) -> Getter:
+        """`take: first` on an `each:` gives its first item, not a list: the mother is the
+        first NK1 whose relationship is MTH, whichever NK1 she is."""
+        if spec["take"] != "first" or "each" not in spec:
+            self.error((*loc, "take"), "'take' goes with 'each' and can only be 'first'")
+            return lambda ctx: None
+        items = self.each(spec, loc)
+
+        def first_item(ctx: Ctx) -> Any:
+            found = items(ctx)
+            return found[0] if found else None
+
+        return first_item
 
     def each_segment(self, expr: Any, loc: tuple[Any, ...]) -> str:
         name = str(expr).split("[")[0].strip()
