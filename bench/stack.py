@@ -214,6 +214,7 @@ class Stack:
                 "database": self.database,
                 "timezone": shipped.get("engine", {}).get("timezone", "Asia/Shanghai"),
                 "queue_prefix": self.queue_prefix,
+                "allowed_paths": [str(REPO / "mappings")],
             },
             "channels": {},
             "routes": [],

@@ -21,17 +21,18 @@ def check_config(
     path: str | Path,
     env: Mapping[str, str] | None = None,
     *,
-    check_mapping: Callable[[Path], None] | None = None,
+    check_mapping: Callable[..., None] | None = None,
 ) -> list[ConfigError]:
     """All problems of routes.yaml (YAML, `${VAR}`, schema, references, missing mapping
-    files), then those `check_mapping` raises for each existing mapping file; empty if OK.
+    files), then those `check_mapping(path, roots=...)` raises for each existing mapping file
+    (`roots`: where its includes and code tables may be); empty if OK.
     `env` defaults to os.environ."""
     loaded = read_settings(path, env)
     problems = list(loaded.problems)
     if check_mapping is not None:
         for mapping in loaded.mapping_files:
             try:
-                check_mapping(mapping)
+                check_mapping(mapping, roots=loaded.roots)
             except (ConfigError, ConfigErrors) as exc:
                 problems.extend(problems_of(exc))
     return problems

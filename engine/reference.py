@@ -25,6 +25,8 @@ HEADER = """# routes.yaml reference
 (which messages go through which mapping to which destinations) and destinations. Any string value
 may use `${VAR}` or `${VAR:-default}` to read the environment; secrets belong there, never in the
 file. Unknown keys are errors. `mch-engine check` reports every problem as `file:line: message`.
+Mapping files, their includes and code tables are read only below this file's folder or below
+`engine.allowed_paths`; aliases may expand a file to at most 100,000 values (docs/mapping.md).
 Durations are numbers of seconds or `500ms`, `30s`, `5m`, `1h`; sizes are bytes or `512KiB`, `4MiB`.
 See the repository's own `routes.yaml` for a complete example.
 """

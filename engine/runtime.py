@@ -140,7 +140,7 @@ class EngineRuntime:
         for r in self.settings.routes:
             path = r.mapping_path(self.settings)
             if path not in compiled:
-                compiled[path] = load_mapping(path, display=r.mapping)
+                compiled[path] = load_mapping(path, display=r.mapping, roots=self.settings.roots)
             routes.append(Route.build(r, compiled[path]))
         return Router(routes)
 

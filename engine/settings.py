@@ -17,7 +17,7 @@ import math
 import os
 import re
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -33,6 +33,7 @@ from pydantic import (
     model_validator,
 )
 
+from engine.config_paths import ConfigRoots
 from engine.errors import ConfigError, ConfigErrors
 from engine.yaml_lines import LineMap, Loc, dotted, hint, parse_yaml, try_validate
 
@@ -312,6 +313,12 @@ class EngineSettings(_Model):
     http: HttpSettings | None = Field(
         default=None, description="Optional HTTP listener, reserved for the dashboard."
     )
+    allowed_paths: list[str] = Field(
+        default_factory=list,
+        description="Folders outside the one holding routes.yaml from which mapping files, "
+        "their includes and code tables may be read (absolute, or relative to routes.yaml's "
+        "folder); absent: only files below routes.yaml's folder, symlinks resolved.",
+    )
 
     @property
     def tzinfo(self) -> zoneinfo.ZoneInfo:
@@ -494,6 +501,11 @@ class Settings(_Model):
         """The routes.yaml this was loaded from, if any."""
         return self._source
 
+    @property
+    def roots(self) -> ConfigRoots:
+        """Folders mapping files, includes and code tables may be read from."""
+        return _roots(self.base_dir, self.engine.allowed_paths)
+
     def routes_from(self, channel: str) -> list[Route]:
         """Routes fed by a channel, in file order."""
         return [route for route in self.routes if channel in route.from_]
@@ -514,11 +526,23 @@ class LoadedSettings:
     lines: LineMap = field(default_factory=LineMap)
     mapping_files: list[Path] = field(default_factory=list)
     """Distinct existing mapping files named by routes, in file order."""
+    roots: ConfigRoots = field(default_factory=lambda: ConfigRoots(()))
+    """Folders configuration may read from (routes.yaml's and `engine.allowed_paths`)."""
 
 
 def _resolve_path(text: str, base_dir: Path) -> Path:
     path = Path(text).expanduser()
     return path if path.is_absolute() else base_dir / path
+
+
+def _roots(base_dir: Path, allowed: Iterable[str]) -> ConfigRoots:
+    return ConfigRoots.of([base_dir, *(_resolve_path(text, base_dir) for text in allowed)])
+
+
+def _allowed_paths(data: Any) -> list[str]:
+    """`engine.allowed_paths` from raw data: the strings among them (the schema reports the rest)."""
+    allowed = _section(data, "engine").get("allowed_paths") if isinstance(data, dict) else None
+    return [text for text in allowed if isinstance(text, str)] if isinstance(allowed, list) else []
 
 
 def _fill_env_defaults(data: Any, env: Mapping[str, str]) -> None:
@@ -612,7 +636,10 @@ def _reference_problems(loaded: LoadedSettings, skip: set[Loc]) -> list[ConfigEr
         mapping = route.get("mapping")
         if isinstance(mapping, str) and mapping.strip() and (*base, "mapping") not in skip:
             path = _resolve_path(mapping, loaded.base_dir)
-            if path.is_file():
+            refusal = loaded.roots.refusal("mapping file", mapping, path)
+            if refusal is not None:
+                problem((*base, "mapping"), refusal)
+            elif path.is_file():
                 if path not in seen_files:
                     seen_files.add(path)
                     loaded.mapping_files.append(path)
@@ -649,6 +676,7 @@ def read_settings(path: str | Path, env: Mapping[str, str] | None = None) -> Loa
         loaded.problems.append(ConfigError(loaded.filename, 1, "the file is empty"))
         return loaded
     _fill_env_defaults(loaded.data, environ)
+    loaded.roots = _roots(loaded.base_dir, _allowed_paths(loaded.data))
 
     settings, problems = try_validate(
         Settings, loaded.data, loaded.lines, loaded.filename, skip=parsed.unresolved

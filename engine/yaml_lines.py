@@ -13,6 +13,10 @@ always strings (`port: ${P}` gives `"2575"`); pydantic coerces them to the field
 literal `${`; a default cannot contain `}`. Inside a flow collection (`{...}` or `[...]`) YAML
 needs such values quoted: `journal: {max_batch: "${MCH_BATCH:-500}"}`.
 
+Aliases are expanded into plain data, so a few lines of anchors can stand for billions of
+values (the "billion laughs"): a document whose expanded size passes `MAX_NODES`, or whose
+nesting passes `MAX_DEPTH`, is refused with one `file:line` error before anything is built.
+
 Failures raise `ConfigError` when there is one problem and `ConfigErrors` when there are
 several (`validate` always raises `ConfigErrors`); `problems_of` turns either into a list.
 """
@@ -34,6 +38,8 @@ from pydantic_core import ErrorDetails
 from engine.errors import ConfigError, ConfigErrors
 
 __all__ = [
+    "MAX_DEPTH",
+    "MAX_NODES",
     "LineMap",
     "Loc",
     "ParsedYaml",
@@ -51,6 +57,11 @@ Loc = tuple[Any, ...]
 """A location path: mapping keys (normally `str`) and sequence indexes (`int`)."""
 
 M = TypeVar("M", bound=BaseModel)
+
+MAX_NODES = 100_000
+"""Values a document may hold once its aliases are expanded; shipped files hold under 1,000."""
+MAX_DEPTH = 100
+"""Nesting a document may have; configuration is a few levels deep."""
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _STR_TAG = "tag:yaml.org,2002:str"
@@ -297,6 +308,46 @@ class _Builder:
         result[key] = self.build(value, child)
 
 
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _oversize(root: yaml.Node) -> tuple[int, str] | None:
+    """(line, message) when `root` expands past `MAX_NODES` or nests past `MAX_DEPTH`.
+
+    Sizes are memoised per node, so the walk costs the document's length, not its expansion;
+    a node on its own path (an alias to itself) counts once, the builder reports it."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+    found: list[tuple[int, str]] = []
+
+    def size(node: yaml.Node, depth: int) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active or found:
+            return 1
+        if depth > MAX_DEPTH:
+            found.append((_line(node), f"nested more than {MAX_DEPTH} levels deep"))
+            return 1
+        active.add(key)
+        total = 1 + sum(size(child, depth + 1) for child in _children(node))
+        active.discard(key)
+        if total > MAX_NODES and not found:
+            # The first node to pass the bound, walking bottom-up, is where aliases multiply.
+            message = f"aliases expand to more than {MAX_NODES:,} values; write the values out"
+            found.append((_line(node), message))
+        sizes[key] = total
+        return total
+
+    size(root, 0)
+    return found[0] if found else None
+
+
 def _syntax_message(exc: yaml.YAMLError, text: str) -> tuple[int | None, str]:
     if not isinstance(exc, yaml.MarkedYAMLError):
         return None, f"invalid YAML: {exc}"
@@ -324,6 +375,13 @@ def parse_yaml(text: str, filename: str, env: Mapping[str, str] | None = None) -
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         line, message = _syntax_message(exc, text)
+        return ParsedYaml(None, LineMap(), [ConfigError(filename, line, message)], complete=False)
+    except RecursionError:
+        message = f"invalid YAML: nested more than {MAX_DEPTH} levels deep"
+        return ParsedYaml(None, LineMap(), [ConfigError(filename, None, message)], complete=False)
+    oversize = None if root is None else _oversize(root)
+    if oversize is not None:
+        line, message = oversize
         return ParsedYaml(None, LineMap(), [ConfigError(filename, line, message)], complete=False)
     builder = _Builder(filename, env)
     try:

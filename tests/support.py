@@ -80,7 +80,8 @@ def write_routes(
     extra: str = "",
     partitions: int = 1,
 ) -> Path:
-    """A routes.yaml for a test: the shipped routes and mappings, test ports and stores."""
+    """A routes.yaml for a test: the shipped routes and mappings, test ports and stores; the
+    repository's mappings/ folder is allowed explicitly (`engine.allowed_paths`)."""
     channels = channels or {"hospital": {"encoding": "utf-8"}, "lis_gbk": {"encoding": "gb18030"}}
     lines = [
         "version: 1",
@@ -88,6 +89,8 @@ def write_routes(
         f"  broker: {broker!r}",
         f"  database: {database!r}",
         f"  queue_prefix: {queue_prefix or 't' + uuid.uuid4().hex[:10]}",
+        # The shipped mappings are read from the repository, outside this routes.yaml's folder.
+        f"  allowed_paths: [{str(REPO / 'mappings')!r}]",
         "channels:",
     ]
     for name, opts in channels.items():

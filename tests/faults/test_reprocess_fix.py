@@ -8,6 +8,7 @@ is `reprocessed`, the audit log has the action, and reprocessing again changes n
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from pathlib import Path
 
@@ -28,8 +29,10 @@ def test_mapping_dead_letter_reprocessed_after_the_fix_is_delivered_once(tmp_pat
     """Required 母子健康手册号 missing → transform dead letter; fix; reprocess → 1 Person; again → nothing."""
     shipped = SHIPPED.read_text(encoding="utf-8")
     assert OPTIONAL in shipped
-    mapping = tmp_path / "adt_person.yaml"
+    mapping = tmp_path / "his" / "adt_person.yaml"
+    mapping.parent.mkdir()
     mapping.write_text(shipped.replace(OPTIONAL, REQUIRED), encoding="utf-8")
+    shutil.copytree(REPO / "mappings" / "common", tmp_path / "common")  # its includes
     tag = uuid.uuid4().hex[:6].upper()
     bad_cid, good_cid, marker_cid = f"R{tag}-1", f"R{tag}-2", f"R{tag}-3"
     bad = adt(bad_cid, f"R{tag}01")  # no MCH handbook number

@@ -13,7 +13,10 @@ from sqlalchemy import Engine, text
 from channels.record_store import RecordStore, ensure_schema
 from engine.database import make_engine
 from engine.listing import resolve_person, timeline
-from support import pg_schema
+from support import REPO, pg_schema
+from transforms.hl7v2 import Message
+from transforms.mapping import load_mapping
+from transforms.validate import canonical
 
 MOTHER = {"id_card": "500112199403151525", "his_id": "0010023456", "his_system": "HIS", "name": "陈思雨"}
 
@@ -242,6 +245,42 @@ class TestPersons:
         survivor = resolve_person(store.engine, "50011219950220168X")
         assert resolve_person(store.engine, "0010025555") == survivor
         assert q(store.engine, "select person_key from records where record_id = 'lab:old'") == survivor
+
+    def test_shipped_a40_mapping_retires_a_duplicate_known_by_its_handbook_number(
+        self, store: RecordStore
+    ) -> None:
+        """MRG-1 listing a HIS id and a 母子健康手册号: records filed under either end with the survivor."""
+        store.store(
+            [
+                env("LabResult", "lab:by-handbook", {"person": {"mch_handbook_no": "FY2024000399"}},
+                    at="2024-10-10T10:00:00+08:00"),
+                env("LabResult", "lab:by-his", {"person": {"his_id": "0010031299", "his_system": "HIS"}},
+                    at="2024-10-10T11:00:00+08:00", journal_id=2),
+            ]
+        )  # fmt: skip
+        a40 = "\r".join(
+            [
+                "MSH|^~\\&|HIS|FY01|MCHENGINE|FY01|20241012093000||ADT^A40^ADT_A39|A40-1|P|2.5",
+                "EVN|A40|20241012092900",
+                "PID|1||0010031207^^^HIS^PI~500112202410080264^^^^ID||李沐瑶||20241008|F",
+                "MRG|0010031299^^^HIS^PI~FY2024000399^^^^MCH",
+            ]
+        )
+        mapping = load_mapping(REPO / "mappings/his/adt_a40_merge.yaml")
+        store.store(
+            [
+                env(r.record_type, r.record_id, canonical(r.record_type, r.record_id, r.record),
+                    at=str(r.event_time), journal_id=3 + i)
+                for i, r in enumerate(mapping.apply(Message(a40)))
+            ]
+        )  # fmt: skip
+        survivor = resolve_person(store.engine, "500112202410080264")
+        assert survivor is not None
+        assert resolve_person(store.engine, "FY2024000399") == survivor
+        assert resolve_person(store.engine, "0010031299") == survivor
+        owners = "select distinct person_key from records where record_id like 'lab:by-%'"
+        with store.engine.connect() as conn:
+            assert [row[0] for row in conn.execute(text(owners))] == [survivor]
 
     def test_newborn_links_to_mother_and_shows_in_her_timeline(self, store: RecordStore) -> None:
         """A newborn record naming the mother links the child; the mother's timeline lists both in time order."""

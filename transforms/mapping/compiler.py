@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
 
+from engine.config_paths import ConfigRoots
 from engine.errors import ConfigError, ConfigErrors, MappingError
 from engine.yaml_lines import LineMap, load_yaml
 from transforms.converters import CONVERTERS, typed_value
@@ -42,7 +43,7 @@ RECORD_KEYS = {"type", "record_id", "event_time", "fields", "when", "each", "des
 SPEC_KEYS = {
     "path", "column", "first", "template", "const", "fields", "each", "value", "where",
     "convert", "type_from", "table", "table_column", "quantity", "to_unit", "derive", "args",
-    "join", "default", "required", "when", "obx", "obx_field", "include",
+    "join", "default", "required", "when", "obx", "obx_field", "include", "take",
 }  # fmt: skip
 EMPTY = (None, "", [])
 
@@ -136,16 +137,20 @@ class Mapping:
         return out
 
 
-def load_mapping(path: str | FsPath, display: str | None = None) -> Mapping:
-    """Read and compile a mapping file; raises ConfigErrors listing every problem."""
+def load_mapping(path: str | FsPath, display: str | None = None, roots: ConfigRoots | None = None) -> Mapping:
+    """Read and compile a mapping file; raises ConfigErrors listing every problem. Includes
+    and code tables are read only inside `roots` (routes.yaml's: `Settings.roots`); a mapping
+    loaded on its own may read below its folder and the working directory."""
     file = display or str(path)
+    if roots is None:
+        roots = ConfigRoots.of([FsPath.cwd(), FsPath(path).parent])
     try:
         text = FsPath(path).read_text(encoding="utf-8")
     except OSError as exc:
         problem = ConfigError(file, None, f"cannot read mapping file: {exc.strerror}")
         raise ConfigErrors([problem]) from exc
     data, lines = load_yaml(text, file)
-    return _Compiler(file, FsPath(path), lines).mapping(data)
+    return _Compiler(file, FsPath(path), lines, roots).mapping(data)
 
 
 def compile_message_condition(text: str) -> Callable[[Ctx], bool]:
@@ -192,10 +197,11 @@ def _groups(ctx: Ctx, name: str) -> list[Ctx]:
 
 
 class _Compiler:
-    def __init__(self, file: str, path: FsPath, lines: LineMap) -> None:
+    def __init__(self, file: str, path: FsPath, lines: LineMap, roots: ConfigRoots) -> None:
         self.file = file
         self.path = path
         self.lines = lines
+        self.roots = roots
         self.errors: list[ConfigError] = []
         self.input = "hl7"
         self.paths: dict[str, list[str]] = {}
@@ -294,6 +300,8 @@ class _Compiler:
 
     def base(self, spec: dict[str, Any], loc: tuple[Any, ...]) -> Getter:
         """The rule's raw value, before converters, defaults and checks."""
+        if "take" in spec:
+            return self.take(spec, loc)
         if "each" in spec:
             return self.each(spec, loc)
         if "fields" in spec:
@@ -359,7 +367,7 @@ class _Compiler:
         default = spec.get("default")
         required = bool(spec.get("required", False))
         when = self.condition(spec["when"], (*loc, "when")) if "when" in spec else None
-        nothing: Any = [] if "each" in spec and join is None else None
+        nothing: Any = [] if "each" in spec and join is None and "take" not in spec else None
 
         # A table's rows as the rule's results, worked out once: a lookup is then one get.
         results = _table_results(table, column) if table is not None else None
@@ -452,6 +460,10 @@ class _Compiler:
         """A rule kept in its own file (`include: ../common/observations.yaml`), shared by
         several mappings; its errors name that file and line."""
         path = (self.path.parent / reference).resolve()
+        refusal = self.roots.refusal("included file", reference, path)
+        if refusal is not None:
+            self.error(loc, refusal)
+            return lambda ctx: None
         try:
             data, lines = load_yaml(path.read_text(encoding="utf-8"), reference)
         except OSError as exc:
@@ -509,6 +521,20 @@ class _Compiler:
 
         return per_repetition
 
+    def take(self, spec: dict[str, Any], loc: tuple[Any, ...]) -> Getter:
+        """`take: first` on an `each:` gives its first item, not a list: the mother is the
+        first NK1 whose relationship is MTH, whichever NK1 she is."""
+        if spec["take"] != "first" or "each" not in spec:
+            self.error((*loc, "take"), "'take' goes with 'each' and can only be 'first'")
+            return lambda ctx: None
+        items = self.each(spec, loc)
+
+        def first_item(ctx: Ctx) -> Any:
+            found = items(ctx)
+            return found[0] if found else None
+
+        return first_item
+
     def each_segment(self, expr: Any, loc: tuple[Any, ...]) -> str:
         name = str(expr).split("[")[0].strip()
         if not re.fullmatch(r"[A-Z][A-Z0-9]{1,2}", name):
@@ -531,6 +557,10 @@ class _Compiler:
 
     def table(self, spec: dict[str, Any], loc: tuple[Any, ...]) -> Any:
         path = find_table(str(spec["table"]), self.path)
+        refusal = self.roots.refusal("code table", str(spec["table"]), path)
+        if refusal is not None:
+            self.error((*loc, "table"), refusal)
+            return None
         try:
             return load_code_table(path, display=str(spec["table"]))
         except ConfigError as exc:

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.config_paths import ConfigRoots
 from engine.errors import ConfigError, ConfigErrors, InputError, MappingError
 from engine.ingest import split_batch
 from engine.yaml_lines import LineMap, load_yaml
@@ -77,10 +78,13 @@ def run_test_file(path: Path) -> list[CaseResult]:
     """Every case of one test file; a broken test file is one failed result saying why."""
     try:
         data, lines = load_yaml(path.read_text(encoding="utf-8"), str(path))
-        mapping_file = path.parent / str(
-            (data or {}).get("mapping") or path.name.replace("_test.yaml", ".yaml")
-        )
-        mapping = load_mapping(mapping_file, display=str(mapping_file))
+        reference = str((data or {}).get("mapping") or path.name.replace("_test.yaml", ".yaml"))
+        mapping_file = path.parent / reference
+        roots = ConfigRoots.of([Path.cwd(), path.parent])
+        refusal = roots.refusal("mapping file", reference, mapping_file)
+        if refusal is not None:
+            raise ConfigError(str(path), lines.line_of(("mapping",)), refusal)
+        mapping = load_mapping(mapping_file, display=str(mapping_file), roots=roots)
     except (ConfigError, ConfigErrors) as exc:
         return [CaseResult(path, getattr(exc, "line", None), "(file)", [str(exc)])]
     cases = (data or {}).get("tests")

@@ -1,8 +1,8 @@
-"""Quantities with units: vendor spellings made uniform, and conversion where asked.
+"""Quantities with units: sender spellings made uniform, and conversion where asked.
 
-Labs write the same unit several ways (`10*9/L`, `10^9/L`, `10\\S\\9/L` decodes to
-`10^9/L`; `umol/L`, `μmol/L`). A mapping may ask for a target unit (`to_unit:
-g/L`); only conversions that are pure factors are made here — analyte-specific
+Spellings are made canonical by transforms/unit_vocabulary.py (`10*9/L` → `10^9/L`,
+`umol/L` → `μmol/L`, `mM` → `mmol/L`, never millimetres). A mapping may ask for a target unit
+(`to_unit: g/L`); only conversions that are pure factors are made here — analyte-specific
 ones (glucose mg/dL → mmol/L) belong in a code table or the sender's settings.
 """
 
@@ -11,37 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from transforms.converters import number
+from transforms.unit_vocabulary import canonical_unit
 
-_SPELLINGS = {
-    "10*9/l": "10^9/L",
-    "10^9/l": "10^9/L",
-    "×10^9/l": "10^9/L",
-    "x10^9/l": "10^9/L",
-    "10*12/l": "10^12/L",
-    "10^12/l": "10^12/L",
-    "umol/l": "μmol/L",
-    "µmol/l": "μmol/L",
-    "μmol/l": "μmol/L",
-    "ug/l": "μg/L",
-    "µg/l": "μg/L",
-    "μg/l": "μg/L",
-    "miu/l": "mIU/L",
-    "uiu/ml": "μIU/mL",
-    "μiu/ml": "μIU/mL",
-    "次/分": "/min",
-    "bpm": "/min",
-    "mm[hg]": "mmHg",
-    "mmhg": "mmHg",
-    "克": "g",
-    "千克": "kg",
-    "公斤": "kg",
-    "厘米": "cm",
-    "毫米": "mm",
-    "米": "m",
-    "毫升": "mL",
-    "ml": "mL",
-    "升": "L",
-}
+__all__ = ["convert_quantity"]
 
 _FACTORS: dict[tuple[str, str], float] = {
     ("g/dL", "g/L"): 10.0,
@@ -56,22 +28,24 @@ _FACTORS: dict[tuple[str, str], float] = {
     ("mL", "L"): 0.001,
     ("L", "mL"): 1000.0,
     ("kPa", "mmHg"): 7.50062,
+    # hCG, TSH: per millilitre is a thousand times per litre; μIU/mL is mIU/L.
+    ("mIU/mL", "mIU/L"): 1000.0,
+    ("mIU/L", "mIU/mL"): 0.001,
+    ("μIU/mL", "mIU/L"): 1.0,
+    ("mIU/L", "μIU/mL"): 1.0,
+    ("IU/L", "mIU/mL"): 1.0,
+    ("mIU/mL", "IU/L"): 1.0,
 }
-
-
-def normalise_unit(unit: str) -> str:
-    text = unit.strip()
-    return _SPELLINGS.get(text.lower(), text)
 
 
 def convert_quantity(raw: Any, unit: str, to_unit: str | None = None) -> dict[str, Any]:
     """{"value": number, "unit": unit}; ValueError when the value is not a number or the
     unit cannot be converted to `to_unit`."""
     value = raw if isinstance(raw, int | float) else number(str(raw))
-    have = normalise_unit(unit) if unit else ""
+    have = canonical_unit(unit) if unit else ""
     if not to_unit:
         return {"value": value, "unit": have or None}
-    want = normalise_unit(to_unit)
+    want = canonical_unit(to_unit)
     if have in ("", want):
         return {"value": value, "unit": want}
     factor = _FACTORS.get((have, want))

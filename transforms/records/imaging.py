@@ -39,6 +39,7 @@ from transforms.records.quantities import (
     HumerusLength,
     NuchalTranslucency,
 )
+from transforms.unit_vocabulary import is_known_imaging_unit
 
 __all__ = ["FetalMeasurements", "ImagingReport"]
 
@@ -124,5 +125,6 @@ class ImagingReport(Record):
     def derived_flags(self) -> list[Flag]:
         found = super().derived_flags()
         for i, obs in enumerate(self.observations):
-            found += observation_flags(obs, f"observations[{i}]")
+            where = f"observations[{i}]"
+            found += observation_flags(obs, where, is_known_imaging_unit, "imaging_unit_unknown")
         return found

@@ -10,6 +10,7 @@ and flagged rather than lost.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
@@ -26,7 +27,7 @@ from transforms.records.base import (
     coded_from_text,
     problem,
 )
-from transforms.records.quantities import is_known_lab_unit
+from transforms.unit_vocabulary import is_known_lab_unit
 
 __all__ = [
     "HL7_VALUE_TYPES",
@@ -258,8 +259,14 @@ def _as_text(value: Any) -> Any:
     return value
 
 
-def observation_flags(obs: Observation, where: str) -> list[Flag]:
-    """Findings on one observation: a non-numeric number, an unknown unit or flag."""
+def observation_flags(
+    obs: Observation,
+    where: str,
+    known_unit: Callable[[str], bool] = is_known_lab_unit,
+    unit_flag: str = "lab_unit_unknown",
+) -> list[Flag]:
+    """Findings on one observation: a non-numeric number, an unknown unit or flag. Units
+    are checked against the lab's table unless the report names its own (imaging)."""
     found: list[Flag] = []
     label = obs.name or obs.code
     sent = (obs.value_type_sent or "").strip()
@@ -274,10 +281,10 @@ def observation_flags(obs: Observation, where: str) -> list[Flag]:
                 f"{sent}; kept as text",
             )
         )
-    if obs.unit and not is_known_lab_unit(obs.unit):
+    if obs.unit and not known_unit(obs.unit):
         found.append(
             Flag(
-                code="lab_unit_unknown",
+                code=unit_flag,
                 field=f"{where}.unit",
                 message=f"{label} unit {obs.unit!r} is not a known unit; check the value's scale",
             )

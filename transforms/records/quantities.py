@@ -8,12 +8,12 @@ Two policies, on purpose:
   clinician.
 - Lab observations carry whatever unit the LIS sends; an unknown unit is only flagged
   (`is_known_lab_unit`), because labs send anything and the result is still needed.
+  Spellings and the known units are in transforms/unit_vocabulary.py.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Annotated, Any
 
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
@@ -21,6 +21,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
 from transforms.records.base import Quantity, fmt_number, problem
+from transforms.unit_vocabulary import LAB_UNITS, canonical_unit, is_known_lab_unit
 
 __all__ = [
     "LAB_UNITS",
@@ -28,21 +29,6 @@ __all__ = [
     "canonical_unit",
     "is_known_lab_unit",
 ]
-
-# lower-cased spelling → canonical spelling (UCUM-style, as printed on Chinese reports)
-_SPELLINGS: dict[str, str] = {
-    "kg": "kg", "公斤": "kg", "千克": "kg",
-    "g": "g", "克": "g", "gm": "g",
-    "cm": "cm", "厘米": "cm",
-    "mm": "mm", "毫米": "mm",
-    "m": "m", "米": "m",
-    "mmhg": "mmHg", "mm hg": "mmHg", "mm[hg]": "mmHg", "毫米汞柱": "mmHg",
-    "/min": "/min", "bpm": "/min", "次/分": "/min", "次/分钟": "/min", "beats/min": "/min",
-    "g/l": "g/L",
-    "ml": "mL", "毫升": "mL",
-    "l": "L",
-    "cel": "Cel", "℃": "Cel", "°c": "Cel", "摄氏度": "Cel",
-}  # fmt: skip
 
 # canonical unit → (dimension, factor to the dimension's base unit)
 _FACTORS: dict[str, tuple[str, float]] = {
@@ -54,12 +40,6 @@ _FACTORS: dict[str, tuple[str, float]] = {
     "mL": ("volume", 1.0),
     "L": ("volume", 1000.0),
 }
-
-
-def canonical_unit(unit: str) -> str:
-    """A vendor spelling made canonical (`公斤` → kg, `次/分` → /min); unknown text unchanged."""
-    text = unit.strip()
-    return _SPELLINGS.get(text.lower(), text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +70,8 @@ class QuantityRule:
 
     def check(self, q: Quantity) -> Quantity:
         unit = canonical_unit(q.unit)
+        if unit == q.unit.strip():  # as sent: `MM` is mm where the field is a length
+            unit = {u.lower(): u for u in self.units}.get(unit.lower(), unit)
         if unit not in self.units:
             expected = " or ".join(self.units)
             raise problem(
@@ -120,37 +102,6 @@ class QuantityRule:
         js["x-units"] = list(self.units)
         js["x-range"] = [self.low, self.high]
         return js
-
-
-# Units labs send, in their usual spellings (compared after `_lab_key`). Anything else is
-# kept and flagged `lab_unit_unknown`.
-LAB_UNITS: tuple[str, ...] = (
-    "g/L", "g/dL", "mg/L", "mg/dL", "μg/L", "μg/dL", "ng/mL", "ng/L", "pg/mL",
-    "10^9/L", "10^12/L", "10^6/L", "/μL", "个/μL", "/HP", "/LP", "个/HP",
-    "mmol/L", "μmol/L", "nmol/L", "pmol/L", "mEq/L", "mOsm/kg", "mmol/mol",
-    "U/L", "IU/L", "U/mL", "IU/mL", "mIU/L", "mIU/mL", "μIU/mL", "kU/L", "AU/mL",
-    "S/CO", "COI", "INR", "s", "sec", "秒", "mm/h", "%", "‰", "fL", "pg",
-    "mL", "L", "mL/min", "mL/min/1.73m2", "mg/24h", "g/24h", "mmol/24h",
-    "mm", "cm", "m", "g", "kg", "mmHg", "/min", "bpm", "次/分", "Cel", "℃",
-    "周", "天", "月", "岁", "次", "分", "颗", "个", "倍", "滴度",
-)  # fmt: skip
-
-
-def _lab_key(unit: str) -> str:
-    text = unit.strip().lower().replace(" ", "").replace("×", "")
-    for micro in ("μ", "µ"):
-        text = text.replace(micro, "u")
-    return text.replace("^", "*")
-
-
-_LAB_KEYS = frozenset(_lab_key(u) for u in LAB_UNITS)
-
-
-@lru_cache(maxsize=1024)
-def is_known_lab_unit(unit: str) -> bool:
-    """True for the units labs commonly send, in any usual spelling (`10*9/L`, `umol/L`);
-    kept per spelling, since every observation of a report asks."""
-    return _lab_key(unit) in _LAB_KEYS
 
 
 # --------------------------------------------------------------------------- field types

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import resource
+import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
 from engine.check import check_config, format_problems, summarize
+from engine.config_paths import ConfigRoots
 from engine.errors import ConfigError, ConfigErrors
 from engine.settings import load_settings
 
@@ -192,7 +197,7 @@ def test_check_mapping_runs_once_per_mapping_file_and_its_errors_are_kept() -> N
     routes is checked once."""
     seen: list[Path] = []
 
-    def check_mapping(path: Path) -> None:
+    def check_mapping(path: Path, roots: ConfigRoots) -> None:
         seen.append(path)
         if path.name == "adt_person.yaml":
             raise ConfigErrors(
@@ -214,7 +219,7 @@ def test_check_mapping_is_not_called_for_missing_files(workdir: Path) -> None:
     text = "version: 1\nchannels:\n  his_adt: {type: mllp, listen: 127.0.0.1:2575}\n"
     (workdir / "routes.yaml").write_text(text + GOOD_TAIL.replace("adt.yaml", "x.yaml"))
     seen: list[Path] = []
-    problems = check_config("routes.yaml", {}, check_mapping=seen.append)
+    problems = check_config("routes.yaml", {}, check_mapping=lambda path, roots: seen.append(path))
     assert seen == []
     assert len(problems) == 1
 
@@ -251,3 +256,32 @@ def test_summarize_counts_sections() -> None:
     settings = load_settings(FIXTURES / "routes.yaml", {})
     assert summarize(settings, "routes.yaml") == ("routes.yaml: OK (2 channels, 3 routes, 1 destination)")
     assert summarize(settings).startswith(str(FIXTURES.resolve() / "routes.yaml"))
+
+
+def _limit_memory() -> None:
+    """Cap the child at 1 GiB, so a loader that expands aliases fails instead of swapping."""
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+
+def test_check_command_refuses_an_alias_bomb_in_one_line(tmp_path: Path) -> None:
+    """`mch-engine check` on a billion-laughs routes.yaml exits 1 with one `file:line` problem,
+    no traceback, in well under a second of its own work."""
+    laughs = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    laughs += [f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]" for p, n in zip("abcdefgh", "bcdefghi", strict=True)]
+    (tmp_path / "routes.yaml").write_text("version: 1\n" + "\n".join(laughs) + "\n", encoding="utf-8")
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "--lang", "en", "check", "--config", "routes.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        preexec_fn=_limit_memory,
+    )
+    elapsed = time.perf_counter() - started
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "routes.yaml:7: aliases expand to more than 100,000 values; write the values out",
+        "1 problem in routes.yaml",
+    ]
+    assert elapsed < 3  # interpreter start included; the refusal itself takes milliseconds

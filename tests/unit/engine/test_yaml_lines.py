@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import textwrap
+import time
 from typing import Annotated, Literal
 
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.errors import ConfigError, ConfigErrors
-from engine.yaml_lines import LineMap, dotted, load_yaml, parse_yaml, problems_of, validate
+from engine.yaml_lines import (
+    MAX_DEPTH,
+    LineMap,
+    dotted,
+    load_yaml,
+    parse_yaml,
+    problems_of,
+    validate,
+)
 
 
 def _yaml(text: str) -> str:
@@ -297,3 +306,35 @@ def test_dotted_renders_indexes_in_brackets() -> None:
     """Locations print as engineers write them: `routes[0].to[1]`."""
     assert dotted(("routes", 0, "to", 1)) == "routes[0].to[1]"
     assert dotted(()) == ""
+
+
+LAUGHS = "\n".join(
+    [
+        'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]',
+        *(f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]" for p, n in zip("abcdefgh", "bcdefghi", strict=True)),
+    ]
+)
+
+
+def test_an_alias_bomb_is_refused_at_its_line_before_it_is_expanded() -> None:
+    """Nine lines of anchors standing for 387 million strings give one error at the line where
+    the expansion passes the bound, in a fraction of a second and without the memory."""
+    started = time.perf_counter()
+    assert _problems(LAUGHS) == ["f.yaml:6: aliases expand to more than 100,000 values; write the values out"]
+    assert time.perf_counter() - started < 0.5
+
+
+def test_aliases_used_within_the_bound_still_work() -> None:
+    """Anchors and merges that expand to a normal size load as before."""
+    data, _ = load_yaml(_yaml(LAUGHS.split("\nd:")[0]), "f.yaml")
+    assert len(data["c"]) == 9 and data["c"][8][8] == ["lol"] * 9
+
+
+def test_nesting_past_the_bound_is_refused_without_a_traceback() -> None:
+    """Nesting past MAX_DEPTH names its line; nesting that breaks the YAML reader is one line too."""
+    assert _problems("x: " + "[" * (MAX_DEPTH + 5) + "]" * (MAX_DEPTH + 5)) == [
+        f"f.yaml:1: nested more than {MAX_DEPTH} levels deep"
+    ]
+    assert _problems("x: " + "[" * 5000 + "]" * 5000) == [
+        f"f.yaml: invalid YAML: nested more than {MAX_DEPTH} levels deep"
+    ]

@@ -108,6 +108,26 @@ class TestGroups:
         assert {r["order"] for r in second["results"]} == {"A2"}
         assert first["results"][0]["patient"] == "陈思雨"
 
+    def test_take_first_gives_the_first_matching_group_not_a_list(self, tmp_path: Path) -> None:
+        """`take: first` on `each:` gives one value (or object) from the first group that matches,
+        whatever its place, and nothing when none does."""
+        got = fields(
+            tmp_path,
+            """
+            second_order_alt: {each: OBX, where: "OBX-3.1 == ALT", take: first, value: OBX-5}
+            first_nm: {each: OBX, where: "OBX-2 == NM", take: first, fields: {code: OBX-3.1, order: OBR-3.1}}
+            none: {each: OBX, where: "OBX-3.1 == TSH", take: first, value: OBX-5}
+            """,
+        )
+        assert got == {"second_order_alt": "25", "first_nm": {"code": "HGB", "order": "A1"}, "none": None}
+
+    def test_take_without_each_or_other_than_first_fails_at_load(self, tmp_path: Path) -> None:
+        """`take:` only means something on `each:`, and only `first` exists."""
+        with pytest.raises(ConfigErrors, match=r"m\.yaml:5: 'take' goes with 'each' and can only be 'first'"):
+            fields(tmp_path, "a: {path: OBX-5, take: first}\n")
+        with pytest.raises(ConfigErrors, match="can only be 'first'"):
+            fields(tmp_path, "a: {each: OBX, value: OBX-5, take: last}\n")
+
     def test_records_per_group(self, tmp_path: Path) -> None:
         """`each: OBR` on a record gives one record per order."""
         body = "records:\n  - {type: R, each: OBR, record_id: '{OBR-3}', fields: {n: {each: OBX, value: OBX-3.1}}}\n"

@@ -1,0 +1,114 @@
+"""One vocabulary of unit spellings, shared by mapping conversions and record checks.
+
+Senders write the same unit many ways (`公斤`, `KG`, `10*9/L`, `umol/L`), so spellings are
+mostly compared without case. Not all: `mM` is millimolar and `mm` millimetres, `nM` and `nm`,
+`uM` and `um` likewise, so those few are read with their case, and a spelling whose case cannot
+tell them apart (`MM`) is left as sent: it is then no known unit, which a lab result flags and a
+structured length refuses unless the field's own unit settles it. `mIU/mL` and `mIU/L` differ by
+1000 and stay distinct.
+
+Which units are expected depends on the report: labs (LIS) send concentrations and counts,
+imaging (PACS) sends lengths, areas, volumes, velocities and angles (Graf hip angles in `°`),
+and both send multiples of the median (`MoM`, 唐筛 serum and NT screening).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+__all__ = [
+    "IMAGING_UNITS",
+    "LAB_UNITS",
+    "canonical_unit",
+    "is_known_imaging_unit",
+    "is_known_lab_unit",
+]
+
+# lower-cased spelling → canonical spelling (UCUM-style, as printed on Chinese reports)
+_SPELLINGS: dict[str, str] = {
+    "kg": "kg", "公斤": "kg", "千克": "kg",
+    "g": "g", "克": "g", "gm": "g",
+    "cm": "cm", "厘米": "cm",
+    "mm": "mm", "毫米": "mm",
+    "m": "m", "米": "m",
+    "mmhg": "mmHg", "mm hg": "mmHg", "mm[hg]": "mmHg", "毫米汞柱": "mmHg",
+    "/min": "/min", "bpm": "/min", "次/分": "/min", "次/分钟": "/min", "beats/min": "/min",
+    "g/l": "g/L",
+    "ml": "mL", "毫升": "mL",
+    "l": "L", "升": "L",
+    "cel": "Cel", "℃": "Cel", "°c": "Cel", "摄氏度": "Cel",
+    "10*9/l": "10^9/L", "10^9/l": "10^9/L", "×10^9/l": "10^9/L", "x10^9/l": "10^9/L",
+    "10*12/l": "10^12/L", "10^12/l": "10^12/L",
+    "umol/l": "μmol/L", "µmol/l": "μmol/L", "μmol/l": "μmol/L",
+    "ug/l": "μg/L", "µg/l": "μg/L", "μg/l": "μg/L",
+    "miu/l": "mIU/L", "miu/ml": "mIU/mL",
+    "uiu/ml": "μIU/mL", "µiu/ml": "μIU/mL", "μiu/ml": "μIU/mL",
+    "mmol/l": "mmol/L",
+    "mom": "MoM", "倍中位数": "MoM",
+    "°": "°", "deg": "°",
+}  # fmt: skip
+
+# Spellings read with their case: a concentration that case-folds into a length.
+_CASED: dict[str, str] = {
+    "mM": "mmol/L", "uM": "μmol/L", "µM": "μmol/L", "μM": "μmol/L", "nM": "nmol/L", "pM": "pmol/L",
+}  # fmt: skip
+_AMBIGUOUS = frozenset(k.lower() for k in _CASED)
+
+
+def canonical_unit(unit: str) -> str:
+    """A sender's spelling made canonical (`公斤` → kg, `mM` → mmol/L); a spelling that is
+    unknown, or whose case leaves it ambiguous (`MM`), is returned as sent."""
+    text = unit.strip()
+    if text in _CASED:
+        return _CASED[text]
+    key = text.lower()
+    if key in _AMBIGUOUS and _SPELLINGS.get(key) != text:
+        return text
+    return _SPELLINGS.get(key, text)
+
+
+# Units labs send, in their usual spellings (compared after `_key`). Anything else is kept and
+# flagged `lab_unit_unknown`.
+LAB_UNITS: tuple[str, ...] = (
+    "g/L", "g/dL", "mg/L", "mg/dL", "μg/L", "μg/dL", "ng/mL", "ng/L", "pg/mL",
+    "10^9/L", "10^12/L", "10^6/L", "/μL", "个/μL", "/HP", "/LP", "个/HP",
+    "mmol/L", "μmol/L", "nmol/L", "pmol/L", "mEq/L", "mOsm/kg", "mmol/mol",
+    "U/L", "IU/L", "U/mL", "IU/mL", "mIU/L", "mIU/mL", "μIU/mL", "kU/L", "AU/mL",
+    "S/CO", "COI", "INR", "MoM", "s", "sec", "秒", "mm/h", "%", "‰", "fL", "pg",
+    "mL", "L", "mL/min", "mL/min/1.73m2", "mg/24h", "g/24h", "mmol/24h",
+    "mm", "cm", "m", "g", "kg", "mmHg", "/min", "bpm", "次/分", "Cel", "℃",
+    "周", "天", "月", "岁", "次", "分", "颗", "个", "倍", "滴度",
+)  # fmt: skip
+
+# Units imaging reports use for the items they send as observations.
+IMAGING_UNITS: tuple[str, ...] = (
+    "mm", "cm", "m", "mm2", "cm2", "mL", "cm3", "L", "cm/s", "m/s", "°", "度",
+    "g", "kg", "%", "MoM", "/min", "bpm", "次/分", "mmHg", "s", "周", "天", "倍",
+)  # fmt: skip
+
+
+def _key(unit: str) -> str:
+    text = canonical_unit(unit)
+    if text.lower() in _AMBIGUOUS and text not in _SPELLINGS.values():
+        return text  # `MM`: millimetres or millimolar; no unit matches it
+    text = text.lower().replace(" ", "").replace("×", "")
+    for micro in ("μ", "µ"):
+        text = text.replace(micro, "u")
+    return text.replace("^", "*")
+
+
+_LAB_KEYS = frozenset(_key(u) for u in LAB_UNITS)
+_IMAGING_KEYS = frozenset(_key(u) for u in IMAGING_UNITS)
+
+
+@lru_cache(maxsize=1024)
+def is_known_lab_unit(unit: str) -> bool:
+    """True for the units labs commonly send, in any usual spelling (`10*9/L`, `umol/L`,
+    `mM`); kept per spelling, since every observation of a report asks."""
+    return _key(unit) in _LAB_KEYS
+
+
+@lru_cache(maxsize=256)
+def is_known_imaging_unit(unit: str) -> bool:
+    """True for the units imaging reports use (lengths, volumes, velocities, angles)."""
+    return _key(unit) in _IMAGING_KEYS
