@@ -13,12 +13,16 @@ from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+import structlog
+
 from engine.ack import ack_code, build_ack
-from engine.errors import DecodeError, ParseError
+from engine.errors import CharsetMismatch, DecodeError, ParseError
 from engine.journal import RECEIVED, REJECTED, Entry
 from transforms.converters import DEFAULT_TZ, parse_hl7_datetime
-from transforms.decode import choose_encoding, decode, normalise_codec
+from transforms.decode import choose_encoding, normalise_codec, read_text
 from transforms.hl7v2 import MshHeader, read_msh
+
+log = structlog.get_logger("engine.ingest")
 
 _REQUIRED = ((9, "message type"), (10, "message control id"), (12, "version id"))
 
@@ -55,6 +59,7 @@ def reject(payload: bytes, policy: Policy, reason: str, peer: str = "") -> Verdi
     """A frame refused before it could be read (oversize, truncated): AR, raw kept."""
     msh = _try_msh(payload)
     encoding = _encoding(msh, policy)
+    msh = msh and _in_charset(payload, msh, encoding)
     return _rejected(payload, policy, msh, ParseError(reason, segment="MSH", code="207"), encoding, peer)
 
 
@@ -63,12 +68,14 @@ def _examine_one(payload: bytes, policy: Policy, peer: str) -> Verdict:
         msh = read_msh(payload)
     except ParseError as exc:
         return _rejected(payload, policy, None, exc, policy.encoding, peer)
-    encoding = _encoding(msh, policy)
     try:
-        decode(payload, encoding, declared=msh.charset)
+        encoding = _read_charset(payload, msh, policy)
     except DecodeError as exc:
         err = ParseError(str(exc), segment="MSH", field=18 if msh.charset else None, code="102")
-        return _rejected(payload, policy, msh, err, encoding, peer)
+        # A declared charset the bytes contradict is no charset to answer in: use the channel's.
+        encoding = _codec("", policy.encoding) if isinstance(exc, CharsetMismatch) else _encoding(msh, policy)
+        return _rejected(payload, policy, _in_charset(payload, msh, encoding), err, encoding, peer)
+    msh = _in_charset(payload, msh, encoding)
     for field, name in _REQUIRED:
         if not _field(msh, field).strip():
             err = ParseError(f"{name} is empty", segment="MSH", field=field, code="101")
@@ -118,6 +125,34 @@ def _rejected(
         peer=peer,
     )
     return Verdict(entry, ack, encoding)
+
+
+def _read_charset(payload: bytes, msh: MshHeader, policy: Policy) -> str:
+    """The codec the whole payload decodes in (see `read_text`); DecodeError when none fits."""
+    reading = read_text(payload, msh.charset, policy.encoding)
+    if reading.undeclared_utf8:
+        log.warning(
+            "charset_differs_from_channel",
+            channel=policy.channel,
+            control_id=msh.control_id if msh.control_id.isascii() else "",
+            channel_encoding=policy.encoding,
+            read_as=reading.encoding,
+        )
+    return reading.encoding
+
+
+def _in_charset(payload: bytes, msh: MshHeader, encoding: str) -> MshHeader:
+    """MSH with its fields decoded in the message's charset, so the ACK and journal echo them.
+
+    Read as latin-1, an all-ASCII MSH (the usual case) is already right; an MSH line that
+    does not decode (a frame cut inside it) keeps the latin-1 reading.
+    """
+    if all(value.isascii() for value in msh):
+        return msh
+    try:
+        return read_msh(payload, encoding)
+    except (UnicodeDecodeError, ParseError):
+        return msh
 
 
 def _encoding(msh: MshHeader | None, policy: Policy) -> str:

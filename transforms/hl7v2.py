@@ -648,7 +648,7 @@ def split_batch(text: str) -> list[str]:
 
 
 class MshHeader(NamedTuple):
-    """MSH fields the engine needs before decoding the message (raw text, latin-1 decoded)."""
+    """MSH fields the engine needs, raw (escapes kept), decoded as `read_msh` was told."""
 
     field_sep: str  # MSH-1
     encoding_chars: str  # MSH-2
@@ -690,6 +690,12 @@ def _msh_delimiters(fs: str, enc: str) -> Delimiters:
             field=2,
             code="102",
         )
+    if len(enc) < 2:
+        # Fewer than the component and repetition separators: the fields cannot be read as sent.
+        what = "is empty" if not enc else f"{enc!r} declares only one encoding character"
+        raise ParseError(
+            f"MSH-2 {what}; at least ^~ are needed (the standard asks for ^~\\&)", field=2, code="102"
+        )
     if len(set(enc)) != len(enc):
         raise ParseError(f"MSH-2 {enc!r} repeats an encoding character", field=2, code="102")
     d = _delimiters(fs, enc)
@@ -698,11 +704,14 @@ def _msh_delimiters(fs: str, enc: str) -> Delimiters:
     return d
 
 
-def read_msh(raw: bytes) -> MshHeader:
-    """Read MSH from raw bytes, before the charset is known; raise ParseError if unreadable.
+def read_msh(raw: bytes, encoding: str = "latin-1") -> MshHeader:
+    """Read MSH from raw bytes; raise ParseError if unreadable.
 
-    Only the first line is looked at. Fields are decoded as latin-1 (MSH is ASCII in practice),
-    so no byte sequence can fail here. Required fields are the caller's decision; this only
+    Only the first line is looked at. Before the charset is known, fields are decoded as
+    latin-1, so no byte sequence can fail and MSH-18 can be read; once the payload decoded
+    in its charset, read again with it (`encoding`) to get non-ASCII fields (a Chinese MSH-4
+    or MSH-10) as the sender wrote them: splitting decoded text also keeps a GBK trail byte
+    such as 0x7C from passing for a delimiter. Required fields are the caller's decision; this only
     rejects what makes MSH unreadable: no MSH, no or a bad field separator, bad encoding
     characters (letters, digits, whitespace, non-ASCII, repeated, or more than five).
     """
@@ -728,7 +737,8 @@ def read_msh(raw: bytes) -> MshHeader:
             code="102",
         )
     fs = chr(fs_code)
-    fields = data[:end].decode("latin-1").split(fs)
+    line = data[:end]
+    fields = (line.decode("latin-1") if line.isascii() else line.decode(encoding)).split(fs)
     enc = fields[1] if len(fields) > 1 else ""
     d = _MSH_DELIMITERS.get((fs, enc)) or _msh_delimiters(fs, enc)
     n = len(fields)

@@ -210,6 +210,14 @@ class TestExamineCharsets:
         assert "offset" in (v.entry.error or "")
         assert ack_of(v)["ERR-2"] == "MSH"
 
+    def test_gbk_trail_byte_that_looks_like_a_field_separator_is_not_one(self) -> None:
+        """東 is 0x96 0x7C in GBK: MSH is split after decoding, so MSH-4 and MSH-10 stay whole."""
+        text = msh(sender="HIS|東城妇幼", charset="", control_id="東-001") + "\rEVN|A04|20240321083200\r"
+        v = one(text.encode("gbk"), Policy("lis_gbk", encoding="gb18030"))
+        assert v.entry.status == RECEIVED
+        assert (v.entry.sender, v.entry.control_id) == ("HIS^東城妇幼", "東-001")
+        assert ack_of(v)["MSA-2"] == "東-001"
+
 
 class TestExamineBatch:
     @staticmethod
