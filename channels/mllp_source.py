@@ -38,6 +38,10 @@ log = structlog.get_logger("channels.mllp")
 
 _PAUSE_AT = 512  # frames awaiting their ACK on one connection before we stop reading
 _RESUME_AT = 64
+# Answers written but not yet taken by the peer: past the high mark we stop reading its frames,
+# so a sender that never reads its ACKs cannot make the engine buffer without bound.
+WRITE_HIGH = 256 * 1024
+WRITE_LOW = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -133,6 +137,7 @@ class _Connection(asyncio.Protocol):
         self.pending: deque[_Pending] = deque()
         self.closing = False
         self.paused = False
+        self.write_blocked = False  # the peer is not taking its answers (transport past WRITE_HIGH)
         self.drained: asyncio.Future[None] | None = None
         self.idle: asyncio.TimerHandle | None = None
         self.last_data = 0.0
@@ -141,6 +146,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "")
         self.source._connections.add(self)
@@ -159,6 +165,14 @@ class _Connection(asyncio.Protocol):
             for event in self.decoder.finish():
                 self._handle(event)
             self._close_after_pending()
+
+    def pause_writing(self) -> None:
+        self.write_blocked = True
+        self._flow()
+
+    def resume_writing(self) -> None:
+        self.write_blocked = False
+        self._flow()
 
     def eof_received(self) -> bool | None:
         for event in self.decoder.finish():
@@ -209,9 +223,7 @@ class _Connection(asyncio.Protocol):
         submit = self.source.journal.submit_to
         for i, verdict in enumerate(verdicts):
             submit(verdict.entry, self.loop, partial(self._journaled, item, i))
-        if len(self.pending) >= _PAUSE_AT and self.transport and not self.paused:
-            self.transport.pause_reading()
-            self.paused = True
+        self._flow()
 
     def _journaled(self, item: _Pending, index: int, outcome: Outcome) -> None:
         item.outcomes[index] = outcome
@@ -227,14 +239,26 @@ class _Connection(asyncio.Protocol):
             text = self._acks(pending.popleft())
             if text is not None:
                 out.append(text)
-        if self.paused and len(pending) <= _RESUME_AT and self.transport:
-            self.transport.resume_reading()
-            self.paused = False
         transport = self.transport
         if out and transport is not None and not transport.is_closing():
             transport.write(out[0] if len(out) == 1 else b"".join(out))
+        self._flow()
         if self.closing and not pending:
             self._shutdown()
+
+    def _flow(self) -> None:
+        """Read from the peer only while it takes its answers and the journal keeps up."""
+        transport = self.transport
+        if transport is None or transport.is_closing() or self.closing:
+            return
+        waiting = len(self.pending)
+        backlog = waiting > _RESUME_AT if self.paused else waiting >= _PAUSE_AT
+        if (self.write_blocked or backlog) != self.paused:
+            self.paused = not self.paused
+            if self.paused:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
 
     def _acks(self, item: _Pending) -> bytes | None:
         """The framed answer to one frame, counting what the journal did."""
