@@ -32,6 +32,7 @@ from engine.ack import build_ack, wrap_batch
 from engine.errors import StartupError
 from engine.ingest import Policy, Verdict, examine, reject
 from engine.journal import REJECTED, Entry, JournalWriter, Outcome, Written
+from transforms.batch import is_batch
 from transforms.hl7v2 import read_msh
 
 log = structlog.get_logger("channels.mllp")
@@ -197,7 +198,7 @@ class _Connection(asyncio.Protocol):
         policy = self.cfg.policy
         if isinstance(event, Frame):
             verdicts = examine(event.payload, policy, self.peer)
-            batch_head = event.payload[:64] if len(verdicts) > 1 else None
+            batch_head = event.payload[:64] if is_batch(event.payload) else None
         elif event.kind == "stray":
             entry = Entry(
                 channel=policy.channel,

@@ -18,12 +18,14 @@ import structlog
 from engine.ack import ack_code, build_ack
 from engine.errors import CharsetMismatch, DecodeError, ParseError
 from engine.journal import RECEIVED, REJECTED, Entry
+from transforms.batch import first_msh, split_frame
 from transforms.converters import DEFAULT_TZ, parse_hl7_datetime
 from transforms.decode import choose_encoding, normalise_codec, read_text
 from transforms.hl7v2 import MshHeader, read_msh
 
 log = structlog.get_logger("engine.ingest")
 
+_EMPTY_BATCH = ParseError("the batch holds no message (no MSH segment)", segment="BHS", code="100")
 _REQUIRED = ((9, "message type"), (10, "message control id"), (12, "version id"))
 
 
@@ -47,20 +49,31 @@ class Verdict:
 
 
 def examine(payload: bytes, policy: Policy, peer: str = "") -> list[Verdict]:
-    """Entries for one frame: one per message, several for an FHS/BHS batch."""
-    if _is_batch(payload):
-        parts = split_batch(payload)
-        if parts:
-            return [_examine_one(p, policy, peer) for p in parts]
-    return [_examine_one(payload, policy, peer)]
+    """Entries for one frame: one per message, several for an FHS/BHS batch.
+
+    A frame the splitter refuses (two messages glued, segments outside a message) is one
+    rejected entry for the whole frame, answered with the first message's MSH.
+    """
+    try:
+        parts = split_frame(payload)
+    except ParseError as exc:
+        return [_refused(payload, policy, exc, peer)]
+    if not parts:
+        return [_refused(payload, policy, _EMPTY_BATCH, peer)]
+    return [_examine_one(p, policy, peer) for p in parts]
 
 
 def reject(payload: bytes, policy: Policy, reason: str, peer: str = "") -> Verdict:
     """A frame refused before it could be read (oversize, truncated): AR, raw kept."""
-    msh = _try_msh(payload)
+    return _refused(payload, policy, ParseError(reason, segment="MSH", code="207"), peer)
+
+
+def _refused(payload: bytes, policy: Policy, err: ParseError, peer: str) -> Verdict:
+    head = first_msh(payload)
+    msh = _try_msh(head)
     encoding = _encoding(msh, policy)
-    msh = msh and _in_charset(payload, msh, encoding)
-    return _rejected(payload, policy, msh, ParseError(reason, segment="MSH", code="207"), encoding, peer)
+    msh = msh and _in_charset(head, msh, encoding)
+    return _rejected(payload, policy, msh, err, encoding, peer)
 
 
 def _examine_one(payload: bytes, policy: Policy, peer: str) -> Verdict:
@@ -197,22 +210,3 @@ def _event_time(stamp: str, tz: ZoneInfo) -> datetime | None:
         return parse_hl7_datetime(stamp, tz)
     except ValueError:
         return None
-
-
-def _is_batch(payload: bytes) -> bool:
-    head = payload.lstrip(b"\xef\xbb\xbf \t\r\n")[:3]
-    return head in (b"FHS", b"BHS")
-
-
-def split_batch(payload: bytes) -> list[bytes]:
-    """The messages of an HL7 batch (FHS/BHS … BTS/FTS), each from its MSH on."""
-    messages: list[list[bytes]] = []
-    for seg in payload.replace(b"\r\n", b"\r").replace(b"\n", b"\r").split(b"\r"):
-        tag = seg[:3]
-        if tag == b"MSH":
-            messages.append([seg])
-        elif tag in (b"FHS", b"BHS", b"BTS", b"FTS") or not seg:
-            continue
-        elif messages:
-            messages[-1].append(seg)
-    return [b"\r".join(m) + b"\r" for m in messages]

@@ -26,6 +26,7 @@ from functools import lru_cache
 from typing import Final, NamedTuple
 
 from engine.errors import ParseError
+from transforms.batch import split_frame
 
 __all__ = [
     "DEFAULT_DELIMITERS",
@@ -101,7 +102,6 @@ _LEADING_BYTES: Final = b" \t\r\n\x0b\x0c"
 _BOM: Final = b"\xef\xbb\xbf"
 # Segments whose field 1 is the field separator itself and field 2 the encoding characters.
 _HEADERS: Final = frozenset(("MSH", "FHS", "BHS"))
-_ENVELOPE: Final = frozenset(("FHS", "BHS", "BTS", "FTS"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -614,32 +614,18 @@ class Message:
 def split_batch(text: str) -> list[str]:
     """Texts of the messages in a batch file (FHS/BHS ... BTS/FTS), envelope segments dropped.
 
-    A plain message comes back as a one-item list, so callers can always loop. Every envelope
-    segment ends the message before it, so a segment that is neither MSH nor envelope and
-    follows one (a BHS in the middle of a message, say) raises ValueError instead of being
-    glued onto the wrong message; so do an FHS that is not first and segments after FTS.
-    Missing or stray BTS/FTS trailers are tolerated: they only carry counts.
+    A plain message comes back as a one-item list, so callers can always loop. The rules are the
+    engine's one splitter's (`transforms.batch`): what it refuses raises ValueError here, such as
+    a segment that would land in the wrong message or a second MSH outside a batch.
     """
-    messages: list[list[str]] = []
-    current: list[str] | None = None
-    file_closed = False
-    for i, line in enumerate(split_segments(text.lstrip(_LEADING))):
-        head = line[:3]
-        if file_closed:
-            raise ValueError(f"segment after FTS: {line[:20]!r}")
-        if head == "MSH":
-            current = [line]
-            messages.append(current)
-        elif head in _ENVELOPE and (len(line) == 3 or not _bad_separator(line[3])):
-            if head == "FHS" and i:
-                raise ValueError("FHS must be the first segment of a batch file")
-            file_closed = head == "FTS"
-            current = None
-        elif current is None:
-            raise ValueError(f"segment outside any message (not after an MSH): {line[:20]!r}")
-        else:
-            current.append(line)
-    return ["\r".join(lines) for lines in messages]
+    raw = text.encode("utf-8", "surrogatepass")
+    try:
+        parts = split_frame(raw)
+    except ParseError as exc:
+        raise ValueError(str(exc)) from exc
+    if parts and parts[0] is raw:
+        return ["\r".join(split_segments(text.lstrip(_LEADING)))]
+    return [part.decode("utf-8", "surrogatepass").rstrip("\r") for part in parts]
 
 
 # --------------------------------------------------------------------------------------------

@@ -54,6 +54,56 @@ def observations(engine: RunningEngine, control_id: str) -> list[str]:
     return [o["code"] for o in payload["observations"]]
 
 
+class TestGluedFrames:
+    def test_two_oru_glued_in_one_frame_are_refused_whole_and_never_merged(
+        self, engine: RunningEngine
+    ) -> None:
+        """A then B in one frame: one AR naming B's MSH, one rejected row; B's OBX never reaches A."""
+        glued = hl7(*A, *B)
+        (ack,) = engine.send([glued])
+        code, control, text = msa(ack)
+        assert (code, control) == ("AR", "GLUE-A")
+        assert "segment 5 is a second MSH" in text
+        assert rows(engine, "raw = :raw and status = 'rejected'", raw=glued) == 1
+        assert rows(engine, "control_id in ('GLUE-A', 'GLUE-B')") == 1
+        # Sent again one per frame, each is accepted and A's record holds only A's result.
+        assert [msa(a)[:2] for a in engine.send([hl7(*A), hl7(*B)])] == [("AA", "GLUE-A"), ("AA", "GLUE-B")]
+        assert observations(engine, "GLUE-A") == ["HGB"]
+        assert observations(engine, "GLUE-B") == ["HBSAG"]
+
+    def test_anything_before_msh_refuses_the_frame(self, engine: RunningEngine) -> None:
+        """A segment before MSH (here B's last OBX cut off ahead of A) is AR naming segment 1."""
+        frame_ = hl7(B[-1], *oru("PRE-A", "0010077003", "李四"))
+        (ack,) = engine.send([frame_])
+        code, control, text = msa(ack)
+        assert (code, control) == ("AR", "PRE-A")
+        assert "segment 1 (OBX) comes before the message's MSH (segment 2)" in text
+        assert rows(engine, "raw = :raw and status = 'rejected'", raw=frame_) == 1
+
+    def test_whitespace_and_a_bom_before_msh_are_fine(self, engine: RunningEngine) -> None:
+        (ack,) = engine.send([b"\xef\xbb\xbf\r\n " + hl7(*oru("BOM-A", "0010077004", "张三"))])
+        assert msa(ack)[:2] == ("AA", "BOM-A")
+
+    def test_batch_with_a_segment_outside_its_messages_is_refused_whole(self, engine: RunningEngine) -> None:
+        """BHS, a stray PID, then two messages: one batch answer holding one AR; nothing accepted."""
+        batch = hl7(
+            "BHS|^~\\&|LIS|10",
+            "PID|1||0010077009^^^HIS^PI||赵六",
+            *oru("BATCH-1", "0010077005", "孙七"),
+            *oru("BATCH-2", "0010077006", "周八"),
+            "BTS|2",
+        )
+        (ack,) = engine.send([batch])
+        assert ack is not None
+        segments = [s[:3] for s in ack.split(b"\r") if s]
+        assert segments == [b"BHS", b"MSH", b"MSA", b"ERR", b"BTS"]
+        code, control, text = msa(ack)
+        assert (code, control) == ("AR", "BATCH-1")
+        assert "segment 2 (PID) is not inside a message" in text and "whole batch" in text
+        assert rows(engine, "raw = :raw and status = 'rejected'", raw=batch) == 1
+        assert rows(engine, "control_id = 'BATCH-2'") == 0
+
+
 class RawPeer:
     """A sender on a plain socket that reads its answers only when told to."""
 

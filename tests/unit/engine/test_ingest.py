@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 import support
 from engine.ack import parse_ack
-from engine.ingest import Policy, Verdict, examine, reject, split_batch
+from engine.ingest import Policy, Verdict, examine, reject
 from engine.journal import RECEIVED, REJECTED
+from transforms.batch import split_frame
 from transforms.converters import parse_hl7_datetime
 from transforms.hl7v2 import Message
 
@@ -259,8 +260,8 @@ class TestExamineBatch:
         assert [v.entry.ack_code for v in verdicts] == ["AA", "AR", "AA"]
 
     def test_split_batch_drops_the_envelope(self) -> None:
-        """split_batch returns each message from its MSH, CR-terminated, envelope removed."""
-        parts = split_batch(self.batch("L1", "L2").replace(b"\r", b"\r\n"))
+        """split_frame returns each message from its MSH, CR-terminated, envelope removed."""
+        parts = split_frame(self.batch("L1", "L2").replace(b"\r", b"\r\n"))
         assert len(parts) == 2
         assert all(p.startswith(b"MSH|") and p.endswith(b"F\r") for p in parts)
         assert all(b"\n" not in p for p in parts)
