@@ -166,7 +166,7 @@ class TestUnreadAnswers:
 
         def stalled() -> bool:
             before = journaled()
-            time.sleep(1.0)
+            time.sleep(2.0)
             return before == journaled()
 
         wait_until(stalled, timeout=60, interval=0)
