@@ -8,9 +8,13 @@ text. Rules, documented for senders in docs/mllp.md:
 - A frame longer than `max_bytes` is answered once its end arrives; the first
   `max_bytes` are kept for the journal.
 - A start block (0x0B) inside an open frame means the open frame was truncated:
-  it is reported, and the new frame begins.
+  it is reported when it holds the start of a message (MSH, FHS or BHS), and the
+  new frame begins.
 - Bytes outside any frame (other than whitespace) are collected and reported as
   `stray`; they cannot be answered in MLLP, since a sender reads one answer per frame.
+  A cut-off "frame" that holds no message start (runs of 0x0B, junk between start
+  blocks) is garbage of the same kind: a whole burst of it is one `stray` event,
+  reported before the next real frame or at the end, never one event per byte.
 - An end block 0x1C not followed by 0x0D still ends the frame (lenient).
 """
 
@@ -44,7 +48,10 @@ class BadFrame:
                 f"frame truncated after {self.size} bytes: a new start block 0x0B came "
                 "before the end block 0x1C 0x0D"
             )
-        return f"{self.size} bytes received outside an MLLP frame (no 0x0B start block)"
+        return (
+            f"{self.size} bytes received outside an MLLP frame (bytes before a 0x0B start block, "
+            "or start blocks with no message after them)"
+        )
 
 
 Event = Frame | BadFrame
@@ -74,8 +81,6 @@ class MllpDecoder:
                 self._collect_stray(outside)
                 if start < 0:
                     break
-                if self._stray_size:
-                    events.append(self._take_stray())
                 self._in_frame = True
                 pos = start + 1
                 continue
@@ -83,7 +88,13 @@ class MllpDecoder:
             restart = data.find(_SB, pos)
             if restart >= 0 and (end < 0 or restart < end):
                 self._append(data[pos:restart])
-                events.append(self._close("truncated"))
+                if self._holds_message():
+                    self._report(events, self._close("truncated"))
+                else:  # garbage: part of the current burst of stray bytes
+                    self._collect_stray(_SB + self._buf)
+                    self._stray_size += self._discarded
+                    self._buf.clear()
+                    self._discarded = 0
                 self._in_frame = True
                 pos = restart + 1
                 continue
@@ -91,7 +102,7 @@ class MllpDecoder:
                 self._append(data[pos:])
                 break
             self._append(data[pos:end])
-            events.append(self._close(None))
+            self._report(events, self._close(None))
             pos = end + 1
             if pos < n and data[pos] == CR:
                 pos += 1
@@ -114,6 +125,17 @@ class MllpDecoder:
     @property
     def pending(self) -> bool:
         return self._in_frame or bool(self._stray_size)
+
+    def _holds_message(self) -> bool:
+        """The open frame starts like a message (after whitespace and a BOM), so it gets an answer."""
+        head = bytes(self._buf[:16]).lstrip(b" \t\r\n").removeprefix(b"\xef\xbb\xbf")
+        return head[:3] in (b"MSH", b"FHS", b"BHS")
+
+    def _report(self, events: list[Event], event: Event) -> None:
+        """Report a frame, after the burst of stray bytes that came before it."""
+        if self._stray_size:
+            events.append(self._take_stray())
+        events.append(event)
 
     def _append(self, chunk: bytes) -> None:
         room = self._max - len(self._buf)

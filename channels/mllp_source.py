@@ -32,12 +32,17 @@ from engine.ack import build_ack, wrap_batch
 from engine.errors import StartupError
 from engine.ingest import Policy, Verdict, examine, reject
 from engine.journal import REJECTED, Entry, JournalWriter, Outcome, Refused, Written
+from transforms.batch import is_batch
 from transforms.hl7v2 import read_msh
 
 log = structlog.get_logger("channels.mllp")
 
 _PAUSE_AT = 512  # frames awaiting their ACK on one connection before we stop reading
 _RESUME_AT = 64
+# Answers written but not yet taken by the peer: past the high mark we stop reading its frames,
+# so a sender that never reads its ACKs cannot make the engine buffer without bound.
+WRITE_HIGH = 256 * 1024
+WRITE_LOW = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -134,6 +139,7 @@ class _Connection(asyncio.Protocol):
         self.pending: deque[_Pending] = deque()
         self.closing = False
         self.paused = False
+        self.write_blocked = False  # the peer is not taking its answers (transport past WRITE_HIGH)
         self.drained: asyncio.Future[None] | None = None
         self.idle: asyncio.TimerHandle | None = None
         self.last_data = 0.0
@@ -142,6 +148,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "")
         self.source._connections.add(self)
@@ -160,6 +167,14 @@ class _Connection(asyncio.Protocol):
             for event in self.decoder.finish():
                 self._handle(event)
             self._close_after_pending()
+
+    def pause_writing(self) -> None:
+        self.write_blocked = True
+        self._flow()
+
+    def resume_writing(self) -> None:
+        self.write_blocked = False
+        self._flow()
 
     def eof_received(self) -> bool | None:
         for event in self.decoder.finish():
@@ -184,7 +199,7 @@ class _Connection(asyncio.Protocol):
         policy = self.cfg.policy
         if isinstance(event, Frame):
             verdicts = examine(event.payload, policy, self.peer)
-            batch_head = event.payload[:64] if len(verdicts) > 1 else None
+            batch_head = event.payload[:64] if is_batch(event.payload) else None
         elif event.kind == "stray":
             entry = Entry(
                 channel=policy.channel,
@@ -210,9 +225,7 @@ class _Connection(asyncio.Protocol):
         submit = self.source.journal.submit_to
         for i, verdict in enumerate(verdicts):
             submit(verdict.entry, self.loop, partial(self._journaled, item, i))
-        if len(self.pending) >= _PAUSE_AT and self.transport and not self.paused:
-            self.transport.pause_reading()
-            self.paused = True
+        self._flow()
 
     def _journaled(self, item: _Pending, index: int, outcome: Outcome) -> None:
         item.outcomes[index] = outcome
@@ -228,14 +241,26 @@ class _Connection(asyncio.Protocol):
             text = self._acks(pending.popleft())
             if text is not None:
                 out.append(text)
-        if self.paused and len(pending) <= _RESUME_AT and self.transport:
-            self.transport.resume_reading()
-            self.paused = False
         transport = self.transport
         if out and transport is not None and not transport.is_closing():
             transport.write(out[0] if len(out) == 1 else b"".join(out))
+        self._flow()
         if self.closing and not pending:
             self._shutdown()
+
+    def _flow(self) -> None:
+        """Read from the peer only while it takes its answers and the journal keeps up."""
+        transport = self.transport
+        if transport is None or transport.is_closing() or self.closing:
+            return
+        waiting = len(self.pending)
+        backlog = waiting > _RESUME_AT if self.paused else waiting >= _PAUSE_AT
+        if (self.write_blocked or backlog) != self.paused:
+            self.paused = not self.paused
+            if self.paused:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
 
     def _acks(self, item: _Pending) -> bytes | None:
         """The framed answer to one frame, counting what the journal did."""
@@ -306,7 +331,7 @@ class _Connection(asyncio.Protocol):
 def _journal_error_ack(verdict: Verdict, mode: str) -> str:
     """The journal could not commit: tell the sender to send again (AE / CE)."""
     try:
-        msh = read_msh(verdict.entry.raw)
+        msh = read_msh(verdict.entry.raw, verdict.encoding)
     except Exception:
         msh = None
     code = "CE" if mode == "enhanced" and msh and msh.accept_ack else "AE"

@@ -91,6 +91,18 @@ class DecodeError(InputError):
         return f"{text}; {self.detail}" if self.detail else text
 
 
+class CharsetMismatch(DecodeError):
+    """MSH-18 declares a charset the bytes decode in but plainly are not (they would be mojibake)."""
+
+    def __init__(self, declared: str, offset: int, actual: str) -> None:
+        self.declared = declared
+        self.actual = actual  # what the bytes are, in words
+        super().__init__(declared, offset)
+
+    def __str__(self) -> str:
+        return f"declared {self.declared!r}, but {self.actual}"
+
+
 class ParseError(InputError):
     """The HL7 structure cannot be read where the engine needs it."""
 

@@ -13,14 +13,20 @@ from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+import structlog
+
 from engine.ack import ack_code, build_ack
-from engine.errors import DecodeError, ParseError
+from engine.errors import CharsetMismatch, DecodeError, ParseError
 from engine.header_limits import unstorable
 from engine.journal import RECEIVED, REJECTED, Entry
+from transforms.batch import first_msh, split_frame
 from transforms.converters import DEFAULT_TZ, parse_hl7_datetime
-from transforms.decode import choose_encoding, decode, normalise_codec
+from transforms.decode import choose_encoding, normalise_codec, read_text
 from transforms.hl7v2 import MshHeader, read_msh
 
+log = structlog.get_logger("engine.ingest")
+
+_EMPTY_BATCH = ParseError("the batch holds no message (no MSH segment)", segment="BHS", code="100")
 _REQUIRED = ((9, "message type"), (10, "message control id"), (12, "version id"))
 
 
@@ -44,19 +50,31 @@ class Verdict:
 
 
 def examine(payload: bytes, policy: Policy, peer: str = "") -> list[Verdict]:
-    """Entries for one frame: one per message, several for an FHS/BHS batch."""
-    if _is_batch(payload):
-        parts = split_batch(payload)
-        if parts:
-            return [_examine_one(p, policy, peer) for p in parts]
-    return [_examine_one(payload, policy, peer)]
+    """Entries for one frame: one per message, several for an FHS/BHS batch.
+
+    A frame the splitter refuses (two messages glued, segments outside a message) is one
+    rejected entry for the whole frame, answered with the first message's MSH.
+    """
+    try:
+        parts = split_frame(payload)
+    except ParseError as exc:
+        return [_refused(payload, policy, exc, peer)]
+    if not parts:
+        return [_refused(payload, policy, _EMPTY_BATCH, peer)]
+    return [_examine_one(p, policy, peer) for p in parts]
 
 
 def reject(payload: bytes, policy: Policy, reason: str, peer: str = "") -> Verdict:
     """A frame refused before it could be read (oversize, truncated): AR, raw kept."""
-    msh = _try_msh(payload)
+    return _refused(payload, policy, ParseError(reason, segment="MSH", code="207"), peer)
+
+
+def _refused(payload: bytes, policy: Policy, err: ParseError, peer: str) -> Verdict:
+    head = first_msh(payload)
+    msh = _try_msh(head)
     encoding = _encoding(msh, policy)
-    return _rejected(payload, policy, msh, ParseError(reason, segment="MSH", code="207"), encoding, peer)
+    msh = msh and _in_charset(head, msh, encoding)
+    return _rejected(payload, policy, msh, err, encoding, peer)
 
 
 def _examine_one(payload: bytes, policy: Policy, peer: str) -> Verdict:
@@ -64,12 +82,14 @@ def _examine_one(payload: bytes, policy: Policy, peer: str) -> Verdict:
         msh = read_msh(payload)
     except ParseError as exc:
         return _rejected(payload, policy, None, exc, policy.encoding, peer)
-    encoding = _encoding(msh, policy)
     try:
-        decode(payload, encoding, declared=msh.charset)
+        encoding = _read_charset(payload, msh, policy)
     except DecodeError as exc:
         err = ParseError(str(exc), segment="MSH", field=18 if msh.charset else None, code="102")
-        return _rejected(payload, policy, msh, err, encoding, peer)
+        # A declared charset the bytes contradict is no charset to answer in: use the channel's.
+        encoding = _codec("", policy.encoding) if isinstance(exc, CharsetMismatch) else _encoding(msh, policy)
+        return _rejected(payload, policy, _in_charset(payload, msh, encoding), err, encoding, peer)
+    msh = _in_charset(payload, msh, encoding)
     for field, name in _REQUIRED:
         if not _field(msh, field).strip():
             err = ParseError(f"{name} is empty", segment="MSH", field=field, code="101")
@@ -125,6 +145,34 @@ def _rejected(
     return Verdict(entry, ack, encoding)
 
 
+def _read_charset(payload: bytes, msh: MshHeader, policy: Policy) -> str:
+    """The codec the whole payload decodes in (see `read_text`); DecodeError when none fits."""
+    reading = read_text(payload, msh.charset, policy.encoding)
+    if reading.undeclared_utf8:
+        log.warning(
+            "charset_differs_from_channel",
+            channel=policy.channel,
+            control_id=msh.control_id if msh.control_id.isascii() else "",
+            channel_encoding=policy.encoding,
+            read_as=reading.encoding,
+        )
+    return reading.encoding
+
+
+def _in_charset(payload: bytes, msh: MshHeader, encoding: str) -> MshHeader:
+    """MSH with its fields decoded in the message's charset, so the ACK and journal echo them.
+
+    Read as latin-1, an all-ASCII MSH (the usual case) is already right; an MSH line that
+    does not decode (a frame cut inside it) keeps the latin-1 reading.
+    """
+    if all(value.isascii() for value in msh):
+        return msh
+    try:
+        return read_msh(payload, encoding)
+    except (UnicodeDecodeError, ParseError):
+        return msh
+
+
 def _encoding(msh: MshHeader | None, policy: Policy) -> str:
     return _codec(msh.charset if msh else "", policy.encoding)
 
@@ -167,22 +215,3 @@ def _event_time(stamp: str, tz: ZoneInfo) -> datetime | None:
         return parse_hl7_datetime(stamp, tz)
     except ValueError:
         return None
-
-
-def _is_batch(payload: bytes) -> bool:
-    head = payload.lstrip(b"\xef\xbb\xbf \t\r\n")[:3]
-    return head in (b"FHS", b"BHS")
-
-
-def split_batch(payload: bytes) -> list[bytes]:
-    """The messages of an HL7 batch (FHS/BHS … BTS/FTS), each from its MSH on."""
-    messages: list[list[bytes]] = []
-    for seg in payload.replace(b"\r\n", b"\r").replace(b"\n", b"\r").split(b"\r"):
-        tag = seg[:3]
-        if tag == b"MSH":
-            messages.append([seg])
-        elif tag in (b"FHS", b"BHS", b"BTS", b"FTS") or not seg:
-            continue
-        elif messages:
-            messages[-1].append(seg)
-    return [b"\r".join(m) + b"\r" for m in messages]

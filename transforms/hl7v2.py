@@ -26,6 +26,7 @@ from functools import lru_cache
 from typing import Final, NamedTuple
 
 from engine.errors import ParseError
+from transforms.batch import split_frame
 
 __all__ = [
     "DEFAULT_DELIMITERS",
@@ -101,7 +102,6 @@ _LEADING_BYTES: Final = b" \t\r\n\x0b\x0c"
 _BOM: Final = b"\xef\xbb\xbf"
 # Segments whose field 1 is the field separator itself and field 2 the encoding characters.
 _HEADERS: Final = frozenset(("MSH", "FHS", "BHS"))
-_ENVELOPE: Final = frozenset(("FHS", "BHS", "BTS", "FTS"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -614,32 +614,18 @@ class Message:
 def split_batch(text: str) -> list[str]:
     """Texts of the messages in a batch file (FHS/BHS ... BTS/FTS), envelope segments dropped.
 
-    A plain message comes back as a one-item list, so callers can always loop. Every envelope
-    segment ends the message before it, so a segment that is neither MSH nor envelope and
-    follows one (a BHS in the middle of a message, say) raises ValueError instead of being
-    glued onto the wrong message; so do an FHS that is not first and segments after FTS.
-    Missing or stray BTS/FTS trailers are tolerated: they only carry counts.
+    A plain message comes back as a one-item list, so callers can always loop. The rules are the
+    engine's one splitter's (`transforms.batch`): what it refuses raises ValueError here, such as
+    a segment that would land in the wrong message or a second MSH outside a batch.
     """
-    messages: list[list[str]] = []
-    current: list[str] | None = None
-    file_closed = False
-    for i, line in enumerate(split_segments(text.lstrip(_LEADING))):
-        head = line[:3]
-        if file_closed:
-            raise ValueError(f"segment after FTS: {line[:20]!r}")
-        if head == "MSH":
-            current = [line]
-            messages.append(current)
-        elif head in _ENVELOPE and (len(line) == 3 or not _bad_separator(line[3])):
-            if head == "FHS" and i:
-                raise ValueError("FHS must be the first segment of a batch file")
-            file_closed = head == "FTS"
-            current = None
-        elif current is None:
-            raise ValueError(f"segment outside any message (not after an MSH): {line[:20]!r}")
-        else:
-            current.append(line)
-    return ["\r".join(lines) for lines in messages]
+    raw = text.encode("utf-8", "surrogatepass")
+    try:
+        parts = split_frame(raw)
+    except ParseError as exc:
+        raise ValueError(str(exc)) from exc
+    if parts and parts[0] is raw:
+        return ["\r".join(split_segments(text.lstrip(_LEADING)))]
+    return [part.decode("utf-8", "surrogatepass").rstrip("\r") for part in parts]
 
 
 # --------------------------------------------------------------------------------------------
@@ -648,7 +634,7 @@ def split_batch(text: str) -> list[str]:
 
 
 class MshHeader(NamedTuple):
-    """MSH fields the engine needs before decoding the message (raw text, latin-1 decoded)."""
+    """MSH fields the engine needs, raw (escapes kept), decoded as `read_msh` was told."""
 
     field_sep: str  # MSH-1
     encoding_chars: str  # MSH-2
@@ -690,6 +676,12 @@ def _msh_delimiters(fs: str, enc: str) -> Delimiters:
             field=2,
             code="102",
         )
+    if len(enc) < 2:
+        # Fewer than the component and repetition separators: the fields cannot be read as sent.
+        what = "is empty" if not enc else f"{enc!r} declares only one encoding character"
+        raise ParseError(
+            f"MSH-2 {what}; at least ^~ are needed (the standard asks for ^~\\&)", field=2, code="102"
+        )
     if len(set(enc)) != len(enc):
         raise ParseError(f"MSH-2 {enc!r} repeats an encoding character", field=2, code="102")
     d = _delimiters(fs, enc)
@@ -698,11 +690,14 @@ def _msh_delimiters(fs: str, enc: str) -> Delimiters:
     return d
 
 
-def read_msh(raw: bytes) -> MshHeader:
-    """Read MSH from raw bytes, before the charset is known; raise ParseError if unreadable.
+def read_msh(raw: bytes, encoding: str = "latin-1") -> MshHeader:
+    """Read MSH from raw bytes; raise ParseError if unreadable.
 
-    Only the first line is looked at. Fields are decoded as latin-1 (MSH is ASCII in practice),
-    so no byte sequence can fail here. Required fields are the caller's decision; this only
+    Only the first line is looked at. Before the charset is known, fields are decoded as
+    latin-1, so no byte sequence can fail and MSH-18 can be read; once the payload decoded
+    in its charset, read again with it (`encoding`) to get non-ASCII fields (a Chinese MSH-4
+    or MSH-10) as the sender wrote them: splitting decoded text also keeps a GBK trail byte
+    such as 0x7C from passing for a delimiter. Required fields are the caller's decision; this only
     rejects what makes MSH unreadable: no MSH, no or a bad field separator, bad encoding
     characters (letters, digits, whitespace, non-ASCII, repeated, or more than five).
     """
@@ -728,7 +723,8 @@ def read_msh(raw: bytes) -> MshHeader:
             code="102",
         )
     fs = chr(fs_code)
-    fields = data[:end].decode("latin-1").split(fs)
+    line = data[:end]
+    fields = (line.decode("latin-1") if line.isascii() else line.decode(encoding)).split(fs)
     enc = fields[1] if len(fields) > 1 else ""
     d = _MSH_DELIMITERS.get((fs, enc)) or _msh_delimiters(fs, enc)
     n = len(fields)

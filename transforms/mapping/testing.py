@@ -36,8 +36,8 @@ from typing import Any
 
 from engine.config_paths import ConfigRoots
 from engine.errors import ConfigError, ConfigErrors, InputError, MappingError
-from engine.ingest import split_batch
 from engine.yaml_lines import LineMap, load_yaml
+from transforms.batch import split_frame
 from transforms.decode import codec_for_msh18, decode
 from transforms.hl7v2 import Message, read_msh
 from transforms.mapping.compiler import MappedRecord, Mapping, load_mapping
@@ -134,7 +134,7 @@ def _inputs(path: Path, case: dict[str, Any]) -> list[Message | dict[str, Any]]:
     if "hl7" in case:
         return [Message(str(case["hl7"]).replace("\r\n", "\r").replace("\n", "\r"))]
     raw = (path.parent / str(case["input"])).read_bytes()
-    parts = split_batch(raw) if raw.lstrip()[:3] in (b"FHS", b"BHS") else [raw]
+    parts = split_frame(raw)
     out: list[Message | dict[str, Any]] = []
     for part in parts:
         declared = read_msh(part).charset

@@ -142,29 +142,44 @@ class TestMllpDecoderTruncated:
     def test_start_block_inside_open_frame_reports_truncation(self) -> None:
         """A 0x0B inside an open frame reports the open one as truncated and starts a new one."""
         decoder = MllpDecoder(100)
-        events = decoder.feed(SB + b"half" + SB + b"whole" + EB + CR)
-        assert events == [BadFrame("truncated", b"half", 4), Frame(b"whole")]
+        events = decoder.feed(SB + b"MSH|half" + SB + b"whole" + EB + CR)
+        assert events == [BadFrame("truncated", b"MSH|half", 8), Frame(b"whole")]
 
     def test_truncation_across_chunks(self) -> None:
         """The truncation is found when the new start block arrives in a later chunk."""
         decoder = MllpDecoder(100)
-        assert decoder.feed(SB + b"half") == []
+        assert decoder.feed(SB + b"MSH|half") == []
         assert decoder.feed(SB + b"whole" + EB + CR) == [
-            BadFrame("truncated", b"half", 4),
+            BadFrame("truncated", b"MSH|half", 8),
             Frame(b"whole"),
         ]
 
     def test_truncated_oversize_frame_reports_total_size(self) -> None:
         """A truncated frame longer than max_bytes keeps max_bytes and counts everything."""
         decoder = MllpDecoder(3)
-        events = decoder.feed(SB + b"abcdefg" + SB + b"ok" + EB + CR)
-        assert events == [BadFrame("truncated", b"abc", 7), Frame(b"ok")]
+        events = decoder.feed(SB + b"MSH|defg" + SB + b"ok" + EB + CR)
+        assert events == [BadFrame("truncated", b"MSH", 8), Frame(b"ok")]
 
     def test_truncated_reason_mentions_the_start_block(self) -> None:
         """The truncation reason explains the new 0x0B before the end block."""
-        (event, _) = MllpDecoder(100).feed(SB + b"half" + SB + b"x" + EB)
+        (event, _) = MllpDecoder(100).feed(SB + b"MSH|half" + SB + b"x" + EB)
         assert isinstance(event, BadFrame)
         assert "truncated" in event.reason(100) and "0x0B" in event.reason(100)
+
+    def test_start_blocks_with_no_message_after_them_are_one_burst(self) -> None:
+        """5,000 stray 0x0B and junk between start blocks: one stray event, then the real frame."""
+        burst = SB * 5000 + b"junk" + SB + b"more junk" + SB + b"\r\n"
+        for chunks in ([burst + frame(b"MSH|ok")], [bytes([b]) for b in burst + frame(b"MSH|ok")]):
+            decoder = MllpDecoder(100)
+            events = feed_all(decoder, chunks)
+            assert events == [BadFrame("stray", burst[:100], len(burst)), Frame(b"MSH|ok")]
+            assert decoder.finish() == []
+
+    def test_a_burst_left_at_the_end_is_one_stray_event(self) -> None:
+        """Start blocks and junk with nothing after them are reported once, when the connection ends."""
+        decoder = MllpDecoder(100)
+        assert decoder.feed(frame(b"MSH|a") + SB * 300 + b"x" + SB) == [Frame(b"MSH|a")]
+        assert decoder.finish() == [BadFrame("stray", (SB * 300)[:100], 301)]
 
 
 class TestMllpDecoderStray:

@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 import support
 from engine.ack import parse_ack
-from engine.ingest import Policy, Verdict, examine, reject, split_batch
+from engine.ingest import Policy, Verdict, examine, reject
 from engine.journal import RECEIVED, REJECTED
+from transforms.batch import split_frame
 from transforms.converters import parse_hl7_datetime
 from transforms.hl7v2 import Message
 
@@ -242,6 +243,14 @@ class TestExamineCharsets:
         assert "offset" in (v.entry.error or "")
         assert ack_of(v)["ERR-2"] == "MSH"
 
+    def test_gbk_trail_byte_that_looks_like_a_field_separator_is_not_one(self) -> None:
+        """東 is 0x96 0x7C in GBK: MSH is split after decoding, so MSH-4 and MSH-10 stay whole."""
+        text = msh(sender="HIS|東城妇幼", charset="", control_id="東-001") + "\rEVN|A04|20240321083200\r"
+        v = one(text.encode("gbk"), Policy("lis_gbk", encoding="gb18030"))
+        assert v.entry.status == RECEIVED
+        assert (v.entry.sender, v.entry.control_id) == ("HIS^東城妇幼", "東-001")
+        assert ack_of(v)["MSA-2"] == "東-001"
+
 
 class TestExamineBatch:
     @staticmethod
@@ -283,8 +292,8 @@ class TestExamineBatch:
         assert [v.entry.ack_code for v in verdicts] == ["AA", "AR", "AA"]
 
     def test_split_batch_drops_the_envelope(self) -> None:
-        """split_batch returns each message from its MSH, CR-terminated, envelope removed."""
-        parts = split_batch(self.batch("L1", "L2").replace(b"\r", b"\r\n"))
+        """split_frame returns each message from its MSH, CR-terminated, envelope removed."""
+        parts = split_frame(self.batch("L1", "L2").replace(b"\r", b"\r\n"))
         assert len(parts) == 2
         assert all(p.startswith(b"MSH|") and p.endswith(b"F\r") for p in parts)
         assert all(b"\n" not in p for p in parts)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from engine.errors import DecodeError, InputError
-from transforms.decode import choose_encoding, codec_for_msh18, decode, normalise_codec
+import support
+from engine.errors import CharsetMismatch, DecodeError, InputError
+from transforms.decode import choose_encoding, codec_for_msh18, decode, normalise_codec, read_text
+from transforms.hl7v2 import read_msh
 
 
 class TestCodecForMsh18:
@@ -138,3 +142,63 @@ class TestDecode:
         with pytest.raises(DecodeError) as caught:
             decode(b"\xff", "ascii")
         assert isinstance(caught.value.__cause__, UnicodeDecodeError)
+
+
+# The charset rule for bytes that decode but would be mojibake (docs/mllp.md, "Character sets").
+
+GB_FILES = sorted(p for p in support.CHINESE.glob("*.hl7") if "_gb18030__" in p.name or "_gbk__" in p.name)
+
+
+@pytest.mark.parametrize("path", GB_FILES, ids=lambda p: p.name[:3])
+def test_no_gb18030_or_gbk_file_of_the_chinese_set_is_taken_for_utf8(path: Path) -> None:
+    """Every GB18030/GBK message of the synthetic set reads as GB18030 on a GB18030 channel."""
+    raw = path.read_bytes()
+    msh18 = read_msh(raw).charset
+    if codec_for_msh18(msh18) == "utf-8":
+        pytest.skip("declares UTF-8 (the malformed case, refused elsewhere)")
+    assert read_text(raw, msh18, "gb18030").encoding == "gb18030"
+
+
+def test_gb2312_common_characters_alone_are_never_taken_for_utf8() -> None:
+    """No single common character (GB2312 level 1) in GB18030 bytes looks like UTF-8 text."""
+    for hi in range(0xB0, 0xD8):
+        for lo in range(0xA1, 0xFF):
+            raw = b"PID|1||" + bytes([hi, lo]) + b"|"
+            if hi == 0xD7 and lo > 0xF9:
+                continue  # unassigned cells at the end of level 1
+            reading = read_text(raw, "", "gb18030")
+            assert reading.encoding == "gb18030", raw
+
+
+def test_undeclared_utf8_on_a_gb18030_channel_says_so() -> None:
+    """UTF-8 with Chinese and no MSH-18 on a GB18030 channel is read as UTF-8, flagged."""
+    reading = read_text("PID|1||𠮷晓芸^王䶮^李喆^张堃|".encode(), "", "gb18030")
+    assert (reading.text, reading.encoding, reading.undeclared_utf8) == (
+        "PID|1||𠮷晓芸^王䶮^李喆^张堃|",
+        "utf-8",
+        True,
+    )
+
+
+def test_utf8_with_only_latin_symbols_stays_with_a_gb18030_channel() -> None:
+    """Valid UTF-8 without a CJK character (°, μ) is not enough to overrule a GB18030 channel."""
+    assert read_text("OBX|1|NM|T^体温||36.5|°C".encode("gb18030"), "", "gb18030").encoding == "gb18030"
+
+
+@pytest.mark.parametrize(
+    ("msh18", "text", "says"),
+    [
+        ("8859/1", "PID|1||Müller", "UTF-8"),
+        ("8859/1", "PID|1||陈思雨", "UTF-8"),
+        ("GB 18030-2000", "PID|1||陈思雨", "UTF-8"),
+        ("UNICODE UTF-16", "PID|1||A", "UTF-16"),
+    ],
+)
+def test_a_declared_charset_the_bytes_contradict_is_refused(msh18: str, text: str, says: str) -> None:
+    with pytest.raises(CharsetMismatch) as caught:
+        read_text(text.encode("utf-8"), msh18, "utf-8")
+    assert msh18 in str(caught.value) and says in str(caught.value)
+
+
+def test_latin1_declared_and_latin1_bytes_are_read_as_latin1() -> None:
+    assert read_text("PID|1||Müller".encode("latin-1"), "8859/1", "utf-8").text == "PID|1||Müller"

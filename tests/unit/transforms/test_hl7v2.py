@@ -440,6 +440,8 @@ def test_batch_files_are_split_into_messages() -> None:
         "BHS|^~\\&\rMSH|^~\\&|1\rEVN|A04\rBHS|^~\\&\rPID|1\rBTS|1",  # BHS inside a message
         "MSH|^~\\&|1\rFHS|^~\\&",  # FHS not first
         "FHS|^~\\&\rMSH|^~\\&|1\rFTS|1\rPID|1",  # after FTS
+        "MSH|^~\\&|1\rPID|1\rMSH|^~\\&|2\rPID|2",  # two messages glued, no envelope
+        "PID|1\rMSH|^~\\&|1\rPID|1",  # a segment before MSH
     ],
 )
 def test_broken_batch_envelopes_are_rejected(text: str) -> None:
