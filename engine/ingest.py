@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from engine.ack import ack_code, build_ack
 from engine.errors import DecodeError, ParseError
 from engine.journal import RECEIVED, REJECTED, Entry
+from engine.message_limits import DEFAULT_LIMITS, MessageLimits, limit_problem
 from transforms.converters import DEFAULT_TZ, parse_hl7_datetime
 from transforms.decode import choose_encoding, decode, normalise_codec
 from transforms.hl7v2 import MshHeader, read_msh
@@ -31,6 +32,7 @@ class Policy:
     encoding: str = "utf-8"
     ack_mode: str = "original"
     timezone: ZoneInfo = DEFAULT_TZ
+    limits: MessageLimits = DEFAULT_LIMITS
 
 
 @dataclass(slots=True)
@@ -73,6 +75,9 @@ def _examine_one(payload: bytes, policy: Policy, peer: str) -> Verdict:
         if not _field(msh, field).strip():
             err = ParseError(f"{name} is empty", segment="MSH", field=field, code="101")
             return _rejected(payload, policy, msh, err, encoding, peer)
+    too_big = limit_problem(payload, encoding, msh, policy.limits)
+    if too_big is not None:
+        return _rejected(payload, policy, msh, too_big, encoding, peer)
     code = ack_code(True, msh, policy.ack_mode)
     ack = build_ack(msh, code) if code else None
     entry = Entry(
