@@ -30,6 +30,7 @@ from engine.errors import ParseError
 __all__ = [
     "DEFAULT_DELIMITERS",
     "HL7_NULL",
+    "SEGMENT_NAME",
     "Delimiters",
     "Message",
     "MshHeader",
@@ -461,7 +462,7 @@ _PATH = re.compile(
     r"-(?P<field>[^\[\].]*)(?:\[(?P<rep>[^\]]*)\])?"
     r"(?:\.(?P<comp>[^.]*))?(?:\.(?P<sub>[^.]*))?"
 )
-_SEGMENT_NAME = re.compile(r"[A-Z0-9]{2,3}")
+SEGMENT_NAME = re.compile(r"[A-Z][A-Z0-9]{1,2}")  # HL7 segment ids start with a letter
 _NUMBER = re.compile(r"[1-9][0-9]{0,4}")
 
 
@@ -493,8 +494,11 @@ def parse_path(path: str) -> Path:
             reason = "expected SEG[occ]-FIELD[rep].COMP.SUB, e.g. PID-3[*].1 or OBX[2]-5.1"
         raise ValueError(f"bad HL7 path {path!r}: {reason}")
     seg = m.group("seg")
-    if not _SEGMENT_NAME.fullmatch(seg):
-        raise ValueError(f"bad HL7 path {path!r}: segment {seg!r} must be 2-3 upper-case letters/digits")
+    if not SEGMENT_NAME.fullmatch(seg):
+        raise ValueError(
+            f"bad HL7 path {path!r}: segment {seg!r} must be 2-3 upper-case letters/digits, "
+            "starting with a letter"
+        )
     occ_text, rep_text = m.group("occ"), m.group("rep")
     comp_text, sub_text = m.group("comp"), m.group("sub")
     occ = 1 if occ_text is None else _number(path, "segment occurrence", occ_text, True)
