@@ -17,7 +17,10 @@ MSH = "MSH|^~\\&|HIS|FY01|MCHENGINE|FY01|20240321083215||ADT^A04^ADT_A01|{}|P|2.
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEngine]:
     tmp = tmp_path_factory.mktemp("limits")
-    channels = {"hospital": {"encoding": "utf-8", "max_message_bytes": "8MiB"}}
+    channels = {
+        "hospital": {"encoding": "utf-8", "max_message_bytes": "8MiB"},
+        "tight": {"encoding": "utf-8", "limits": "{max_segments: 4, max_repetitions: 3}"},
+    }
     routes = write_routes(tmp, database=f"sqlite:///{tmp}/engine.db", channels=channels)
     with RunningEngine(routes) as running:
         yield running
@@ -70,3 +73,20 @@ def test_4mib_pathological_message_is_answered_ar_well_under_a_second(
 
     assert column("status") == "rejected" and column("error") == text
     assert bytes(column("raw")) == hostile  # type: ignore[arg-type]
+
+
+def test_limits_set_in_routes_yaml_apply_to_their_channel(engine: RunningEngine) -> None:
+    """A channel's own `limits:` decide: 3 identifiers in PID-3 pass, 4 do not; a fifth segment
+    is refused; the same messages pass on a channel with the defaults."""
+    three = adt("TIGHT-3", "~".join(["1^^^HIS^PI"] * 3))
+    four = adt("TIGHT-4", "~".join(["1^^^HIS^PI"] * 4))
+    five_segments = adt("TIGHT-SEG") + b"NTE|1||x\rNTE|2||y\r"
+    answers = [msa(a) for a in engine.send([three, four, five_segments], channel="tight")]
+    assert answers[0][:2] == ("AA", "TIGHT-3")
+    assert answers[1] == (
+        "AR",
+        "TIGHT-4",
+        "PID-3: 4 repetitions (segment 3) pass this channel's max_repetitions (3)",
+    )
+    assert answers[2] == ("AR", "TIGHT-SEG", "NTE: segment 5 of 5 passes this channel's max_segments (4)")
+    assert [msa(a)[0] for a in engine.send([four, five_segments])] == ["AA", "AA"]
