@@ -19,6 +19,7 @@ from engine.ack import ack_code, build_ack
 from engine.errors import CharsetMismatch, DecodeError, ParseError
 from engine.header_limits import unstorable
 from engine.journal import RECEIVED, REJECTED, Entry
+from engine.message_limits import DEFAULT_LIMITS, MessageLimits, limit_problem
 from transforms.batch import first_msh, split_frame
 from transforms.converters import DEFAULT_TZ, parse_hl7_datetime
 from transforms.decode import choose_encoding, normalise_codec, read_text
@@ -38,6 +39,7 @@ class Policy:
     encoding: str = "utf-8"
     ack_mode: str = "original"
     timezone: ZoneInfo = DEFAULT_TZ
+    limits: MessageLimits = DEFAULT_LIMITS
 
 
 @dataclass(slots=True)
@@ -94,6 +96,9 @@ def _examine_one(payload: bytes, policy: Policy, peer: str) -> Verdict:
         if not _field(msh, field).strip():
             err = ParseError(f"{name} is empty", segment="MSH", field=field, code="101")
             return _rejected(payload, policy, msh, err, encoding, peer)
+    too_big = limit_problem(payload, encoding, msh, policy.limits)
+    if too_big is not None:
+        return _rejected(payload, policy, msh, too_big, encoding, peer)
     event_time = _event_time(msh.timestamp, policy.timezone)
     refused = unstorable(payload, msh, event_time)
     if refused:

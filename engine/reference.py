@@ -38,6 +38,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("`engine.http`", settings.HttpSettings),
     ("`channels.<name>` with `type: mllp`", settings.MllpChannel),
     ("`channels.<name>.ack`", settings.AckSettings),
+    ("`channels.<name>.limits`", settings.LimitSettings),
     ("`routes[]`", settings.Route),
     ("`destinations.<name>` with `type: record_store`", settings.RecordStoreDestination),
     ("`retry`", settings.RetrySettings),

@@ -127,7 +127,7 @@ class EngineRuntime:
             tz = ZoneInfo(s.engine.timezone)
             for name, ch in s.channels.items():
                 host, port = ch.host_port
-                policy = Policy(name, ch.encoding, ch.ack.mode, tz)
+                policy = Policy(name, ch.encoding, ch.ack.mode, tz, ch.limits.limits())
                 cfg = MllpConfig(name, host, port, policy, ch.max_message_bytes, ch.idle_timeout)
                 source = MllpSource(cfg, self.writer)
                 await source.start()

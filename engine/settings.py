@@ -35,6 +35,7 @@ from pydantic import (
 
 from engine.config_paths import ConfigRoots
 from engine.errors import ConfigError, ConfigErrors
+from engine.message_limits import DEFAULT_LIMITS, MessageLimits
 from engine.yaml_lines import LineMap, Loc, dotted, hint, parse_yaml, try_validate
 
 __all__ = [
@@ -339,6 +340,27 @@ class AckSettings(_Model):
     )
 
 
+class LimitSettings(_Model):
+    """Bounds on one message's shape; a message past one is answered AR naming it and kept as rejected."""
+
+    max_segments: int = Field(
+        default=DEFAULT_LIMITS.max_segments, gt=0, description="Most segments in one message."
+    )
+    max_repetitions: int = Field(
+        default=DEFAULT_LIMITS.max_repetitions,
+        gt=0,
+        description="Most repetitions (`~`) in one field, e.g. identifiers in PID-3.",
+    )
+    max_field_bytes: Size = Field(
+        default=DEFAULT_LIMITS.max_field_bytes,
+        description="Largest single field, in the message's own bytes (an encapsulated report in OBX-5).",
+    )
+
+    def limits(self) -> MessageLimits:
+        """The same bounds as ingest checks them."""
+        return MessageLimits(self.max_segments, self.max_repetitions, self.max_field_bytes)
+
+
 class MllpChannel(_Model):
     """HL7 v2 over MLLP: the engine listens and senders connect to it."""
 
@@ -358,6 +380,9 @@ class MllpChannel(_Model):
         default=300.0, description="Close a connection after this long without data."
     )
     ack: AckSettings = Field(default_factory=AckSettings, description="Acknowledgment mode.")
+    limits: LimitSettings = Field(
+        default_factory=LimitSettings, description="Bounds on segments, repetitions and field size."
+    )
     strict: bool = Field(
         default=False,
         description="Check each message's structure against its HL7 version with hl7apy before "

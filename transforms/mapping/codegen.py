@@ -13,11 +13,14 @@ exactly the steps of its closure, with the same errors (file, line, path, rule).
 
 from __future__ import annotations
 
+import builtins
+import keyword
 import linecache
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import count
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine.errors import MappingError
 from transforms.converters import typed_value
@@ -47,17 +50,48 @@ def _empty(var: str) -> str:
     return f'({var} is None or {var} == "" or {var} == [])'
 
 
-class Emitter:
-    """Collects the statements of one generated function and the objects they name."""
+class _SegmentNames(NamedTuple):
+    """The variables a generated function keeps for one segment it reads."""
 
-    def __init__(self, segment_for: Callable[..., Any]) -> None:
+    segment: str
+    fields: str
+    delimiters: tuple[str, str, str, str]  # component, repetition, escape, sub-component
+    parts: dict[tuple[int, int] | None, str]  # (field, repetition) → its components; None → fields
+
+
+# Names the generated code uses as they are: its own locals and Python's builtins.
+_FIXED = frozenset({"ctx", "out", "item", "x", "exc", "g", "_", *dir(builtins), *keyword.kwlist})
+
+
+class Emitter:
+    """Collects the statements of one generated function and the objects they name.
+
+    Every name in the function (its locals and the objects it refers to) comes from one
+    table, `fresh`, which never hands out a name twice: two paths, rules or segments can
+    never share a variable, whatever their numbers or names (`OBX-2[2].1` and `OBX[2]-2.1`
+    once both became `OBX_2_2`)."""
+
+    def __init__(self, segment_for: Callable[..., Any], name: str) -> None:
         self.segment_for = segment_for
-        self.names: dict[str, Any] = {"HL7_NULL": HL7_NULL, "MappingError": MappingError}
+        self.name = name
+        self.names: dict[str, Any] = {"HL7_NULL": HL7_NULL, "MappingError": MappingError, "EMPTY": EMPTY}
+        self.taken: set[str] = {*_FIXED, *self.names, name}
         self.body: list[str] = []
-        self.segments: dict[tuple[str, int | None], str] = {}
-        self.parts: dict[tuple[str, int | None], dict[tuple[int, int] | None, str]] = {}
+        self.segments: dict[tuple[str, int], _SegmentNames] = {}
         self.depth = 1
         self._count = count(1)
+
+    def fresh(self, hint: str, numbered: bool = True) -> str:
+        """A name no other variable or reference of this function has, shaped like `hint`."""
+        base = re.sub(r"\W", "_", hint, flags=re.ASCII)
+        if not base or not (base[0].isalpha() or base[0] == "_") or base == "_":
+            base = "v_" + base
+        glue = "_" if base[-1].isdigit() else ""  # OBX_2_2 then _8, not OBX_2_28
+        name = base if not numbered and base not in self.taken else f"{base}{glue}{next(self._count)}"
+        while name in self.taken:
+            name = f"{base}{glue}{next(self._count)}"
+        self.taken.add(name)
+        return name
 
     def line(self, text: str) -> None:
         self.body.append("    " * self.depth + text)
@@ -72,14 +106,14 @@ class Emitter:
             self.depth -= 1
 
     def tmp(self, hint: str = "v") -> str:
-        return f"{hint}{next(self._count)}"
+        return self.fresh(hint)
 
     def ref(self, obj: Any, hint: str) -> str:
         """A name for `obj` in the function's globals (the same object, not a copy)."""
         for name, have in self.names.items():
             if have is obj:
                 return name
-        name = hint if hint not in self.names else f"{hint}_{len(self.names)}"
+        name = self.fresh(hint, numbered=False)
         self.names[name] = obj
         return name
 
@@ -89,26 +123,38 @@ class Emitter:
             return repr(value)
         return self.ref(value, hint)
 
+    def _segment(self, name: str, occurrence: int | None) -> _SegmentNames:
+        key = (name, occurrence or 1)  # `segment_for` reads no occurrence as the first
+        found = self.segments.get(key)
+        if found is None:
+            hint = name if occurrence in (None, 1) else f"{name}_{occurrence}"
+            delimiters = tuple(self.fresh(f"{d}_{hint}") for d in ("comp", "rep", "esc", "sub"))
+            found = self.segments[key] = _SegmentNames(
+                self.fresh(f"seg_{hint}"),
+                self.fresh(f"fields_{hint}"),
+                delimiters,
+                {},  # type: ignore[arg-type]
+            )
+        return found
+
     def segment(self, name: str, occurrence: int | None) -> str:
         """The variable holding the segment `name` as a path in this context reads it."""
-        key = (name, occurrence)
-        if key not in self.segments:
-            self.segments[key] = f"seg_{name}" + ("" if occurrence in (None, 1) else f"_{occurrence}")
-        return self.segments[key]
+        return self._segment(name, occurrence).segment
 
-    def fields(self, segment: str, occurrence: int | None) -> tuple[str, str]:
-        """The variables holding that segment's raw fields and its delimiters' suffix."""
-        var = self.segment(segment, occurrence)
-        self.parts.setdefault((segment, occurrence), {})[None] = f"fields{var[3:]}"
-        return f"fields{var[3:]}", var[3:]
+    def fields(self, segment: str, occurrence: int | None) -> tuple[str, tuple[str, str, str, str]]:
+        """The variables holding that segment's raw fields and its delimiters
+        (component, repetition, escape, sub-component)."""
+        names = self._segment(segment, occurrence)
+        names.parts[None] = names.fields
+        return names.fields, names.delimiters
 
     def components(self, segment: str, occurrence: int | None, field: int, rep: int) -> str:
         """The variable holding the raw components of one field repetition of that segment."""
-        self.fields(segment, occurrence)
-        var = self.segment(segment, occurrence)
-        name = f"{var[4:]}_{field}" + ("" if rep == 1 else f"_{rep}")
-        self.parts[(segment, occurrence)][(field, rep)] = name
-        return name
+        names = self._segment(segment, occurrence)
+        names.parts[None] = names.fields
+        if (field, rep) not in names.parts:
+            names.parts[(field, rep)] = self.fresh(f"{segment}_{field}_{rep}")
+        return names.parts[(field, rep)]
 
     def value(self, getter: Getter, out: str) -> None:
         """Statements that leave the rule's value in `out`."""
@@ -118,31 +164,28 @@ class Emitter:
         else:
             node.emit(self, out)
 
-    def function(self, name: str, result: str, origin: str) -> Getter:
+    def function(self, result: str, origin: str) -> Getter:
         find = self.ref(self.segment_for, "segment_for")
-        head = [f"def {name}(ctx):"]
-        for (seg, occ), var in self.segments.items():
-            head.append(f"    {var} = {find}(ctx, {seg!r}, {occ!r})")
-            parts = self.parts.get((seg, occ))
-            if not parts:
+        head = [f"def {self.name}(ctx):"]
+        for (seg, occ), names in self.segments.items():
+            head.append(f"    {names.segment} = {find}(ctx, {seg!r}, {occ!r})")
+            if not names.parts:
                 continue
-            suffix = var[3:]
-            head.append(f"    if {var} is not None:")
-            head.append(f"        fields{suffix} = {var}.raw_fields()")
-            head.append(
-                f"        _, comp{suffix}, rep{suffix}, esc{suffix}, sub{suffix}, _ = {var}.delimiters"
-            )
-            for key, part in parts.items():
+            comp, rep, esc, sub = names.delimiters
+            head.append(f"    if {names.segment} is not None:")
+            head.append(f"        {names.fields} = {names.segment}.raw_fields()")
+            head.append(f"        _, {comp}, {rep}, {esc}, {sub}, _ = {names.segment}.delimiters")
+            for key, part in names.parts.items():
                 if key is not None:
-                    head.append(f"        {part} = {var}.components{key}")
+                    head.append(f"        {part} = {names.segment}.components{key}")
             head.append("    else:")
-            head.append("        " + " = ".join(parts.values()) + " = None")
+            head.append("        " + " = ".join(names.parts.values()) + " = None")
         source = "\n".join([*head, *self.body, f"    return {result}", ""])
         filename = f"<mapping {origin} #{next(_files)}>"
         namespace = dict(self.names)
         exec(compile(source, filename, "exec"), namespace)  # the source was built above from the rules
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-        fn = namespace[name]
+        fn = namespace[self.name]
         setattr(fn, _SOURCE, source)
         return fn  # type: ignore[no-any-return]
 
@@ -152,9 +195,9 @@ def generate(getter: Getter, name: str, origin: str, segment_for: Callable[..., 
     node = node_of(getter)
     if node is None:
         return getter
-    em = Emitter(segment_for)
+    em = Emitter(segment_for, name)
     node.emit(em, "out")
-    fn = em.function(name, "out", origin)
+    fn = em.function("out", origin)
     fn.closure = getter  # type: ignore[attr-defined]  # what it was generated from (tests compare)
     return attach(fn, node)
 
@@ -213,19 +256,18 @@ class PathOne(Node):
             em.line(f"    {out} = None")
             return
         # The raw text when it is plain (the usual case); `Segment.value` otherwise.
+        fields, (comp_d, rep_d, esc_d, sub_d) = em.fields(segment, occurrence)
         if comp is None:
-            fields, d = em.fields(segment, occurrence)
             em.line(
                 f"{out} = {fields}[{field}] if {fields} is not None and len({fields}) > {field} else None"
             )
-            special = f"rep{d} in {out} or comp{d} in {out} or sub{d} in {out} or esc{d} in {out}"
+            special = f"{rep_d} in {out} or {comp_d} in {out} or {sub_d} in {out} or {esc_d} in {out}"
         else:
             parts = em.components(segment, occurrence, field, rep)
-            _, d = em.fields(segment, occurrence)
             em.line(
                 f"{out} = {parts}[{comp - 1}] if {parts} is not None and len({parts}) > {comp - 1} else None"
             )
-            special = f"sub{d} in {out} or esc{d} in {out}"
+            special = f"{sub_d} in {out} or {esc_d} in {out}"
         em.line(f"if not {out} or {out} == '\"\"':")
         em.line(f"    {out} = None")
         with em.block(f"elif {special}:"):
@@ -345,7 +387,6 @@ class Finish(Node):
                 prefix = repr(f"{p['convert']}: ")  # the closure's f"{convert}: {exc}"
                 em.line(f"raise MappingError({where}, value={out}, rule={prefix} + str(exc)) from None")
         if p["join"] is not None:
-            em.ref(EMPTY, "EMPTY")
             with em.block(f"if isinstance({out}, list):"):
                 text = em.literal(str(p["join"]), "join")
                 em.line(f"{out} = {text}.join(str(x) for x in {out} if x not in EMPTY) or None")

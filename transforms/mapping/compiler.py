@@ -26,7 +26,7 @@ from engine.config_paths import ConfigRoots
 from engine.errors import ConfigError, ConfigErrors, MappingError
 from engine.yaml_lines import LineMap, load_yaml
 from transforms.converters import CONVERTERS, typed_value
-from transforms.hl7v2 import HL7_NULL, Message, Segment, parse_path, unescape
+from transforms.hl7v2 import HL7_NULL, SEGMENT_NAME, Message, Segment, parse_path, unescape
 from transforms.mapping import codegen
 from transforms.mapping.codegen import attach
 from transforms.mapping.codetables import CodeTable, find_table, load_code_table
@@ -217,10 +217,24 @@ class _Compiler:
         self.input = str(data.get("input", "hl7"))
         if self.input not in ("hl7", "row"):
             self.error(("input",), f"input must be hl7 or row, not {self.input!r}")
-        rules = [self.record(r, ("records", i)) for i, r in enumerate(data["records"])]
+        rules = [self.compiled_record(r, ("records", i)) for i, r in enumerate(data["records"])]
         if self.errors:
             raise ConfigErrors(self.errors)
         return Mapping(self.file, tuple(r for r in rules if r is not None), self.input, self.paths)
+
+    def compiled_record(self, spec: Any, loc: tuple[Any, ...]) -> RecordRule | None:
+        """`record`, with any failure the checks above did not foresee (a rule shape the
+        compiler or the code generator cannot handle) reported at the record's line, as
+        `check` reports every other problem, never as a traceback."""
+        saved = (self.file, self.path, self.lines)
+        try:
+            return self.record(spec, loc)
+        except (ConfigError, ConfigErrors) as exc:
+            self.errors += exc.errors if isinstance(exc, ConfigErrors) else [exc]
+        except Exception as exc:
+            self.file, self.path, self.lines = saved  # an included file may have been current
+            self.error(loc, f"cannot compile this record: {type(exc).__name__}: {exc}")
+        return None
 
     def error(self, loc: tuple[Any, ...], message: str) -> None:
         self.errors.append(ConfigError(self.file, self.lines.line_of(loc), message))
@@ -537,7 +551,7 @@ class _Compiler:
 
     def each_segment(self, expr: Any, loc: tuple[Any, ...]) -> str:
         name = str(expr).split("[")[0].strip()
-        if not re.fullmatch(r"[A-Z][A-Z0-9]{1,2}", name):
+        if not SEGMENT_NAME.fullmatch(name):
             self.error(
                 loc,
                 f"'each' names a segment (e.g. OBX) or a repeating field (e.g. PID-3[*]), not {expr!r}",

@@ -35,7 +35,7 @@ import hl7.util
 import pytest
 
 from engine.errors import ParseError
-from transforms.hl7v2 import HL7_NULL, Message, NullValue, Segment, read_msh, split_batch
+from transforms.hl7v2 import HL7_NULL, SEGMENT_NAME, Message, NullValue, Segment, read_msh, split_batch
 
 # python-hl7's unescape calls the deprecated `logger.warn`; pyproject turns warnings into errors.
 pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated:DeprecationWarning")
@@ -232,7 +232,8 @@ def _same_value(
 
 
 def _path_name_ok(name: str) -> bool:
-    return re.fullmatch(r"[A-Z0-9]{2,3}", name) is not None
+    """Segments a mapping path can name (a corpus file has a segment `000`; paths cannot)."""
+    return SEGMENT_NAME.fullmatch(name) is not None
 
 
 def _compare_field(
