@@ -33,6 +33,7 @@ from engine.database import make_engine
 from engine.delivery import DeliveryWorker
 from engine.errors import StartupError
 from engine.ingest import Policy
+from engine.operator_requests import Handler, RequestPoller
 from engine.pipeline import TransformWorker
 from engine.router import Route, Router
 from engine.settings import Settings
@@ -56,6 +57,7 @@ class EngineRuntime:
     transform: TransformWorker | None = None
     workers: list[DeliveryWorker] = field(default_factory=list)
     feed: TransformFeed | None = None
+    requests: RequestPoller | None = None
     _engines: dict[str, Engine] = field(default_factory=dict)
 
     def engine_for(self, url: str) -> Engine:
@@ -132,7 +134,14 @@ class EngineRuntime:
                 source = MllpSource(cfg, self.writer)
                 await source.start()
                 self.sources.append(source)
+        self.requests = RequestPoller(self.journal_engine, self.request_handlers())
+        self.requests.start()
         log.info("engine_started", roles=sorted(self.roles), channels=len(self.sources))
+
+    def request_handlers(self) -> dict[str, Handler]:
+        """The operator requests this process can carry out, by kind (engine/operator_requests.py)."""
+        handlers: dict[str, Handler] = {}
+        return handlers
 
     def router(self) -> Router:
         compiled: dict[Path, Mapping] = {}
@@ -151,6 +160,8 @@ class EngineRuntime:
         """Stop taking messages, answer what is in flight, finish queued work, close."""
         await asyncio.gather(*(s.stop(grace) for s in self.sources), return_exceptions=True)
         loop = asyncio.get_running_loop()
+        if self.requests:
+            await loop.run_in_executor(None, self.requests.stop)
         if self.writer:
             await loop.run_in_executor(None, self.writer.stop)
         if self.feed:
