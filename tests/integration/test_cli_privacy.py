@@ -60,6 +60,7 @@ engine:
   broker: {AMQP_URL!r}
   database: {database!r}
   queue_prefix: {prefix}
+  allowed_paths: [{REPO / "mappings"}]
 channels:
   hospital: {{type: mllp, listen: "127.0.0.1:{free_port()}", encoding: utf-8}}
 routes:
