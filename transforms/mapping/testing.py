@@ -202,15 +202,4 @@ def _dig(value: Any, dotted: str) -> tuple[bool, Any]:
     return True, value
 
 
-def format_results(results: list[CaseResult]) -> str:
-    lines = []
-    for r in results:
-        mark = "ok  " if r.passed else "FAIL"
-        lines.append(f"{mark} {r.location()}: {r.name}")
-        lines += [f"       {p}" for p in r.problems]
-    failed = sum(1 for r in results if not r.passed)
-    lines.append(f"{len(results) - failed} passed, {failed} failed")
-    return "\n".join(lines)
-
-
-__all__ = ["CaseResult", "MappingError", "find_test_files", "format_results", "run_test_file"]
+__all__ = ["CaseResult", "MappingError", "find_test_files", "run_test_file"]
