@@ -315,3 +315,33 @@ def test_mapping_test_speaks_chinese_by_default_and_english_on_request() -> None
     assert re.fullmatch(r"\d+ 个通过，0 个失败", zh.stdout.splitlines()[-1])
     en = mch("--lang", "en", "mapping", "test", "mappings/lis", lang="zh")
     assert re.fullmatch(r"\d+ passed, 0 failed", en.stdout.splitlines()[-1])
+
+
+def test_mapping_test_says_what_differs_in_the_chosen_language(tmp_path: Path) -> None:
+    """A wrong expectation: exit 1, the field, what was expected and what came out, in Chinese or English."""
+    (tmp_path / "m.yaml").write_text(
+        "records:\n  - type: Sample\n    record_id: 'p:{MSH-10}'\n    fields:\n      sender: MSH-3\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "m_test.yaml").write_text(
+        "tests:\n"
+        "  - name: 发送方\n"
+        "    hl7: 'MSH|^~\\&|HIS|FY01|E|F|20240101||ADT^A04|C9|P|2.5'\n"
+        "    expect:\n"
+        "      - {type: Sample, record_id: 'p:C9', fields: {sender: LIS, ward: 产科}}\n",
+        encoding="utf-8",
+    )
+    zh = mch("mapping", "test", str(tmp_path), lang="zh")
+    assert zh.returncode == 1
+    assert zh.stdout.splitlines() == [
+        f"失败 {tmp_path / 'm_test.yaml'}:2: 发送方",
+        "       records[0] fields.sender: 应为 'LIS'，实际 'HIS'",
+        "       records[0] fields.ward: 应为 '产科'，但记录中没有此字段",
+        "0 个通过，1 个失败",
+    ]
+    en = mch("mapping", "test", str(tmp_path))
+    assert en.stdout.splitlines()[1:] == [
+        "       records[0] fields.sender: expected 'LIS', got 'HIS'",
+        "       records[0] fields.ward: expected '产科', but the record has no such field",
+        "0 passed, 1 failed",
+    ]
