@@ -233,6 +233,10 @@ def test_run_shows_a_mapping_failure_as_the_dead_letter_would(tmp_path: Path) ->
     )
     assert f"mapping failed (as the dead letter would show it): {message['error']}" in done.stderr
     assert "Traceback" not in done.stderr
+    explained = mch("mapping", "explain", str(bad), "--channel", "lis_gbk")
+    assert explained.returncode == 1
+    assert "the mapping fails on this message; the reason may quote patient data" in explained.stdout
+    assert "20251399112000" not in explained.stdout + explained.stderr
 
 
 def test_a_gbk_message_without_msh18_reads_on_the_gb18030_channel_only() -> None:
