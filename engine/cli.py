@@ -27,6 +27,7 @@ from engine import i18n
 from engine import logging as engine_logging
 from engine.errors import ConfigError, ConfigErrors, StartupError
 from engine.i18n import t
+from engine.mapping_cli import add_commands as add_mapping_commands
 
 DEFAULT_CONFIG = "routes.yaml"
 STOP_GRACE = 30.0  # seconds a SIGTERM waits for in-flight work
@@ -106,17 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(check)
     check.set_defaults(func=cmd_check)
 
-    mapping = sub.add_parser("mapping", help="mapping files: test and explain").add_subparsers(
-        metavar="ACTION"
-    )
-    mt = mapping.add_parser("test", help="run the tests beside the mapping files (no broker or database)")
-    mt.add_argument("paths", nargs="*", default=["mappings"], metavar="PATH")
-    mt.set_defaults(func=cmd_mapping_test)
-    me = mapping.add_parser("explain", help="show every field of a message and where it goes")
-    me.add_argument("file", metavar="FILE.hl7")
-    _config_arg(me)
-    me.add_argument("--channel", help="explain as received on this channel (default: any)")
-    me.set_defaults(func=cmd_mapping_explain)
+    add_mapping_commands(sub)
 
     schema = sub.add_parser("schema", help="canonical record schemas").add_subparsers(metavar="ACTION")
     se = schema.add_parser("export", help="write one JSON Schema per record type")
@@ -196,31 +187,6 @@ def cmd_check(args: argparse.Namespace) -> int:
         "destinations": len(settings.destinations),
     }
     print(t("check_ok", file=args.config, **counts))
-    return 0
-
-
-def cmd_mapping_test(args: argparse.Namespace) -> int:
-    from transforms.mapping.testing import find_test_files, format_results, run_test_file
-
-    files = find_test_files([Path(p) for p in args.paths])
-    if not files:
-        print(t("no_mapping_tests", paths=" ".join(args.paths)), file=sys.stderr)
-        return 2
-    results = [r for f in files for r in run_test_file(f)]
-    print(format_results(results))
-    return 0 if all(r.passed for r in results) else 1
-
-
-def cmd_mapping_explain(args: argparse.Namespace) -> int:
-    from engine.runtime import EngineRuntime
-    from engine.settings import load_settings
-    from transforms.mapping.explain import explain, format_explanation
-
-    settings = load_settings(args.config)
-    router = EngineRuntime(settings).router()
-    encoding = settings.channels[args.channel].encoding if args.channel in settings.channels else "utf-8"
-    result = explain(Path(args.file).read_bytes(), router, args.channel, encoding)
-    print(format_explanation(result))
     return 0
 
 

@@ -32,6 +32,7 @@ from transforms.mapping.codegen import attach
 from transforms.mapping.codetables import CodeTable, find_table, load_code_table
 from transforms.mapping.conditions import ConditionError, compile_condition
 from transforms.mapping.functions import FUNCTIONS
+from transforms.mapping.targets import Target
 from transforms.mapping.units import convert_quantity
 
 _WHERE = re.compile(r"^(?P<value>\S+)\s+where\s+(?P<cond>\S+)\s*(?P<op>==|!=)\s*(?P<lit>.+)$")
@@ -109,7 +110,7 @@ class Mapping:
     file: str
     records: tuple[RecordRule, ...]
     input: str = "hl7"
-    paths: dict[str, list[str]] = field(default_factory=dict)  # HL7 path → output fields, for explain
+    paths: dict[str, list[Target]] = field(default_factory=dict)  # HL7 field → what it may fill (explain)
 
     def apply(self, source: Message | dict[str, Any]) -> list[MappedRecord]:
         base = Ctx(row=source) if isinstance(source, dict) else Ctx(message=source)
@@ -158,6 +159,20 @@ def compile_message_condition(text: str) -> Callable[[Ctx], bool]:
     return _generate(compile_condition(text, _path_getter), "condition", f"when {text}")
 
 
+def condition_inputs(text: str, message: Message) -> dict[str, Any]:
+    """The value each path of a routes.yaml `when:` reads from a message, so `mapping run`
+    can say why a condition failed."""
+    paths: list[str] = []
+
+    def resolve(path: str) -> Getter:
+        paths.append(path)
+        return _path_getter(path)
+
+    compile_condition(text, resolve)
+    ctx = Ctx(message=message)
+    return {path: _path_getter(path)(ctx) for path in dict.fromkeys(paths)}
+
+
 def _generate(getter: Getter, name: str, origin: str) -> Getter:
     """The rule as one generated function (transforms/mapping/codegen.py)."""
     return codegen.generate(getter, name, origin, _segment_for)
@@ -204,8 +219,11 @@ class _Compiler:
         self.roots = roots
         self.errors: list[ConfigError] = []
         self.input = "hl7"
-        self.paths: dict[str, list[str]] = {}
+        self.paths: dict[str, list[Target]] = {}
         self.target: list[str] = []  # output field being compiled, for explain
+        self.conditions: list[str] = []  # `when:` / `where` around the rule being compiled
+        self.lookup: tuple[str, frozenset[str]] | None = None  # code table around it
+        self.tables: dict[FsPath, CodeTable | None] = {}
 
     # -- structure --------------------------------------------------------------------
 
@@ -254,6 +272,7 @@ class _Compiler:
         default_time = {"path": "MSH-7", "convert": "hl7_datetime"} if self.input == "hl7" else None
         event_spec = spec.get("event_time", default_time)
         kind = str(spec.get("type", "?"))
+        self.conditions = [str(spec["when"])] if "when" in spec else []  # the record's own
         self.target = [kind, "record_id"]
         record_id = self.value(spec.get("record_id"), (*loc, "record_id"))
         self.target = [kind, "event_time"]
@@ -262,6 +281,7 @@ class _Compiler:
         line = self.lines.line_of(loc)
         where = f"{self.file}:{line} {kind}"
         fields = self.obj(spec.get("fields", {}), (*loc, "fields"))
+        self.conditions = []
         when = self.condition(spec["when"], (*loc, "when")) if "when" in spec else None
         return RecordRule(
             type=str(spec.get("type", "")),
@@ -303,14 +323,31 @@ class _Compiler:
         if spec and not set(spec) & SPEC_KEYS:
             return self.obj(spec, loc)  # a plain mapping of names to rules: a nested object
         if "include" in spec:
+            for key in sorted(set(spec) - {"include"}):
+                self.error((*loc, key), f"'{key}' beside 'include': an included rule stands alone")
             return self.include(str(spec["include"]), loc)
         for key in sorted(set(spec) - SPEC_KEYS):
             self.error(
                 (*loc, key),
                 f"unknown key '{key}' in a field rule (expected one of {sorted(SPEC_KEYS)})",
             )
-        base = self.base(spec, loc)
+        conditions, lookup = list(self.conditions), self.lookup
+        self.conditions += [str(spec[k]) for k in ("when", "where") if k in spec]
+        if "table" in spec:
+            self.lookup = self.table_lookup(spec, loc)
+        try:
+            base = self.base(spec, loc)
+        finally:
+            self.conditions, self.lookup = conditions, lookup
         return self.finish(base, spec, loc)
+
+    def table_lookup(self, spec: dict[str, Any], loc: tuple[Any, ...]) -> tuple[str, frozenset[str]] | None:
+        """The table's name and the codes it gives a result for (explain says no more)."""
+        table = self.table(spec, loc)
+        if table is None:
+            return None
+        results = _table_results(table, str(spec.get("table_column", "")) or None)
+        return str(spec["table"]), frozenset(code for code, found in results.items() if found is not None)
 
     def base(self, spec: dict[str, Any], loc: tuple[Any, ...]) -> Getter:
         """The rule's raw value, before converters, defaults and checks."""
@@ -570,13 +607,19 @@ class _Compiler:
             self.target = target
 
     def table(self, spec: dict[str, Any], loc: tuple[Any, ...]) -> Any:
+        """The code table a rule names, read once per compile (a refusal is reported once)."""
         path = find_table(str(spec["table"]), self.path)
-        refusal = self.roots.refusal("code table", str(spec["table"]), path)
+        if path not in self.tables:
+            self.tables[path] = self.read_table(path, str(spec["table"]), loc)
+        return self.tables[path]
+
+    def read_table(self, path: FsPath, name: str, loc: tuple[Any, ...]) -> CodeTable | None:
+        refusal = self.roots.refusal("code table", name, path)
         if refusal is not None:
             self.error((*loc, "table"), refusal)
             return None
         try:
-            return load_code_table(path, display=str(spec["table"]))
+            return load_code_table(path, display=name)
         except ConfigError as exc:
             self.errors.append(ConfigError(exc.file, exc.line, exc.message))
             return None
@@ -648,8 +691,8 @@ class _Compiler:
         if field_no is not None and not (isinstance(field_no, int) and field_no > 0):
             self.error((*loc, "obx_field"), "obx_field is a field number, e.g. 6 for the unit")
             field_no = None
-        for code in wanted:
-            self.paths.setdefault(f"OBX-{field_no or 5} ({code})", []).append(".".join(self.target))
+        for code in sorted(wanted):
+            self.note(f"OBX-{field_no or 5}", obx_code=code)
 
         def get(ctx: Ctx) -> Any:
             for seg in ctx.segments("OBX"):
@@ -735,7 +778,7 @@ class _Compiler:
         m = _WHERE.match(expr)
         try:
             if m:
-                self.note(m.group("value"))
+                self.note(m.group("value"), f"{m.group('cond')} {m.group('op')} {m.group('lit').strip()}")
                 return _where_getter(
                     m.group("value"), m.group("cond"), m.group("op"), _literal(m.group("lit"))
                 )
@@ -752,15 +795,20 @@ class _Compiler:
             )
             return lambda ctx: None
 
-    def note(self, expr: str) -> None:
-        """Remember which output field reads which HL7 field (for `mapping explain`)."""
+    def note(self, expr: str, *conditions: str, obx_code: str | None = None) -> None:
+        """Remember which output field reads which HL7 field, and on what terms (explain)."""
         if not self.target:
             return
         try:
             p = parse_path(expr)
         except ValueError:
             return
-        self.paths.setdefault(f"{p.segment}-{p.field}", []).append(".".join(self.target))
+        table, codes = self.lookup or (None, None)
+        where = (*self.conditions, *conditions)
+        target = Target(".".join(self.target), expr, where, table, codes, obx_code)
+        found = self.paths.setdefault(f"{p.segment}-{p.field}", [])
+        if target not in found:
+            found.append(target)
 
 
 def _segment_for(ctx: Ctx, name: str, occurrence: int | None) -> Segment | None:

@@ -36,6 +36,7 @@ from typing import Any
 
 from engine.config_paths import ConfigRoots
 from engine.errors import ConfigError, ConfigErrors, InputError, MappingError
+from engine.i18n import t
 from engine.yaml_lines import LineMap, load_yaml
 from transforms.batch import split_frame
 from transforms.decode import codec_for_msh18, decode
@@ -89,7 +90,7 @@ def run_test_file(path: Path) -> list[CaseResult]:
         return [CaseResult(path, getattr(exc, "line", None), "(file)", [str(exc)])]
     cases = (data or {}).get("tests")
     if not isinstance(cases, list) or not cases:
-        return [CaseResult(path, 1, "(file)", ["a test file needs a non-empty 'tests:' list"])]
+        return [CaseResult(path, 1, "(file)", [t("test_needs_cases")])]
     return [_run_case(path, lines, mapping, case, i) for i, case in enumerate(cases)]
 
 
@@ -98,11 +99,11 @@ def _run_case(path: Path, lines: LineMap, mapping: Mapping, case: Any, index: in
     name = str(case.get("name", f"case {index + 1}")) if isinstance(case, dict) else f"case {index + 1}"
     result = CaseResult(path, lines.line_of(loc), name)
     if not isinstance(case, dict):
-        result.problems.append("a test case must be a mapping")
+        result.problems.append(t("test_case_not_mapping"))
         return result
     unknown = set(case) - CASE_KEYS
     if unknown:
-        result.problems.append(f"unknown keys {sorted(unknown)} (expected {sorted(CASE_KEYS)})")
+        result.problems.append(t("test_unknown_keys", keys=sorted(unknown), known=sorted(CASE_KEYS)))
         return result
     try:
         produced = [r for source in _inputs(path, case) for r in mapping.apply(source)]
@@ -111,17 +112,15 @@ def _run_case(path: Path, lines: LineMap, mapping: Mapping, case: Any, index: in
         expected_error = case.get("expect_error")
         if expected_error and str(expected_error) in str(exc):
             return result
-        result.problems.append(f"mapping failed: {exc}")
+        result.problems.append(t("test_mapping_failed", error=exc))
         return result
     if "expect_error" in case:
-        result.problems.append(
-            f"expected an error containing {case['expect_error']!r}, got {len(produced)} record(s)"
-        )
+        result.problems.append(t("test_expected_error", error=case["expect_error"], n=len(produced)))
         return result
     expect = case.get("expect") or []
     if len(expect) != len(validated):
-        kinds = ", ".join(r.record_type for r in produced) or "none"
-        result.problems.append(f"expected {len(expect)} record(s), got {len(produced)} ({kinds})")
+        kinds = ", ".join(r.record_type for r in produced) or "-"
+        result.problems.append(t("test_record_count", want=len(expect), n=len(produced), kinds=kinds))
     for i, (want, got) in enumerate(zip(expect, validated, strict=False)):
         result.problems += [f"records[{i}] {p}" for p in _compare_record(want, got)]
     return result
@@ -154,13 +153,13 @@ def _validated(record: MappedRecord) -> MappedRecord:
 
 def _compare_record(want: Any, got: MappedRecord) -> list[str]:
     if not isinstance(want, dict):
-        return ["expectation must be a mapping with type and fields"]
+        return [t("test_expectation_shape")]
     problems = []
     if want.get("type") and want["type"] != got.record_type:
-        problems.append(f"type: expected {want['type']!r}, got {got.record_type!r}")
+        problems.append(t("test_differs", what="type", want=want["type"], got=got.record_type))
     for key in ("record_id", "event_time"):
         if key in want and str(want[key]) != str(getattr(got, key)):
-            problems.append(f"{key}: expected {want[key]!r}, got {getattr(got, key)!r}")
+            problems.append(t("test_differs", what=key, want=want[key], got=getattr(got, key)))
     for dotted, expected in (want.get("fields") or {}).items():
         found, actual = _dig(got.record, str(dotted))
         problems += [f"fields.{dotted}: {p}" for p in _compare_value(expected, found, actual)]
@@ -173,14 +172,14 @@ def _compare_value(expected: Any, found: bool, actual: Any) -> Iterator[str]:
             size = len(actual) if isinstance(actual, list) else None
             if size != expected["count"]:
                 got = size if size is not None else repr(actual)
-                yield f"expected {expected['count']} item(s), got {got}"
+                yield t("test_count", want=expected["count"], got=got)
         if expected.get("absent") and actual not in (None, "", []):
-            yield f"expected no value, got {actual!r}"
+            yield t("test_not_absent", got=actual)
         return
     if not found:
-        yield f"expected {expected!r}, but the record has no such field"
+        yield t("test_no_field", want=expected)
     elif not _equal(expected, actual):
-        yield f"expected {expected!r}, got {actual!r}"
+        yield t("test_value_differs", want=expected, got=actual)
 
 
 def _equal(expected: Any, actual: Any) -> bool:
@@ -202,15 +201,4 @@ def _dig(value: Any, dotted: str) -> tuple[bool, Any]:
     return True, value
 
 
-def format_results(results: list[CaseResult]) -> str:
-    lines = []
-    for r in results:
-        mark = "ok  " if r.passed else "FAIL"
-        lines.append(f"{mark} {r.location()}: {r.name}")
-        lines += [f"       {p}" for p in r.problems]
-    failed = sum(1 for r in results if not r.passed)
-    lines.append(f"{len(results) - failed} passed, {failed} failed")
-    return "\n".join(lines)
-
-
-__all__ = ["CaseResult", "MappingError", "find_test_files", "format_results", "run_test_file"]
+__all__ = ["CaseResult", "MappingError", "find_test_files", "run_test_file"]

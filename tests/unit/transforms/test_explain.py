@@ -1,56 +1,56 @@
-"""`mch-engine mapping explain` answers for every message of the conformance corpus."""
+"""`mch-engine mapping explain|run` answer for every message of the conformance corpus."""
 
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
+from engine.mapping_trial import try_file
+from engine.router import Router
 from engine.runtime import EngineRuntime
-from engine.settings import load_settings
+from engine.settings import Settings, load_settings
 from support import CONFORMANCE, REPO, REPORT
-from transforms.mapping.explain import explain, format_explanation
+from transforms.mapping.explain import explain_fields
 
 FILES = sorted(CONFORMANCE.rglob("*.hl7"))
 
 
 @pytest.fixture(scope="module")
-def router() -> object:
-    return EngineRuntime(load_settings(REPO / "routes.yaml", env={})).router()
+def settings() -> Settings:
+    return load_settings(REPO / "routes.yaml", env={})
 
 
-def test_every_corpus_message_maps_or_says_why_not(router: object) -> None:
-    """Each message either maps to records or is reported unmapped with a reason; nothing crashes."""
+@pytest.fixture(scope="module")
+def router(settings: Settings) -> Router:
+    return EngineRuntime(settings).router()
+
+
+def test_every_corpus_message_maps_or_says_why_not(settings: Settings, router: Router) -> None:
+    """Each message maps to records, or is rejected, unrouted or failed with what explains it."""
     assert len(FILES) > 400
     tally: Counter[str] = Counter()
     for path in FILES:
-        result = explain(path.read_bytes(), router, None, "gb18030" if "gb" in path.name else "utf-8")
-        text = format_explanation(result)
-        if result.records:
-            tally["mapped"] += 1
-        elif result.unmapped_reason:
-            tally["unmapped (reason given)"] += 1
-            assert text.startswith("unmapped: "), path
-        else:
-            tally["routed, mapping failed"] += 1
-            assert result.error, f"{path}: neither records, nor a reason, nor an error"
-    REPORT.append(f"mapping explain over {len(FILES)} corpus files: {dict(tally)}")
+        channel = "lis_gbk" if "gb" in path.name else "hospital"
+        for trial in try_file(path.read_bytes(), settings, router, channel):
+            tally[trial.status] += 1
+            if trial.status in ("rejected", "failed"):
+                assert trial.error, path
+            elif trial.status == "unrouted":
+                assert trial.message is not None and not trial.routes, path
+            else:
+                assert trial.routes and trial.message is not None, path
+                assert explain_fields(trial.message, [r.mapping for r in trial.routes]), path
+    REPORT.append(f"mapping run over {len(FILES)} corpus files: {dict(tally)}")
 
 
-def test_explain_names_fields_and_their_targets(router: object) -> None:
-    """A mapped message lists PID-5 as Patient Name and where it goes."""
-    raw = (
-        CONFORMANCE / "chinese-synthetic" / "001_ADT-A04_utf-8__mother-registration-obstetric-clinic.hl7"
-    ).read_bytes()
-    text = format_explanation(explain(raw, router, "hospital"))
-    line = next(line for line in text.splitlines() if line.startswith("PID-5 "))
-    assert "Patient Name" in line and "Person.person.name" in line
-    assert "not mapped" in next(line for line in text.splitlines() if line.startswith("MSH-5 "))
-
-
-def test_unknown_sender_is_unmapped_with_the_reason(router: object, tmp_path: Path) -> None:
-    """An ORU from a system no route names is reported as unmapped, naming type and channel."""
-    raw = b"MSH|^~\\&|EMR|X|MCHENGINE|FY01|20240101||ORU^R01|C1|P|2.5\rPID|1||1\r"
-    result = explain(raw, router, "hospital")
-    assert result.unmapped_reason == "no route takes ORU^R01 from channel hospital"
+def test_targets_name_their_conditions_and_code_table(router: Router) -> None:
+    """OBX-3.1 fills the standard code only through lis_tests and only for lab codes (OBX-3.3 == L)."""
+    lab = next(r for r in router.routes if r.name == "lab-results").mapping
+    standard = [t for t in lab.paths["OBX-3"] if t.field == "LabResult.observations.standard_code"]
+    assert [(t.source, t.conditions, t.table) for t in standard] == [
+        ("OBX-3.1", ("OBX-3.3 == L",), "lis_tests")
+    ]
+    assert standard[0].fills("HGB") and not standard[0].fills("ZZZ99")
+    sent = [t for t in lab.paths["OBX-3"] if t.field == "LabResult.observations.standard_code.code"]
+    assert [(t.source, t.conditions, t.table) for t in sent] == [("OBX-3.4", ("OBX-3.4",), None)]
