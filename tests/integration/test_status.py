@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -253,6 +254,21 @@ class TestEmbeddedDefault:
             assert [p["pid"] for p in body["processes"]] == [again.proc.pid]
         finally:
             again.stop()
+
+    def test_an_http_address_in_use_stops_the_start_with_one_line(
+        self, tmp_path: Path, sqlite_url: str
+    ) -> None:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen(1)
+            port = taken.getsockname()[1]
+            routes = routes_with_http(tmp_path, sqlite_url, port)
+            result = mch("run", "--config", str(routes), env=_env(), cwd=tmp_path)
+        assert result.returncode == 2
+        assert f"engine.http: cannot listen on 127.0.0.1:{port}" in result.stderr
+        assert "Traceback" not in result.stderr
+        code, body = status_json(routes, tmp_path)
+        assert (code, body["processes"]) == (1, [])
 
     def test_an_unreachable_journal_is_one_line_and_exit_1(self, tmp_path: Path) -> None:
         routes = write_routes(tmp_path, database="postgresql+psycopg://mch:s3cret@127.0.0.1:1/none")
