@@ -270,6 +270,7 @@ class _Connection(asyncio.Protocol):
             if isinstance(outcome, Written):
                 if verdict.entry.status == REJECTED:
                     counters.rejected += 1
+                    self._log_rejected(verdict, verdict.reason)
                 elif outcome.duplicate:
                     counters.duplicates += 1
                 else:
@@ -280,6 +281,7 @@ class _Connection(asyncio.Protocol):
                     acks.append(ack)
             elif isinstance(outcome, Refused):  # a value the journal cannot hold: AR, not AE
                 counters.rejected += 1
+                self._log_rejected(verdict, "unstorable")
                 refusal = reject(verdict.entry.raw, self.cfg.policy, outcome.reason, self.peer).ack
                 if refusal:
                     acks.append(refusal)
@@ -291,6 +293,17 @@ class _Connection(asyncio.Protocol):
             return None
         text = wrap_batch(acks, item.batch_head) if item.batch_head else "".join(acks)
         return frame(text.encode(item.verdicts[0].encoding, errors="replace"))
+
+    def _log_rejected(self, verdict: Verdict, reason: str) -> None:
+        """One line per rejected message: which, and the error code; never its content."""
+        control_id = verdict.entry.control_id or ""
+        log.warning(
+            "message_rejected",
+            channel=self.cfg.name,
+            control_id=control_id[:64] if control_id.isascii() else "",
+            message_type=verdict.entry.message_type,
+            reason=reason,
+        )
 
     # lifecycle -----------------------------------------------------------------------
 

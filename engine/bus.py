@@ -246,6 +246,16 @@ class Bus:
             for p in self.lanes(destination)
         )
 
+    def depth(self, destination: str) -> int:
+        """Messages ready in a destination's queues, as the broker counts them (passive
+        declare: a queue that does not exist yet is an error, not created)."""
+        channel = self._conn.default_channel
+        total = 0
+        for p in self.lanes(destination):
+            declared = self.queue_for(destination, p)(channel).queue_declare(passive=True)
+            total += int(declared.message_count or 0)
+        return total
+
     def purge(self, destination: str) -> int:
         self.declare(destination)
         channel = self._conn.default_channel

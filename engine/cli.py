@@ -28,6 +28,7 @@ from engine import logging as engine_logging
 from engine.errors import ConfigError, ConfigErrors, StartupError
 from engine.i18n import t
 from engine.mapping_cli import add_commands as add_mapping_commands
+from monitors.status_command import add_commands as add_status_commands
 
 DEFAULT_CONFIG = "routes.yaml"
 STOP_GRACE = 30.0  # seconds a SIGTERM waits for in-flight work
@@ -101,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
         "so N transform processes share the work",
     )
     run.add_argument("--log-level", default="info", choices=LOG_LEVELS)
+    run.add_argument(
+        "--summary-interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="seconds between two summary log lines (default 60)",
+    )
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check", help="validate routes.yaml and its mapping files")
@@ -115,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     se.set_defaults(func=cmd_schema_export)
 
     add_deadletter_commands(sub)
+    add_status_commands(sub, _config_arg)
 
     docs = sub.add_parser("docs", help="write docs/routes.md from the settings models")
     docs.add_argument("--output", default="docs/routes.md")
@@ -229,7 +238,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     # The listener and the journal writer get the GIL back sooner from the transform thread:
     # ACK latency under load drops, throughput does not suffer (docs/benchmarks.md).
     sys.setswitchinterval(0.001)
-    return asyncio.run(_serve(EngineRuntime(settings, roles, partitions=args.partitions, shard=args.shard)))
+    runtime = EngineRuntime(settings, roles, partitions=args.partitions, shard=args.shard)
+    return asyncio.run(_serve(runtime, args.summary_interval))
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -258,20 +268,27 @@ def _partition_list(text: str) -> frozenset[int]:
     return frozenset(out)
 
 
-async def _serve(runtime: Any) -> int:
+async def _serve(runtime: Any, summary_interval: float = 60.0) -> int:
+    from monitors.process_monitor import ProcessMonitor
+    from monitors.run_banner import backend_lines, listeners
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    monitor = ProcessMonitor(runtime, summary_interval)
     try:
         await runtime.start()
+        await monitor.start()
     except BaseException:
+        await monitor.stop()
         await runtime.stop()
         raise
-    listening = ", ".join(f"{name} → {port}" for name, port in runtime.ports().items()) or "-"
-    print(t("engine_running", channels=listening), flush=True)
+    print(t("engine_running", channels=listeners(runtime)), flush=True)
+    print("\n".join(backend_lines(runtime, monitor.http.port if monitor.http else None)), flush=True)
     await stop.wait()
     print(t("engine_stopping"), flush=True)
+    await monitor.stop()
     try:
         # Bounded: in-flight ACKs and queued transforms get STOP_GRACE seconds; whatever is
         # left is in the journal and is re-driven at the next start.

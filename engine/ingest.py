@@ -49,6 +49,7 @@ class Verdict:
     entry: Entry
     ack: str | None
     encoding: str
+    reason: str = ""  # a rejection's HL7 error code (ERR-3) and location, for the log line
 
 
 def examine(payload: bytes, policy: Policy, peer: str = "") -> list[Verdict]:
@@ -147,7 +148,7 @@ def _rejected(
         error=text,
         peer=peer,
     )
-    return Verdict(entry, ack, encoding)
+    return Verdict(entry, ack, encoding, reason=f"{err.code} {location}")
 
 
 def _read_charset(payload: bytes, msh: MshHeader, policy: Policy) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +66,26 @@ def rule_name(exc: MappingError) -> str:
     return "mapping rule"
 
 
+def _printable(control_id: Any) -> str:
+    """MSH-10 for a log line: a short string, never a structure or a long value."""
+    return control_id[:64] if isinstance(control_id, str) else ""
+
+
+def _log_attention(
+    event: str, item: journal.Accepted, control_id: Any, message_type: str, **details: Any
+) -> None:
+    """One warning per message an operator should look at: which message, and why in a
+    reason code; never its content."""
+    log.warning(
+        event,
+        journal_id=item.journal_id,
+        channel=item.channel,
+        control_id=_printable(control_id),
+        message_type=message_type,
+        **details,
+    )
+
+
 class TransformWorker:
     """Single thread that transforms and publishes journaled messages in arrival order."""
 
@@ -89,6 +110,7 @@ class TransformWorker:
         self._stop = threading.Event()
         self._bus: Bus | None = None
         self.processed = 0
+        self.counts: Counter[str] = Counter()  # outcomes by status, for the monitors
 
     def start(self) -> None:
         self._thread.start()
@@ -117,6 +139,7 @@ class TransformWorker:
             outcome, produced = self.transform(item)
             envelopes += produced
             outcomes.append(outcome)
+            self.counts[outcome.status] += 1
         if envelopes:
             self._publish(envelopes)
         self._save(outcomes)
@@ -127,6 +150,8 @@ class TransformWorker:
     def transform(self, item: journal.Accepted) -> tuple[Outcome, list[tuple[str, dict[str, Any]]]]:
         """Pure part: what this message becomes and where it goes (nothing is sent)."""
         current: str | None = None
+        control_id: Any = None
+        message_type = ""
         try:
             text = decode(item.raw, item.encoding)
             if item.channel in self.strict_channels:
@@ -135,9 +160,10 @@ class TransformWorker:
             msh = message.segment("MSH")
             message_type = (msh.field(9) if msh else "") or ""
             routes = self.router.match(item.channel, message_type, message)
-            if not routes:
-                return Outcome(item.journal_id, journal.UNROUTED, None, []), []
             control_id = msh.get(10) if msh else None
+            if not routes:
+                _log_attention("message_unrouted", item, control_id, message_type, reason="no_route")
+                return Outcome(item.journal_id, journal.UNROUTED, None, []), []
             sender = f"{msh.get(3) or ''}^{msh.get(4) or ''}" if msh else None
             envelopes: list[tuple[str, dict[str, Any]]] = []
             for route in routes:
@@ -170,10 +196,18 @@ class TransformWorker:
                 if isinstance(exc, MappingError)
                 else {"error": type(exc).__name__}
             )
-            log.warning("transform_failed", journal_id=item.journal_id, channel=item.channel, **where)
+            reason = where.get("rule") or where.get("error")
+            _log_attention("transform_failed", item, control_id, message_type, reason=reason, **where)
             error = f"transform: {exc}"
             return Outcome(item.journal_id, journal.FAILED, error, [], item.channel, current), []
         published = [(dest, env["record_id"]) for dest, env in envelopes]
+        log.debug(
+            "message_routed",
+            journal_id=item.journal_id,
+            channel=item.channel,
+            control_id=_printable(control_id),
+            records=len(published),
+        )
         return Outcome(item.journal_id, journal.ROUTED, None, published), envelopes
 
     def _publish(self, envelopes: list[tuple[str, dict[str, Any]]]) -> None:

@@ -277,7 +277,7 @@ class JournalSettings(_Model):
 
 
 class HttpSettings(_Model):
-    """The engine's own HTTP listener (reserved for the dashboard)."""
+    """The engine's own HTTP listener: `/healthz` and `/status` (the dashboard comes later)."""
 
     listen: Listen = Field(description="HOST:PORT to listen on, e.g. 127.0.0.1:8080.")
 
@@ -312,7 +312,8 @@ class EngineSettings(_Model):
         default_factory=JournalSettings, description="Group-commit tuning of the journal."
     )
     http: HttpSettings | None = Field(
-        default=None, description="Optional HTTP listener, reserved for the dashboard."
+        default=None,
+        description="Optional HTTP listener serving /healthz and /status (JSON, no patient data).",
     )
     allowed_paths: list[str] = Field(
         default_factory=list,

@@ -1,0 +1,288 @@
+"""The engine's numbers, built once: `mch-engine status`, the HTTP `/status`, and later the
+dashboard and `/metrics` all read `collect()`.
+
+Persistent facts (what was received, routed, failed, what waits, dead letters) come from the
+journal database; live facts (listening, open connections, roles) from the heartbeat rows
+the running processes write (monitors/heartbeat.py); queue depth on RabbitMQ from the broker.
+Nothing here holds patient data: counts, times, and names of channels, routes, destinations.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, select, text
+
+from deadletter import store as dead_letters
+from engine import journal
+from engine.bus import Bus, capabilities_for
+from engine.database import make_engine
+from engine.settings import Settings
+from monitors import heartbeat
+from monitors.masked_url import masked_url
+
+UNDELIVERED = (journal.PENDING, journal.RETRYING)
+
+
+@dataclass
+class ChannelNumbers:
+    name: str
+    listen: str  # configured HOST:PORT
+    listening: bool
+    open_connections: int
+    received: int = 0
+    routed: int = 0
+    unrouted: int = 0
+    failed: int = 0
+    rejected: int = 0
+    waiting: int = 0  # journaled, not yet transformed
+    duplicates: int = 0
+    control_id_reused: int = 0
+    last_message_at: datetime | None = None
+    open_dead_letters: int = 0
+
+
+@dataclass
+class RouteNumbers:
+    name: str
+    channels: list[str]
+    destinations: list[str]
+    open_dead_letters: int = 0
+
+
+@dataclass
+class DestinationNumbers:
+    name: str
+    delivered: int = 0
+    backlog: int = 0  # deliveries pending or waiting for a retry (journal)
+    queue_depth: int | None = None  # messages in the broker's queues (RabbitMQ only)
+    oldest_undelivered_at: datetime | None = None
+    oldest_undelivered_age_s: float | None = None
+    open_dead_letters: int = 0
+
+
+@dataclass
+class ProcessNumbers:
+    host: str
+    pid: int
+    roles: list[str]
+    started_at: datetime
+    heartbeat_at: datetime
+    alive: bool
+    listeners: list[str]
+
+
+@dataclass
+class EngineStatus:
+    checked_at: datetime
+    journal: str
+    broker: str
+    ok: bool = True
+    problems: list[str] = field(default_factory=list)  # problem keys with their subject
+    processes: list[ProcessNumbers] = field(default_factory=list)
+    channels: list[ChannelNumbers] = field(default_factory=list)
+    routes: list[RouteNumbers] = field(default_factory=list)
+    destinations: list[DestinationNumbers] = field(default_factory=list)
+
+    def problem(self, key: str, subject: str = "") -> None:
+        self.ok = False
+        self.problems.append(f"{key}:{subject}" if subject else key)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON types, times in ISO 8601 with their offset."""
+        return _jsonable(asdict(self))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+class Unreachable(Exception):
+    """A service the status needs does not answer: `what` and its masked URL."""
+
+    def __init__(self, what: str, url: str, error: BaseException) -> None:
+        self.what, self.url = what, masked_url(url)
+        self.error = " ".join(str(getattr(error, "orig", None) or error).split())[:200]
+        super().__init__(f"{what} {self.url}: {self.error}")
+
+
+def collect(settings: Settings, now: datetime | None = None) -> EngineStatus:
+    """Everything `status` shows. Raises `Unreachable` when the journal database is away;
+    a store or broker that does not answer is a problem in the result."""
+    now = now or datetime.now(UTC)
+    eng = settings.engine
+    status = EngineStatus(now, masked_url(eng.database), masked_url(eng.broker))
+    db = make_engine(eng.database)
+    try:
+        try:
+            beats = heartbeat.read_all(db)
+            counts = _journal_counts(db)
+        except Exception as exc:
+            raise Unreachable("journal", eng.database, exc) from exc
+        _processes(status, beats, now)
+        _channels(status, settings, beats, counts, now)
+        _routes(status, settings, counts)
+        _destinations(status, settings, counts, now)
+        _stores(status, settings)
+    finally:
+        db.dispose()
+    return status
+
+
+def _processes(status: EngineStatus, beats: list[heartbeat.Beat], now: datetime) -> None:
+    for b in beats:
+        listeners = [f"{x.channel}@{x.host}:{x.port}" for x in b.listeners]
+        alive = b.alive(now)
+        status.processes.append(
+            ProcessNumbers(b.host, b.pid, b.roles, b.started_at, b.heartbeat_at, alive, listeners)
+        )
+        if not alive:
+            status.problem("process_down", f"{b.host}:{b.pid}")
+    if not any(p.alive for p in status.processes):
+        status.problem("engine_not_running")
+
+
+def _channels(
+    status: EngineStatus,
+    settings: Settings,
+    beats: list[heartbeat.Beat],
+    counts: dict[str, Any],
+    now: datetime,
+) -> None:
+    live = [b for b in beats if b.alive(now)]
+    for name, ch in settings.channels.items():
+        mine = [x for b in live for x in b.listeners if x.channel == name]
+        host, port = ch.host_port
+        numbers = ChannelNumbers(
+            name=name,
+            listen=f"{host}:{port}",
+            listening=bool(mine),
+            open_connections=sum(x.open_connections for x in mine),
+        )
+        for key, n in counts["by_status"].get(name, {}).items():
+            if key in (journal.ROUTED, journal.UNROUTED, journal.FAILED, journal.REJECTED):
+                setattr(numbers, key, n)
+        numbers.waiting = counts["by_status"].get(name, {}).get(journal.RECEIVED, 0)
+        numbers.received = sum(counts["by_status"].get(name, {}).values())
+        numbers.duplicates = counts["duplicates"].get(name, 0)
+        numbers.control_id_reused = counts["reused"].get(name, 0)
+        numbers.last_message_at = counts["last"].get(name)
+        numbers.open_dead_letters = counts["dead_by_channel"].get(name, 0)
+        status.channels.append(numbers)
+        if not numbers.listening:
+            status.problem("channel_not_listening", name)
+
+
+def _routes(status: EngineStatus, settings: Settings, counts: dict[str, Any]) -> None:
+    for r in settings.routes:
+        status.routes.append(
+            RouteNumbers(r.name, list(r.from_), list(r.to), counts["dead_by_route"].get(r.name, 0))
+        )
+
+
+def _destinations(status: EngineStatus, settings: Settings, counts: dict[str, Any], now: datetime) -> None:
+    eng = settings.engine
+    broker = capabilities_for(eng.broker).durable  # the embedded bus lives in the engine process
+    depths: dict[str, int] = {}
+    if broker:
+        try:
+            depths = _queue_depths(settings)
+        except Exception as exc:
+            status.problem("broker_unreachable", f"{masked_url(eng.broker)} ({type(exc).__name__})")
+    for name in settings.destinations:
+        oldest = counts["oldest_undelivered"].get(name)
+        status.destinations.append(
+            DestinationNumbers(
+                name=name,
+                delivered=counts["deliveries"].get(name, {}).get(journal.DELIVERED, 0),
+                backlog=sum(counts["deliveries"].get(name, {}).get(s, 0) for s in UNDELIVERED),
+                queue_depth=depths.get(name),
+                oldest_undelivered_at=oldest,
+                oldest_undelivered_age_s=round((now - oldest).total_seconds(), 1) if oldest else None,
+                open_dead_letters=counts["dead_by_destination"].get(name, 0),
+            )
+        )
+
+
+def _queue_depths(settings: Settings) -> dict[str, int]:
+    partitions = {name: getattr(d, "partitions", 1) for name, d in settings.destinations.items()}
+    bus = Bus(settings.engine.broker, settings.engine.queue_prefix, partitions)
+    try:
+        return {name: bus.depth(name) for name in settings.destinations}
+    finally:
+        bus.close()
+
+
+def _stores(status: EngineStatus, settings: Settings) -> None:
+    """Each destination database other than the journal's answers a trivial query."""
+    urls = {d.database for d in settings.destinations.values() if getattr(d, "database", None)}
+    for url in sorted(urls - {settings.engine.database}):
+        store = make_engine(url)
+        try:
+            with store.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            status.problem("store_unreachable", f"{masked_url(url)} ({type(exc).__name__})")
+        finally:
+            store.dispose()
+
+
+def _journal_counts(db: Engine) -> dict[str, Any]:
+    m, d, dl = journal.messages, journal.deliveries, dead_letters.dead_letters
+    journal.ensure_schema(db)
+    dead_letters.ensure_schema(db)
+    out: dict[str, Any] = {"by_status": {}, "duplicates": {}, "last": {}, "deliveries": {}}
+    with db.connect() as conn:
+        for channel, st, n in conn.execute(
+            select(m.c.channel, m.c.status, func.count()).group_by(m.c.channel, m.c.status)
+        ):
+            out["by_status"].setdefault(channel, {})[st] = n
+        per_channel = select(m.c.channel, func.sum(m.c.duplicates), func.max(m.c.received_at)).group_by(
+            m.c.channel
+        )
+        for channel, dups, last in conn.execute(per_channel):
+            out["duplicates"][channel] = int(dups or 0)
+            out["last"][channel] = _aware(last)
+        for dest, st, n in conn.execute(
+            select(d.c.destination, d.c.status, func.count()).group_by(d.c.destination, d.c.status)
+        ):
+            out["deliveries"].setdefault(dest, {})[st] = n
+        oldest = (
+            select(d.c.destination, func.min(m.c.received_at))
+            .join(m, m.c.id == d.c.journal_id)
+            .where(d.c.status.in_(UNDELIVERED))
+            .group_by(d.c.destination)
+        )
+        out["oldest_undelivered"] = {dest: _aware(t) for dest, t in conn.execute(oldest)}
+        open_rows = dl.c.status == dead_letters.OPEN
+        for key, column in (
+            ("channel", dl.c.channel),
+            ("route", dl.c.route),
+            ("destination", dl.c.destination),
+        ):
+            query = select(column, func.count()).where(open_rows).group_by(column)
+            out[f"dead_by_{key}"] = {k: n for k, n in conn.execute(query) if k}
+    out["reused"] = journal.count_reused_by_channel(db)
+    return out
+
+
+def _aware(value: datetime | str | None) -> datetime | None:
+    """Aggregates bypass the column type on SQLite: a naive UTC datetime or its text."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def this_host() -> str:
+    return os.uname().nodename

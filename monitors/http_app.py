@@ -1,0 +1,34 @@
+"""The engine's HTTP app (Starlette): `/healthz` and `/status` today; the dashboard,
+`/metrics` and login are added to this same app later.
+
+`/status` is `mch-engine status --json`: counts, times and names of channels, routes and
+destinations, no patient data, so it may be served before login exists. It answers 200
+when all is well and 503 when something is down, for a load balancer or a probe.
+"""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from engine.settings import Settings
+from monitors.engine_status import Unreachable, collect
+
+
+def build_app(settings: Settings) -> Starlette:
+    async def healthz(_request: Request) -> JSONResponse:
+        """Alive: this process answers (what it can reach is `/status`'s business)."""
+        return JSONResponse({"status": "ok"})
+
+    async def status(_request: Request) -> JSONResponse:
+        try:
+            result = await run_in_threadpool(collect, settings)
+        except Unreachable as exc:
+            body = {"ok": False, "problems": [f"journal_unreachable:{exc.url}"]}
+            return JSONResponse(body, status_code=503)
+        return JSONResponse(result.to_json(), status_code=200 if result.ok else 503)
+
+    return Starlette(routes=[Route("/healthz", healthz), Route("/status", status)])

@@ -1,0 +1,130 @@
+"""Inside a running engine: the heartbeat row every few seconds, a summary log line every
+`summary_interval` seconds, and the HTTP app when `engine.http.listen` is set.
+
+The heartbeat is written from the event loop's executor, so a slow database never holds
+up an ACK; a heartbeat that cannot be written is logged and tried again at the next tick
+(the process then looks down to `status`, which is the truth: it cannot reach its database).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from monitors import heartbeat
+from monitors.engine_status import this_host
+from monitors.http_server import HttpServer
+from monitors.masked_url import masked_url
+
+log = structlog.get_logger("monitors.process")
+
+SUMMARY_INTERVAL = 60.0  # seconds between two summary lines, unless `run --summary-interval`
+_SUMMED = ("received", "accepted", "rejected", "duplicates", "reused")
+
+
+class ProcessMonitor:
+    def __init__(self, runtime: Any, summary_interval: float = SUMMARY_INTERVAL) -> None:
+        self.runtime = runtime
+        self.summary_interval = summary_interval
+        now = datetime.now(UTC)
+        self.beat = heartbeat.Beat(this_host(), os.getpid(), sorted(runtime.roles), now, now)
+        self._task: asyncio.Task[None] | None = None
+        self._last_summary: Counter[str] = Counter()
+        self.http: HttpServer | None = None
+
+    async def start(self) -> None:
+        """First heartbeat (so `status` sees the process at once), then the loop and HTTP."""
+        http = self.runtime.settings.engine.http
+        if http is not None:
+            host, port = http.host_port
+            self.http = HttpServer(self.runtime.settings, host, port)
+            await self.http.start()
+        db = self.runtime.journal_engine
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, heartbeat.ensure_schema, db)
+        await self._write()
+        await loop.run_in_executor(None, heartbeat.replace_predecessors, db, self.beat)
+        self._last_summary = self.totals()
+        self._task = asyncio.create_task(self._run())
+        eng = self.runtime.settings.engine
+        log.info(
+            "engine_backends",
+            journal=masked_url(eng.database),
+            bus=masked_url(eng.broker),
+            listeners=[f"{x.channel}@{x.host}:{x.port}" for x in self.beat.listeners],
+            http=f"{self.http.host}:{self.http.port}" if self.http else None,
+        )
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self.http:
+            await self.http.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.get_running_loop().run_in_executor(
+                None, heartbeat.remove, self.runtime.journal_engine, self.beat
+            )
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_summary = loop.time() + self.summary_interval
+        while True:
+            await asyncio.sleep(min(heartbeat.INTERVAL, max(0.05, next_summary - loop.time())))
+            await self._write()
+            if loop.time() >= next_summary:
+                self.log_summary()
+                next_summary = loop.time() + self.summary_interval
+
+    async def _write(self) -> None:
+        self.beat.heartbeat_at = datetime.now(UTC)
+        self.beat.listeners = [
+            heartbeat.Listener(s.name, s.config.host, s.port, s.counters.open_connections)
+            for s in self.runtime.sources
+        ]
+        self.beat.counters = self.counters()
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                None, heartbeat.write, self.runtime.journal_engine, self.beat
+            )
+        except Exception as exc:
+            log.error("heartbeat_not_written", error=type(exc).__name__)
+
+    def counters(self) -> dict[str, Any]:
+        """Counts since this process started, per channel, stage and destination."""
+        rt = self.runtime
+        delivery: dict[str, Counter[str]] = {}
+        for w in rt.workers:
+            c = delivery.setdefault(w.destination, Counter())
+            c.update(delivered=w.delivered, retried=w.retried, dead_lettered=w.dead)
+        return {
+            "channels": {s.name: {k: getattr(s.counters, k) for k in _SUMMED} for s in rt.sources},
+            "transform": dict(rt.transform.counts) if rt.transform else {},
+            "delivery": {name: dict(c) for name, c in delivery.items()},
+        }
+
+    def totals(self) -> Counter[str]:
+        c = self.counters()
+        total: Counter[str] = Counter()
+        for numbers in c["channels"].values():
+            total.update(numbers)
+        total.update(c["transform"])
+        for numbers in c["delivery"].values():
+            total.update(numbers)
+        return total
+
+    def log_summary(self) -> None:
+        """One line: what happened since the last summary (zeros included, so a quiet
+        interval is visible as such)."""
+        now = self.totals()
+        keys = (*_SUMMED, "routed", "unrouted", "failed", "delivered", "retried", "dead_lettered")
+        since = {k: now[k] - self._last_summary[k] for k in keys}
+        self._last_summary = now
+        log.info("summary", interval_s=self.summary_interval, **since)

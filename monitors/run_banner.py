@@ -1,0 +1,38 @@
+"""What `mch-engine run` prints once it is up: its listeners with host, and the journal,
+record stores and bus it uses, passwords masked, so the on-call sees which database a
+running engine writes to without reading routes.yaml and the environment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine import i18n
+from monitors.masked_url import masked_url
+
+_TEXT: dict[str, tuple[str, str]] = {
+    "journal": ("日志库：{url}", "journal: {url}"),
+    "store": ("记录库 {name}：{url}", "record store {name}: {url}"),
+    "bus": ("消息总线：{url}", "bus: {url}"),
+    "http": ("HTTP：http://{address}/status 和 /healthz", "HTTP: http://{address}/status and /healthz"),
+}
+
+
+def listeners(runtime: Any) -> str:
+    """`hospital → 127.0.0.1:2575, lis_gbk → 127.0.0.1:2576` (or `-` without ingest)."""
+    return ", ".join(f"{s.name} → {_address(s.config.host, s.port)}" for s in runtime.sources) or "-"
+
+
+def backend_lines(runtime: Any, http_port: int | None = None) -> list[str]:
+    eng = runtime.settings.engine
+    lines = [i18n.pick(_TEXT["journal"], url=masked_url(eng.database))]
+    for name, d in runtime.settings.destinations.items():
+        url = getattr(d, "database", None) or eng.database
+        lines.append(i18n.pick(_TEXT["store"], name=name, url=masked_url(url)))
+    lines.append(i18n.pick(_TEXT["bus"], url=masked_url(eng.broker)))
+    if eng.http is not None and http_port is not None:
+        lines.append(i18n.pick(_TEXT["http"], address=_address(eng.http.host_port[0], http_port)))
+    return lines
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -1,0 +1,189 @@
+"""`mch-engine status [--json]`: what the engine is doing, from any process, on any backend.
+
+Exit 0 when all is well; 1 when something is down (no engine heartbeat, a process whose
+heartbeat stopped, a channel not listening, the journal, a store or the broker unreachable);
+2 on a configuration problem. The numbers come from monitors/engine_status.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import unicodedata
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from engine import i18n
+from monitors.engine_status import EngineStatus, Unreachable, collect
+
+EXIT_OK = 0
+EXIT_DOWN = 1
+
+_TEXT: dict[str, tuple[str, str]] = {
+    "processes": ("引擎进程", "Engine processes"),
+    "channels": ("通道", "Channels"),
+    "routes": ("路由", "Routes"),
+    "destinations": ("目的地", "Destinations"),
+    "process_header": (
+        "主机|进程号|角色|启动时间|最近心跳|状态|监听",
+        "host|pid|roles|started|last heartbeat|state|listening",
+    ),
+    "channel_header": (
+        "通道|地址|监听|连接|收到|已路由|未路由|失败|拒收|待转换|重复|控制号重用|最后消息|未处理死信",
+        "channel|address|listening|connections|received|routed|unrouted|failed|rejected|waiting"
+        "|duplicates|control_id_reused|last message|open dead letters",
+    ),
+    "route_header": ("路由|来源通道|目的地|未处理死信", "route|from|to|open dead letters"),
+    "destination_header": (
+        "目的地|已送达|积压|队列深度|最早未送达|等待秒数|未处理死信",
+        "destination|delivered|backlog|queue depth|oldest undelivered|age s|open dead letters",
+    ),
+    "yes": ("是", "yes"),
+    "no": ("否", "no"),
+    "alive": ("运行中", "running"),
+    "down": ("已停止响应", "down"),
+    "backends": ("日志库：{journal}  消息总线：{broker}", "journal: {journal}  bus: {broker}"),
+    "all_well": ("一切正常", "all well"),
+    "engine_not_running": (
+        "引擎未在运行：没有任何引擎进程的心跳（请用 mch-engine run 启动）",
+        "the engine is not running: no engine process has a heartbeat (start it with mch-engine run)",
+    ),
+    "process_down": (
+        "引擎进程 {subject} 已停止响应（心跳过期）",
+        "engine process {subject} is down (its heartbeat stopped)",
+    ),
+    "channel_not_listening": ("通道 {subject} 未在监听", "channel {subject} is not listening"),
+    "broker_unreachable": ("无法连接消息总线 {subject}", "cannot reach the message bus {subject}"),
+    "store_unreachable": ("无法连接记录库 {subject}", "cannot reach the record store {subject}"),
+    "journal_unreachable": (
+        "无法连接日志数据库 {url}：{error}（请检查数据库是否运行、地址和权限）",
+        "cannot reach the journal database {url}: {error} (check that it runs, its address and access)",
+    ),
+}
+
+
+def _t(key: str, **values: object) -> str:
+    return i18n.pick(_TEXT[key], **values)
+
+
+def add_commands(subparsers: Any, config_arg: Any) -> None:
+    p = subparsers.add_parser("status", help="what the engine is doing; exit 1 when something is down")
+    config_arg(p)
+    p.add_argument("--json", action="store_true", help="one JSON object, times in ISO 8601")
+    p.set_defaults(func=cmd_status)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from engine.settings import load_settings
+
+    settings = load_settings(args.config)
+    try:
+        status = collect(settings)
+    except Unreachable as exc:
+        if args.json:
+            print(json.dumps({"ok": False, "problems": [f"journal_unreachable:{exc.url}"]}))
+        print(_t("journal_unreachable", url=exc.url, error=exc.error), file=sys.stderr)
+        return EXIT_DOWN
+    if args.json:
+        print(json.dumps(status.to_json(), ensure_ascii=False))
+    else:
+        print(render(status, settings.engine.tzinfo))
+    return EXIT_OK if status.ok else EXIT_DOWN
+
+
+def render(status: EngineStatus, tz: ZoneInfo) -> str:
+    """Readable tables, one per kind, each with a header row, then the verdict."""
+
+    def when(value: datetime | None) -> str:
+        return value.astimezone(tz).isoformat(sep=" ", timespec="seconds") if value else "-"
+
+    def yes(flag: bool) -> str:
+        return _t("yes") if flag else _t("no")
+
+    out = [_t("backends", journal=status.journal, broker=status.broker), ""]
+    out += _table(
+        _t("processes"),
+        _t("process_header"),
+        [
+            [
+                p.host,
+                p.pid,
+                ",".join(p.roles),
+                when(p.started_at),
+                when(p.heartbeat_at),
+                _t("alive") if p.alive else _t("down"),
+                " ".join(p.listeners) or "-",
+            ]
+            for p in status.processes
+        ],
+    )
+    out += _table(
+        _t("channels"),
+        _t("channel_header"),
+        [
+            [
+                c.name,
+                c.listen,
+                yes(c.listening),
+                c.open_connections,
+                c.received,
+                c.routed,
+                c.unrouted,
+                c.failed,
+                c.rejected,
+                c.waiting,
+                c.duplicates,
+                c.control_id_reused,
+                when(c.last_message_at),
+                c.open_dead_letters,
+            ]
+            for c in status.channels
+        ],
+    )
+    out += _table(
+        _t("routes"),
+        _t("route_header"),
+        [
+            [r.name, ",".join(r.channels), ",".join(r.destinations), r.open_dead_letters]
+            for r in status.routes
+        ],
+    )
+    out += _table(
+        _t("destinations"),
+        _t("destination_header"),
+        [
+            [
+                d.name,
+                d.delivered,
+                d.backlog,
+                "-" if d.queue_depth is None else d.queue_depth,
+                when(d.oldest_undelivered_at),
+                "-" if d.oldest_undelivered_age_s is None else d.oldest_undelivered_age_s,
+                d.open_dead_letters,
+            ]
+            for d in status.destinations
+        ],
+    )
+    if status.ok:
+        out.append(_t("all_well"))
+    for problem in status.problems:
+        key, _, subject = problem.partition(":")
+        out.append(_t(key, subject=subject))
+    return "\n".join(out)
+
+
+def _table(title: str, header: str, rows: Sequence[Sequence[object]]) -> list[str]:
+    cells = [header.split("|"), *[[str(v) for v in row] for row in rows]]
+    widths = [max(_width(row[i]) for row in cells) for i in range(len(cells[0]))]
+    lines = [title]
+    for row in cells:
+        lines.append("  ".join(v + " " * (w - _width(v)) for v, w in zip(row, widths, strict=True)).rstrip())
+    return [*lines, ""]
+
+
+def _width(text: str) -> int:
+    """Columns on a terminal: Chinese characters take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
