@@ -65,6 +65,12 @@ _TEXT: dict[str, tuple[str, str]] = {
         "transform（转换：解析/映射/校验失败，未发出）",
         "transform (parse/map/validate failed; nothing was sent)",
     ),
+    "outcome_retry": ("重试", "retry"),
+    "outcome_dead_letter": ("转入死信", "dead_letter"),
+    "outcome_replayed": ("已重放", "replayed"),
+    "outcome_reprocessed": ("已重新处理", "reprocessed"),
+    "outcome_replay_failed": ("重放失败", "replay_failed"),
+    "outcome_reprocess_failed": ("重新处理失败", "reprocess_failed"),
     "stage_name_transform": ("转换", "transform"),
     "stage_name_deliver": ("投递", "deliver"),
     "stage_deliver": (
@@ -434,7 +440,8 @@ def _show_lines(dl: dict[str, Any], tz: tzinfo) -> list[str]:
         out.append(_t("show_tries"))
         for a in dl["attempt_log"]:
             error = f"  {a['error']}" if a["error"] else ""
-            out.append(f"  #{a['attempt']:<3} {_local(a['at'], tz)}  {a['outcome']:<16}{error}")
+            outcome = pad(i18n.t_or(f"outcome_{a['outcome']}", a["outcome"]), 16)
+            out.append(f"  #{a['attempt']:<3} {_local(a['at'], tz)}  {outcome}{error}")
     return out
 
 

@@ -76,6 +76,8 @@ def test_generated_keys_exist_for_every_value_they_are_made_from() -> None:
     wanted += [f"stage_name_{s}" for s in STAGES]
     wanted += [f"timeline_{stage}" for stage, _ in TIMELINE_STAGES.values()] + ["timeline_other"]
     wanted += [f"record_{name}" for name in RECORD_TYPES]
+    wanted += [f"outcome_{o}" for o in ("retry", "dead_letter", "replayed", "reprocessed")]
+    wanted += [f"outcome_{o}" for o in ("replay_failed", "reprocess_failed")]
     assert [key for key in wanted if key not in catalogue] == []
 
 
