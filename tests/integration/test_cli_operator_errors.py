@@ -102,6 +102,24 @@ def test_an_unreachable_database_is_one_line_with_the_masked_url(
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("command", [["run"], ["records", "list"]], ids=" ".join)
+def test_an_unreachable_record_store_names_its_own_setting(tmp_path: Path, command: list[str]) -> None:
+    """The journal is fine, the record store's own database (MCH_STORE_URL) is not: the line says which."""
+    url, shown = _closed_pg(tmp_path)
+    result = mch(
+        *command,
+        "--config",
+        str(REPO / "routes.yaml"),
+        cwd=tmp_path,
+        MCH_DB_URL=f"sqlite:///{tmp_path}/engine.db",
+        MCH_STORE_URL=url,
+    )
+    lines = output_lines(result)
+    assert result.returncode == 2, lines
+    assert len(lines) == 1 and shown in lines[0], lines
+    assert "destinations.record_store.database" in lines[0]
+
+
 def test_an_unreachable_broker_stops_run_with_one_line(tmp_path: Path) -> None:
     """`run` with RabbitMQ on a closed port: one line with the masked amqp URL, exit 2, nothing listens."""
     port = free_port()
