@@ -22,6 +22,7 @@ class Exchange:
     ack: bytes | None  # None: the connection closed or timed out first
     seconds: float
     error: str = ""
+    refused: bool = False  # no connection could be opened (nothing listening there?)
 
 
 class MllpConnection:
@@ -64,21 +65,34 @@ async def send_all(
     *,
     concurrency: int = 1,
     timeout: float = 30.0,
+    give_up_after: int | None = None,
 ) -> list[Exchange]:
-    """Send every payload once, over `concurrency` lock-step connections."""
+    """Send every payload once, over `concurrency` lock-step connections. With
+    `give_up_after`, stop after that many connection attempts in a row fail: the
+    payloads not tried have no `Exchange`."""
     results: list[Exchange | None] = [None] * len(payloads)
     next_index = 0
+    refused_in_a_row = 0
 
     async def worker() -> None:
-        nonlocal next_index
+        nonlocal next_index, refused_in_a_row
         conn: MllpConnection | None = None
         while next_index < len(payloads):
+            if give_up_after is not None and refused_in_a_row >= give_up_after:
+                break
             i = next_index
             next_index += 1
             started = time.perf_counter()
             try:
                 if conn is None:
-                    conn = await MllpConnection.open(host, port)
+                    try:
+                        conn = await MllpConnection.open(host, port)
+                    except OSError as exc:
+                        refused_in_a_row += 1
+                        error = str(exc) or type(exc).__name__
+                        results[i] = Exchange(i, None, time.perf_counter() - started, error, refused=True)
+                        continue
+                    refused_in_a_row = 0
                 ack = await conn.send(payloads[i], timeout)
                 results[i] = Exchange(i, ack, time.perf_counter() - started)
             except (OSError, ConnectionError, TimeoutError) as exc:

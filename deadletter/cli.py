@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +30,8 @@ from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from engine import i18n
+from engine.listing_table import FilterError, add_limit_args, check_filter, header, more_line, pad, row_limit
+from engine.operator_time import iso_time, local_time
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -64,6 +65,14 @@ _TEXT: dict[str, tuple[str, str]] = {
         "transform（转换：解析/映射/校验失败，未发出）",
         "transform (parse/map/validate failed; nothing was sent)",
     ),
+    "outcome_retry": ("重试", "retry"),
+    "outcome_dead_letter": ("转入死信", "dead_letter"),
+    "outcome_replayed": ("已重放", "replayed"),
+    "outcome_reprocessed": ("已重新处理", "reprocessed"),
+    "outcome_replay_failed": ("重放失败", "replay_failed"),
+    "outcome_reprocess_failed": ("重新处理失败", "reprocess_failed"),
+    "stage_name_transform": ("转换", "transform"),
+    "stage_name_deliver": ("投递", "deliver"),
     "stage_deliver": (
         "deliver（投递：目的地拒收或重试用尽）",
         "deliver (the destination refused it or retries ran out)",
@@ -136,8 +145,8 @@ _TEXT: dict[str, tuple[str, str]] = {
     ),
     "purge_why": ("清除必须用 --why 说明原因", "purge needs a reason: --why TEXT"),
     "audit_line": (
-        "#{id:<5} {at}  {actor:<12} {action:<10} {count:>4} 条  {target}{extra}",
-        "#{id:<5} {at}  {actor:<12} {action:<10} {count:>4}  {target}{extra}",
+        "#{id:<5} {at}  {actor:<12} {action} {count:>4} 条  {target}{extra}",
+        "#{id:<5} {at}  {actor:<12} {action} {count:>4}     {target}{extra}",
     ),
     "audit_why": ("  原因：{why}", "  reason: {why}"),
     "audit_as": ("{actor}（系统用户 {os_user}）", "{actor} (OS user {os_user})"),
@@ -175,9 +184,12 @@ _TEXT: dict[str, tuple[str, str]] = {
 }
 
 
+i18n.register(_TEXT)
+
+
 def _t(key: str, **values: object) -> str:
-    """`engine.i18n.t` for this package's own keys."""
-    return i18n.pick(_TEXT[key], **values)
+    """`engine.i18n.t`: this package's keys are in the one catalogue."""
+    return i18n.t(key, **values)
 
 
 # --------------------------------------------------------------------------- parser
@@ -201,7 +213,7 @@ def add_commands(subparsers: Any) -> None:
         help="open (default), replayed, reprocessed, purged or all",
     )
     ls.add_argument("--json", action="store_true", help="one JSON object per line")
-    ls.add_argument("--limit", type=int, help="at most N rows (default: all)")
+    add_limit_args(ls)
     ls.set_defaults(func=cmd_list)
 
     show = sub.add_parser("show", help="one dead letter: reason, raw message, payload, every attempt")
@@ -241,7 +253,7 @@ def add_commands(subparsers: Any) -> None:
 
     log = sub.add_parser("audit", help="the audit log of dead-letter actions, newest first")
     _config_arg(log)
-    log.add_argument("--limit", type=int, default=50, help="at most N entries (default 50)")
+    add_limit_args(log)
     log.add_argument("--json", action="store_true", help="one JSON object per line")
     log.set_defaults(func=cmd_audit)
 
@@ -295,31 +307,27 @@ class _Exit(Exception):
 
 
 def _run(args: argparse.Namespace, body: Callable[[_Context], int]) -> int:
-    """Build the context, run `body`; usage and database problems become one line and exit 2."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import OperationalError
-
+    """Build the context, run `body`; usage problems become one line and exit 2, and so
+    does a database that cannot be reached (`Unreachable`, printed by `main()`)."""
     from deadletter import audit, store
     from engine import journal
-    from engine.database import make_engine
+    from engine.reachability import open_database, reaching_database
     from engine.settings import load_settings
 
     settings = load_settings(args.config)  # ConfigErrors: main() prints them, exit 2
-    engine = make_engine(settings.engine.database)
+    url = settings.engine.database
+    engine = open_database(url)
     try:
-        journal.ensure_schema(engine)
-        store.ensure_schema(engine)
-        audit.ensure_schema(engine)
-        return body(_Context(settings, engine))
-    except _UsageError as exc:
+        with reaching_database(url):
+            journal.ensure_schema(engine)
+            store.ensure_schema(engine)
+            audit.ensure_schema(engine)
+            return body(_Context(settings, engine))
+    except (_UsageError, FilterError) as exc:
         print(exc, file=sys.stderr)
         return 2
     except _Exit as stop:
         return stop.code
-    except OperationalError as exc:
-        url = make_url(settings.engine.database).render_as_string(hide_password=True)
-        print(i18n.t("db_unavailable", url=url, error=" ".join(str(exc.orig).split())), file=sys.stderr)
-        return 2
     finally:
         engine.dispose()
 
@@ -332,18 +340,25 @@ def cmd_list(args: argparse.Namespace) -> int:
         from deadletter import store
 
         status = None if args.status == "all" else args.status
-        rows = store.list_dead_letters(ctx.engine, **_filters(args, ctx), status=status, limit=args.limit)
+        _check_names(args, ctx)
+        found = store.list_dead_letters(ctx.engine, **_filters(args, ctx), status=status)
+        limit = row_limit(args)
+        rows = found[:limit] if limit else found
+        more = more_line(len(rows), len(found))
         if args.json:
             for row in rows:
-                print(_dumps(row))
-            return 0
-        if not rows:
+                print(_dumps(row, ctx.tz))
+        elif not rows:
             print(i18n.t("nothing_found"))
             return 0
-        print(_header())
-        for row in rows:
-            print(_line(row, ctx.tz))
-        print(_t("list_total", n=len(rows), status=args.status if status else _t("status_all")))
+        else:
+            print(_header())
+            for row in rows:
+                print(_line(row, ctx.tz))
+            shown = i18n.status(args.status) if status else _t("status_all")
+            print(_t("list_total", n=len(found), status=shown))
+        if more:
+            print(more, file=sys.stderr if args.json else sys.stdout)
         return 0
 
     return _run(args, body)
@@ -361,7 +376,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         actor = audit.current_actor(getattr(args, "actor", None))
         audit.write_audit(ctx.engine, actor=actor, action="show", target=str(args.id), count=1, detail={})
         if args.json:
-            print(_dumps(dl))
+            print(_dumps(dl, ctx.tz))
             return 0
         print("\n".join(_show_lines(dl, ctx.tz)))
         return 0
@@ -373,7 +388,7 @@ def _show_lines(dl: dict[str, Any], tz: tzinfo) -> list[str]:
     def field(key: str, value: object) -> str:
         return f"  {_t(key)}: {value}"
 
-    out = [_t("show_title", id=dl["id"], status=dl["status"])]
+    out = [_t("show_title", id=dl["id"], status=i18n.status(dl["status"]))]
     out.append(field("show_stage", _t(f"stage_{dl['stage']}")))
     out.append(field("show_channel", f"{dl['channel']} / {dl['route'] or '-'}"))
     if dl["stage"] == _DELIVER:
@@ -386,7 +401,7 @@ def _show_lines(dl: dict[str, Any], tz: tzinfo) -> list[str]:
     if dl["status"] != _OPEN:
         resolution = _t(
             "show_resolved_value",
-            status=dl["status"],
+            status=i18n.status(dl["status"]),
             by=dl["resolved_by"] or "-",
             at=_local(dl["resolved_at"], tz),
             note=dl["resolution_note"] or "-",
@@ -405,7 +420,7 @@ def _show_lines(dl: dict[str, Any], tz: tzinfo) -> list[str]:
                 encoding=msg["encoding"] or "utf-8",
                 size=msg["size"],
                 at=_local(msg["received_at"], tz),
-                status=msg["status"],
+                status=i18n.status(msg["status"]),
             )
         )
         # HL7 separates segments with CR; one segment per line reads better in a terminal.
@@ -425,7 +440,8 @@ def _show_lines(dl: dict[str, Any], tz: tzinfo) -> list[str]:
         out.append(_t("show_tries"))
         for a in dl["attempt_log"]:
             error = f"  {a['error']}" if a["error"] else ""
-            out.append(f"  #{a['attempt']:<3} {_local(a['at'], tz)}  {a['outcome']:<16}{error}")
+            outcome = pad(i18n.t_or(f"outcome_{a['outcome']}", a["outcome"]), 16)
+            out.append(f"  #{a['attempt']:<3} {_local(a['at'], tz)}  {outcome}{error}")
     return out
 
 
@@ -433,15 +449,21 @@ def cmd_audit(args: argparse.Namespace) -> int:
     def body(ctx: _Context) -> int:
         from deadletter import audit
 
-        rows = audit.list_audit(ctx.engine, args.limit)
+        found = audit.list_audit(ctx.engine, None)
+        limit = row_limit(args)
+        rows = found[:limit] if limit else found
         if args.json:
             for row in rows:
-                print(_dumps(row))
-            return 0
-        if not rows:
+                print(_dumps(row, ctx.tz))
+        elif not rows:
             print(i18n.t("nothing_found"))
-        for row in rows:
-            print(_audit_line(row, ctx.tz))
+        else:
+            print(_audit_header())
+            for row in rows:
+                print(_audit_line(row, ctx.tz))
+        more = more_line(len(rows), len(found))
+        if more:
+            print(more, file=sys.stderr if args.json else sys.stdout)
         return 0
 
     return _run(args, body)
@@ -467,7 +489,7 @@ def _audit_line(row: dict[str, Any], tz: tzinfo) -> str:
         id=row["id"],
         at=_local(row["at"], tz),
         actor=actor,
-        action=row["action"],
+        action=pad(i18n.t_or(f"action_{row['action']}", row["action"]), 10),
         count=row["count"],
         target=row["target"],
         extra=extra,
@@ -537,6 +559,7 @@ def _select(args: argparse.Namespace, ctx: _Context, action: str) -> tuple[list[
         return args.ids, None
     from deadletter import store
 
+    _check_names(args, ctx)
     rows = store.list_dead_letters(ctx.engine, **_filters(args, ctx), status=_OPEN)
     described = " ".join(f"{k}={v}" for k, v in filters.items()) or _t("no_filters")
     ids = [int(r["id"]) for r in rows]
@@ -550,6 +573,20 @@ def _select(args: argparse.Namespace, ctx: _Context, action: str) -> tuple[list[
         print(_t("dry_run_hint"))
         raise _Exit(1)
     return ids, f"all-matching {described}: {','.join(map(str, ids)) or '-'}"
+
+
+def _check_names(args: argparse.Namespace, ctx: _Context) -> None:
+    """`--channel` and `--destination` must name a configured one or one a dead letter has."""
+    from sqlalchemy import select
+
+    from deadletter.store import dead_letters
+
+    with ctx.engine.connect() as conn:
+        seen = conn.execute(select(dead_letters.c.channel, dead_letters.c.destination).distinct()).all()
+    channels = [*ctx.settings.channels, *(r.channel for r in seen)]
+    destinations = [*ctx.settings.destinations, *(r.destination for r in seen if r.destination)]
+    check_filter("--channel", args.channel, channels)
+    check_filter("--destination", args.destination, destinations)
 
 
 def _filters(args: argparse.Namespace, ctx: _Context) -> dict[str, Any]:
@@ -636,30 +673,35 @@ def _report(result: ActionResult, args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- formatting
 
 
+_LIST_COLUMNS = (
+    ("col_id", 6),
+    ("col_at", 25),
+    ("col_stage", 9),
+    ("col_channel", 14),
+    ("col_destination", 14),
+    ("col_attempts", 4),
+    ("col_reason", 0),
+)
+
+
 def _header() -> str:
-    """Column titles over `_line`'s columns; Chinese titles are two columns wide each character."""
-    cells = [
-        _pad(_t("col_id"), 6, right=True),
-        _pad(_t("col_at"), 19),
-        _pad(_t("col_stage"), 9),
-        _pad(_t("col_channel"), 14),
-        _pad(_t("col_destination"), 14),
-        _pad(_t("col_attempts"), 4, right=True),
-        _t("col_reason"),
-    ]
-    return "  ".join(cells)
+    """Column titles over `_line`'s columns."""
+    return header(_LIST_COLUMNS, right=(0, 5))
 
 
-def _pad(text: str, width: int, *, right: bool = False) -> str:
-    used = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
-    fill = " " * max(0, width - used)
-    return fill + text if right else text + fill
+def _audit_header() -> str:
+    """Column titles over `audit_line`'s columns."""
+    return (
+        f"{pad(_t('col_audit_id'), 6)} {pad(_t('col_audit_at'), 25)}  {pad(_t('col_actor'), 12)} "
+        f"{pad(_t('col_action'), 10)} {pad(_t('col_count'), 4, right=True)}     {_t('col_target')}"
+    )
 
 
 def _line(row: dict[str, Any], tz: tzinfo) -> str:
-    state = "" if row["status"] == _OPEN else f"[{row['status']}] "
+    state = "" if row["status"] == _OPEN else f"[{i18n.status(row['status'])}] "
+    stage = pad(_t(f"stage_name_{row['stage']}"), 9)
     return (
-        f"{row['id']:>6}  {_local(row['last_failed_at'], tz):<19}  {row['stage']:<9}  "
+        f"{row['id']:>6}  {_local(row['last_failed_at'], tz):<25}  {stage}  "
         f"{row['channel']:<14}  {row['destination'] or '-':<14}  {row['attempts']:>4}  "
         f"{state}{_shorten(row['reason'])}"
     )
@@ -671,13 +713,13 @@ def _shorten(text: str, width: int = 90) -> str:
 
 
 def _local(value: datetime | None, tz: tzinfo) -> str:
-    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+    return local_time(value, tz)
 
 
-def _dumps(row: dict[str, Any]) -> str:
+def _dumps(row: dict[str, Any], tz: tzinfo) -> str:
     def default(value: object) -> object:
         if isinstance(value, datetime):
-            return value.isoformat()
+            return iso_time(value, tz)
         return str(value)
 
     return json.dumps(row, ensure_ascii=False, default=default)

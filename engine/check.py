@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from engine.errors import ConfigError, ConfigErrors
+from engine.i18n import t
 from engine.settings import Settings, read_settings
 from engine.yaml_lines import problems_of
 
@@ -42,15 +43,20 @@ def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
-def format_problems(errors: Iterable[ConfigError]) -> str:
+def format_problems(errors: Iterable[ConfigError], *, localized: bool = False) -> str:
     """One `file:line: message` per line, sorted by file then line, then a count, e.g.
-    `3 problems in routes.yaml`; empty text when there are none."""
+    `3 problems in routes.yaml` (`localized`: in the operator's language, for the CLI);
+    empty text when there are none."""
     ordered = sorted(errors, key=lambda e: (e.file, e.line or 0))
     if not ordered:
         return ""
     files = ", ".join(dict.fromkeys(e.file for e in ordered))
     lines = [str(e) for e in ordered]
-    lines.append(f"{_plural(len(ordered), 'problem')} in {files}")
+    if localized:
+        key = "check_problem" if len(ordered) == 1 else "check_problems"
+        lines.append(t(key, n=len(ordered), files=files))
+    else:
+        lines.append(f"{_plural(len(ordered), 'problem')} in {files}")
     return "\n".join(lines)
 
 

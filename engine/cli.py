@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +24,10 @@ import structlog
 from deadletter.cli import add_commands as add_deadletter_commands
 from engine import i18n
 from engine import logging as engine_logging
+from engine.cli_language import LanguageError, take_language, use_argparse_texts
 from engine.errors import ConfigError, ConfigErrors, StartupError
 from engine.i18n import t
+from engine.listing_commands import add_commands as add_listing_commands
 from engine.mapping_cli import add_commands as add_mapping_commands
 from monitors.status_command import add_commands as add_status_commands
 
@@ -38,9 +39,16 @@ LOG_LEVELS = ["debug", "info", "warning", "error"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    i18n.set_language(os.environ.get("MCH_LANG", "zh"))
+    try:
+        lang, rest = take_language(sys.argv[1:] if argv is None else argv)
+    except LanguageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    i18n.set_language(lang or os.environ.get("MCH_LANG", "zh"))
+    use_argparse_texts()
     parser = build_parser()
-    args = parser.parse_args(argv)
-    i18n.set_language(args.lang or os.environ.get("MCH_LANG", "zh"))
+    args = parser.parse_args(rest)
     engine_logging.configure(_log_level(args))
     if not getattr(args, "func", None):
         parser.print_help()
@@ -76,7 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mch-engine",
         description="Integration engine for maternal and child health hospitals (妇幼保健院).",
     )
-    p.add_argument("--lang", choices=["zh", "en"], help="language of operator messages (default zh)")
+    p.add_argument(
+        "--lang",
+        choices=["zh", "en"],
+        help="language of operator messages, anywhere on the line (default zh)",
+    )
     sub = p.add_subparsers(metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the engine")
@@ -140,41 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each ACK")
     send.set_defaults(func=cmd_send)
 
-    messages = sub.add_parser("messages", help="the message journal").add_subparsers(metavar="ACTION")
-    ml = messages.add_parser("list", help="list journaled messages, newest first")
-    _config_arg(ml)
-    ml.add_argument("--channel")
-    ml.add_argument("--status", help="received, routed, unrouted, failed, rejected")
-    ml.add_argument(
-        "--reused",
-        action="store_true",
-        help="only messages that came under a control id their sender had used for other content",
-    )
-    _output_args(ml)
-    ml.set_defaults(func=cmd_messages_list)
-
-    records = sub.add_parser("records", help="the health-record store").add_subparsers(metavar="ACTION")
-    rl = records.add_parser("list", help="list stored records, newest first")
-    _config_arg(rl)
-    rl.add_argument("--type", dest="record_type", help="record type, e.g. Person, LabResult")
-    rl.add_argument("--person", help="person key")
-    _output_args(rl)
-    rl.set_defaults(func=cmd_records_list)
-    rt = records.add_parser("timeline", help="one person's whole cycle, oldest first")
-    _config_arg(rt)
-    rt.add_argument("--person", required=True, help="person key, 身份证号 or HIS patient id")
-    rt.add_argument("--json", action="store_true", help="one JSON object per line")
-    rt.set_defaults(func=cmd_records_timeline)
+    add_listing_commands(sub)
     return p
 
 
 def _config_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=DEFAULT_CONFIG, help="routes.yaml to use (default ./routes.yaml)")
-
-
-def _output_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.add_argument("--limit", type=int, help="at most N rows (default: all)")
 
 
 # --------------------------------------------------------------------------- commands
@@ -187,7 +170,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     problems = check_config(args.config, check_mapping=load_mapping)
     if problems:
-        print(format_problems(problems), file=sys.stderr)
+        print(format_problems(problems, localized=True), file=sys.stderr)
         return 1
     settings = load_settings(args.config)
     counts = {
@@ -225,15 +208,17 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from engine.check import check_config, format_problems
+    from engine.reachability import probe_services
     from engine.runtime import ALL_ROLES, EngineRuntime
     from engine.settings import load_settings
     from transforms.mapping import load_mapping
 
     problems = check_config(args.config, check_mapping=load_mapping)
     if problems:
-        print(format_problems(problems), file=sys.stderr)
+        print(format_problems(problems, localized=True), file=sys.stderr)
         return 2
     settings = load_settings(args.config)
+    probe_services(settings)  # an unreachable database or broker: one line, exit 2
     roles = frozenset(args.role) if args.role else ALL_ROLES
     # The listener and the journal writer get the GIL back sooner from the transform thread:
     # ACK latency under load drops, throughput does not suffer (docs/benchmarks.md).
@@ -316,104 +301,6 @@ def cmd_send(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         timeout=args.timeout,
     )
-
-
-def cmd_messages_list(args: argparse.Namespace) -> int:
-    from engine.database import make_engine
-    from engine.listing import list_messages
-    from engine.settings import load_settings
-
-    settings = load_settings(args.config)
-    engine = make_engine(settings.engine.database)
-    rows = list_messages(
-        engine, channel=args.channel, status=args.status, limit=args.limit, reused_only=args.reused
-    )
-    _print_rows(rows, args.json, _message_line)
-    return 0
-
-
-def cmd_records_list(args: argparse.Namespace) -> int:
-    from engine.database import make_engine
-    from engine.listing import list_records, resolve_person
-    from engine.settings import load_settings
-
-    settings = load_settings(args.config)
-    urls = {d.database for d in settings.destinations.values()} or {settings.engine.database}
-    count = 0
-    for url in sorted(u for u in urls if u):
-        engine = make_engine(url)
-        person = (resolve_person(engine, args.person) or args.person) if args.person else None
-        rows = list_records(engine, record_type=args.record_type, person=person, limit=args.limit)
-        count += _print_rows(rows, args.json, _record_line, report_empty=False)
-    if not count and not args.json:
-        print(t("nothing_found"))
-    return 0
-
-
-def cmd_records_timeline(args: argparse.Namespace) -> int:
-    from engine.database import make_engine
-    from engine.listing import resolve_person, timeline
-    from engine.settings import load_settings
-
-    settings = load_settings(args.config)
-    url = (
-        next(iter(settings.destinations.values())).database
-        if settings.destinations
-        else settings.engine.database
-    )
-    engine = make_engine(url)
-    key = resolve_person(engine, args.person)
-    if key is None:
-        print(t("person_unknown", person=args.person), file=sys.stderr)
-        return 1
-    _print_rows(timeline(engine, key), args.json, _timeline_line)
-    return 0
-
-
-def _timeline_line(r: dict[str, Any]) -> str:
-    when = (r["event_time"] or "")[:10] or "----------"
-    who = f"{r['person_name'] or r['person_key']}" + ("（子女）" if r["is_child"] else "")
-    return f"{when}  {r['stage']:<10} {r['record_type']:<22} {who:<14} {_summary(r['record'] or {})}"
-
-
-def _summary(rec: dict[str, Any]) -> str:
-    coded = rec.get("order") or rec.get("exam") or rec.get("conclusion") or rec.get("mode") or {}
-    text = (coded.get("display") or coded.get("code") or "") if isinstance(coded, dict) else str(coded)
-    obs = rec.get("observations")
-    if isinstance(obs, list):
-        text = f"{text} ({len(obs)} observations)".strip()
-    return str(text)
-
-
-def _print_rows(rows: Iterable[dict[str, Any]], as_json: bool, line: Any, report_empty: bool = True) -> int:
-    n = 0
-    for row in rows:
-        n += 1
-        if as_json:
-            print(json.dumps(row, ensure_ascii=False, default=str))
-        else:
-            print(line(row))
-    if not n and report_empty and not as_json:
-        print(t("nothing_found"))
-    return n
-
-
-def _message_line(r: dict[str, Any]) -> str:
-    deliveries = ",".join(f"{d['destination']}:{d['status']}" for d in r["deliveries"])
-    extra = f"  dup={r['duplicates']}" if r["duplicates"] else ""
-    extra += "  control_id_reused" if r["control_id_reused"] else ""
-    err = f"  {r['error']}" if r["error"] else ""
-    kind, control, ack = r["message_type"] or "-", r["control_id"] or "-", r["ack_code"] or "-"
-    return (
-        f"{r['id']:>7}  {r['received_at'][:19]}  {r['channel']:<12} {kind:<18} {control:<26} "
-        f"{r['status']:<9} {ack:<2} {deliveries}{extra}{err}"
-    )
-
-
-def _record_line(r: dict[str, Any]) -> str:
-    rec = r["record"] or {}
-    summary = (rec.get("person") or {}).get("name") if r["record_type"] == "Person" else _summary(rec)
-    return f"{r['record_type']:<16} {r['record_id']:<48} {r['person_key'] or '-':<36} {summary}"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,4 +1,11 @@
-"""Operator-facing CLI text in Simplified Chinese (default) or English (`--lang en`)."""
+"""Operator-facing CLI text in Simplified Chinese (default) or English (`--lang en`).
+
+One catalogue, key → (zh, en), for everything a person reads: this module's `_TEXT`
+and the tables packages register with `register()` (deadletter/cli.py does). Keys are
+unique across tables; tests/unit/engine/test_i18n.py checks that every key has both
+languages with the same `{placeholders}`. A command adds its keys to `_TEXT` (or to
+its package's registered table) and prints `t("key", ...)`.
+"""
 
 from __future__ import annotations
 
@@ -146,10 +153,158 @@ _TEXT: dict[str, tuple[str, str]] = {
         "命令未能完成（{error}）：{detail}",
         "the command failed ({error}): {detail}",
     ),
-    "db_unavailable": ("无法连接数据库 {url}：{error}", "cannot reach the database {url}: {error}"),
+    "db_unreachable": (
+        "无法连接数据库 {url}（{error}）：请检查数据库服务是否在运行，以及配置项 {setting} 是否正确",
+        "cannot reach the database {url} ({error}): check that the database server is running "
+        "and that {setting} is right",
+    ),
+    "db_path_unusable": (
+        "无法打开数据库文件 {path}（{error}）："
+        "请检查所在文件夹是否存在且可写，以及配置项 {setting}（{url}）是否正确",
+        "cannot open the database file {path} ({error}): check that its folder exists and can be "
+        "written, and that {setting} ({url}) is right",
+    ),
+    "db_file_missing": (
+        "数据库文件 {path} 不存在（{setting}：{url}）："
+        "请检查路径，或先用 mch-engine run 启动一次引擎以创建它",
+        "the database file {path} does not exist ({setting}: {url}): check the path, "
+        "or start the engine once with `mch-engine run` to create it",
+    ),
+    "broker_unreachable": (
+        "无法连接消息总线 {url}（{error}）："
+        "请检查 RabbitMQ 是否在运行，以及 engine.broker（或 MCH_BROKER_URL）是否正确",
+        "cannot reach the message broker {url} ({error}): check that RabbitMQ is running "
+        "and that engine.broker (or MCH_BROKER_URL) is right",
+    ),
+    "more_rows": (
+        "…… 另有 {more} 条未显示（共 {total} 条）：加 --limit {limit} 或 --all 查看全部",
+        "… {more} more not shown ({total} in all): --limit {limit} or --all to see them",
+    ),
+    "bad_filter": (
+        "{option} 的值 {value!r} 不存在。可用的值：{valid}",
+        "no {option} {value!r}. Valid values: {valid}",
+    ),
+    "bad_filter_none": (
+        "{option} 的值 {value!r} 不存在（目前还没有任何可选值）",
+        "no {option} {value!r} (there are no values yet)",
+    ),
+    "person_unknown_hint": (
+        "找不到此人：{person}。可用人员编号、身份证号或 HIS 患者号查询"
+        "（mch-engine records list --type Person 列出人员）",
+        "no person known as {person}. Give a person key, an ID card number or a HIS patient id "
+        "(`mch-engine records list --type Person` lists persons)",
+    ),
+    "bad_lang": ("--lang 只能是 zh 或 en（收到 {value!r}）", "--lang must be zh or en (got {value!r})"),
+    "check_problem": ("{files} 中共有 {n} 处问题", "{n} problem in {files}"),
+    "check_problems": ("{files} 中共有 {n} 处问题", "{n} problems in {files}"),
+    "send_refused": (
+        "{where}  无法连接 {host}:{port}（{error}）：引擎可能没有在这个地址/端口上运行，请检查 --to",
+        "{where}  cannot connect to {host}:{port} ({error}): the engine may not be running at "
+        "that address/port; check --to",
+    ),
+    "send_gave_up": (
+        "连续 {n} 次连接失败，停止发送；其余 {left} 条未发送",
+        "{n} connection failures in a row: stopped; {left} not sent",
+    ),
+    "child_mark": ("（子女）", " (child)"),
+    "observations": ("（{n} 项结果）", " ({n} observations)"),
+    # Column titles.
+    "col_msg_id": ("编号", "id"),
+    "col_received": ("接收时间", "received"),
+    "col_msg_channel": ("通道", "channel"),
+    "col_msg_type": ("消息类型", "type"),
+    "col_control_id": ("控制号", "control id"),
+    "col_status": ("状态", "status"),
+    "col_ack": ("应答", "ack"),
+    "col_deliveries": ("投递", "deliveries"),
+    "col_record_type": ("记录类型", "record type"),
+    "col_record_id": ("记录编号", "record id"),
+    "col_person": ("人员", "person"),
+    "col_summary": ("摘要", "summary"),
+    "col_date": ("日期", "date"),
+    "col_stage": ("阶段", "stage"),
+    "col_audit_id": ("编号", "id"),
+    "col_audit_at": ("时间", "at"),
+    "col_actor": ("操作人", "by"),
+    "col_action": ("操作", "action"),
+    "col_count": ("条数", "count"),
+    "col_target": ("对象", "target"),
+    # Statuses: the journal's, a delivery's, a dead letter's.
+    "status_received": ("已接收", "received"),
+    "status_rejected": ("已拒收", "rejected"),
+    "status_routed": ("已路由", "routed"),
+    "status_unrouted": ("无路由", "unrouted"),
+    "status_failed": ("失败", "failed"),
+    "status_delivered": ("已投递", "delivered"),
+    "status_pending": ("待投递", "pending"),
+    "status_retrying": ("重试中", "retrying"),
+    "status_dead": ("死信", "dead"),
+    "status_open": ("未处理", "open"),
+    "status_replayed": ("已重放", "replayed"),
+    "status_reprocessed": ("已重新处理", "reprocessed"),
+    "status_purged": ("已清除", "purged"),
+    # Stages of a person's timeline.
+    "timeline_premarital": ("婚前", "premarital"),
+    "timeline_pregnancy": ("孕期", "pregnancy"),
+    "timeline_delivery": ("分娩", "delivery"),
+    "timeline_postpartum": ("产后", "postpartum"),
+    "timeline_child": ("儿童", "child"),
+    "timeline_lab": ("检验", "lab"),
+    "timeline_imaging": ("检查", "imaging"),
+    "timeline_other": ("其他", "other"),
+    # Record types (the filter value stays the English name).
+    "record_Person": ("人员", "Person"),
+    "record_PremaritalExam": ("婚前检查", "PremaritalExam"),
+    "record_PregnancyRegistration": ("孕产妇建册", "PregnancyRegistration"),
+    "record_PrenatalVisit": ("产前检查", "PrenatalVisit"),
+    "record_RiskAssessment": ("高危评估", "RiskAssessment"),
+    "record_LabResult": ("检验结果", "LabResult"),
+    "record_ImagingReport": ("影像报告", "ImagingReport"),
+    "record_DeliveryRecord": ("分娩记录", "DeliveryRecord"),
+    "record_NewbornRecord": ("新生儿记录", "NewbornRecord"),
+    "record_PostpartumVisit": ("产后访视", "PostpartumVisit"),
+    "record_ChildHealthExam": ("儿童保健体检", "ChildHealthExam"),
+    "record_NewbornScreening": ("新生儿筛查", "NewbornScreening"),
+    # argparse's messages (engine/cli_language.py); the en text is argparse's own.
+    "argparse_usage": ("用法：", "usage: "),
+    "argparse_error": ("%(prog)s：错误：%(message)s\n", "%(prog)s: error: %(message)s\n"),
+    "argparse_argument": ("参数 %(argument_name)s：%(message)s", "argument %(argument_name)s: %(message)s"),
+    "argparse_required": ("缺少必需的参数：%s", "the following arguments are required: %s"),
+    "argparse_unrecognized": ("无法识别的参数：%s", "unrecognized arguments: %s"),
+    "argparse_choice": (
+        "无效的值：%(value)r（可选：%(choices)s）",
+        "invalid choice: %(value)r (choose from %(choices)s)",
+    ),
+    "argparse_type": ("无效的 %(type)s 值：%(value)r", "invalid %(type)s value: %(value)r"),
+    "argparse_one": ("需要一个值", "expected one argument"),
+    "argparse_at_least_one": ("至少需要一个值", "expected at least one argument"),
+    "argparse_at_most_one": ("最多只能有一个值", "expected at most one argument"),
+    "argparse_not_allowed": ("不能与参数 %s 同时使用", "not allowed with argument %s"),
+    "argparse_one_of": ("必须给出以下参数之一：%s", "one of the arguments %s is required"),
+    "argparse_ambiguous": (
+        "选项不明确：%(option)s 可能是 %(matches)s",
+        "ambiguous option: %(option)s could match %(matches)s",
+    ),
+    "argparse_positionals": ("位置参数", "positional arguments"),
+    "argparse_options": ("选项", "options"),
+    "argparse_help": ("显示此帮助并退出", "show this help message and exit"),
 }
 
 _lang = "zh"
+_CATALOGUE: dict[str, tuple[str, str]] = dict(_TEXT)
+
+
+def register(table: dict[str, tuple[str, str]]) -> None:
+    """Add a package's texts to the catalogue; a key already there with other texts is a bug."""
+    for key, texts in table.items():
+        if _CATALOGUE.get(key, texts) != texts:
+            raise KeyError(f"text key {key!r} is defined twice")
+        _CATALOGUE[key] = texts
+
+
+def catalogue() -> dict[str, tuple[str, str]]:
+    """Every registered key and its (zh, en) texts."""
+    return dict(_CATALOGUE)
 
 
 def set_language(lang: str) -> None:
@@ -157,11 +312,25 @@ def set_language(lang: str) -> None:
     _lang = "en" if lang.lower().startswith("en") else "zh"
 
 
+def language() -> str:
+    return _lang
+
+
 def t(key: str, **values: object) -> str:
-    return pick(_TEXT[key], **values)
+    return pick(_CATALOGUE[key], **values)
+
+
+def t_or(key: str, fallback: str, **values: object) -> str:
+    """`t(key)` when the key exists, else `fallback` as it is (a value with no translation)."""
+    return t(key, **values) if key in _CATALOGUE else fallback
+
+
+def status(value: str) -> str:
+    """A journal, delivery or dead-letter status in the operator's language."""
+    return t_or(f"status_{value}", value)
 
 
 def pick(texts: tuple[str, str], **values: object) -> str:
-    """The (zh, en) pair in the chosen language, formatted; packages keep their own tables."""
+    """The (zh, en) pair in the chosen language, formatted."""
     zh, en = texts
     return (en if _lang == "en" else zh).format(**values)

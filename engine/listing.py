@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, select, true
+from sqlalchemy import Engine, Select, func, select, true
 
 from channels.record_store import persons, records
 from engine.journal import deliveries, messages
@@ -27,13 +27,7 @@ def list_messages(
 ) -> Iterator[dict[str, Any]]:
     """Newest first; each row with its deliveries (destination, status, attempts, error)."""
     cols = [messages.c[name] for name in MESSAGE_COLUMNS]
-    query = select(*cols).order_by(messages.c.id.desc())
-    if channel:
-        query = query.where(messages.c.channel == channel)
-    if status:
-        query = query.where(messages.c.status == status)
-    if reused_only:
-        query = query.where(messages.c.control_id_reused == true())
+    query = _message_filters(select(*cols), channel, status, reused_only).order_by(messages.c.id.desc())
     if limit:
         query = query.limit(limit)
     with engine.connect() as conn:
@@ -55,6 +49,52 @@ def list_messages(
     for row in rows:
         row["deliveries"] = by_id.get(row["id"], [])
         yield _jsonable(row)
+
+
+def _message_filters(
+    query: Select[Any], channel: str | None, status: str | None, reused: bool
+) -> Select[Any]:
+    if channel:
+        query = query.where(messages.c.channel == channel)
+    if status:
+        query = query.where(messages.c.status == status)
+    if reused:
+        query = query.where(messages.c.control_id_reused == true())
+    return query
+
+
+def count_messages(
+    engine: Engine, *, channel: str | None, status: str | None, reused_only: bool = False
+) -> int:
+    """How many rows `list_messages` would give without a limit."""
+    query = _message_filters(select(func.count()).select_from(messages), channel, status, reused_only)
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar() or 0)
+
+
+def journal_channels(engine: Engine) -> list[str]:
+    """Every channel the journal has messages from (a channel since removed from routes.yaml too)."""
+    with engine.connect() as conn:
+        return sorted(str(c) for c in conn.execute(select(messages.c.channel).distinct()).scalars())
+
+
+def count_records(engine: Engine, *, record_type: str | None, person: str | None) -> int:
+    """How many rows `list_records` would give without a limit."""
+    total = 0
+    with engine.connect() as conn:
+        if record_type in (None, "Person"):
+            q = select(func.count()).select_from(persons)
+            if person:
+                q = q.where(persons.c.person_key == person)
+            total += int(conn.execute(q).scalar() or 0)
+        if record_type != "Person":
+            q = select(func.count()).select_from(records)
+            if record_type:
+                q = q.where(records.c.record_type == record_type)
+            if person:
+                q = q.where(records.c.person_key == person)
+            total += int(conn.execute(q).scalar() or 0)
+    return total
 
 
 def list_records(

@@ -22,6 +22,7 @@ from engine.ack import parse_acks
 from engine.i18n import t
 
 _MSH_START = re.compile(rb"(?:^|\r)(?=MSH)")
+GIVE_UP_AFTER = 3  # connection attempts failing in a row: nothing is listening there
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,12 +100,23 @@ def run_send(
     items = with_unique_ids(items, repeat)
     started = time.perf_counter()
     results = asyncio.run(
-        send_all(host, port, [i.payload for i in items], concurrency=concurrency, timeout=timeout)
+        send_all(
+            host,
+            port,
+            [i.payload for i in items],
+            concurrency=concurrency,
+            timeout=timeout,
+            give_up_after=GIVE_UP_AFTER,
+        )
     )
     elapsed = time.perf_counter() - started
     ok = bad = 0
     for res in results:
         item = items[res.index]
+        if res.refused:
+            bad += 1
+            print(t("send_refused", where=item.where, host=host, port=port, error=res.error))
+            continue
         if res.ack is None:
             bad += 1
             print(t("send_no_answer", where=item.where, error=res.error))
@@ -118,6 +130,9 @@ def run_send(
                 control = a.control_id if a else ""
                 text = a.text if a else res.ack[:80].decode("latin-1")
                 print(t("send_line", where=item.where, code=code, control=control, text=text))
+    if len(results) < len(items):
+        print(t("send_gave_up", n=GIVE_UP_AFTER, left=len(items) - len(results)))
+        return 1
     latencies = sorted(r.seconds * 1000 for r in results)
     if len(items) > 1 or quiet:
         p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else 0.0

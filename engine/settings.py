@@ -302,7 +302,8 @@ class EngineSettings(_Model):
     )
     timezone: TimeZone = Field(
         default="Asia/Shanghai",
-        description="IANA time zone applied to HL7 times that carry no UTC offset.",
+        description="IANA time zone applied to HL7 times that carry no UTC offset, and the one "
+        "every command shows times in (with its offset; ISO 8601 in --json).",
     )
     queue_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")] = Field(
         default="mch",

@@ -109,7 +109,7 @@ def test_record_store_refusing_connections_for_30s_retries_then_delivers(tmp_pat
         by_record = {r: [t for t in tries if t.record_id == r] for r in outage_ids}
 
         # What the operator sees: `messages list --json` with the attempts.
-        listed = mch_json(setup.routes, "messages", "list")
+        listed = mch_json(setup.routes, "messages", "list", "--all")
         shown = {d["record_id"]: d for m in listed for d in m["deliveries"]}
         assert len(listed) == BEFORE + DURING
         assert all(shown[r]["status"] == "delivered" and shown[r]["attempts"] >= 2 for r in outage_ids)

@@ -139,7 +139,7 @@ class TestCommands:
         )
 
     def test_send_to_nobody_fails_with_a_clear_line(self, env: dict[str, str], tmp_path: Path) -> None:
-        """Nothing listening: every message is reported unanswered and the exit code is 1."""
+        """Nothing listening: the refused connection says the engine may not be running there; exit 1."""
         result = mch(
             "send",
             str(REPO / "samples/adt_a04_registration.hl7"),
@@ -150,7 +150,7 @@ class TestCommands:
             check=False,
         )
         assert result.returncode == 1
-        assert "no answer" in result.stdout
+        assert "the engine may not be running at that address/port" in result.stdout
 
     def test_chinese_is_the_default_operator_language(self, env: dict[str, str], tmp_path: Path) -> None:
         """Without --lang or MCH_LANG the operator text is Simplified Chinese."""

@@ -60,7 +60,7 @@ engine:
   broker: {AMQP_URL!r}
   database: {database!r}
   queue_prefix: {prefix}
-  allowed_paths: [{REPO / "mappings"}]
+  allowed_paths: [{str(REPO / "mappings")!r}]
 channels:
   hospital: {{type: mllp, listen: "127.0.0.1:{free_port()}", encoding: utf-8}}
 routes:
@@ -172,8 +172,11 @@ def _plain(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_an_unexpected_failure_is_one_masked_line_not_a_traceback(tmp_path: Path) -> None:
-    """`messages list` with its database away: exit 1, a `command_failed` JSON log line and one line for the operator."""
-    config = routes_yaml(tmp_path, f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test", "unused")
+    """`messages list` on a journal file that is not a database: exit 1, a `command_failed`
+    JSON log line and one line for the operator. (A database that cannot be reached is not
+    unexpected: one line naming it, exit 2; tests/integration/test_cli_operator_errors.py.)"""
+    (tmp_path / "engine.db").write_bytes(b"not a database" * 200)
+    config = routes_yaml(tmp_path, f"sqlite:///{tmp_path}/engine.db", "unused")
     done = mch(config, "messages", "list")
     assert done.returncode == 1, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
@@ -182,7 +185,7 @@ def test_an_unexpected_failure_is_one_masked_line_not_a_traceback(tmp_path: Path
     assert {k: event[k] for k in ("event", "command", "error")} == {
         "event": "command_failed",
         "command": "cmd_messages_list",
-        "error": "OperationalError",
+        "error": "DatabaseError",
     }
     assert "detail" not in event  # an error's text may quote a value: the log leaves it out
-    assert said.startswith("the command failed (OperationalError): ")
+    assert said.startswith("the command failed (DatabaseError): ")

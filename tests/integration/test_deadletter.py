@@ -655,13 +655,15 @@ class TestCommands:
         assert (first["actor"], first["os_user"], first["outcome"]) == ("王芳", me, "done")
         assert (again["actor"], again["os_user"]) == (me, me)
         lines = mch("audit", *config, cwd=tmp_path).stdout.splitlines()
-        assert f"王芳 (OS user {me})" in lines[1] and "OS user" not in lines[0]
+        assert lines[0].split() == ["id", "at", "by", "action", "count", "target"]
+        assert f"王芳 (OS user {me})" in lines[2] and "OS user" not in lines[1]
         zh = mch("audit", *config, cwd=tmp_path, lang="zh").stdout
         assert f"王芳（系统用户 {me}）" in zh
         db.dispose()
 
     def test_usage_problems_exit_2(self, routes: Path, tmp_path: Path) -> None:
         """Ids with --all-matching, filters without it, or an unreadable --since: one clear line, exit 2."""
+        cli_db(routes).dispose()  # a database that exists: a missing one is its own error
         config = ("--config", str(routes))
         assert (
             "not both"

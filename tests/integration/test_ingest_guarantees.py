@@ -74,7 +74,7 @@ def oru(control_id: str, birth_date: str) -> bytes:
 def messages_list(engine: RunningEngine, capsys: pytest.CaptureFixture[str], *args: str) -> list[str]:
     """What `mch-engine messages list` prints for this engine's journal."""
     capsys.readouterr()
-    assert cli.main(["messages", "list", "--config", str(engine.settings.source), *args]) == 0
+    assert cli.main(["messages", "list", "--lang", "en", "--config", str(engine.settings.source), *args]) == 0
     return capsys.readouterr().out.splitlines()
 
 
