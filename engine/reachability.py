@@ -13,10 +13,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import DBAPIError
 
 from engine.database import make_engine
 from engine.errors import StartupError
@@ -34,16 +35,20 @@ class Unreachable(StartupError):
 
 
 def masked(url: str) -> str:
-    """The URL as a person may see it: the password replaced by ***."""
+    """The URL as a person may see it: the password replaced by ***.
+
+    `amqp://mch:secret@rabbit:5672/mch` → `amqp://mch:***@rabbit:5672/mch`; any scheme.
+    """
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        if "://" in url and "@" in url:  # amqp://user:secret@host//
-            scheme, rest = url.split("://", 1)
-            auth, host = rest.rsplit("@", 1)
-            user = auth.split(":", 1)[0]
-            return f"{scheme}://{user}:***@{host}" if ":" in auth else url
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "<unreadable URL>"
+    if password is None:
         return url
+    user, _, host = parts.netloc.rpartition("@")
+    name = user.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{name}:***@{host}"))
 
 
 def _detail(exc: BaseException) -> str:

@@ -20,9 +20,9 @@ from deadletter import store as dead_letters
 from engine import journal
 from engine.bus import Bus, capabilities_for
 from engine.database import make_engine
+from engine.reachability import masked as masked_url
 from engine.settings import Settings
 from monitors import heartbeat
-from monitors.masked_url import masked_url
 
 UNDELIVERED = (journal.PENDING, journal.RETRYING)
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import structlog
 
+from engine.reachability import masked as masked_url
 from monitors import heartbeat
 from monitors.engine_status import this_host
 from monitors.http_server import HttpServer
-from monitors.masked_url import masked_url
 
 log = structlog.get_logger("monitors.process")
 

@@ -65,8 +65,11 @@ _TEXT: dict[str, tuple[str, str]] = {
 }
 
 
+i18n.register({f"status.{key}": texts for key, texts in _TEXT.items()})
+
+
 def _t(key: str, **values: object) -> str:
-    return i18n.pick(_TEXT[key], **values)
+    return i18n.t(f"status.{key}", **values)
 
 
 def add_commands(subparsers: Any, config_arg: Any) -> None:

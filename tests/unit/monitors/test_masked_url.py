@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from monitors.masked_url import masked_url
+from engine.reachability import masked as masked_url
 
 
 @pytest.mark.parametrize(
