@@ -10,12 +10,15 @@ from engine import i18n
 from engine.reachability import masked as masked_url
 
 _TEXT: dict[str, tuple[str, str]] = {
-    "journal": ("日志库：{url}", "journal: {url}"),
-    "store": ("记录库 {name}：{url}", "record store {name}: {url}"),
-    "bus": ("消息总线：{url}", "bus: {url}"),
-    "http": ("HTTP：http://{address}/status 和 /healthz", "HTTP: http://{address}/status and /healthz"),
+    "run_banner_journal": ("日志库：{url}", "journal: {url}"),
+    "run_banner_store": ("记录库 {name}：{url}", "record store {name}: {url}"),
+    "run_banner_bus": ("消息总线：{url}", "bus: {url}"),
+    "run_banner_http": (
+        "HTTP：http://{address}/status 和 /healthz",
+        "HTTP: http://{address}/status and /healthz",
+    ),
 }
-i18n.register({f"run.{key}": texts for key, texts in _TEXT.items()})
+i18n.register(_TEXT)
 
 
 def listeners(runtime: Any) -> str:
@@ -25,13 +28,13 @@ def listeners(runtime: Any) -> str:
 
 def backend_lines(runtime: Any, http_port: int | None = None) -> list[str]:
     eng = runtime.settings.engine
-    lines = [i18n.t("run.journal", url=masked_url(eng.database))]
+    lines = [i18n.t("run_banner_journal", url=masked_url(eng.database))]
     for name, d in runtime.settings.destinations.items():
         url = getattr(d, "database", None) or eng.database
-        lines.append(i18n.t("run.store", name=name, url=masked_url(url)))
-    lines.append(i18n.t("run.bus", url=masked_url(eng.broker)))
+        lines.append(i18n.t("run_banner_store", name=name, url=masked_url(url)))
+    lines.append(i18n.t("run_banner_bus", url=masked_url(eng.broker)))
     if eng.http is not None and http_port is not None:
-        lines.append(i18n.t("run.http", address=_address(eng.http.host_port[0], http_port)))
+        lines.append(i18n.t("run_banner_http", address=_address(eng.http.host_port[0], http_port)))
     return lines
 
 

@@ -23,53 +23,50 @@ EXIT_OK = 0
 EXIT_DOWN = 1
 
 _TEXT: dict[str, tuple[str, str]] = {
-    "processes": ("引擎进程", "Engine processes"),
-    "channels": ("通道", "Channels"),
-    "routes": ("路由", "Routes"),
-    "destinations": ("目的地", "Destinations"),
-    "process_header": (
+    "status_cmd_processes": ("引擎进程", "Engine processes"),
+    "status_cmd_channels": ("通道", "Channels"),
+    "status_cmd_routes": ("路由", "Routes"),
+    "status_cmd_destinations": ("目的地", "Destinations"),
+    "status_cmd_process_header": (
         "主机|进程号|角色|启动时间|最近心跳|状态|监听",
         "host|pid|roles|started|last heartbeat|state|listening",
     ),
-    "channel_header": (
+    "status_cmd_channel_header": (
         "通道|地址|监听|连接|收到|已路由|未路由|失败|拒收|待转换|重复|控制号重用|最后消息|未处理死信",
         "channel|address|listening|connections|received|routed|unrouted|failed|rejected|waiting"
         "|duplicates|control_id_reused|last message|open dead letters",
     ),
-    "route_header": ("路由|来源通道|目的地|未处理死信", "route|from|to|open dead letters"),
-    "destination_header": (
+    "status_cmd_route_header": ("路由|来源通道|目的地|未处理死信", "route|from|to|open dead letters"),
+    "status_cmd_destination_header": (
         "目的地|已送达|积压|队列深度|最早未送达|等待秒数|未处理死信",
         "destination|delivered|backlog|queue depth|oldest undelivered|age s|open dead letters",
     ),
-    "yes": ("是", "yes"),
-    "no": ("否", "no"),
-    "alive": ("运行中", "running"),
-    "down": ("已停止响应", "down"),
-    "backends": ("日志库：{journal}  消息总线：{broker}", "journal: {journal}  bus: {broker}"),
-    "all_well": ("一切正常", "all well"),
-    "engine_not_running": (
+    "status_cmd_yes": ("是", "yes"),
+    "status_cmd_no": ("否", "no"),
+    "status_cmd_alive": ("运行中", "running"),
+    "status_cmd_down": ("已停止响应", "down"),
+    "status_cmd_backends": ("日志库：{journal}  消息总线：{broker}", "journal: {journal}  bus: {broker}"),
+    "status_cmd_all_well": ("一切正常", "all well"),
+    "status_cmd_engine_not_running": (
         "引擎未在运行：没有任何引擎进程的心跳（请用 mch-engine run 启动）",
         "the engine is not running: no engine process has a heartbeat (start it with mch-engine run)",
     ),
-    "process_down": (
+    "status_cmd_process_down": (
         "引擎进程 {subject} 已停止响应（心跳过期）",
         "engine process {subject} is down (its heartbeat stopped)",
     ),
-    "channel_not_listening": ("通道 {subject} 未在监听", "channel {subject} is not listening"),
-    "broker_unreachable": ("无法连接消息总线 {subject}", "cannot reach the message bus {subject}"),
-    "store_unreachable": ("无法连接记录库 {subject}", "cannot reach the record store {subject}"),
-    "journal_unreachable": (
+    "status_cmd_channel_not_listening": ("通道 {subject} 未在监听", "channel {subject} is not listening"),
+    "status_cmd_broker_unreachable": ("无法连接消息总线 {subject}", "cannot reach the message bus {subject}"),
+    "status_cmd_store_unreachable": ("无法连接记录库 {subject}", "cannot reach the record store {subject}"),
+    "status_cmd_journal_unreachable": (
         "无法连接日志数据库 {url}：{error}（请检查数据库是否运行、地址和权限）",
         "cannot reach the journal database {url}: {error} (check that it runs, its address and access)",
     ),
 }
 
 
-i18n.register({f"status.{key}": texts for key, texts in _TEXT.items()})
-
-
-def _t(key: str, **values: object) -> str:
-    return i18n.t(f"status.{key}", **values)
+i18n.register(_TEXT)
+_t = i18n.t
 
 
 def add_commands(subparsers: Any, config_arg: Any) -> None:
@@ -88,7 +85,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     except Unreachable as exc:
         if args.json:
             print(json.dumps({"ok": False, "problems": [f"journal_unreachable:{exc.url}"]}))
-        print(_t("journal_unreachable", url=exc.url, error=exc.error), file=sys.stderr)
+        print(_t("status_cmd_journal_unreachable", url=exc.url, error=exc.error), file=sys.stderr)
         return EXIT_DOWN
     if args.json:
         print(json.dumps(status.to_json(), ensure_ascii=False))
@@ -104,12 +101,12 @@ def render(status: EngineStatus, tz: ZoneInfo) -> str:
         return value.astimezone(tz).isoformat(sep=" ", timespec="seconds") if value else "-"
 
     def yes(flag: bool) -> str:
-        return _t("yes") if flag else _t("no")
+        return _t("status_cmd_yes") if flag else _t("status_cmd_no")
 
-    out = [_t("backends", journal=status.journal, broker=status.broker), ""]
+    out = [_t("status_cmd_backends", journal=status.journal, broker=status.broker), ""]
     out += _table(
-        _t("processes"),
-        _t("process_header"),
+        _t("status_cmd_processes"),
+        _t("status_cmd_process_header"),
         [
             [
                 p.host,
@@ -117,15 +114,15 @@ def render(status: EngineStatus, tz: ZoneInfo) -> str:
                 ",".join(p.roles),
                 when(p.started_at),
                 when(p.heartbeat_at),
-                _t("alive") if p.alive else _t("down"),
+                _t("status_cmd_alive") if p.alive else _t("status_cmd_down"),
                 " ".join(p.listeners) or "-",
             ]
             for p in status.processes
         ],
     )
     out += _table(
-        _t("channels"),
-        _t("channel_header"),
+        _t("status_cmd_channels"),
+        _t("status_cmd_channel_header"),
         [
             [
                 c.name,
@@ -147,16 +144,16 @@ def render(status: EngineStatus, tz: ZoneInfo) -> str:
         ],
     )
     out += _table(
-        _t("routes"),
-        _t("route_header"),
+        _t("status_cmd_routes"),
+        _t("status_cmd_route_header"),
         [
             [r.name, ",".join(r.channels), ",".join(r.destinations), r.open_dead_letters]
             for r in status.routes
         ],
     )
     out += _table(
-        _t("destinations"),
-        _t("destination_header"),
+        _t("status_cmd_destinations"),
+        _t("status_cmd_destination_header"),
         [
             [
                 d.name,
@@ -171,10 +168,10 @@ def render(status: EngineStatus, tz: ZoneInfo) -> str:
         ],
     )
     if status.ok:
-        out.append(_t("all_well"))
+        out.append(_t("status_cmd_all_well"))
     for problem in status.problems:
         key, _, subject = problem.partition(":")
-        out.append(_t(key, subject=subject))
+        out.append(_t(f"status_cmd_{key}", subject=subject))
     return "\n".join(out)
 
 
