@@ -27,6 +27,7 @@ from engine import i18n
 from engine import logging as engine_logging
 from engine.errors import ConfigError, ConfigErrors, StartupError
 from engine.i18n import t
+from engine.reprocess_command import add_command as add_reprocess_command
 
 DEFAULT_CONFIG = "routes.yaml"
 STOP_GRACE = 30.0  # seconds a SIGTERM waits for in-flight work
@@ -124,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     se.set_defaults(func=cmd_schema_export)
 
     add_deadletter_commands(sub)
+    add_reprocess_command(sub)
 
     docs = sub.add_parser("docs", help="write docs/routes.md from the settings models")
     docs.add_argument("--output", default="docs/routes.md")

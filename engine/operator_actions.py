@@ -1,4 +1,4 @@
-"""The operator requests a running engine carries out: replay and reprocess of dead letters.
+"""The operator requests a running engine carries out: replay, reprocess, reprocess by selection.
 
 The CLI queues them (engine/operator_requests.py) after writing the audit entry; here the
 engine runs them with its own parts: its bus (on the embedded `memory://` default the
@@ -7,7 +7,7 @@ process has loaded. Which process may take which kind:
 
 - `replay` needs a bus whose messages reach a consumer: any process on RabbitMQ, or the
   process that delivers on `memory://`;
-- `reprocess` needs the transform role.
+- `reprocess` and `reprocess_selection` need the transform role.
 """
 
 from __future__ import annotations
@@ -23,12 +23,14 @@ from deadletter.actions import ActionResult, Transform
 from deadletter.audit import Actor
 from engine.bus import Bus
 from engine.operator_requests import Handler, Request
+from engine.reprocess_selection import Selection, reprocess_selection
 
 StoreFor = Callable[[str], Engine]
 """The record store database of a destination."""
 
 REPLAY = "replay"
 REPROCESS = "reprocess"
+REPROCESS_SELECTION = "reprocess_selection"
 
 
 class OperatorActions:
@@ -52,6 +54,7 @@ class OperatorActions:
             out[REPLAY] = self.replay
         if self.transform is not None:
             out[REPROCESS] = self.reprocess
+            out[REPROCESS_SELECTION] = self.reprocess_selection
         return out
 
     def replay(self, params: dict[str, Any], request: Request) -> dict[str, Any]:
@@ -79,6 +82,37 @@ class OperatorActions:
                 audit_id=params.get("audit_id"),
             )
         return action_outcome(result)
+
+    def reprocess_selection(self, params: dict[str, Any], request: Request) -> dict[str, Any]:
+        """Dry run (`dry_run`: true) or the real run, completing the requester's audit entry."""
+        from deadletter import audit
+
+        assert self.transform is not None
+        selection = Selection.from_params(params["selection"])
+        audit_id = params.get("audit_id")
+        try:
+            if params.get("dry_run"):
+                report = reprocess_selection(self.journal_engine, selection, self.transform, self.store_for)
+            else:
+                with self._publisher() as publish:
+                    report = reprocess_selection(
+                        self.journal_engine, selection, self.transform, self.store_for, publish=publish
+                    )
+        except Exception as exc:
+            if audit_id is not None:
+                detail = {"selection": selection.to_params(), "error": f"{type(exc).__name__}: {exc}"[:500]}
+                audit.finish_audit(
+                    self.journal_engine, audit_id, outcome=audit.ABORTED, count=0, detail=detail
+                )
+            raise
+        outcome = report.as_outcome()
+        if audit_id is not None:
+            counts = outcome["counts"]
+            detail = {"selection": selection.to_params(), "dry_run": report.dry_run, **counts}
+            detail.update(messages=report.messages, request=request.id)
+            sent = 0 if report.dry_run else len(outcome["sent"])
+            audit.finish_audit(self.journal_engine, audit_id, outcome=audit.DONE, count=sent, detail=detail)
+        return outcome
 
     @contextmanager
     def _publisher(self) -> Iterator[Callable[[str, dict[str, Any]], None]]:

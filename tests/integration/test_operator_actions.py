@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -275,3 +276,73 @@ def test_transform_dead_letter_fixed_mapping_reprocessed(backend: Backend, tmp_p
         assert dead_letters(config) == []
         actions = [(a["action"], a["actor"], a["outcome"]) for a in audit_log(config)]
         assert actions[0] == ("reprocess", "王芳", "done")
+
+
+def test_reprocess_by_selection_dry_run_then_correct_never_over_a_newer_event(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """Lab results stored with a wrong mapping (placer order id read from OBR-4) are corrected by
+    `mch-engine reprocess --route lab-results`; the dry run shows the field difference and writes
+    nothing; a record the store holds from a newer message is left as it is."""
+    mappings = tmp_path / "mappings"
+    shutil.copytree(REPO / "mappings", mappings)
+    lab_mapping = mappings / "lis" / "oru_r01.yaml"
+    shipped = lab_mapping.read_text(encoding="utf-8")
+    right, wrong = "      placer_order_id: OBR-2.1\n", "      placer_order_id: OBR-4.1\n"
+    assert right in shipped
+    lab_mapping.write_text(shipped.replace(right, wrong), encoding="utf-8")
+    config = backend.routes(tmp_path)
+    config.write_text(
+        config.read_text(encoding="utf-8").replace(str(LAB_MAPPING), str(lab_mapping)), encoding="utf-8"
+    )
+    tag = uuid.uuid4().hex[:6]
+
+    def payload(store: Engine, record_id: str) -> tuple[dict[str, Any], int]:
+        with store.connect() as conn:
+            row = conn.execute(
+                text("select payload, journal_id from records where record_id = :r"), {"r": record_id}
+            ).one()
+        value = row.payload if isinstance(row.payload, dict) else json.loads(row.payload)
+        return value, int(row.journal_id)
+
+    wrong_one, corrected_later = f"lab:LIS:10:W{tag}", f"lab:LIS:10:N{tag}"
+    with RunningEngine(config) as engine:
+        engine.send([lab("SEL-1", f"W{tag}"), lab("SEL-2", f"N{tag}"), adt("SEL-3", "SEL0003")])
+        wait_until(lambda: scalar(engine.store(), "select count(*) from records") == 2, 30)
+    lab_mapping.write_text(shipped, encoding="utf-8")  # the fix, then a restart loads it
+
+    with RunningEngine(config) as engine:
+        store = engine.store()
+        # A newer report for the second one arrives after the fix: the store keeps it.
+        engine.send([lab("SEL-4", f"N{tag}", reported="20240322090000", hgb="121")])
+        wait_until(lambda: payload(store, corrected_later)[0]["observations"][0]["value"] == 121, 30)
+        before = {rid: payload(store, rid) for rid in (wrong_one, corrected_later)}
+        assert before[wrong_one][0]["placer_order_id"] == "BLD01"
+
+        dry = mch(config, "reprocess", "--route", "lab-results", "--type", "LabResult", "--dry-run")
+        assert dry.returncode == 0, dry.stdout + dry.stderr
+        assert "1 changed" in dry.stdout and "1 kept (the store has a newer event)" in dry.stdout
+        assert 'placer_order_id: "BLD01" → "JC1"' in dry.stdout
+        assert "nothing was written" in dry.stdout
+        assert {rid: payload(store, rid) for rid in before} == before
+
+        unknown = mch(config, "reprocess", "--route", "lab-result", "--dry-run")
+        assert unknown.returncode == 2 and "lab-results" in unknown.stderr
+        unreadable = mch(config, "reprocess", "--until", "last week", "--dry-run")
+        assert unreadable.returncode == 2 and "--until not understood" in unreadable.stderr
+        before_all = mch(config, "reprocess", "--until", "2000-01-01", "--dry-run")
+        assert before_all.returncode == 0 and ": 0 messages" in before_all.stdout, before_all.stdout
+
+        done = mch(config, "reprocess", "--route", "lab-results", "--wait", "30", "--as", "王芳")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "1 records queued" in done.stdout and "1 delivered" in done.stdout
+        fixed, jid = payload(store, wrong_one)
+        assert fixed["placer_order_id"] == "JC1" and jid == before[wrong_one][1]
+        assert payload(store, corrected_later) == before[corrected_later]  # the newer event stays
+
+        log = audit_log(config)
+        assert [(a["action"], a["actor"], a["outcome"]) for a in log[:2]] == [
+            ("reprocess", "王芳", "done"),
+            ("reprocess_preview", getpass.getuser(), "done"),
+        ]
+        assert log[0]["count"] == 1
