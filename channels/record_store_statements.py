@@ -155,10 +155,13 @@ def _array_param(name: str) -> ColumnElement[Any]:
 
 def _upsert_newest(conn: Connection, table: Table, key: str, columns: tuple[str, ...]) -> Executable:
     """Insert, or update when this source event is not older than the stored one (the journal
-    id breaks ties), so a late original never undoes its correction."""
+    id breaks ties), so a late original never undoes its correction. A row made from the same
+    journaled message is always replaced: a reprocess with a fixed mapping corrects that same
+    event, even when the fix changed the event time the mapping reads."""
     stmt = insert_for(conn, table)
     newer = or_(
         table.c.event_time.is_(None),
+        stmt.excluded.journal_id == table.c.journal_id,
         stmt.excluded.event_time > table.c.event_time,
         and_(
             stmt.excluded.event_time == table.c.event_time,

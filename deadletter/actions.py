@@ -84,6 +84,9 @@ class ActionResult:
     skipped: list[Item] = field(default_factory=list)
     failed: list[Item] = field(default_factory=list)
     audit_id: int | None = None
+    sent: dict[int, list[tuple[int, str, str]]] = field(default_factory=dict)
+    """Per dead letter, the (journal id, destination, record id) deliveries it published:
+    what a caller waiting for the real outcome watches."""
 
     @property
     def count(self) -> int:
@@ -105,10 +108,14 @@ def replay(
     *,
     note: str | None = None,
     target: str | None = None,
+    audit_id: int | None = None,
 ) -> ActionResult:
-    """Publish each open deliver-stage dead letter's payload to its destination again."""
+    """Publish each open deliver-stage dead letter's payload to its destination again.
+
+    `audit_id`: the entry the requester already wrote (an operator request carried out by
+    the engine); this call completes it instead of writing its own."""
     wanted = _unique(ids)
-    result = ActionResult("replay")
+    result = ActionResult("replay", audit_id=audit_id)
     who = Actor.of(actor)
     with _audited(engine, result, who, wanted, target, note=note):
         _replay(engine, wanted, publish, who.name, note, result)
@@ -126,15 +133,20 @@ def _replay(
         if row["stage"] == store.TRANSFORM or row["payload"] is None:
             result.skipped.append(Item(dl_id, "use_reprocess"))
             continue
+        key = (int(row["journal_id"]), row["destination"], row["record_id"])
+        journal.reopen_deliveries(engine, [key])
+        # Numbered before publishing: the delivery tries that follow must number after it.
+        tried = _attempt(engine, row, ATTEMPT_REPLAYED, None)
         try:
             publish(row["destination"], row["payload"])
         except Exception as exc:
             error = _one_line(exc)
-            _attempt(engine, row, ATTEMPT_REPLAY_FAILED, error)
+            journal.mark_delivery_error(engine, *key, error, status=journal.DEAD)
+            store.amend_attempt(engine, tried, ATTEMPT_REPLAY_FAILED, error)
             result.failed.append(Item(dl_id, "publish_failed", error))
             continue
-        _attempt(engine, row, ATTEMPT_REPLAYED, None)
-        store.resolve(engine, [dl_id], store.REPLAYED, actor, note)
+        store.resolve(engine, [dl_id], store.REPLAYED, actor, note, failed_at=row["last_failed_at"])
+        result.sent[dl_id] = [key]
         result.done.append(Item(dl_id, "replayed", row["destination"]))
 
 
@@ -147,6 +159,7 @@ def reprocess(
     *,
     note: str | None = None,
     target: str | None = None,
+    audit_id: int | None = None,
 ) -> ActionResult:
     """Run each open dead letter's raw message through `transform` again and publish the result.
 
@@ -156,7 +169,7 @@ def reprocess(
     new reason and one more attempt.
     """
     wanted = _unique(ids)
-    result = ActionResult("reprocess")
+    result = ActionResult("reprocess", audit_id=audit_id)
     who = Actor.of(actor)
     with _audited(engine, result, who, wanted, target, note=note):
         _reprocess(engine, wanted, transform, publish, who.name, note, result)
@@ -225,19 +238,22 @@ def _reprocess_routed(
             store.resolve(engine, [dl_id], store.REPROCESSED, actor, note)
             result.done.append(Item(dl_id, "reprocessed_elsewhere", row["destination"]))
             return
+    targets = [(dest, str(env["record_id"])) for dest, env in envelopes]
+    keys = [(int(row["journal_id"]), dest, rid) for dest, rid in targets]
+    journal.reopen_deliveries(engine, keys)
+    tried = _attempt(engine, row, ATTEMPT_REPROCESSED, None)  # numbered before the tries it causes
     try:
         for dest, env in envelopes:
             publish(dest, env)
     except Exception as exc:
         error = _one_line(exc)
-        _attempt(engine, row, ATTEMPT_REPROCESS_FAILED, error)
+        store.amend_attempt(engine, tried, ATTEMPT_REPROCESS_FAILED, error)
         result.failed.append(Item(dl_id, "publish_failed", error))
         return
-    targets = [(dest, str(env["record_id"])) for dest, env in envelopes]
     # The journal learns what was published, as the transform stage would have told it.
     journal.record_routed(engine, [(row["journal_id"], journal.ROUTED, targets)])
-    _attempt(engine, row, ATTEMPT_REPROCESSED, None)
-    store.resolve(engine, [dl_id], store.REPROCESSED, actor, note)
+    store.resolve(engine, [dl_id], store.REPROCESSED, actor, note, failed_at=row["last_failed_at"])
+    result.sent[dl_id] = keys
     where = ", ".join(sorted({dest for dest, _ in targets}))
     result.done.append(Item(dl_id, "reprocessed", where))
 
@@ -284,9 +300,9 @@ def _unavailable(dl_id: int, row: dict[str, Any] | None, result: ActionResult) -
     return False
 
 
-def _attempt(engine: Engine, row: dict[str, Any], outcome: str, error: str | None) -> None:
+def _attempt(engine: Engine, row: dict[str, Any], outcome: str, error: str | None) -> int:
     key = (row["journal_id"], row["destination"], row["record_id"])
-    store.record_attempt(
+    return store.record_attempt(
         engine,
         journal_id=key[0],
         destination=key[1],
@@ -309,13 +325,14 @@ def _audited(
     """The audit entry is committed before the action touches anything and completed after,
     also when the action stops part-way: no work is ever done unaudited."""
     intent: dict[str, Any] = {"ids": wanted, **{k: v for k, v in extra.items() if v is not None}}
-    result.audit_id = audit.begin_audit(
-        engine,
-        actor=actor,
-        action=result.action,
-        target=target or ",".join(str(i) for i in wanted),
-        detail=intent,
-    )
+    if result.audit_id is None:
+        result.audit_id = audit.begin_audit(
+            engine,
+            actor=actor,
+            action=result.action,
+            target=target or ",".join(str(i) for i in wanted),
+            detail=intent,
+        )
     try:
         yield
     except BaseException as exc:  # Ctrl+C too: the entry says how far it got

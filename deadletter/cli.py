@@ -2,17 +2,20 @@
 
     deadletter list      [--channel C] [--destination D] [--reason TEXT] [--since 2h|DATE] [--json]
     deadletter show      ID [--json]
-    deadletter replay    ID… | --all-matching FILTERS [--yes]   send the kept payload again
-    deadletter reprocess ID… | --all-matching FILTERS [--yes]   map the raw message again
+    deadletter replay    ID… | --all-matching FILTERS [--yes] [--wait [S]]   send the kept payload again
+    deadletter reprocess ID… | --all-matching FILTERS [--yes] [--wait [S]]   map the raw message again
     deadletter purge     ID… | --all-matching FILTERS --why TEXT [--yes]
     deadletter audit     [--limit N] [--json]                   who did what
 
 `--all-matching` is the bulk form: without `--yes` it only prints what it would do
 and exits 1, so a mistyped filter never touches anything. The purge reason is
 `--why`, not `--reason`, because `--reason` is the filter: a filter copied from
-`list` can never be taken for a justification. Replay and reprocess publish to the
-broker, so they refuse the embedded `memory://` bus, whose queues live only inside
-the running engine (publishing from here would vanish with this process).
+`list` can never be taken for a justification. Replay and reprocess are carried out by
+the running engine, with its own bus and mappings (on the embedded `memory://` default the
+queues exist only inside it): the command writes the audit entry, queues an operator
+request (engine/operator_requests.py) and says what became of it; exit codes in
+engine/request_follow.py. When nothing is left to do (ids unknown, closed, or a replay of
+a transform-stage dead letter) it answers at once, without the engine.
 
 engine/cli.py calls `add_commands(sub)`; until it does, `python -m deadletter.cli
 deadletter …` runs the same commands.
@@ -23,8 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
@@ -36,7 +38,7 @@ from engine.operator_time import iso_time, local_time
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from deadletter.actions import ActionResult, Publish
+    from deadletter.actions import ActionResult
     from deadletter.audit import Actor
 
 # The same values as deadletter.store's; kept here so building the `mch-engine` parser
@@ -133,16 +135,35 @@ _TEXT: dict[str, tuple[str, str]] = {
         "filters (--channel and the like) only work with --all-matching",
     ),
     "bad_since": (
-        "--since 无法识别：{value}（可用 2h、30m、1d，或 2024-03-21、2024-03-21T03:00）",
-        "--since not understood: {value} (use 2h, 30m, 1d, or 2024-03-21, 2024-03-21T03:00)",
+        "{option} 无法识别：{value}（可用 2h、30m、1d，或 2024-03-21、2024-03-21T03:00）",
+        "{option} not understood: {value} (use 2h, 30m, 1d, or 2024-03-21, 2024-03-21T03:00)",
     ),
-    "memory_bus": (
-        "当前使用内嵌消息总线 memory://，其队列只存在于运行中的引擎进程内，"
-        "从命令行发出的消息会随本进程消失。请配置 RabbitMQ（MCH_BROKER_URL=amqp://…）后再{action}。",
-        "the engine uses the embedded memory:// bus, whose queues live only inside the running "
-        "engine process: anything sent from here would vanish with this command. "
-        "Configure RabbitMQ (MCH_BROKER_URL=amqp://…) to {action}.",
+    "label_queued": ("已排队", "queued"),
+    "label_delivered": ("已投递", "delivered"),
+    "label_failed_again": ("再次失败", "failed again"),
+    "label_pending": ("未完成", "not yet"),
+    "label_done": ("完成", "done"),
+    "label_skipped": ("跳过", "skipped"),
+    "label_failed": ("失败", "failed"),
+    "queued_to": ("已排队，等待投递到 {detail}", "queued for delivery to {detail}"),
+    "reprocessed_queued": (
+        "已重新处理，等待投递到 {detail}",
+        "reprocessed, queued for delivery to {detail}",
     ),
+    "delivered_to": ("已投递到 {detail}", "delivered to {detail}"),
+    "failed_again": (
+        "投递再次失败，已回到死信：{detail}",
+        "delivery failed again, back in dead letters: {detail}",
+    ),
+    "not_settled": (
+        "{seconds:.0f} 秒内尚无结果（{detail}），仍在重试或等待投递",
+        "no outcome within {seconds:.0f} s ({detail}): still waiting or retrying",
+    ),
+    "request_summary": (
+        "{action}：{counts}（请求 #{request}，由 {process} 执行，审计记录 #{audit}，操作人 {actor}）",
+        "{action}: {counts} (request #{request}, carried out by {process}, audit entry #{audit}, by {actor})",
+    ),
+    "count": ("{label} {n} 条", "{n} {label}"),
     "purge_why": ("清除必须用 --why 说明原因", "purge needs a reason: --why TEXT"),
     "audit_line": (
         "#{id:<5} {at}  {actor:<12} {action} {count:>4} 条  {target}{extra}",
@@ -150,6 +171,10 @@ _TEXT: dict[str, tuple[str, str]] = {
     ),
     "audit_why": ("  原因：{why}", "  reason: {why}"),
     "audit_as": ("{actor}（系统用户 {os_user}）", "{actor} (OS user {os_user})"),
+    "audit_queued": (
+        "  【已排队：等待引擎执行】",
+        "  [queued: waiting for the engine to carry it out]",
+    ),
     "audit_started": (
         "  【未完成：操作中途被终止，请核对所列编号】",
         "  [not finished: the action was cut off, check the ids it names]",
@@ -241,6 +266,8 @@ def add_commands(subparsers: Any) -> None:
         _filter_args(p)
         if name == "purge":
             p.add_argument("--why", required=True, metavar="TEXT", help="why these must never be delivered")
+        else:
+            add_wait_arg(p)
         p.add_argument("--yes", action="store_true", help="confirm a bulk (--all-matching) action")
         p.add_argument(
             "--as",
@@ -475,7 +502,9 @@ def _audit_line(row: dict[str, Any], tz: tzinfo) -> str:
     why = detail.get("reason") or detail.get("note")
     extra = _t("audit_why", why=why) if why else ""
     outcome = row.get("outcome")
-    if outcome == "started":
+    if outcome == "started" and detail.get("queued"):
+        extra += _t("audit_queued")
+    elif outcome == "started":
         extra += _t("audit_started")
     elif outcome == "aborted":
         extra += _t("audit_aborted", error=detail.get("error") or "-")
@@ -501,33 +530,16 @@ def _audit_line(row: dict[str, Any], tz: tzinfo) -> str:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     def body(ctx: _Context) -> int:
-        from deadletter import actions
-
-        _refuse_memory_bus(ctx, "replay")
         ids, target = _select(args, ctx, "replay")
-        with _publisher(ctx) as publish:
-            result = actions.replay(ctx.engine, ids, publish, _actor(args), target=target)
-        return _report(result, args)
+        return _through_engine(ctx, args, "replay", ids, target)
 
     return _run(args, body)
 
 
 def cmd_reprocess(args: argparse.Namespace) -> int:
     def body(ctx: _Context) -> int:
-        from deadletter import actions
-        from engine.pipeline import TransformWorker
-        from engine.runtime import EngineRuntime
-
-        _refuse_memory_bus(ctx, "reprocess")
         ids, target = _select(args, ctx, "reprocess")
-        runtime = EngineRuntime(ctx.settings)
-        strict = frozenset(name for name, ch in ctx.settings.channels.items() if ch.strict)
-        worker = TransformWorker(runtime.router(), ctx.engine, runtime.bus, strict_channels=strict)
-        with _publisher(ctx) as publish:
-            result = actions.reprocess(
-                ctx.engine, ids, worker.transform, publish, _actor(args), target=target
-            )
-        return _report(result, args)
+        return _through_engine(ctx, args, "reprocess", ids, target)
 
     return _run(args, body)
 
@@ -594,12 +606,16 @@ def _filters(args: argparse.Namespace, ctx: _Context) -> dict[str, Any]:
         "channel": args.channel,
         "destination": args.destination,
         "reason": args.reason,
-        "since": _since(args.since, ctx.tz) if args.since else None,
+        "since": parse_since(args.since, ctx.tz) if args.since else None,
         "stage": args.stage,
     }
 
 
-def _since(value: str, tz: tzinfo) -> datetime:
+class UnreadableTime(_UsageError):
+    """A --since/--until value that is neither a duration nor a date/time."""
+
+
+def parse_since(value: str, tz: tzinfo, option: str = "--since") -> datetime:
     """`2h`/`30m`/`1d` ago, or a date/time; a time without offset is the engine's zone."""
     from engine.journal import now_utc
     from engine.settings import parse_duration
@@ -616,34 +632,115 @@ def _since(value: str, tz: tzinfo) -> datetime:
             return now_utc() - timedelta(seconds=parse_duration(text))
         except ValueError:
             pass
-    raise _UsageError(_t("bad_since", value=value))
+    raise UnreadableTime(_t("bad_since", option=option, value=value))
 
 
-def _refuse_memory_bus(ctx: _Context, action: str) -> None:
-    from engine.bus import capabilities_for
+def add_wait_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--wait",
+        nargs="?",
+        type=float,
+        const=120.0,
+        metavar="SECONDS",
+        help="wait for the real outcome (delivered, or failed again) up to SECONDS (default 120); "
+        "exit 1 if it failed, 3 if still unknown",
+    )
 
-    if not capabilities_for(ctx.settings.engine.broker).durable:
-        raise _UsageError(_t("memory_bus", action=_t(f"action_{action}")))
+
+def _through_engine(
+    ctx: _Context, args: argparse.Namespace, action: str, ids: list[int], target: str | None
+) -> int:
+    """Replay or reprocess carried out by the running engine; the audit entry comes first."""
+    from deadletter import actions, audit, store
+    from engine import request_follow as follow
+
+    wanted = sorted(set(ids))
+    rows = store.get_many(ctx.engine, wanted)
+    who = _actor(args)
+    if not any(_engine_would_act(action, rows.get(i)) for i in wanted):
+        # Nothing for the engine to do: say why at once (audited like every action).
+        def refuse(*_: Any) -> Any:
+            raise AssertionError("nothing to publish")
+
+        if action == "replay":
+            result = actions.replay(ctx.engine, wanted, refuse, who, target=target)
+        else:
+            result = actions.reprocess(ctx.engine, wanted, refuse, refuse, who, target=target)
+        return _report(result, args)
+    audit_id = audit.begin_audit(
+        ctx.engine,
+        actor=who,
+        action=action,
+        target=target or ",".join(map(str, wanted)),
+        detail={"ids": wanted, "queued": True},
+    )
+    params = {"ids": wanted, "audit_id": audit_id, "target": target}
+    followed = follow.submit_and_follow(ctx.engine, action, params, actor=who.name, os_user=who.os_user)
+    unfinished = followed.report_unfinished()
+    if unfinished is not None:
+        return unfinished
+    return _report_request(ctx, args, followed.request, who)
 
 
-@contextmanager
-def _publisher(ctx: _Context) -> Iterator[Publish]:
-    """`Bus.publish` on a connection opened on first use and closed afterwards."""
-    from engine.runtime import EngineRuntime
+def _engine_would_act(action: str, row: dict[str, Any] | None) -> bool:
+    if row is None or row["status"] != _OPEN:
+        return False
+    return action != "replay" or (row["stage"] == _DELIVER and row["payload"] is not None)
 
-    runtime = EngineRuntime(ctx.settings)
-    opened: list[Any] = []
 
-    def publish(destination: str, envelope: dict[str, Any]) -> None:
-        if not opened:
-            opened.append(runtime.bus())
-        opened[0].publish(destination, envelope)
+def _report_request(ctx: _Context, args: argparse.Namespace, request: Any, who: Actor) -> int:
+    """One line per id with what became of it, a summary, and the exit code."""
+    from engine import request_follow as follow
 
-    try:
-        yield publish
-    finally:
-        for bus in opened:
-            bus.close()
+    outcome = request.outcome
+    sent = {int(i): [tuple(k) for k in keys] for i, keys in outcome["sent"].items()}
+    statuses: dict[Any, str] = {}
+    errors: dict[Any, str] = {}
+    if args.wait is not None:
+        everything = [k for keys in sent.values() for k in keys]
+        statuses = follow.wait_for_deliveries(ctx.engine, everything, args.wait)
+        errors = follow.delivery_errors(ctx.engine, [k for k, s in statuses.items() if s == "dead"])
+    counts: dict[str, int] = {}
+    code = 0
+    for kind, dl_id, item_code, detail in outcome["items"]:
+        label, text = kind, _t("no_message_found" if item_code == "not_found" else item_code, detail=detail)
+        if kind == "done" and dl_id in sent:
+            keys = sent[dl_id]
+            where = ", ".join(sorted({k[1] for k in keys}))
+            label, text = (
+                "queued",
+                _t("queued_to" if item_code == "replayed" else "reprocessed_queued", detail=where),
+            )
+            if args.wait is not None:
+                now = [statuses.get(k, "pending") for k in keys]
+                if all(s == "delivered" for s in now):
+                    label, text = "delivered", _t("delivered_to", detail=where)
+                elif "dead" in now:
+                    why = "; ".join(errors.get(k, "") for k in keys if statuses.get(k) == "dead")
+                    label, text = "failed_again", _t("failed_again", detail=why or "-")
+                else:
+                    label = "pending"
+                    text = _t("not_settled", seconds=args.wait, detail=", ".join(sorted(set(now))))
+        counts[label] = counts.get(label, 0) + 1
+        if label in ("failed", "failed_again"):
+            code = 1
+        elif label == "pending" and code == 0:
+            code = follow.EXIT_NOT_CARRIED_OUT
+        print(f"  #{dl_id:<6} {_t(f'label_{label}')}  {text}")
+    order = ["delivered", "queued", "done", "pending", "failed_again", "skipped", "failed"]
+    summary = ", ".join(_t("count", n=counts[k], label=_t(f"label_{k}")) for k in order if k in counts)
+    print(
+        _t(
+            "request_summary",
+            action=_t(f"action_{outcome['action']}"),
+            counts=summary,
+            request=request.id,
+            process=request.taken_by,
+            audit=outcome["audit_id"],
+            actor=who,
+        )
+    )
+    return code
 
 
 def _actor(args: argparse.Namespace) -> Actor:

@@ -37,6 +37,7 @@ from sqlalchemy import (
     exists,
     func,
     select,
+    true,
     update,
 )
 
@@ -54,6 +55,7 @@ __all__ = [
     "STATUSES",
     "TRANSFORM",
     "add_dead_letter",
+    "amend_attempt",
     "attempts",
     "dead_letters",
     "decode_for_display",
@@ -263,11 +265,12 @@ def record_attempt(
     error: str | None,
     outcome: str,
     at: datetime | None = None,
-) -> None:
-    """Keep one try (failed, retried, dead-lettered, replayed …) for `deadletter show`."""
+) -> int:
+    """Keep one try (failed, retried, dead-lettered, replayed …) for `deadletter show`; its row id."""
     with engine.begin() as conn:
-        conn.execute(
-            attempts.insert().values(
+        return conn.execute(
+            attempts.insert()
+            .values(
                 journal_id=journal_id,
                 destination=destination or "",
                 record_id=record_id or "",
@@ -276,7 +279,15 @@ def record_attempt(
                 error=error,
                 outcome=outcome,
             )
-        )
+            .returning(attempts.c.id)
+        ).scalar_one()
+
+
+def amend_attempt(engine: Engine, attempt_id: int, outcome: str, error: str | None) -> None:
+    """Correct the outcome of a try recorded before its result was known (a replay whose
+    publish then failed): its number stays, so the numbers stay in order."""
+    with engine.begin() as conn:
+        conn.execute(update(attempts).where(attempts.c.id == attempt_id).values(outcome=outcome, error=error))
 
 
 _LIST_COLUMNS = [col for col in dead_letters.c if col.name != "payload"]
@@ -401,10 +412,20 @@ def next_attempt(engine: Engine, journal_id: int, destination: str, record_id: s
     return int(last or 0) + 1
 
 
-def resolve(engine: Engine, ids: Iterable[int], status: str, actor: str, note: str | None) -> list[int]:
+def resolve(
+    engine: Engine,
+    ids: Iterable[int],
+    status: str,
+    actor: str,
+    note: str | None,
+    *,
+    failed_at: datetime | None = None,
+) -> list[int]:
     """Close open dead letters as replayed, reprocessed or purged; returns the ids it closed.
 
-    Only `open` rows change, so two operators acting at once cannot close one twice.
+    Only `open` rows change, so two operators acting at once cannot close one twice. With
+    `failed_at`, only a row whose last failure is still that one: a replay whose delivery
+    already failed again (a fast consumer) stays open.
     """
     if status not in STATUSES or status == OPEN:
         raise ValueError(f"cannot resolve as {status!r} (expected replayed, reprocessed or purged)")
@@ -416,6 +437,7 @@ def resolve(engine: Engine, ids: Iterable[int], status: str, actor: str, note: s
         changed = conn.execute(
             update(dead_letters)
             .where(c.id.in_(wanted) & (c.status == OPEN))
+            .where(c.last_failed_at == failed_at if failed_at is not None else true())
             .values(status=status, resolved_at=now_utc(), resolved_by=actor, resolution_note=note)
             .returning(c.id)
         )

@@ -29,6 +29,7 @@ from engine.errors import ConfigError, ConfigErrors, StartupError
 from engine.i18n import t
 from engine.listing_commands import add_commands as add_listing_commands
 from engine.mapping_cli import add_commands as add_mapping_commands
+from engine.reprocess_command import add_command as add_reprocess_command
 from monitors.status_command import add_commands as add_status_commands
 
 DEFAULT_CONFIG = "routes.yaml"
@@ -136,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_deadletter_commands(sub)
     add_status_commands(sub, _config_arg)
+    add_reprocess_command(sub)
 
     docs = sub.add_parser("docs", help="write docs/routes.md from the settings models")
     docs.add_argument("--output", default="docs/routes.md")

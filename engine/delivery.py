@@ -113,12 +113,14 @@ class DeliveryWorker:
         now = journal.now_utc()
         first = envelope.get("first_failed_at") or now.isoformat()
         jid, rid = envelope["journal_id"], envelope["record_id"]
+        # `attempt` counts the tries of this round (the retry budget; a replay starts a new
+        # round); the log numbers every try of this delivery once, in order, across rounds.
         dead_letters.record_attempt(
             self.journal_engine,
             journal_id=jid,
             destination=self.destination,
             record_id=rid,
-            attempt=attempt,
+            attempt=dead_letters.next_attempt(self.journal_engine, jid, self.destination, rid),
             error=reason,
             outcome="retry" if decision == RETRY else "dead_letter",
         )

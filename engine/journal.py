@@ -1080,3 +1080,38 @@ def mark_delivery_error(
                 "updated_at": now,
             },
         )
+
+
+def reopen_deliveries(engine: Engine, keys: Iterable[tuple[int, str, str]]) -> None:
+    """Deliveries an operator sends again (replay, reprocess) are `pending` until their new
+    outcome is known, so whoever waits for that outcome sees it change. Set before publishing:
+    a fast consumer's `delivered` must come after, never be overwritten by it."""
+    keys = list(keys)
+    if not keys:
+        return
+    d = deliveries.c
+    with engine.begin() as conn:
+        for jid, dest, rid in keys:
+            conn.execute(
+                update(deliveries)
+                .where((d.journal_id == jid) & (d.destination == dest) & (d.record_id == rid))
+                .values(status=PENDING, updated_at=now_utc())
+            )
+
+
+def delivery_statuses(
+    engine: Engine, keys: Iterable[tuple[int, str, str]]
+) -> dict[tuple[int, str, str], str]:
+    """The status of each (journal id, destination, record id) delivery that has a row."""
+    wanted = {(int(j), d, r) for j, d, r in keys}
+    if not wanted:
+        return {}
+    c = deliveries.c
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(c.journal_id, c.destination, c.record_id, c.status).where(
+                c.journal_id.in_(sorted({j for j, _, _ in wanted}))
+            )
+        )
+        found = {(int(j), d, r): s for j, d, r, s in rows}
+    return {k: v for k, v in found.items() if k in wanted}

@@ -140,8 +140,24 @@ class EngineRuntime:
 
     def request_handlers(self) -> dict[str, Handler]:
         """The operator requests this process can carry out, by kind (engine/operator_requests.py)."""
-        handlers: dict[str, Handler] = {}
+        from engine.operator_actions import OperatorActions
+
+        assert self.journal_engine is not None
+        delivers_here = "deliver" in self.roles
+        durable = not self.settings.engine.broker.startswith("memory://")
+        acts = OperatorActions(
+            self.journal_engine,
+            self.bus,
+            self.transform.transform if self.transform else None,
+            self.store_engine,
+        )
+        handlers: dict[str, Handler] = acts.handlers(can_replay=durable or delivers_here)
         return handlers
+
+    def store_engine(self, destination: str) -> Engine:
+        """The database a destination stores its records in."""
+        d = self.settings.destinations[destination]
+        return self.engine_for(d.database or self.settings.engine.database)
 
     def router(self) -> Router:
         compiled: dict[Path, Mapping] = {}

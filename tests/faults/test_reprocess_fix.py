@@ -2,8 +2,9 @@
 
 A mapping in the test's directory requires a field the message lacks, so the message is a
 transform-stage dead letter. Reprocessing before the fix fails again and keeps it open; after
-the mapping file is fixed, `mch-engine deadletter reprocess ID` delivers it once, the dead letter
-is `reprocessed`, the audit log has the action, and reprocessing again changes nothing.
+the mapping file is fixed and the engine restarted (the running engine carries out the reprocess
+with the mappings it has loaded), `mch-engine deadletter reprocess ID --wait` delivers it once, the
+dead letter is `reprocessed`, the audit log has the action, and reprocessing again changes nothing.
 """
 
 from __future__ import annotations
@@ -79,11 +80,13 @@ def test_mapping_dead_letter_reprocessed_after_the_fix_is_delivered_once(tmp_pat
             # The fix: the mapping no longer requires the field.
             mapping.write_text(shipped, encoding="utf-8")
             assert mch(config, "check").returncode == 0
+            assert engine.stop() == 0
+            engine.start()  # loads the fixed mapping
 
-            done = mch(config, "deadletter", "reprocess", dl_id, "--as", "fault-oncall")
+            done = mch(config, "deadletter", "reprocess", dl_id, "--as", "fault-oncall", "--wait", "20")
             assert done.returncode == 0, done.stdout + done.stderr
-            assert "reprocessed and published to record_store" in done.stdout
-            assert "1 done, 0 skipped, 0 failed" in done.stdout
+            assert "delivered to record_store" in done.stdout
+            assert "1 delivered" in done.stdout
             wait_for(
                 lambda: scalar(setup.store, "select count(*) from persons") == 2, 20, "reprocessed", engine
             )

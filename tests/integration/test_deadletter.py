@@ -15,18 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kombu import Connection, Exchange, Queue
 from sqlalchemy import Column, Engine, MetaData, Table, select, text
 
 from deadletter import actions, audit, store
 from engine import journal
-from engine.bus import decode
 from engine.database import make_engine
 from engine.journal import Accepted
 from engine.pipeline import Outcome, TransformWorker
 from engine.runtime import EngineRuntime
 from engine.settings import load_settings
-from support import AMQP_URL, REPO, pg_schema, require_service, write_routes
+from support import REPO, pg_schema, write_routes
 
 SAMPLE_ADT = (REPO / "samples/adt_a04_registration.hl7").read_bytes()
 SAMPLE_ORU_GBK = (REPO / "samples/oru_r01_blood_routine_gb18030.hl7").read_bytes()
@@ -674,57 +672,3 @@ class TestCommands:
             in mch("purge", "1", "--channel", "c", "--why", "x", *config, cwd=tmp_path, expect=2).stderr
         )
         assert "--since" in mch("list", "--since", "2024", *config, cwd=tmp_path, expect=2).stderr
-
-    def test_replay_refuses_the_embedded_bus(self, routes: Path, tmp_path: Path) -> None:
-        """With memory:// whatever the command sent would vanish with it: it says so and sends nothing."""
-        db = cli_db(routes)
-        dl = deliver_failure(db, journaled(db))
-        result = mch("replay", str(dl), "--config", str(routes), cwd=tmp_path, expect=2)
-        assert "memory://" in result.stderr
-        assert store.list_dead_letters(db)[0]["status"] == store.OPEN
-        db.dispose()
-
-    def test_replay_and_reprocess_through_rabbitmq(self, tmp_path: Path) -> None:
-        """Against a real broker: replay puts the kept payload on the destination's queue, reprocess the remapped record."""
-        require_service("127.0.0.1", 5672, "RabbitMQ")
-        prefix = f"t{uuid.uuid4().hex[:10]}"
-        routes = write_routes(
-            tmp_path, database=f"sqlite:///{tmp_path}/engine.db", broker=AMQP_URL, queue_prefix=prefix
-        )
-        db = cli_db(routes)
-        j1, j2 = journaled(db), journaled(db, status=journal.FAILED)
-        replayable, remappable = deliver_failure(db, j1), transform_failure(db, j2)
-        config = ("--config", str(routes))
-        try:
-            assert "1 done" in mch("replay", str(replayable), *config, cwd=tmp_path).stdout
-            assert "1 done" in mch("reprocess", str(remappable), *config, cwd=tmp_path).stdout
-            assert "nothing to do" in mch("replay", str(replayable), *config, cwd=tmp_path).stdout
-            got = _drain(prefix, "record_store")
-            assert [m["journal_id"] for m in got] == [j1, j2]
-            assert got[1]["record_id"] == "person:HIS:0010088001" and got[1]["route"] == "persons"
-            assert journal.count_by_status(db) == {journal.ROUTED: 2}
-        finally:
-            _delete_broker_objects(prefix, "record_store")
-            db.dispose()
-
-
-def _queue(prefix: str, destination: str) -> Queue:
-    """The destination's queue as engine.bus.Bus declares it."""
-    exchange = Exchange(f"{prefix}.records", type="direct", durable=True)
-    return Queue(f"{prefix}.{destination}", exchange, routing_key=destination, durable=True)
-
-
-def _drain(prefix: str, destination: str) -> list[dict[str, Any]]:
-    out = []
-    with Connection(AMQP_URL) as conn:
-        queue = _queue(prefix, destination)(conn.default_channel)
-        while (message := queue.get(no_ack=True)) is not None:
-            out += decode(message.body)
-    return out
-
-
-def _delete_broker_objects(prefix: str, destination: str) -> None:
-    with Connection(AMQP_URL) as conn:
-        channel = conn.default_channel
-        _queue(prefix, destination)(channel).delete()
-        Exchange(f"{prefix}.records", type="direct")(channel).delete()

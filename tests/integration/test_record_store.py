@@ -71,6 +71,26 @@ class TestUpserts:
         store.store([e])
         assert q(store.engine, "select count(*) from records") == 1
 
+    def test_the_same_message_made_again_replaces_its_record_even_at_an_earlier_time(
+        self, store: RecordStore
+    ) -> None:
+        """A reprocess with a fixed mapping corrects the record its message made, even when the fix
+        moved the event time earlier; another, older message still never replaces it."""
+        wrong = env(
+            "LabResult", "lab:7", {"placer_order_id": "BLD01"}, at="2024-03-21T11:30:00+08:00", journal_id=7
+        )
+        fixed = env(
+            "LabResult", "lab:7", {"placer_order_id": "JC1"}, at="2024-03-21T08:30:00+08:00", journal_id=7
+        )
+        older = env(
+            "LabResult", "lab:7", {"placer_order_id": "OLD"}, at="2024-03-21T08:30:00+08:00", journal_id=6
+        )
+        store.store([wrong])
+        store.store([fixed])
+        store.store([older])
+        assert payload_of(store.engine, "lab:7")["placer_order_id"] == "JC1"
+        assert q(store.engine, "select journal_id from records where record_id = 'lab:7'") == 7
+
     def test_older_event_never_overwrites_newer(self, store: RecordStore) -> None:
         """A correction stored first is not undone by the original arriving late."""
         newer = env(

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 import deadletter.cli  # noqa: F401  (registers the dead-letter texts)
+import engine.reprocess_command
+import engine.request_follow  # noqa: F401  (registers the request texts)
 import monitors.run_banner  # registers run's start-up lines
 import monitors.status_command  # noqa: F401  (registers the status texts)
 from engine import i18n
