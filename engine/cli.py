@@ -27,6 +27,7 @@ from engine import i18n
 from engine import logging as engine_logging
 from engine.errors import ConfigError, ConfigErrors, StartupError
 from engine.i18n import t
+from engine.reload_command import add_commands as add_reload_commands
 
 DEFAULT_CONFIG = "routes.yaml"
 STOP_GRACE = 30.0  # seconds a SIGTERM waits for in-flight work
@@ -104,7 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate routes.yaml and its mapping files")
     _config_arg(check)
+    check.add_argument(
+        "--diff", action="store_true", help="also show what `reload` would change in the running engine"
+    )
     check.set_defaults(func=cmd_check)
+    add_reload_commands(sub)
 
     mapping = sub.add_parser("mapping", help="mapping files: test and explain").add_subparsers(
         metavar="ACTION"
@@ -185,6 +190,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     from engine.settings import load_settings
     from transforms.mapping import load_mapping
 
+    if args.diff:
+        from engine.reload_command import cmd_check_diff
+
+        return cmd_check_diff(args)
     problems = check_config(args.config, check_mapping=load_mapping)
     if problems:
         print(format_problems(problems), file=sys.stderr)
@@ -302,6 +311,7 @@ async def _serve(runtime: Any) -> int:
     except BaseException:
         await runtime.stop()
         raise
+    loop.add_signal_handler(signal.SIGHUP, runtime.reloader.on_signal)  # engine/live_reload.py
     listening = ", ".join(f"{name} → {port}" for name, port in runtime.ports().items()) or "-"
     print(t("engine_running", channels=listening), flush=True)
     await stop.wait()
