@@ -204,3 +204,30 @@ def msa(ack: bytes | None, encoding: str = "utf-8") -> tuple[str, str, str]:
 
 def hl7(*segments: str) -> bytes:
     return ("\r".join(segments) + "\r").encode("utf-8")
+
+
+def adt(
+    control_id: str,
+    his_id: str,
+    *,
+    event: str = "A04",
+    when: str = "20240321083200",
+    name: str = "王小红",
+    extra_ids: str = "",
+) -> bytes:
+    """An ADT registration (A04) or update (A08) of one HIS patient: one Person record."""
+    return hl7(
+        f"MSH|^~\\&|HIS|FY01|MCHENGINE|FY01|{when}||ADT^{event}^ADT_A01|{control_id}|P|2.5|||AL|NE|CHN|UNICODE UTF-8",
+        f"EVN|{event}|{when}",
+        f"PID|1||{his_id}^^^HIS^PI{extra_ids}||{name}^^^^^^L||19940315|F",
+    )
+
+
+def oru(control_id: str, filler: str, his_id: str) -> bytes:
+    """A LIS blood count: one LabResult `lab:LIS:10:<filler>` for one HIS patient."""
+    return hl7(
+        f"MSH|^~\\&|LIS|10|MCHENGINE|FY01|20240321113502||ORU^R01|{control_id}|P|2.4|||AL|NE|CHN|UNICODE UTF-8",
+        f"PID|1||{his_id}^^^HIS^PI||王小红||19940315|F",
+        f"OBR|1|JC1|{filler}|BLD01^血常规^L|||20240321083000||||||||BLD^全血|||||||20240321113000||HEM|F",
+        "OBX|1|NM|HGB^血红蛋白^L||118|g/L|115-150|N|||F|||20240321112000",
+    )

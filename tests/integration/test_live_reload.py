@@ -13,12 +13,17 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
+import sys
+import threading
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from faults.engine_process import EngineProcess, mch
+from faults.engine_process import EngineProcess, delete_broker_objects, engine_env, mch
 from sqlalchemy import text
 
 from engine.database import make_engine
@@ -29,24 +34,26 @@ from support import (
     free_port,
     hl7,
     msa,
+    oru,
     pg_schema,
     require_service,
     scalar,
     wait_until,
     write_routes,
 )
+from support import (
+    adt as support_adt,
+)
 
 PINYIN = '      name_pinyin: "{PID-5[2].1} {PID-5[2].2}"\n'
 PINYIN_REVERSED = '      name_pinyin: "{PID-5[2].2} {PID-5[2].1}"\n'
 PERSON_MAPPING = "mappings/his/adt_person.yaml"
+ROLES_FRONT = ("--role", "ingest", "--role", "transform")
 
 
 def adt(control_id: str, his_id: str) -> bytes:
-    return hl7(
-        f"MSH|^~\\&|HIS|FY01|MCHENGINE|FY01|20240321083215||ADT^A04^ADT_A01|{control_id}|P|2.5|||AL|NE|CHN",
-        "EVN|A04|20240321083200",
-        f"PID|1||{his_id}^^^HIS^PI||陈静^^^^^^L~CHEN^JING||19940315|F",
-    )
+    """A registration whose PID-5 has the pinyin in a second repetition (`name_pinyin`)."""
+    return support_adt(control_id, his_id, name="陈静^^^^^^L~CHEN^JING")
 
 
 def routes_yaml(directory: Path, **options: Any) -> Path:
@@ -120,8 +127,12 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str
         yield {"database": f"sqlite:///{tmp_path}/engine.db"}
         return
     require_service("127.0.0.1", 5672, "RabbitMQ")
+    prefix = f"r{uuid.uuid4().hex[:10]}"
     with pg_schema() as url:
-        yield {"database": url, "broker": AMQP_URL}
+        try:
+            yield {"database": url, "broker": AMQP_URL, "queue_prefix": prefix}
+        finally:
+            delete_broker_objects(prefix, ["record_store"])
 
 
 # --------------------------------------------------------------------------- reload
@@ -160,6 +171,56 @@ def test_an_edited_mapping_is_used_after_reload_and_an_open_connection_stays(
         assert entry == f"王芳|{getpass.getuser()}|done"
         again = mch(routes, "reload")
         assert again.returncode == 0 and "nothing changed" in again.stdout
+
+
+def test_under_load_each_message_is_transformed_wholly_with_one_configuration(tmp_path: Path) -> None:
+    """Two routes take every ORU^R01, each with its own mapping file; both files change
+    together between reloads while messages stream in. Every message's two records agree
+    (never one route's old mapping beside the other's new one), and none is lost."""
+    channels = {"hospital": {"port": free_port()}}
+    routes = routes_yaml(tmp_path, database=f"sqlite:///{tmp_path}/engine.db", channels=channels)
+    first, second = tmp_path / "mappings/lis/oru_r01.yaml", tmp_path / "mappings/lis/oru_r01_copy.yaml"
+    second.write_text(first.read_text(encoding="utf-8").replace('"lab:{', '"copy:{'), encoding="utf-8")
+    route = f"  - name: lab-copy\n    from: [hospital]\n    message_type: ORU^R01\n    mapping: {second}\n"
+    edit(routes, "destinations:\n", route + "    to: [record_store]\ndestinations:\n")
+    old, new = "PID-3[*].1 where PID-3[*].5 == MCH", "PID-3[*].1 where PID-3[*].5 == PI"
+    count = 150
+    with RunningEngine(routes) as engine:
+        acks: list[str] = []
+
+        def stream() -> None:
+            sender = Sender(engine.port())
+            try:
+                for i in range(count):
+                    acks.append(msa(sender.send(oru(f"L-{i}", f"F{i:04d}", "0010000061")))[0])
+            finally:
+                sender.close()
+
+        streaming = threading.Thread(target=stream)
+        streaming.start()
+        flips = 0
+        while streaming.is_alive() and flips < 8:
+            wait_until(lambda n=flips: len(acks) > (n + 1) * count // 10, timeout=30)
+            for path in (first, second):
+                edit(path, *(old, new) if flips % 2 == 0 else (new, old))
+            assert engine.runtime.reloader.reload().result == "reloaded"  # type: ignore[union-attr]
+            flips += 1
+        streaming.join(60)
+        assert acks == ["AA"] * count and flips >= 2
+        query = "select count(*) from records where record_type = 'LabResult'"
+        wait_until(lambda: scalar(engine.store(), query) == 2 * count)
+        with engine.store().connect() as conn:
+            rows = conn.execute(text("select record_id, payload from records")).all()
+    handbook = {}
+    for record_id, payload in rows:
+        record = json.loads(payload) if isinstance(payload, str) else payload
+        handbook[record_id] = record["person"].get("mch_handbook_no")
+    variants = set()
+    for i in range(count):
+        pair = (handbook[f"lab:LIS:10:F{i:04d}"], handbook[f"copy:LIS:10:F{i:04d}"])
+        assert pair[0] == pair[1], f"message {i} was mapped half old, half new: {pair}"
+        variants.add(pair[0])
+    assert variants == {None, "0010000061"}  # both configurations were in use
 
 
 def test_a_broken_mapping_changes_nothing_and_says_where(tmp_path: Path) -> None:
@@ -316,6 +377,52 @@ def test_a_destination_is_added_live_and_removed_only_when_nothing_waits_for_it(
         removed = mch(routes, "reload")
         assert removed.returncode == 0 and "destination removed: archive" in removed.stdout
         wait_until(lambda: not any(w.destination == "archive" for w in engine.runtime.workers), timeout=15)
+
+
+def test_every_engine_process_answers_and_one_that_does_not_is_named(tmp_path: Path) -> None:
+    """RabbitMQ + PostgreSQL, roles split over two processes: both reload; a process that
+    looks alive but never answers makes the command say so and exit 2."""
+    require_service("127.0.0.1", 5672, "RabbitMQ")
+    prefix = f"r{uuid.uuid4().hex[:10]}"
+    channels = {"hospital": {"port": free_port()}}
+    with pg_schema() as url:
+        routes = routes_yaml(tmp_path, database=url, broker=AMQP_URL, queue_prefix=prefix, channels=channels)
+        front = subprocess.Popen(
+            [sys.executable, "-m", "engine.cli", "run", "--config", str(routes), *ROLES_FRONT],
+            cwd=tmp_path,
+            env=engine_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            assert front.stdout is not None
+            assert front.stdout.readline().startswith("engine running")
+            with RunningEngine(routes, roles=frozenset({"deliver"})) as back:
+                edit(tmp_path / PERSON_MAPPING, PINYIN, PINYIN_REVERSED)
+                done = mch(routes, "reload")
+                assert done.returncode == 0, done.stdout + done.stderr
+                assert done.stdout.count(": reloaded") == 2
+                assert "2 engine processes answered" in done.stdout
+                assert msa(engine_send(channels["hospital"]["port"], adt("M-1", "0010000051")))[0] == "AA"
+                wait_until(lambda: pinyin(back.store(), "0010000051") == "JING CHEN")
+
+                with back.journal.begin() as conn:
+                    conn.execute(
+                        text(
+                            "insert into engine_loaded_config (process, roles, started_at, loaded_at,"
+                            " seen_at, snapshot) values ('ghost:1', 'deliver', :t, :t, :t, '{}')"
+                        ),
+                        {"t": datetime.now(UTC)},
+                    )
+                partial = mch(routes, "reload", "--timeout", "3")
+                assert partial.returncode == 2
+                assert "ghost:1: no answer within 3 s" in partial.stderr
+                assert partial.stdout.count(": nothing changed, nothing to do") == 2
+        finally:
+            front.send_signal(signal.SIGTERM)
+            front.communicate(timeout=30)
+            delete_broker_objects(prefix, ["record_store"])
 
 
 # --------------------------------------------------------------------------- SIGHUP
