@@ -46,6 +46,8 @@ HEARTBEAT = 2.0
 ALIVE = timedelta(seconds=10)
 """A process not seen for this long is taken to be gone (killed, or its host is down)."""
 
+FORGET = timedelta(days=30)
+"""Rows of processes not seen for this long are deleted when a process starts."""
 SECRET_KEYS = frozenset({"broker", "database", "url"})
 """Settings whose values may carry a password: kept as a fingerprint only."""
 
@@ -130,7 +132,8 @@ def record(
     values = {"loaded_at": now, "seen_at": now, "stopped_at": None, "snapshot": json.dumps(snap)}
     with engine.begin() as conn:
         if started:
-            conn.execute(loaded_config.delete().where(loaded_config.c.process == process))
+            gone = (loaded_config.c.process == process) | (loaded_config.c.seen_at < now - FORGET)
+            conn.execute(loaded_config.delete().where(gone))
             row = {"process": process, "roles": ",".join(sorted(roles)), "started_at": now, **values}
             conn.execute(insert(loaded_config).values(**row))
         else:
