@@ -119,6 +119,15 @@ class MllpDecoder:
         return events
 
     @property
+    def max_bytes(self) -> int:
+        return self._max
+
+    @max_bytes.setter
+    def max_bytes(self, value: int) -> None:
+        """A channel's new limit (a reload): applies to what arrives from now on."""
+        self._max = value
+
+    @property
     def stray_size(self) -> int:
         return self._stray_size
 

@@ -94,15 +94,36 @@ class MllpSource:
         return self.config.name
 
     async def start(self) -> None:
+        await self.bind()
+        await self.serve()
+
+    async def bind(self) -> None:
+        """Take the address without accepting yet, so a reload can find a port in use before
+        it changes anything (engine/live_reload.py)."""
         loop = asyncio.get_running_loop()
         try:
             self._server = await loop.create_server(
-                lambda: _Connection(self), self.config.host, self.config.port, reuse_address=True
+                lambda: _Connection(self),
+                self.config.host,
+                self.config.port,
+                reuse_address=True,
+                start_serving=False,
             )
         except OSError as exc:
             where = f"{self.config.host}:{self.config.port}"
             raise StartupError(f"channel {self.name}: cannot listen on {where}: {exc.strerror}") from exc
+
+    async def serve(self) -> None:
+        assert self._server is not None, "bind() first"
+        await self._server.start_serving()
         log.info("channel_listening", channel=self.name, host=self.config.host, port=self.port)
+
+    def reconfigure(self, config: MllpConfig) -> None:
+        """New settings for the same address: open connections keep going and use them
+        from their next frame (the size limit of a frame being read applies as it began)."""
+        self.config = config
+        for connection in self._connections:
+            connection.decoder.max_bytes = config.max_message_bytes
 
     @property
     def port(self) -> int:
@@ -131,7 +152,6 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, source: MllpSource) -> None:
         self.source = source
-        self.cfg = source.config
         self.decoder = MllpDecoder(self.cfg.max_message_bytes)
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
@@ -143,6 +163,11 @@ class _Connection(asyncio.Protocol):
         self.drained: asyncio.Future[None] | None = None
         self.idle: asyncio.TimerHandle | None = None
         self.last_data = 0.0
+
+    @property
+    def cfg(self) -> MllpConfig:
+        """The channel's current settings (a reload may replace them between frames)."""
+        return self.source.config
 
     # asyncio callbacks -------------------------------------------------------------
 

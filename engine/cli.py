@@ -29,6 +29,7 @@ from engine.errors import ConfigError, ConfigErrors, StartupError
 from engine.i18n import t
 from engine.listing_commands import add_commands as add_listing_commands
 from engine.mapping_cli import add_commands as add_mapping_commands
+from engine.reload_command import add_commands as add_reload_commands
 from engine.reprocess_command import add_command as add_reprocess_command
 from monitors.status_command import add_commands as add_status_commands
 
@@ -126,7 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate routes.yaml and its mapping files")
     _config_arg(check)
+    check.add_argument(
+        "--diff", action="store_true", help="also show what `reload` would change in the running engine"
+    )
     check.set_defaults(func=cmd_check)
+    add_reload_commands(sub)
 
     add_mapping_commands(sub)
 
@@ -170,6 +175,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     from engine.settings import load_settings
     from transforms.mapping import load_mapping
 
+    if args.diff:
+        from engine.reload_command import cmd_check_diff
+
+        return cmd_check_diff(args)
     problems = check_config(args.config, check_mapping=load_mapping)
     if problems:
         print(format_problems(problems, localized=True), file=sys.stderr)
@@ -271,6 +280,7 @@ async def _serve(runtime: Any, summary_interval: float = 60.0) -> int:
         await monitor.stop()
         await runtime.stop()
         raise
+    loop.add_signal_handler(signal.SIGHUP, runtime.reloader.on_signal)  # engine/live_reload.py
     print(t("engine_running", channels=listeners(runtime)), flush=True)
     print("\n".join(backend_lines(runtime, monitor.http.port if monitor.http else None)), flush=True)
     await stop.wait()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,18 +26,18 @@ from channels.mllp_source import MllpConfig, MllpSource
 from deadletter import audit
 from deadletter import store as dead_letters
 from deadletter.policy import RetryPolicy
-from engine import journal
+from engine import journal, loaded_config
 from engine.bus import Bus
 from engine.database import make_engine
 from engine.delivery import DeliveryWorker
 from engine.errors import StartupError
 from engine.ingest import Policy
-from engine.operator_requests import Handler, RequestPoller
+from engine.live_reload import LiveReload, compile_routes
+from engine.operator_requests import Handler, RequestPoller, process_name
 from engine.pipeline import TransformWorker
-from engine.router import Route, Router
-from engine.settings import Settings
+from engine.router import Router
+from engine.settings import Destination, MllpChannel, Settings
 from engine.transform_feed import TransformFeed
-from transforms.mapping import Mapping, load_mapping
 
 log = structlog.get_logger("engine.runtime")
 
@@ -58,6 +57,8 @@ class EngineRuntime:
     workers: list[DeliveryWorker] = field(default_factory=list)
     feed: TransformFeed | None = None
     requests: RequestPoller | None = None
+    reloader: LiveReload | None = None
+    heartbeat: loaded_config.Heartbeat | None = None
     _engines: dict[str, Engine] = field(default_factory=dict)
 
     def engine_for(self, url: str) -> Engine:
@@ -81,6 +82,8 @@ class EngineRuntime:
         journal.ensure_schema(self.journal_engine)
         dead_letters.ensure_schema(self.journal_engine)
         audit.ensure_schema(self.journal_engine)
+        loaded_config.ensure_schema(self.journal_engine)
+        compiled = compile_routes(s)
         destinations = {name: d for name, d in s.destinations.items()}
         for d in destinations.values():
             record_store.ensure_schema(self.engine_for(d.database or s.engine.database))
@@ -100,7 +103,7 @@ class EngineRuntime:
                 log.warning("failed_messages_dead_lettered", count=recovered)
             strict = frozenset(name for name, ch in s.channels.items() if ch.strict)
             self.transform = TransformWorker(
-                self.router(), self.journal_engine, self.bus, strict_channels=strict
+                compiled.router, self.journal_engine, self.bus, strict_channels=strict
             )
             self.feed = TransformFeed(
                 self.journal_engine, self.transform.submit, redrive_pending=not durable, shard=self.shard
@@ -110,14 +113,7 @@ class EngineRuntime:
             self.feed.start()
         if "deliver" in self.roles:
             for name, d in destinations.items():
-                sink = record_store.RecordStore(self.engine_for(d.database or s.engine.database))
-                policy = RetryPolicy(tuple(s.retry.tiers), s.retry.max_attempts)
-                for partition in probe_lanes[name]:
-                    if self.partitions is not None and (partition or 0) not in self.partitions:
-                        continue
-                    worker = DeliveryWorker(name, sink, self.journal_engine, self.bus, policy, partition)
-                    worker.start()
-                    self.workers.append(worker)
+                self.start_destination(name, d, probe_lanes[name])
         if "ingest" in self.roles:
             self.writer = journal.JournalWriter(
                 self.journal_engine,
@@ -126,14 +122,15 @@ class EngineRuntime:
                 on_accepted=self.feed.offer if self.feed else None,
             )
             self.writer.start()
-            tz = ZoneInfo(s.engine.timezone)
             for name, ch in s.channels.items():
-                host, port = ch.host_port
-                policy = Policy(name, ch.encoding, ch.ack.mode, tz, ch.limits.limits())
-                cfg = MllpConfig(name, host, port, policy, ch.max_message_bytes, ch.idle_timeout)
-                source = MllpSource(cfg, self.writer)
+                source = MllpSource(self.channel_config(name, ch, s), self.writer)
                 await source.start()
                 self.sources.append(source)
+        self.reloader = LiveReload(self, asyncio.get_running_loop(), compiled.files)
+        snap = self.reloader.loaded
+        loaded_config.record(self.journal_engine, process_name(), self.roles, snap, started=True)
+        self.heartbeat = loaded_config.Heartbeat(self.journal_engine, process_name())
+        self.heartbeat.start()
         self.requests = RequestPoller(self.journal_engine, self.request_handlers())
         self.requests.start()
         log.info("engine_started", roles=sorted(self.roles), channels=len(self.sources))
@@ -152,6 +149,8 @@ class EngineRuntime:
             self.store_engine,
         )
         handlers: dict[str, Handler] = acts.handlers(can_replay=durable or delivers_here)
+        if self.reloader is not None:
+            handlers["reload"] = self.reloader.handle_request
         return handlers
 
     def store_engine(self, destination: str) -> Engine:
@@ -160,14 +159,35 @@ class EngineRuntime:
         return self.engine_for(d.database or self.settings.engine.database)
 
     def router(self) -> Router:
-        compiled: dict[Path, Mapping] = {}
-        routes = []
-        for r in self.settings.routes:
-            path = r.mapping_path(self.settings)
-            if path not in compiled:
-                compiled[path] = load_mapping(path, display=r.mapping, roots=self.settings.roots)
-            routes.append(Route.build(r, compiled[path]))
-        return Router(routes)
+        return compile_routes(self.settings).router
+
+    def channel_config(self, name: str, ch: MllpChannel, settings: Settings) -> MllpConfig:
+        """A channel's listener settings as `routes.yaml` (`settings`) gives them."""
+        host, port = ch.host_port
+        tz = ZoneInfo(settings.engine.timezone)
+        policy = Policy(name, ch.encoding, ch.ack.mode, tz, ch.limits.limits())
+        return MllpConfig(name, host, port, policy, ch.max_message_bytes, ch.idle_timeout)
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(tuple(self.settings.retry.tiers), self.settings.retry.max_attempts)
+
+    def start_destination(self, name: str, d: Destination, lanes: list[int | None] | None = None) -> None:
+        """Start the workers of one destination's partitions (this process's share of them)."""
+        assert self.journal_engine is not None
+        url = d.database or self.settings.engine.database
+        record_store.ensure_schema(self.engine_for(url))
+        sink = record_store.RecordStore(self.engine_for(url))
+        if lanes is None:
+            probe = self.bus()
+            probe.declare(name)
+            lanes = probe.lanes(name)
+            probe.close()
+        for partition in lanes:
+            if self.partitions is not None and (partition or 0) not in self.partitions:
+                continue
+            worker = DeliveryWorker(name, sink, self.journal_engine, self.bus, self.retry_policy(), partition)
+            worker.start()
+            self.workers.append(worker)
 
     def ports(self) -> dict[str, int]:
         return {s.name: s.port for s in self.sources}
@@ -178,6 +198,8 @@ class EngineRuntime:
         loop = asyncio.get_running_loop()
         if self.requests:
             await loop.run_in_executor(None, self.requests.stop)
+        if self.heartbeat:
+            await loop.run_in_executor(None, self.heartbeat.stop)
         if self.writer:
             await loop.run_in_executor(None, self.writer.stop)
         if self.feed:

@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -79,9 +79,13 @@ def write_routes(
     channels: dict[str, dict[str, Any]] | None = None,
     extra: str = "",
     partitions: int = 1,
+    mappings: Path = REPO / "mappings",
+    destinations: Sequence[str] = ("record_store",),
+    lab_to: str = "record_store",
 ) -> Path:
-    """A routes.yaml for a test: the shipped routes and mappings, test ports and stores; the
-    repository's mappings/ folder is allowed explicitly (`engine.allowed_paths`)."""
+    """A routes.yaml for a test: the shipped routes and mappings (or a copy of them in
+    `mappings`), test ports and stores; the mappings folder is allowed explicitly
+    (`engine.allowed_paths`). Lab results go to `lab_to`, persons to record_store."""
     channels = channels or {"hospital": {"encoding": "utf-8"}, "lis_gbk": {"encoding": "gb18030"}}
     lines = [
         "version: 1",
@@ -90,7 +94,7 @@ def write_routes(
         f"  database: {database!r}",
         f"  queue_prefix: {queue_prefix or 't' + uuid.uuid4().hex[:10]}",
         # The shipped mappings are read from the repository, outside this routes.yaml's folder.
-        f"  allowed_paths: [{str(REPO / 'mappings')!r}]",
+        f"  allowed_paths: [{str(mappings)!r}]",
         "channels:",
     ]
     for name, opts in channels.items():
@@ -106,17 +110,18 @@ def write_routes(
         "  - name: persons",
         f"    from: [{names}]",
         "    message_type: [ADT^A01, ADT^A04, ADT^A08]",
-        f"    mapping: {REPO / 'mappings/his/adt_person.yaml'}",
+        f"    mapping: {mappings / 'his/adt_person.yaml'}",
         "    to: [record_store]",
         "  - name: lab-results",
         f"    from: [{names}]",
         "    message_type: ORU^R01",
-        f"    mapping: {REPO / 'mappings/lis/oru_r01.yaml'}",
-        "    to: [record_store]",
+        f"    mapping: {mappings / 'lis/oru_r01.yaml'}",
+        f"    to: [{lab_to}]",
         "destinations:",
-        "  record_store: {type: record_store"
-        + (f", partitions: {partitions}" if partitions > 1 else "")
-        + "}",
+    ]
+    lines += [
+        f"  {name}: {{type: record_store" + (f", partitions: {partitions}" if partitions > 1 else "") + "}"
+        for name in destinations
     ]
     path = directory / "routes.yaml"
     path.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
@@ -199,3 +204,30 @@ def msa(ack: bytes | None, encoding: str = "utf-8") -> tuple[str, str, str]:
 
 def hl7(*segments: str) -> bytes:
     return ("\r".join(segments) + "\r").encode("utf-8")
+
+
+def adt(
+    control_id: str,
+    his_id: str,
+    *,
+    event: str = "A04",
+    when: str = "20240321083200",
+    name: str = "王小红",
+    extra_ids: str = "",
+) -> bytes:
+    """An ADT registration (A04) or update (A08) of one HIS patient: one Person record."""
+    return hl7(
+        f"MSH|^~\\&|HIS|FY01|MCHENGINE|FY01|{when}||ADT^{event}^ADT_A01|{control_id}|P|2.5|||AL|NE|CHN|UNICODE UTF-8",
+        f"EVN|{event}|{when}",
+        f"PID|1||{his_id}^^^HIS^PI{extra_ids}||{name}^^^^^^L||19940315|F",
+    )
+
+
+def oru(control_id: str, filler: str, his_id: str) -> bytes:
+    """A LIS blood count: one LabResult `lab:LIS:10:<filler>` for one HIS patient."""
+    return hl7(
+        f"MSH|^~\\&|LIS|10|MCHENGINE|FY01|20240321113502||ORU^R01|{control_id}|P|2.4|||AL|NE|CHN|UNICODE UTF-8",
+        f"PID|1||{his_id}^^^HIS^PI||王小红||19940315|F",
+        f"OBR|1|JC1|{filler}|BLD01^血常规^L|||20240321083000||||||||BLD^全血|||||||20240321113000||HEM|F",
+        "OBX|1|NM|HGB^血红蛋白^L||118|g/L|115-150|N|||F|||20240321112000",
+    )

@@ -111,6 +111,7 @@ class Mapping:
     records: tuple[RecordRule, ...]
     input: str = "hl7"
     paths: dict[str, list[Target]] = field(default_factory=dict)  # HL7 field → what it may fill (explain)
+    files: tuple[FsPath, ...] = ()  # every file read to build it (itself, includes, code tables)
 
     def apply(self, source: Message | dict[str, Any]) -> list[MappedRecord]:
         base = Ctx(row=source) if isinstance(source, dict) else Ctx(message=source)
@@ -224,6 +225,7 @@ class _Compiler:
         self.conditions: list[str] = []  # `when:` / `where` around the rule being compiled
         self.lookup: tuple[str, frozenset[str]] | None = None  # code table around it
         self.tables: dict[FsPath, CodeTable | None] = {}
+        self.files: list[FsPath] = [path]
 
     # -- structure --------------------------------------------------------------------
 
@@ -238,7 +240,8 @@ class _Compiler:
         rules = [self.compiled_record(r, ("records", i)) for i, r in enumerate(data["records"])]
         if self.errors:
             raise ConfigErrors(self.errors)
-        return Mapping(self.file, tuple(r for r in rules if r is not None), self.input, self.paths)
+        files = tuple(dict.fromkeys(self.files))
+        return Mapping(self.file, tuple(r for r in rules if r is not None), self.input, self.paths, files)
 
     def compiled_record(self, spec: Any, loc: tuple[Any, ...]) -> RecordRule | None:
         """`record`, with any failure the checks above did not foresee (a rule shape the
@@ -515,6 +518,7 @@ class _Compiler:
         if refusal is not None:
             self.error(loc, refusal)
             return lambda ctx: None
+        self.files.append(path)
         try:
             data, lines = load_yaml(path.read_text(encoding="utf-8"), reference)
         except OSError as exc:
@@ -618,6 +622,7 @@ class _Compiler:
         if refusal is not None:
             self.error((*loc, "table"), refusal)
             return None
+        self.files.append(path)
         try:
             return load_code_table(path, display=name)
         except ConfigError as exc:

@@ -4,17 +4,13 @@ table its package registers) is checked here without a test of its own."""
 
 from __future__ import annotations
 
+import importlib
 import re
 import string
 from pathlib import Path
 
 import pytest
 
-import deadletter.cli  # noqa: F401  (registers the dead-letter texts)
-import engine.reprocess_command
-import engine.request_follow  # noqa: F401  (registers the request texts)
-import monitors.run_banner  # registers run's start-up lines
-import monitors.status_command  # noqa: F401  (registers the status texts)
 from engine import i18n
 
 REPO = Path(__file__).resolve().parents[3]
@@ -24,6 +20,9 @@ SOURCES = [
     for p in (REPO / d).rglob("*.py")
     if p.name != "i18n.py"
 ]
+# Packages register their texts when imported: import every module, as the CLI would.
+for _path in SOURCES:
+    importlib.import_module(".".join(_path.relative_to(REPO).with_suffix("").parts))
 # t("key", …), _t("key", …), t_or("key", …): literal keys only; f-string keys are checked by prefix below.
 _LITERAL_KEY = re.compile(r"\b(?:t|_t|t_or)\(\s*\"([a-z][a-z0-9_]*)\"")
 
