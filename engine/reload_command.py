@@ -266,7 +266,7 @@ def cmd_check_diff(args: argparse.Namespace) -> int:
     for members in groups.values():
         first = members[0]
         names = ", ".join(m.process for m in members)
-        key = "against_running" if alive else "against_last"
+        key = "reload_cmd_against_running" if alive else "reload_cmd_against_last"
         print(_t(key, process=names, at=_when(first.loaded_at, zone)))
         _print_diff(compare(first.snapshot, on_disk))
     return 0

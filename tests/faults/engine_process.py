@@ -99,8 +99,9 @@ class EngineProcess:
             for line in proc.stdout:
                 self.lines.append(line.rstrip("\n"))
                 if line.startswith("engine running"):
-                    # "engine running: hospital → 40123, lis_gbk → 40124. Press Ctrl+C to stop."
-                    self.ports = {m[0]: int(m[1]) for m in re.findall(r"([a-z0-9_-]+) → (\d+)", line)}
+                    # "engine running: hospital → 127.0.0.1:40123, lis_gbk → 127.0.0.1:40124. …"
+                    found = re.findall(r"([a-z0-9_-]+) → (?:\S*:)?(\d+)\b", line)
+                    self.ports = {name: int(port) for name, port in found}
                     self._running.set()
 
     def _reaped(self) -> None:
