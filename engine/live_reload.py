@@ -235,12 +235,14 @@ class LiveReload:
         rt = self.runtime
         if "ingest" not in rt.roles:
             return {}
-        held = {_address(s.config) for s in rt.sources} - {None}
+        held = {_address(getattr(s, "config", None)) for s in rt.sources} - {None}
         bound: dict[str, Any] = {}
         for name in self._moving(diff):
             config = rt.channel_config(name, new.channels[name], new)
-            if _address(config) in held:
-                continue  # taken by one of ours that stops first: bound in `_switch_channels`
+            if _address(config) is None or _address(config) in held:
+                # No address to take (a source that does not listen), or one taken by one of
+                # ours that stops first: started in `_switch_channels`.
+                continue
             source = rt.build_source(config, new.channels[name])
             try:
                 await source.bind()
@@ -267,9 +269,10 @@ class LiveReload:
             channel = new.channels[name]
             source = bound.get(name) or rt.build_source(rt.channel_config(name, channel, new), channel)
             try:
-                if name not in bound:
-                    await source.bind()
-                await source.serve()
+                if name in bound:
+                    await source.serve()
+                else:
+                    await source.start()
             except StartupError as exc:
                 outcome.warnings.append(str(exc))
                 continue

@@ -86,3 +86,25 @@ def test_runtime_builds_registered_types(tmp_path: Path, backend: str) -> None:
             if broker != "memory://":
                 with Connection(AMQP_URL) as conn:
                     conn.default_channel.queue_delete(f"{prefix}.kept")
+
+
+def test_live_reload_adds_a_registered_source(tmp_path: Path) -> None:
+    """A reload that adds a channel of a registered type builds and starts it through the
+    registry, without a listener to take: its message reaches the destination."""
+    with toy_connectors():
+        routes = _routes(tmp_path, f"sqlite:///{tmp_path / 'engine.db'}", "memory://", "toy")
+        with RunningEngine(routes, env={}) as engine:
+            sink = SINKS["kept"]
+            wait_until(lambda: len(sink.stored) == 1, timeout=30)
+            text = routes.read_text(encoding="utf-8")
+            second = text.split("channels:\n", 1)[1].split("routes:", 1)[0].replace("drop:", "late:")
+            text = text.replace("routes:", second.replace("TOY-1", "TOY-2") + "routes:", 1)
+            routes.write_text(text.replace("from: drop", "from: [drop, late]"), encoding="utf-8")
+            outcome = engine.runtime.reloader.reload()  # type: ignore[union-attr]
+            assert (outcome.result, outcome.reasons, outcome.warnings) == ("reloaded", [], [])
+            wait_until(lambda: len(sink.stored) == 2, timeout=30)
+            assert sorted(s.name for s in engine.runtime.sources) == ["drop", "late"]
+            channels = {
+                r[0] for r in engine.journal.connect().exec_driver_sql("select channel from journal_messages")
+            }
+            assert channels == {"drop", "late"}
