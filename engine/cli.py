@@ -130,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--diff", action="store_true", help="also show what `reload` would change in the running engine"
     )
+    check.add_argument("--types", action="store_true", help="list the channel and destination types known")
     check.set_defaults(func=cmd_check)
     add_reload_commands(sub)
 
@@ -175,6 +176,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     from engine.settings import load_settings
     from transforms.mapping import load_mapping
 
+    if args.types:
+        from engine.connector_types import known_types_text
+
+        print(known_types_text())
+        return 0
     if args.diff:
         from engine.reload_command import cmd_check_diff
 

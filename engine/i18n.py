@@ -15,6 +15,8 @@ _TEXT: dict[str, tuple[str, str]] = {
         "{file}: 配置正确（{channels} 个通道，{routes} 条路由，{destinations} 个目的地）",
         "{file}: OK ({channels} channels, {routes} routes, {destinations} destinations)",
     ),
+    "types_channels": ("通道类型：{names}", "channel types: {names}"),
+    "types_destinations": ("目的地类型：{names}", "destination types: {names}"),
     "send_line": (
         "{where}  {code}  控制号={control}  {text}",
         "{where}  {code}  control-id={control}  {text}",

@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from sqlalchemy import Engine, func, select
 
-from channels.mllp_source import MllpSource
 from deadletter import audit
 from engine import journal, loaded_config
 from engine.check import check_config
@@ -230,19 +229,21 @@ class LiveReload:
         """Channels that need a listener of their own at a new address: added or moved."""
         return [*diff.channels.added, *diff.listen]
 
-    async def _bind_new(self, new: Settings, diff: ConfigDiff) -> dict[str, MllpSource]:
+    async def _bind_new(self, new: Settings, diff: ConfigDiff) -> dict[str, Any]:
         """Take the new addresses no listener of ours holds, before anything changes; on a
         failure let go of those taken and raise (the reload is refused)."""
         rt = self.runtime
         if "ingest" not in rt.roles:
             return {}
-        held = {(s.config.host, s.config.port) for s in rt.sources}
-        bound: dict[str, MllpSource] = {}
+        held = {_address(getattr(s, "config", None)) for s in rt.sources} - {None}
+        bound: dict[str, Any] = {}
         for name in self._moving(diff):
             config = rt.channel_config(name, new.channels[name], new)
-            if (config.host, config.port) in held:
-                continue  # taken by one of ours that stops first: bound in `_switch_channels`
-            source = MllpSource(config, rt.writer)  # type: ignore[arg-type]
+            if _address(config) is None or _address(config) in held:
+                # No address to take (a source that does not listen), or one taken by one of
+                # ours that stops first: started in `_switch_channels`.
+                continue
+            source = rt.build_source(config, new.channels[name])
             try:
                 await source.bind()
             except StartupError:
@@ -252,7 +253,7 @@ class LiveReload:
         return bound
 
     async def _switch_channels(
-        self, new: Settings, diff: ConfigDiff, bound: dict[str, MllpSource], outcome: ReloadOutcome
+        self, new: Settings, diff: ConfigDiff, bound: dict[str, Any], outcome: ReloadOutcome
     ) -> None:
         rt = self.runtime
         by_name = {s.name: s for s in rt.sources}
@@ -265,13 +266,13 @@ class LiveReload:
             if name not in diff.listen and name in by_name:
                 by_name[name].reconfigure(rt.channel_config(name, new.channels[name], new))
         for name in self._moving(diff):
-            source = bound.get(name) or MllpSource(
-                rt.channel_config(name, new.channels[name], new), rt.writer
-            )  # type: ignore[arg-type]
+            channel = new.channels[name]
+            source = bound.get(name) or rt.build_source(rt.channel_config(name, channel, new), channel)
             try:
-                if name not in bound:
-                    await source.bind()
-                await source.serve()
+                if name in bound:
+                    await source.serve()
+                else:
+                    await source.start()
             except StartupError as exc:
                 outcome.warnings.append(str(exc))
                 continue
@@ -284,7 +285,7 @@ class LiveReload:
         new: Settings,
         compiled: CompiledRoutes,
         diff: ConfigDiff,
-        bound: dict[str, MllpSource],
+        bound: dict[str, Any],
         outcome: ReloadOutcome,
     ) -> None:
         rt = self.runtime
@@ -297,7 +298,9 @@ class LiveReload:
                     worker.policy = rt.retry_policy()
         if rt.transform is not None:
             # One assignment each: the transform thread reads the router once per message.
-            rt.transform.strict_channels = frozenset(n for n, ch in new.channels.items() if ch.strict)
+            rt.transform.strict_channels = frozenset(
+                n for n, ch in new.channels.items() if getattr(ch, "strict", False)
+            )
             rt.transform.router = compiled.router
         if "ingest" in rt.roles:
             self._on_loop(self._switch_channels(new, diff, bound, outcome))
@@ -320,3 +323,9 @@ class LiveReload:
             if worker in self.runtime.workers:
                 self.runtime.workers.remove(worker)
         log.info("destination_retired", destination=destination)
+
+
+def _address(config: Any) -> tuple[str, int] | None:
+    """(host, port) a source listens on, or None for one that does not listen."""
+    host, port = getattr(config, "host", None), getattr(config, "port", None)
+    return (host, port) if host is not None and port is not None else None

@@ -16,27 +16,23 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import structlog
 from sqlalchemy import Engine
 
-from channels import record_store
-from channels.mllp_source import MllpConfig, MllpSource
 from deadletter import audit
 from deadletter import store as dead_letters
 from deadletter.policy import RetryPolicy
-from engine import journal, loaded_config
+from engine import connectors, journal, loaded_config
 from engine.bus import Bus
 from engine.database import make_engine
 from engine.delivery import DeliveryWorker
 from engine.errors import StartupError
-from engine.ingest import Policy
 from engine.live_reload import LiveReload, compile_routes
 from engine.operator_requests import Handler, RequestPoller, process_name
 from engine.pipeline import TransformWorker
 from engine.router import Router
-from engine.settings import Destination, MllpChannel, Settings
+from engine.settings import Channel, Destination, Settings
 from engine.transform_feed import TransformFeed
 
 log = structlog.get_logger("engine.runtime")
@@ -50,7 +46,7 @@ class EngineRuntime:
     roles: frozenset[str] = ALL_ROLES
     partitions: frozenset[int] | None = None  # deliver only these partitions (None: all)
     shard: tuple[int, int] | None = None  # transform only journal ids ≡ i (mod n)
-    sources: list[MllpSource] = field(default_factory=list)
+    sources: list[Any] = field(default_factory=list)
     journal_engine: Engine | None = None
     writer: journal.JournalWriter | None = None
     transform: TransformWorker | None = None
@@ -85,8 +81,10 @@ class EngineRuntime:
         loaded_config.ensure_schema(self.journal_engine)
         compiled = compile_routes(s)
         destinations = {name: d for name, d in s.destinations.items()}
-        for d in destinations.values():
-            record_store.ensure_schema(self.engine_for(d.database or s.engine.database))
+        for name, d in destinations.items():
+            kind = connectors.destination_type(d.type)
+            if kind.prepare is not None:
+                kind.prepare(name, d, self)
         probe = self.bus()
         for name in destinations:
             probe.declare(name)
@@ -101,7 +99,7 @@ class EngineRuntime:
                 recovered = dead_letters.recover_transform_failures(self.journal_engine)
             if recovered:
                 log.warning("failed_messages_dead_lettered", count=recovered)
-            strict = frozenset(name for name, ch in s.channels.items() if ch.strict)
+            strict = frozenset(name for name, ch in s.channels.items() if getattr(ch, "strict", False))
             self.transform = TransformWorker(
                 compiled.router, self.journal_engine, self.bus, strict_channels=strict
             )
@@ -123,7 +121,7 @@ class EngineRuntime:
             )
             self.writer.start()
             for name, ch in s.channels.items():
-                source = MllpSource(self.channel_config(name, ch, s), self.writer)
+                source = self.build_source(self.channel_config(name, ch, s), ch)
                 await source.start()
                 self.sources.append(source)
         self.reloader = LiveReload(self, asyncio.get_running_loop(), compiled.files)
@@ -161,12 +159,14 @@ class EngineRuntime:
     def router(self) -> Router:
         return compile_routes(self.settings).router
 
-    def channel_config(self, name: str, ch: MllpChannel, settings: Settings) -> MllpConfig:
-        """A channel's listener settings as `routes.yaml` (`settings`) gives them."""
-        host, port = ch.host_port
-        tz = ZoneInfo(settings.engine.timezone)
-        policy = Policy(name, ch.encoding, ch.ack.mode, tz, ch.limits.limits())
-        return MllpConfig(name, host, port, policy, ch.max_message_bytes, ch.idle_timeout)
+    def channel_config(self, name: str, ch: Channel, settings: Settings) -> Any:
+        """A channel's own configuration as `routes.yaml` (`settings`) gives it, made by the
+        connector registered for its type."""
+        return connectors.source_type(ch.type).configure(name, ch, settings)
+
+    def build_source(self, config: Any, ch: Channel) -> Any:
+        """A channel's source, not yet started, built by the connector registered for its type."""
+        return connectors.source_type(ch.type).build(config, self)
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(tuple(self.settings.retry.tiers), self.settings.retry.max_attempts)
@@ -174,9 +174,7 @@ class EngineRuntime:
     def start_destination(self, name: str, d: Destination, lanes: list[int | None] | None = None) -> None:
         """Start the workers of one destination's partitions (this process's share of them)."""
         assert self.journal_engine is not None
-        url = d.database or self.settings.engine.database
-        record_store.ensure_schema(self.engine_for(url))
-        sink = record_store.RecordStore(self.engine_for(url))
+        sink = connectors.destination_type(d.type).build(name, d, self)
         if lanes is None:
             probe = self.bus()
             probe.declare(name)
@@ -190,7 +188,8 @@ class EngineRuntime:
             self.workers.append(worker)
 
     def ports(self) -> dict[str, int]:
-        return {s.name: s.port for s in self.sources}
+        """Listening ports by channel (sources that do not listen have none)."""
+        return {s.name: s.port for s in self.sources if getattr(s, "port", None)}
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop taking messages, answer what is in flight, finish queued work, close."""

@@ -2,8 +2,10 @@
 
 Every model forbids unknown keys (a typo must not silently fall back to a default) and every
 field has a description, because the reference documentation is generated from these models.
-Channels and destinations are discriminated unions on `type`: a new kind (db_poll, file,
-wechat, mllp_out, http_out) is one model added to `Channel` or `Destination`.
+Channels and destinations are validated by the model registered for their `type`
+(engine/connectors.py): a new kind (db_poll, file, mllp_out, http_out) registers a subclass of
+`Channel` or `Destination` from its module under `channels/`; `settings_model()` is the whole
+file's model with every registered type.
 
 `read_settings` collects every problem (YAML, schema, references between sections, missing
 mapping files) so `mch-engine check` can show them all at once; `load_settings` raises them.
@@ -19,8 +21,9 @@ import re
 import zoneinfo
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     AfterValidator,
@@ -30,9 +33,11 @@ from pydantic import (
     Field,
     PrivateAttr,
     WithJsonSchema,
+    create_model,
     model_validator,
 )
 
+from engine import connectors
 from engine.config_paths import ConfigRoots
 from engine.errors import ConfigError, ConfigErrors
 from engine.message_limits import DEFAULT_LIMITS, MessageLimits
@@ -58,6 +63,7 @@ __all__ = [
     "parse_listen",
     "parse_size",
     "read_settings",
+    "settings_model",
 ]
 
 DEFAULT_BROKER = "memory://"
@@ -363,7 +369,13 @@ class LimitSettings(_Model):
         return MessageLimits(self.max_segments, self.max_repetitions, self.max_field_bytes)
 
 
-class MllpChannel(_Model):
+class Channel(_Model):
+    """Base of every channel type's settings: `type` picks the registered model."""
+
+    type: str = Field(description="Channel type.")
+
+
+class MllpChannel(Channel):
     """HL7 v2 over MLLP: the engine listens and senders connect to it."""
 
     type: Literal["mllp"] = Field(description="Channel type.")
@@ -397,14 +409,16 @@ class MllpChannel(_Model):
         return parse_listen(self.listen)
 
 
-Channel = Annotated[MllpChannel, Field(discriminator="type")]
-"""Union of channel kinds on `type`; add new kinds with `|`."""
-
-
 # --------------------------------------------------------------------------- destinations
 
 
-class RecordStoreDestination(_Model):
+class Destination(_Model):
+    """Base of every destination type's settings: `type` picks the registered model."""
+
+    type: str = Field(description="Destination type.")
+
+
+class RecordStoreDestination(Destination):
     """The canonical MCH record store (SQL)."""
 
     type: Literal["record_store"] = Field(description="Destination type.")
@@ -421,10 +435,6 @@ class RecordStoreDestination(_Model):
         description="SQLAlchemy URL of the record store; empty or absent means the engine "
         "database (filled in on load).",
     )
-
-
-Destination = Annotated[RecordStoreDestination, Field(discriminator="type")]
-"""Union of destination kinds on `type`; add new kinds with `|`."""
 
 
 # --------------------------------------------------------------------------- routes
@@ -496,6 +506,8 @@ def _version(value: int) -> int:
 class Settings(_Model):
     """The whole of routes.yaml."""
 
+    # Validate with `settings_model()`: it types these two by the registered connector types.
+
     version: Annotated[int, AfterValidator(_version)] = Field(
         description="Format version of this file; must be 1."
     )
@@ -536,6 +548,33 @@ class Settings(_Model):
     def routes_from(self, channel: str) -> list[Route]:
         """Routes fed by a channel, in file order."""
         return [route for route in self.routes if channel in route.from_]
+
+
+def settings_model() -> type[Settings]:
+    """`Settings` whose channels and destinations are each validated by the model registered
+    for their `type` (a wrong type names the known ones)."""
+    connectors.load()
+    return _settings_model(connectors.generation())
+
+
+@lru_cache(maxsize=4)
+def _settings_model(generation: int) -> type[Settings]:
+    sources = tuple(entry.model for entry in connectors.source_types())
+    destinations = tuple(entry.model for entry in connectors.destination_types())
+    fields = Settings.model_fields
+    model = create_model(
+        "Settings",
+        __base__=Settings,
+        __doc__=Settings.__doc__,
+        channels=(dict[Name, _tagged(sources)], fields["channels"]),  # type: ignore[valid-type]
+        destinations=(dict[Name, _tagged(destinations)], fields["destinations"]),  # type: ignore[valid-type]
+    )
+    return model
+
+
+def _tagged(models: tuple[type[BaseModel], ...]) -> Any:
+    """One model, or a union of them, told apart by `type`."""
+    return Annotated[Union[models], Field(discriminator="type")]  # noqa: UP007
 
 
 # --------------------------------------------------------------------------- loading
@@ -706,7 +745,7 @@ def read_settings(path: str | Path, env: Mapping[str, str] | None = None) -> Loa
     loaded.roots = _roots(loaded.base_dir, _allowed_paths(loaded.data))
 
     settings, problems = try_validate(
-        Settings, loaded.data, loaded.lines, loaded.filename, skip=parsed.unresolved
+        settings_model(), loaded.data, loaded.lines, loaded.filename, skip=parsed.unresolved
     )
     loaded.problems.extend(problems)
     loaded.problems.extend(_reference_problems(loaded, parsed.unresolved))

@@ -1,0 +1,27 @@
+"""Registers the `mllp` channel type: an MLLP listener per channel."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+from channels.mllp_source import MllpConfig, MllpSource
+from engine.connectors import ConnectorContext, SourceType, register_source
+from engine.ingest import Policy
+from engine.settings import AckSettings, LimitSettings, MllpChannel, Settings
+
+
+def configure(name: str, channel: MllpChannel, settings: Settings) -> MllpConfig:
+    """A channel's listener settings as routes.yaml (`settings`) gives them."""
+    host, port = channel.host_port
+    tz = ZoneInfo(settings.engine.timezone)
+    policy = Policy(name, channel.encoding, channel.ack.mode, tz, channel.limits.limits())
+    return MllpConfig(name, host, port, policy, channel.max_message_bytes, channel.idle_timeout)
+
+
+def build(config: MllpConfig, context: ConnectorContext) -> MllpSource:
+    return MllpSource(config, context.writer)
+
+
+MLLP = register_source(
+    SourceType("mllp", MllpChannel, configure, build, parts=(("ack", AckSettings), ("limits", LimitSettings)))
+)
