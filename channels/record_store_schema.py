@@ -6,11 +6,9 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
-    BigInteger,
     Column,
     Engine,
     Index,
-    Integer,
     MetaData,
     String,
     Table,
@@ -18,13 +16,12 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from engine.database import UtcDateTime
+from engine.database import RowId, UtcDateTime
 
 Identifier = tuple[str, str, str]
 """(kind, system, value): one row of `person_identifiers` without its person."""
 
 metadata = MetaData()
-_Id = BigInteger().with_variant(Integer, "sqlite")
 
 persons = Table(
     "persons",
@@ -39,7 +36,7 @@ persons = Table(
     Column("payload", JSON, nullable=False),
     Column("source_channel", String(64)),
     Column("source_control_id", String(200)),
-    Column("journal_id", _Id),
+    Column("journal_id", RowId),
     Column("event_time", UtcDateTime()),
     Column("stored_at", UtcDateTime(), nullable=False),
 )
@@ -66,7 +63,7 @@ records = Table(
     Column("payload", JSON, nullable=False),
     Column("source_channel", String(64), nullable=False),
     Column("source_control_id", String(200)),
-    Column("journal_id", _Id),
+    Column("journal_id", RowId),
     Column("event_time", UtcDateTime()),
     Column("stored_at", UtcDateTime(), nullable=False),
 )

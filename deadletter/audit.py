@@ -20,7 +20,6 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
-    BigInteger,
     Column,
     Engine,
     Integer,
@@ -34,12 +33,11 @@ from sqlalchemy import (
     update,
 )
 
-from engine.database import UtcDateTime
+from engine.database import RowId, UtcDateTime
 from engine.journal import now_utc
 
 metadata = MetaData()
 
-_Id = BigInteger().with_variant(Integer, "sqlite")
 
 # Outcomes of an entry.
 STARTED = "started"
@@ -50,7 +48,7 @@ ABORTED = "aborted"
 audit_log = Table(
     "audit_log",
     metadata,
-    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("id", RowId, primary_key=True, autoincrement=True),
     Column("at", UtcDateTime(), nullable=False, index=True),
     Column("actor", String(128), nullable=False),  # the name claimed with --as, else the OS user
     Column("action", String(32), nullable=False),

@@ -23,7 +23,6 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
-    BigInteger,
     Column,
     Connection,
     Engine,
@@ -41,7 +40,7 @@ from sqlalchemy import (
     update,
 )
 
-from engine.database import UtcDateTime
+from engine.database import RowId, UtcDateTime
 from engine.journal import FAILED, messages, now_utc
 from engine.upsert import insert_for
 
@@ -75,7 +74,6 @@ __all__ = [
 
 metadata = MetaData()
 
-_Id = BigInteger().with_variant(Integer, "sqlite")
 
 # Stages.
 TRANSFORM = "transform"
@@ -92,14 +90,14 @@ STATUSES = (OPEN, REPLAYED, REPROCESSED, PURGED)
 dead_letters = Table(
     "dead_letters",
     metadata,
-    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("id", RowId, primary_key=True, autoincrement=True),
     Column("stage", String(16), nullable=False),
     Column("channel", String(64), nullable=False),
     Column("route", String(64), nullable=False, default=""),
     # Empty (never NULL) for the transform stage: NULLs would defeat the unique key.
     Column("destination", String(64), nullable=False, default=""),
     Column("record_id", String(300), nullable=False, default=""),
-    Column("journal_id", _Id, nullable=False),
+    Column("journal_id", RowId, nullable=False),
     Column("reason", Text, nullable=False),
     Column("attempts", Integer, nullable=False, default=1),
     Column("first_failed_at", UtcDateTime(), nullable=False),
@@ -118,8 +116,8 @@ Index("ix_dead_letters_channel", dead_letters.c.channel, dead_letters.c.id)
 attempts = Table(
     "delivery_attempts",
     metadata,
-    Column("id", _Id, primary_key=True, autoincrement=True),
-    Column("journal_id", _Id, nullable=False),
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("journal_id", RowId, nullable=False),
     Column("destination", String(64), nullable=False, default=""),
     Column("record_id", String(300), nullable=False, default=""),
     Column("attempt", Integer, nullable=False),

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic_core import from_json, to_json
-from sqlalchemy import DateTime, Dialect, Engine, create_engine, event
+from sqlalchemy import BigInteger, DateTime, Dialect, Engine, Integer, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.types import TypeDecorator
 
@@ -43,6 +43,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=FULL")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
+
+
+RowId = BigInteger().with_variant(Integer, "sqlite")
+"""Row ids: 64-bit on servers; INTEGER on SQLite, where only that is an autoincrementing rowid."""
 
 
 class UtcDateTime(TypeDecorator[datetime]):

@@ -29,7 +29,6 @@ from typing import Any, Protocol
 
 import structlog
 from sqlalchemy import (
-    BigInteger,
     Boolean,
     Column,
     Connection,
@@ -54,14 +53,13 @@ from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.schema import CreateColumn
 
 from engine.batching import run_batches
-from engine.database import UtcDateTime
+from engine.database import RowId, UtcDateTime
 from engine.upsert import insert_for
 
 log = structlog.get_logger("engine.journal")
 
 metadata = MetaData()
 
-_Id = BigInteger().with_variant(Integer, "sqlite")
 
 # What the columns hold. The MLLP source refuses longer control ids and senders up front
 # (engine/header_limits.py), so those columns hold the values exactly.
@@ -75,7 +73,7 @@ ends of the calendar, and no MCH message is dated there."""
 messages = Table(
     "journal_messages",
     metadata,
-    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("id", RowId, primary_key=True, autoincrement=True),
     Column("channel", String(64), nullable=False),
     Column("sender", String(SENDER_CHARS), nullable=False, default=""),
     Column("control_id", String(CONTROL_ID_CHARS)),
@@ -103,7 +101,7 @@ _by_control_id = Index("ix_journal_control_id", messages.c.control_id)
 deliveries = Table(
     "journal_deliveries",
     metadata,
-    Column("journal_id", _Id, nullable=False),
+    Column("journal_id", RowId, nullable=False),
     Column("destination", String(64), nullable=False),
     Column("record_id", String(300), nullable=False),
     Column("status", String(16), nullable=False),

@@ -58,24 +58,21 @@ class OperatorActions:
         return out
 
     def replay(self, params: dict[str, Any], request: Request) -> dict[str, Any]:
-        with self._publisher() as publish:
-            result = actions.replay(
-                self.journal_engine,
-                params["ids"],
-                publish,
-                Actor(request.actor, request.os_user),
-                target=params.get("target"),
-                audit_id=params.get("audit_id"),
-            )
-        return action_outcome(result)
+        return self._act(actions.replay, params, request)
 
     def reprocess(self, params: dict[str, Any], request: Request) -> dict[str, Any]:
         assert self.transform is not None
+        return self._act(actions.reprocess, params, request, self.transform)
+
+    def _act(
+        self, action: Callable[..., Any], params: dict[str, Any], request: Request, *before: Any
+    ) -> dict[str, Any]:
+        """Run a dead-letter action on the request's ids with this process's bus."""
         with self._publisher() as publish:
-            result = actions.reprocess(
+            result = action(
                 self.journal_engine,
                 params["ids"],
-                self.transform,
+                *before,
                 publish,
                 Actor(request.actor, request.os_user),
                 target=params.get("target"),

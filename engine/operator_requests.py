@@ -24,15 +24,13 @@ import socket
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 from sqlalchemy import (
-    BigInteger,
     Column,
     Engine,
-    Integer,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -45,17 +43,17 @@ from sqlalchemy import (
     update,
 )
 
-from engine.database import UtcDateTime
+from engine.database import RowId, UtcDateTime
+from engine.journal import now_utc
 
 log = structlog.get_logger("engine.operator_requests")
 
 metadata = MetaData()
-_Id = BigInteger().with_variant(Integer, "sqlite")
 
 requests = Table(
     "operator_requests",
     metadata,
-    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("id", RowId, primary_key=True, autoincrement=True),
     Column("kind", String(32), nullable=False),
     Column("scope", String(8), nullable=False),  # ONE or ALL
     Column("params", Text, nullable=False),  # JSON
@@ -72,7 +70,7 @@ requests = Table(
 results = Table(
     "operator_request_results",
     metadata,
-    Column("request_id", _Id, nullable=False),
+    Column("request_id", RowId, nullable=False),
     Column("process", String(200), nullable=False),
     Column("status", String(16), nullable=False),
     Column("outcome", Text),
@@ -125,10 +123,6 @@ def process_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 def submit(
     engine: Engine, kind: str, params: Mapping[str, Any], *, actor: str, os_user: str, scope: str = ONE
 ) -> int:
@@ -141,7 +135,7 @@ def submit(
         "actor": actor,
         "os_user": os_user,
         "status": QUEUED,
-        "requested_at": _now(),
+        "requested_at": now_utc(),
     }
     with engine.begin() as conn:
         return int(conn.execute(insert(requests).values(**row)).inserted_primary_key[0])
@@ -167,9 +161,9 @@ def wait(
 ) -> Request | None:
     """Poll until `done(request)` or the timeout; the last state seen (None: no such request)."""
     stop = threading.Event()
-    deadline = _now() + timedelta(seconds=timeout)
+    deadline = now_utc() + timedelta(seconds=timeout)
     current = get(engine, request_id)
-    while current is not None and not done(current) and _now() < deadline:
+    while current is not None and not done(current) and now_utc() < deadline:
         stop.wait(interval)
         current = get(engine, request_id)
     return current
@@ -181,7 +175,9 @@ def finish(engine: Engine, request_id: int, status: str, outcome: Mapping[str, A
         conn.execute(
             update(requests)
             .where(requests.c.id == request_id)
-            .values(status=status, outcome=json.dumps(dict(outcome), ensure_ascii=False), finished_at=_now())
+            .values(
+                status=status, outcome=json.dumps(dict(outcome), ensure_ascii=False), finished_at=now_utc()
+            )
         )
 
 
@@ -200,7 +196,7 @@ class RequestPoller:
         self.handlers = dict(handlers)
         self.interval = interval
         self.name = name or process_name()
-        self.started_at = _now()
+        self.started_at = now_utc()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -240,7 +236,7 @@ class RequestPoller:
 
     def _claim_one(self) -> Request | None:
         kinds = list(self.handlers)
-        now = _now()
+        now = now_utc()
         claimable = and_(
             requests.c.scope == ONE,
             requests.c.kind.in_(kinds),
@@ -292,7 +288,7 @@ class RequestPoller:
                 conn.execute(
                     update(requests)
                     .where(requests.c.id == request.id)
-                    .values(status=status, outcome=text, finished_at=_now(), lease_until=None)
+                    .values(status=status, outcome=text, finished_at=now_utc(), lease_until=None)
                 )
             else:
                 conn.execute(
@@ -301,7 +297,7 @@ class RequestPoller:
                         process=self.name,
                         status=status,
                         outcome=text,
-                        finished_at=_now(),
+                        finished_at=now_utc(),
                     )
                 )
                 conn.execute(
