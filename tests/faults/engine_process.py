@@ -176,7 +176,8 @@ class LockStepStream:
     message i got, or None when it got none: the connection failed before the answer (that
     message and every later one of that connection count as not acknowledged, and the later
     ones are not sent). `answered` counts ACKs as they come, so a test can act mid-stream.
-    With `hold_at`, messages from that index on wait until `release()` is called.
+    With `hold_at` (one index or several), messages from each hold on wait until `release()`
+    has been called once for it and for every earlier hold.
     """
 
     def __init__(
@@ -188,7 +189,7 @@ class LockStepStream:
         connections: int = 8,
         timeout: float = 20.0,
         host: str = "127.0.0.1",
-        hold_at: int | None = None,
+        hold_at: int | Sequence[int] = (),
     ) -> None:
         assert len(payloads) == len(control_ids)
         self.host, self.port = host, port
@@ -201,16 +202,20 @@ class LockStepStream:
         self.errors: list[str] = []
         self.answered = 0
         self.seconds = 0.0
-        self.hold_at = hold_at
-        self._released = threading.Event()
+        self.holds = sorted([hold_at] if isinstance(hold_at, int) else hold_at)
+        self._released = 0  # how many holds, lowest first, are open
         self._thread = threading.Thread(target=self._main, name="mllp-stream", daemon=True)
 
     def start(self) -> LockStepStream:
         self._thread.start()
         return self
 
-    def release(self) -> None:
-        self._released.set()
+    def release(self, *, every: bool = False) -> None:
+        """Opens the lowest hold still closed, or with `every` all of them."""
+        self._released = len(self.holds) if every else self._released + 1
+
+    def _held(self, i: int) -> bool:
+        return any(i >= hold for hold in self.holds[self._released :])
 
     def join(self, timeout: float = 120.0) -> LockStepStream:
         self._thread.join(timeout)
@@ -232,7 +237,7 @@ class LockStepStream:
         conn: MllpConnection | None = None
         try:
             for i in range(c, len(self.payloads), self.connections):
-                while self.hold_at is not None and i >= self.hold_at and not self._released.is_set():
+                while self._held(i):
                     await asyncio.sleep(0.01)
                 if conn is None:
                     conn = await asyncio.wait_for(MllpConnection.open(self.host, self.port), self.timeout)
