@@ -6,6 +6,11 @@ last one repeating — until `max_attempts`; permanent ones (validation, constra
 violations, unknown recipients) and transient ones past the limit become dead
 letters. An error the engine does not know is treated as transient: waiting costs
 little, and it still ends in dead letters after `max_attempts`.
+
+An error may carry `retry_after` (seconds the other side asked us to wait, an HTTP
+`Retry-After`): the retry then waits at least that long, rounded up to the next tier so
+a broker holds one delay queue per tier, not one per value asked; past the longest tier
+it waits the longest tier.
 """
 
 from __future__ import annotations
@@ -30,7 +35,11 @@ class RetryPolicy:
             return DEAD, None
         if attempts >= self.max_attempts:
             return DEAD, None
-        return RETRY, self.tier_delay(attempts)
+        delay = self.tier_delay(attempts)
+        asked = getattr(exc, "retry_after", None)
+        if isinstance(asked, int | float) and asked > delay:
+            delay = min((float(t) for t in self.tiers if t >= asked), default=float(max(self.tiers)))
+        return RETRY, delay
 
     def tier_index(self, attempts: int) -> int:
         return min(max(attempts, 1), len(self.tiers)) - 1

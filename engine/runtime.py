@@ -207,6 +207,10 @@ class EngineRuntime:
             await loop.run_in_executor(None, self.transform.stop)
         for w in self.workers:
             await loop.run_in_executor(None, w.stop)
+        for sink in {id(w.sink): w.sink for w in self.workers}.values():
+            close = getattr(sink, "close", None)  # sinks holding connections (mllp_out, http_out)
+            if close is not None:
+                close()
         for eng in self._engines.values():
             eng.dispose()
         log.info("engine_stopped")

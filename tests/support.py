@@ -193,6 +193,28 @@ def scalar(engine: Any, sql: str, **params: Any) -> Any:
         return conn.execute(text(sql), params).scalar()
 
 
+def delivery_rows(engine: RunningEngine, destination: str) -> list[tuple[str, int]]:
+    """(status, attempts) of every journal delivery to `destination`."""
+    with engine.journal.connect() as conn:
+        rows = conn.execute(
+            text("select status, attempts from journal_deliveries where destination = :d"), {"d": destination}
+        )
+        return [(r.status, r.attempts) for r in rows]
+
+
+def dead_letter_reasons(engine: RunningEngine) -> list[str]:
+    """The reasons of the deliver-stage dead letters, oldest first."""
+    with engine.journal.connect() as conn:
+        query = text("select reason from dead_letters where stage = 'deliver' order by id")
+        return [r[0] for r in conn.execute(query)]
+
+
+def attempt_errors(engine: RunningEngine) -> list[str]:
+    """The error of every failed delivery attempt, in order."""
+    with engine.journal.connect() as conn:
+        return [r[0] for r in conn.execute(text("select error from delivery_attempts order by id"))]
+
+
 def msa(ack: bytes | None, encoding: str = "utf-8") -> tuple[str, str, str]:
     """(MSA-1, MSA-2, human text) of an ACK."""
     from engine.ack import parse_ack
