@@ -87,6 +87,11 @@ class HttpOutDestination(Destination):
         "time, so one person's records keep their order.",
     )
 
+    @property
+    def target(self) -> str:
+        """Where this destination sends, as the run banner shows it (no password, no query)."""
+        return shown_url(self.url)
+
     @field_validator("headers")
     @classmethod
     def _plain_headers(cls, value: dict[str, str]) -> dict[str, str]:

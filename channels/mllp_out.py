@@ -94,6 +94,11 @@ class MllpOutDestination(Destination):
     def host_port(self) -> tuple[str, int]:
         return parse_listen(self.endpoint)
 
+    @property
+    def target(self) -> str:
+        """Where this destination sends, as the run banner shows it."""
+        return f"mllp://{self.endpoint}"
+
 
 class MllpOutSink:
     """Sends the journaled messages behind a bundle of envelopes, in order, once each."""

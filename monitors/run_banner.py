@@ -12,6 +12,7 @@ from engine.reachability import masked as masked_url
 _TEXT: dict[str, tuple[str, str]] = {
     "run_banner_journal": ("日志库：{url}", "journal: {url}"),
     "run_banner_store": ("记录库 {name}：{url}", "record store {name}: {url}"),
+    "run_banner_forward": ("转发 {name}：{target}", "forwards {name}: {target}"),
     "run_banner_bus": ("消息总线：{url}", "bus: {url}"),
     "run_banner_http": (
         "HTTP：http://{address}/status 和 /healthz",
@@ -30,6 +31,10 @@ def backend_lines(runtime: Any, http_port: int | None = None) -> list[str]:
     eng = runtime.settings.engine
     lines = [i18n.t("run_banner_journal", url=masked_url(eng.database))]
     for name, d in runtime.settings.destinations.items():
+        target = getattr(d, "target", None)  # a destination that forwards: where to, secrets hidden
+        if target:
+            lines.append(i18n.t("run_banner_forward", name=name, target=target))
+            continue
         url = getattr(d, "database", None) or eng.database
         lines.append(i18n.t("run_banner_store", name=name, url=masked_url(url)))
     lines.append(i18n.t("run_banner_bus", url=masked_url(eng.broker)))

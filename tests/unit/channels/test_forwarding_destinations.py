@@ -153,3 +153,22 @@ def test_the_commented_examples_in_routes_yaml_are_valid(tmp_path: Path) -> None
     assert [str(p) for p in check_config(tmp_path / "routes.yaml", {})] == []
     kinds = {d.type for d in load_settings(tmp_path / "routes.yaml", env={}).destinations.values()}
     assert kinds == {"record_store", "mllp_out", "http_out"}
+
+
+def test_the_run_banner_shows_where_forwarding_goes_without_secrets(tmp_path: Path) -> None:
+    """`mch-engine run` names each forwarding destination's target, not a record store, with the
+    URL's password and query hidden."""
+    from types import SimpleNamespace
+
+    from engine.settings import load_settings
+    from monitors.run_banner import backend_lines
+
+    (tmp_path / "m.yaml").write_text("# mapping\n", encoding="utf-8")
+    routes = ROUTES % "{type: mllp_out, endpoint: '10.1.2.3:6661'}"
+    routes += "  api: {type: http_out, url: 'https://rp:pw@p.example/r?token=abc'}\n"
+    (tmp_path / "routes.yaml").write_text(routes, encoding="utf-8")
+    settings = load_settings(tmp_path / "routes.yaml", env={})
+    lines = backend_lines(SimpleNamespace(settings=settings))  # in the default language, zh
+    assert "转发 out：mllp://10.1.2.3:6661" in lines
+    assert "转发 api：https://rp:***@p.example/r?…" in lines
+    assert not any("记录库" in line for line in lines)
