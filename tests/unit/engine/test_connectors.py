@@ -100,7 +100,9 @@ def test_unknown_type_lists_registered_types_too(workdir: Path) -> None:
     _write(workdir, "version: 1\nchannels:\n  pacs:\n    type: x\n")
     with toy_connectors():
         problems = [str(p) for p in check_config("routes.yaml", {})]
-    assert problems == ["routes.yaml:4: channels.pacs.type: unknown channel type 'x' (known: file, mllp, toy_drop)"]
+    assert problems == [
+        "routes.yaml:4: channels.pacs.type: unknown channel type 'x' (known: file, mllp, toy_drop)"
+    ]
 
 
 def test_check_types_lists_a_registered_type(capsys: pytest.CaptureFixture[str]) -> None:
@@ -127,7 +129,9 @@ def test_check_types_command_names_the_shipped_types_in_chinese() -> None:
         env={"PATH": "/usr/bin:/bin"},
         check=False,
     )
-    assert (done.returncode, done.stdout) == (0, "通道类型：file, mllp\n目的地类型：record_store\n"), done.stderr
+    assert (done.returncode, done.stdout) == (0, "通道类型：file, mllp\n目的地类型：record_store\n"), (
+        done.stderr
+    )
 
 
 def test_reference_has_a_section_per_registered_type() -> None:
