@@ -8,8 +8,10 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from faults.engine_process import EngineProcess, mch
 from sqlalchemy import text
 
 from engine import i18n
@@ -187,3 +189,38 @@ class TestFileSource:
             drop(inbox, "late.hl7", oru("L-1", "LATE0001", "0010099005"))
             wait_until(lambda: (inbox / "done" / "late.hl7").exists())
             assert source.problem == ""
+
+
+def test_status_shows_a_file_channel_its_problem_and_its_numbers(tmp_path: Path) -> None:
+    """`mch-engine status` of an engine process whose file channel watches a missing directory:
+    the channel runs, the problem is named (exit 1); once the directory exists and a file is
+    dropped, the problem is gone and the file's message is counted."""
+    routes = file_routes(tmp_path, database=f"sqlite:///{tmp_path}/engine.db")
+    inbox = tmp_path / "inbox"
+    inbox.rmdir()
+    engine = EngineProcess(routes)
+    try:
+        engine.start()
+        assert f"lab_files → {inbox}" in "\n".join(engine.lines)
+
+        def status() -> tuple[int, dict[str, Any]]:
+            done = mch(routes, "status", "--json")
+            return done.returncode, json.loads(done.stdout)
+
+        wait_until(lambda: "channel_problem:lab_files (directory_missing)" in status()[1]["problems"], 20)
+        code, body = status()
+        [channel] = body["channels"]
+        assert (code, channel["listen"], channel["listening"]) == (1, "inbox", True)
+        assert "channel lab_files (directory_missing) has a problem" in mch(routes, "status").stdout
+
+        inbox.mkdir()
+        drop(inbox, "one.hl7", oru("S-1", "STAT0001", "0010099006"))
+
+        def settled() -> dict[str, Any] | None:
+            code, body = status()
+            return body if code == 0 and body["channels"][0]["routed"] == 1 else None
+
+        assert wait_until(settled, 20)["problems"] == []
+        assert engine.stop() == 0
+    finally:
+        engine.kill()
