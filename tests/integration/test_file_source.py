@@ -154,6 +154,9 @@ class TestFileSource:
         store = engine.store()
         wait_until(lambda: scalar(store, "select count(*) from records") == 2)
         assert engine.runtime.sources[0].counters.rejected == 1
+        assert engine.settings.source is not None
+        listed = mch(engine.settings.source, "messages", "list", "--status", "rejected").stdout
+        assert "file:mixed.hl7#2" in listed and "control id is empty" in listed
 
     def test_gb18030_file_by_channel_setting_and_a_file_refused_whole(self, tmp_path: Path) -> None:
         """The channel's encoding reads a GB18030 file without MSH-18; a file with a segment
