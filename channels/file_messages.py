@@ -8,7 +8,8 @@ message journaled from a file reads exactly as the same message sent over MLLP. 
 - otherwise every segment that starts with `MSH` begins a new message: a file of several
   messages one after another, as HIS and LIS exports often write them, is several messages.
   This does not guess where one patient's data ends: each message starts at its own MSH, and
-  anything before the first MSH makes the whole file refused (guarantee 6 in the design).
+  anything before the first MSH, or a batch envelope segment in such a file, makes the whole
+  file refused (guarantee 6 in the design).
 
 A refused file is one piece, `index` 0, holding the whole content; the caller journals it as
 rejected with the reason `transforms/batch.py` gives.
@@ -28,6 +29,7 @@ _LINE_BREAK: Final = re.compile(rb"\r\n|\r|\n")
 _BOM: Final = b"\xef\xbb\xbf"
 # A segment named MSH: the name followed by its field separator, not by more letters.
 _MSH: Final = re.compile(rb"MSH(?![A-Za-z0-9\s])")
+_ENVELOPE: Final = re.compile(rb"(?:FHS|BHS|BTS|FTS)(?![A-Za-z0-9\s])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,14 @@ def split_file(content: bytes) -> list[Piece]:
         except ParseError as exc:
             return [Piece(0, text, exc)]
         return [Piece(1, text)]  # no MSH at all: reading MSH rejects it with the reason
+    envelope = next((n for n, segment in enumerate(segments) if _ENVELOPE.match(segment)), None)
+    if envelope is not None:
+        name = segments[envelope][:3].decode("ascii")
+        why = (
+            f"segment {envelope + 1} ({name}) is a batch envelope segment in a file that does not "
+            "start with FHS or BHS; the whole file is refused"
+        )
+        return [Piece(0, text, ParseError(why, segment=name, code="100"))]
     bounds = [*starts, len(segments)]
     return [
         Piece(i, b"".join(s + b"\r" for s in segments[start:end]))

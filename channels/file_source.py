@@ -216,7 +216,7 @@ class FileSource:
 
     def _settled(self, cfg: FileConfig, problems: list[str]) -> list[str]:
         """Names whose size and mtime have not changed for `settle` seconds, oldest first."""
-        now, wall = time.monotonic(), time.time()
+        now = time.monotonic()
         seen: dict[str, _Seen] = {}
         ready: list[tuple[int, str]] = []
         try:
@@ -241,7 +241,8 @@ class FileSource:
             same = before is not None and (before.size, before.mtime_ns) == (stat.st_size, stat.st_mtime_ns)
             since = before.since if same and before is not None else now
             seen[name] = _Seen(stat.st_size, stat.st_mtime_ns, since)
-            if now - since >= cfg.settle and wall - stat.st_mtime >= cfg.settle:
+            # Only what this process saw counts: a file server's clock may run ahead of ours.
+            if now - since >= cfg.settle:
                 ready.append((stat.st_mtime_ns, name))
         self._seen = seen
         return [name for _, name in sorted(ready)]

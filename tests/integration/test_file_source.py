@@ -227,3 +227,22 @@ def test_status_shows_a_file_channel_its_problem_and_its_numbers(tmp_path: Path)
         assert engine.stop() == 0
     finally:
         engine.kill()
+
+
+def test_folders_that_cannot_be_made_leave_files_untouched_until_fixed(tmp_path: Path) -> None:
+    """`done` is a plain file where the engine needs a folder (a misconfiguration): the problem is
+    named, the dropped file stays in the inbox; once fixed, the file is taken and moved to done/."""
+    routes = file_routes(tmp_path, database=f"sqlite:///{tmp_path}/engine.db")
+    inbox = tmp_path / "inbox"
+    (inbox / "done").write_text("not a folder", encoding="utf-8")
+    with RunningEngine(routes) as engine:
+        source = engine.runtime.sources[0]
+        drop(inbox, "waiting.hl7", oru("W-1", "WAIT0001", "0010099007"))
+        wait_until(lambda: source.problem == "directory_not_writable")
+        time.sleep(0.5)  # several polls
+        assert (inbox / "waiting.hl7").exists()
+        assert scalar(engine.journal, "select count(*) from journal_messages") == 0
+        (inbox / "done").unlink()
+        wait_until(lambda: (inbox / "done" / "waiting.hl7").exists())
+        assert source.problem == ""
+        assert scalar(engine.journal, "select count(*) from journal_messages") == 1

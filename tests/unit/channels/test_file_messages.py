@@ -4,6 +4,8 @@ and the files refused whole."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from channels.file_messages import normalise, split_file
 from channels.file_source import peer_of
@@ -42,6 +44,7 @@ def test_a_batch_is_split_by_its_envelope() -> None:
         (b"BHS|^~\\&\n" + PID_A + b"\n" + MSH_A + b"\nBTS|1\n", "not inside a message"),
         (b"BHS|^~\\&\nBTS|0\n", "no message"),
         (b"\r\n \n", "no segment"),
+        (MSH_A + b"\n" + PID_A + b"\nBTS|1\n" + MSH_B + b"\n", "batch envelope segment"),
     ],
 )
 def test_a_file_that_cannot_be_read_safely_is_refused_whole(content: bytes, says: str) -> None:
@@ -60,3 +63,27 @@ def test_peer_names_file_and_index_within_the_journal_column() -> None:
     assert peer_of("lab.hl7", 0) == "file:lab.hl7"
     long = peer_of("x" * 200 + ".hl7", 12)
     assert len(long) == 80 and long.endswith(".hl7#12")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from([MSH_A, MSH_B, PID_A, b"FHS|^~\\&", b"BHS|^~\\&", b"BTS|1", b"", b"\x00\xff"])),
+    st.sampled_from([b"\r", b"\n", b"\r\n"]),
+)
+def test_any_file_is_messages_starting_with_msh_or_one_refused_piece(lines: list[bytes], eol: bytes) -> None:
+    """Whatever the file holds, no exception: either one refused piece, or messages of which each
+    starts at its MSH and together hold every segment of the file (nothing dropped)."""
+    content = eol.join(lines)
+    pieces = split_file(content)
+    if pieces[0].index == 0:
+        assert len(pieces) == 1 and pieces[0].refusal is not None
+        return
+    assert [p.index for p in pieces] == list(range(1, len(pieces) + 1))
+    if not pieces[0].payload.startswith(b"MSH"):  # no MSH at all: one piece, rejected when examined
+        assert [p.payload for p in pieces] == [normalise(content)]
+        return
+    assert all(p.payload.startswith(b"MSH") and p.refusal is None for p in pieces)
+    kept = b"".join(p.payload for p in pieces)
+    envelope = (b"FHS", b"BHS", b"BTS", b"FTS")
+    expected = [s for s in normalise(content).split(b"\r")[:-1] if not s.startswith(envelope)]
+    assert kept.split(b"\r")[:-1] == expected
