@@ -119,6 +119,8 @@ class FileSource:
         self.counters = FileCounters()
         self.problem = ""
         self._seen: dict[str, _Seen] = {}
+        self._logged_before: set[tuple[str, str, str]] = set()
+        self._logged_now: set[tuple[str, str, str]] = set()
         self._resume: set[str] = set()
         self._recover = True
         self._stopping = threading.Event()
@@ -196,6 +198,7 @@ class FileSource:
                 if self._claim(cfg, name, problems):
                     self._process(cfg, name, False, problems)
         self._set_problem(problems[0] if problems else "")
+        self._logged_before, self._logged_now = self._logged_now, set()
 
     def _ready(self, cfg: FileConfig, problems: list[str]) -> bool:
         """The watched directory exists and the engine's folders in it can be made."""
@@ -278,11 +281,11 @@ class FileSource:
             self._resume.add(name)
             return
         verdicts = [(piece.index, v) for piece in pieces for v in _judge(piece, cfg.policy, name)]
-        done = self._already_journaled(cfg, [v for _, v in verdicts]) if resume else {}
         reasons: list[tuple[int, str]] = []
         accepted = 0
-        submitted = [(i, v, self.writer.submit(v.entry)) for i, v in verdicts if v.entry.peer not in done]
         try:
+            done = self._already_journaled(cfg, [v for _, v in verdicts]) if resume else {}
+            submitted = [(i, v, self.writer.submit(v.entry)) for i, v in verdicts if v.entry.peer not in done]
             outcomes = [(i, v, fut.result(JOURNAL_WAIT)) for i, v, fut in submitted]
         except Exception as exc:
             self.counters.journal_errors += 1
@@ -379,9 +382,12 @@ class FileSource:
         self.problem = problem
 
     def _log_os_error(self, event: str, exc: OSError, name: str = "") -> None:
-        """The OS's reason (errno name) and the file name; never content."""
+        """The OS's reason and the file name, never content; once while it lasts, not every poll."""
         code = os.strerror(exc.errno) if exc.errno else type(exc).__name__
-        log.error(event, channel=self.name, file=name or None, error=code)
+        key = (event, name, code)
+        self._logged_now.add(key)
+        if key not in self._logged_before:
+            log.error(event, channel=self.name, file=name or None, error=code)
 
     def _log_rejected(self, verdict: Verdict, reason: str) -> None:
         log.warning(
