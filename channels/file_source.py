@@ -27,6 +27,7 @@ import os
 import shutil
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,7 @@ class FileSource:
         self._logged_before: set[tuple[str, str, str]] = set()
         self._logged_now: set[tuple[str, str, str]] = set()
         self._resume: set[str] = set()
+        self._in_flight: dict[str, list[Future[Written | Refused]]] = {}
         self._recover = True
         self._stopping = threading.Event()
         self._wake: asyncio.Event | None = None
@@ -284,9 +286,16 @@ class FileSource:
         reasons: list[tuple[int, str]] = []
         accepted = 0
         try:
+            # A commit of an earlier attempt still in flight must end before the journal is asked
+            # what it holds, or its messages would be submitted a second time.
+            for fut in self._in_flight.get(name, []):
+                fut.exception(JOURNAL_WAIT)  # raises TimeoutError while it is still running
+            self._in_flight.pop(name, None)
             done = self._already_journaled(cfg, [v for _, v in verdicts]) if resume else {}
             submitted = [(i, v, self.writer.submit(v.entry)) for i, v in verdicts if v.entry.peer not in done]
+            self._in_flight[name] = [fut for _, _, fut in submitted]
             outcomes = [(i, v, fut.result(JOURNAL_WAIT)) for i, v, fut in submitted]
+            del self._in_flight[name]
         except Exception as exc:
             self.counters.journal_errors += 1
             log.error("journal_unavailable", channel=self.name, file=name, error=type(exc).__name__)

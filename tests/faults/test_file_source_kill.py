@@ -11,6 +11,7 @@ SIGKILL itself exactly there, so the kill lands in that window every run.
 from __future__ import annotations
 
 import signal
+import time
 import uuid
 from pathlib import Path
 
@@ -18,8 +19,9 @@ import pytest
 
 from channels.file_source import FAILPOINT_JOURNALED
 from engine.failpoints import ENV
-from engine_process import EngineProcess, wait_for
-from fault_setup import EMBEDDED, RABBITMQ_PG, engine_setup, oru, rows
+from engine_process import EngineProcess, RefusingProxy, wait_for
+from fault_setup import EMBEDDED, RABBITMQ_PG, engine_setup, oru, rows, through_port
+from support import require_service
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -81,3 +83,59 @@ def test_kill_between_journal_and_move_neither_loses_nor_doubles(tmp_path: Path,
             assert engine.stop() == 0
         finally:
             engine.kill()
+
+
+def test_journal_outage_keeps_the_file_until_the_journal_is_back(tmp_path: Path) -> None:
+    """The PostgreSQL journal stops answering (a proxy refuses): a dropped file stays in
+    `processing/`, `status` names the problem; once the journal is back the file is finished,
+    each message journaled once (the rejected one too), and moved to error/."""
+    require_service("127.0.0.1", 5432, "PostgreSQL")
+    tag = uuid.uuid4().hex[:6].upper()
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    edit = {"channels:\n": FILE_CHANNEL, "from: [hospital, lis_gbk]": "from: [hospital, lis_gbk, lab_files]"}
+    with (
+        RefusingProxy("127.0.0.1", 5432) as proxy,
+        engine_setup(RABBITMQ_PG, tmp_path, routes_edit=edit) as setup,
+    ):
+        direct = setup.journal_url
+        content = setup.routes.read_text(encoding="utf-8")
+        setup.routes.write_text(
+            content.replace(repr(direct), repr(through_port(direct, proxy.port)), 1), "utf-8"
+        )
+        engine = EngineProcess(setup.routes)
+        try:
+            engine.start()
+            proxy.refuse()
+            (inbox / ".out.tmp").write_bytes(
+                oru(f"J{tag}-1", f"JF{tag}1", f"H{tag}") + oru("", f"JF{tag}X", f"H{tag}")
+            )
+            (inbox / ".out.tmp").rename(inbox / "out.hl7")
+            wait_for(
+                lambda: (
+                    (inbox / "processing" / "out.hl7").exists()
+                    and "journal_unavailable" in engine_log(engine)
+                ),
+                60,
+                "the file held in processing/ while the journal is away",
+                engine,
+            )
+            time.sleep(1.0)  # several polls with the journal away
+            assert (inbox / "processing" / "out.hl7").exists()
+
+            proxy.accept()
+            wait_for(lambda: (inbox / "error" / "out.hl7").exists(), 90, "the file finished", engine)
+            journaled = rows(
+                setup.journal, "select peer, status, duplicates from journal_messages order by peer"
+            )
+            assert [(peer, status == "rejected", dups) for peer, status, dups in journaled] == [
+                ("file:out.hl7#1", False, 0),
+                ("file:out.hl7#2", True, 0),
+            ]
+            assert engine.stop() == 0
+        finally:
+            engine.kill()
+
+
+def engine_log(engine: EngineProcess) -> str:
+    return (engine.workdir / f"{engine.name}.log").read_text(encoding="utf-8", errors="replace")
