@@ -246,3 +246,20 @@ def test_folders_that_cannot_be_made_leave_files_untouched_until_fixed(tmp_path:
         wait_until(lambda: (inbox / "done" / "waiting.hl7").exists())
         assert source.problem == ""
         assert scalar(engine.journal, "select count(*) from journal_messages") == 1
+
+
+def test_a_reload_moves_the_channel_to_another_directory(tmp_path: Path) -> None:
+    """`path` changed in routes.yaml and reloaded: files dropped in the new directory are taken,
+    the old directory is no longer watched."""
+    routes = file_routes(tmp_path, database=f"sqlite:///{tmp_path}/engine.db")
+    old, new = tmp_path / "inbox", tmp_path / "inbox2"
+    new.mkdir()
+    with RunningEngine(routes) as engine:
+        routes.write_text(routes.read_text(encoding="utf-8").replace("path: inbox", "path: inbox2"), "utf-8")
+        assert engine.runtime.reloader.reload().result == "reloaded"  # type: ignore[union-attr]
+        drop(old, "old.hl7", oru("R-1", "RELD0001", "0010099008"))
+        drop(new, "new.hl7", oru("R-2", "RELD0002", "0010099008"))
+        wait_until(lambda: (new / "done" / "new.hl7").exists())
+        time.sleep(0.6)  # settle and two polls: the old directory would have been read by now
+        assert (old / "old.hl7").exists()
+        assert [peer for peer, _, _ in journal_rows(engine)] == ["file:new.hl7#1"]
