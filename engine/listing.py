@@ -13,7 +13,7 @@ from engine.journal import deliveries, messages
 
 MESSAGE_COLUMNS = (
     "id", "received_at", "channel", "sender", "message_type", "control_id",
-    "status", "ack_code", "duplicates", "control_id_reused", "error",
+    "status", "ack_code", "duplicates", "control_id_reused", "error", "peer",
 )  # fmt: skip
 
 

@@ -120,6 +120,8 @@ def _message_line(r: dict[str, Any], tz: tzinfo) -> str:
     deliveries = ",".join(f"{d['destination']}:{i18n.status(d['status'])}" for d in r["deliveries"])
     extra = f"  dup={r['duplicates']}" if r["duplicates"] else ""
     extra += "  control_id_reused" if r["control_id_reused"] else ""
+    # Where a file's message came from (file:NAME#INDEX); an MLLP peer's address changes per connection.
+    extra += f"  {r['peer']}" if r["peer"].startswith("file:") else ""
     err = f"  {r['error']}" if r["error"] else ""
     kind, control, ack = r["message_type"] or "-", r["control_id"] or "-", r["ack_code"] or "-"
     return (

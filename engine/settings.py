@@ -50,6 +50,7 @@ __all__ = [
     "Channel",
     "Destination",
     "EngineSettings",
+    "Hl7Channel",
     "HttpSettings",
     "JournalSettings",
     "LoadedSettings",
@@ -375,25 +376,14 @@ class Channel(_Model):
     type: str = Field(description="Channel type.")
 
 
-class MllpChannel(Channel):
-    """HL7 v2 over MLLP: the engine listens and senders connect to it."""
+class Hl7Channel(Channel):
+    """Base of channel types that receive HL7 v2 text (mllp, file): how it is read and bounded."""
 
-    type: Literal["mllp"] = Field(description="Channel type.")
-    listen: Listen = Field(
-        description="HOST:PORT to listen on; port 1..65535; host 0.0.0.0 or :: for all interfaces."
-    )
     encoding: Encoding = Field(
         default="utf-8",
         description="Python codec for messages whose MSH-18 names no known charset; use "
         "gb18030 for GBK/GB2312 senders.",
     )
-    max_message_bytes: Size = Field(
-        default=1024 * 1024, description="Largest accepted message; bigger frames are refused."
-    )
-    idle_timeout: PositiveDuration = Field(
-        default=300.0, description="Close a connection after this long without data."
-    )
-    ack: AckSettings = Field(default_factory=AckSettings, description="Acknowledgment mode.")
     limits: LimitSettings = Field(
         default_factory=LimitSettings, description="Bounds on segments, repetitions and field size."
     )
@@ -402,6 +392,22 @@ class MllpChannel(Channel):
         description="Check each message's structure against its HL7 version with hl7apy before "
         "mapping (slow: tens of ms a message); a message that fails is kept as failed with the reason.",
     )
+
+
+class MllpChannel(Hl7Channel):
+    """HL7 v2 over MLLP: the engine listens and senders connect to it."""
+
+    type: Literal["mllp"] = Field(description="Channel type.")
+    listen: Listen = Field(
+        description="HOST:PORT to listen on; port 1..65535; host 0.0.0.0 or :: for all interfaces."
+    )
+    max_message_bytes: Size = Field(
+        default=1024 * 1024, description="Largest accepted message; bigger frames are refused."
+    )
+    idle_timeout: PositiveDuration = Field(
+        default=300.0, description="Close a connection after this long without data."
+    )
+    ack: AckSettings = Field(default_factory=AckSettings, description="Acknowledgment mode.")
 
     @property
     def host_port(self) -> tuple[str, int]:

@@ -161,11 +161,16 @@ def _channels(
     live = [b for b in beats if b.alive(now)]
     for name, ch in settings.channels.items():
         mine = [x for b in live for x in b.listeners if x.channel == name]
-        host, port = ch.host_port
+        if hasattr(ch, "host_port"):
+            host, port = ch.host_port
+            where, running = f"{host}:{port}", bool(mine)
+        else:  # a source that does not listen (file): running where a live process counts it
+            where = str(getattr(ch, "path", "-"))
+            running = any(name in b.counters.get("channels", {}) for b in live)
         numbers = ChannelNumbers(
             name=name,
-            listen=f"{host}:{port}",
-            listening=bool(mine),
+            listen=where,
+            listening=running,
             open_connections=sum(x.open_connections for x in mine),
         )
         for key, n in counts["by_status"].get(name, {}).items():
@@ -180,6 +185,10 @@ def _channels(
         status.channels.append(numbers)
         if not numbers.listening:
             status.problem("channel_not_listening", name)
+        for b in live:
+            problem = b.counters.get("sources", {}).get(name, {}).get("problem")
+            if problem:
+                status.problem("channel_problem", f"{name} ({problem})")
 
 
 def _routes(status: EngineStatus, settings: Settings, counts: dict[str, Any]) -> None:

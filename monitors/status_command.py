@@ -56,6 +56,10 @@ _TEXT: dict[str, tuple[str, str]] = {
         "engine process {subject} is down (its heartbeat stopped)",
     ),
     "status_cmd_channel_not_listening": ("通道 {subject} 未在监听", "channel {subject} is not listening"),
+    "status_cmd_channel_problem": (
+        "通道 {subject} 出错（详见日志；例如目录不存在、无权限、文件无法移动）",
+        "channel {subject} has a problem (see the log: a directory missing, no permission, a file not moved)",
+    ),
     "status_cmd_broker_unreachable": ("无法连接消息总线 {subject}", "cannot reach the message bus {subject}"),
     "status_cmd_store_unreachable": ("无法连接记录库 {subject}", "cannot reach the record store {subject}"),
     "status_cmd_journal_unreachable": (
