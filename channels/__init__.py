@@ -1,6 +1,6 @@
 """Connectors: each module below registers its channel or destination type when imported
 (engine/connectors.py). A new connector is one more module in this list."""
 
-from channels import mllp_connector, record_store_connector
+from channels import db_poll, mllp_connector, record_store_connector
 
-__all__ = ["mllp_connector", "record_store_connector"]
+__all__ = ["db_poll", "mllp_connector", "record_store_connector"]

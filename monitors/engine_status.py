@@ -43,6 +43,7 @@ class ChannelNumbers:
     control_id_reused: int = 0
     last_message_at: datetime | None = None
     open_dead_letters: int = 0
+    error: str | None = None  # a polled channel's last failure, until a poll succeeds
 
 
 @dataclass
@@ -160,14 +161,19 @@ def _channels(
 ) -> None:
     live = [b for b in beats if b.alive(now)]
     for name, ch in settings.channels.items():
-        mine = [x for b in live for x in b.listeners if x.channel == name]
-        host, port = ch.host_port
-        numbers = ChannelNumbers(
-            name=name,
-            listen=f"{host}:{port}",
-            listening=bool(mine),
-            open_connections=sum(x.open_connections for x in mine),
-        )
+        if not hasattr(ch, "host_port"):
+            numbers = _polled(status, name, ch, live)
+        else:
+            mine = [x for b in live for x in b.listeners if x.channel == name]
+            host, port = ch.host_port
+            numbers = ChannelNumbers(
+                name=name,
+                listen=f"{host}:{port}",
+                listening=bool(mine),
+                open_connections=sum(x.open_connections for x in mine),
+            )
+            if not numbers.listening:
+                status.problem("channel_not_listening", name)
         for key, n in counts["by_status"].get(name, {}).items():
             if key in (journal.ROUTED, journal.UNROUTED, journal.FAILED, journal.REJECTED):
                 setattr(numbers, key, n)
@@ -178,8 +184,22 @@ def _channels(
         numbers.last_message_at = counts["last"].get(name)
         numbers.open_dead_letters = counts["dead_by_channel"].get(name, 0)
         status.channels.append(numbers)
-        if not numbers.listening:
-            status.problem("channel_not_listening", name)
+
+
+def _polled(status: EngineStatus, name: str, ch: Any, live: list[heartbeat.Beat]) -> ChannelNumbers:
+    """A channel that listens on nothing (db_poll): its state as its process reports it."""
+    states = [s for b in live if (s := b.counters.get("sources", {}).get(name))]
+    numbers = ChannelNumbers(
+        name=name, listen="-", listening=any(s.get("polling") for s in states), open_connections=0
+    )
+    numbers.error = next((s["error"] for s in states if s.get("error")), None)
+    if not getattr(ch, "enabled", True):
+        return numbers  # switched off in routes.yaml (an empty url): nothing to report
+    if numbers.error:
+        status.problem("channel_failing", f"{name} ({numbers.error})")
+    elif not states:
+        status.problem("channel_not_polling", name)
+    return numbers
 
 
 def _routes(status: EngineStatus, settings: Settings, counts: dict[str, Any]) -> None:

@@ -23,7 +23,8 @@ i18n.register(_TEXT)
 
 def listeners(runtime: Any) -> str:
     """`hospital → 127.0.0.1:2575, lis_gbk → 127.0.0.1:2576` (or `-` without ingest)."""
-    return ", ".join(f"{s.name} → {_address(s.config.host, s.port)}" for s in runtime.sources) or "-"
+    listening = [s for s in runtime.sources if getattr(s, "port", None)]
+    return ", ".join(f"{s.name} → {_address(s.config.host, s.port)}" for s in listening) or "-"
 
 
 def backend_lines(runtime: Any, http_port: int | None = None) -> list[str]:

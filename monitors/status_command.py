@@ -56,6 +56,11 @@ _TEXT: dict[str, tuple[str, str]] = {
         "engine process {subject} is down (its heartbeat stopped)",
     ),
     "status_cmd_channel_not_listening": ("通道 {subject} 未在监听", "channel {subject} is not listening"),
+    "status_cmd_channel_not_polling": ("通道 {subject} 未在轮询", "channel {subject} is not polling"),
+    "status_cmd_channel_failing": (
+        "通道 {subject} 读取失败，正在退避重试（游标未前移）",
+        "channel {subject} fails to read and is backing off (its cursor has not moved)",
+    ),
     "status_cmd_broker_unreachable": ("无法连接消息总线 {subject}", "cannot reach the message bus {subject}"),
     "status_cmd_store_unreachable": ("无法连接记录库 {subject}", "cannot reach the record store {subject}"),
     "status_cmd_journal_unreachable": (
