@@ -43,17 +43,29 @@ class PollQueries:
     ) -> PollQueries:
         quote = dialect_named(dialect).identifier_preparer.quote
         source = ".".join(quote(part) for part in view.split(".")) if view else f"({query.strip()}) AS src"
-        return cls(dialect, source, quote(watermark), quote(key), limit, rowversion)
+        return cls(
+            dialect,
+            source,
+            quote(watermark) if watermark else "",
+            quote(key) if key else "",
+            limit,
+            rowversion,
+        )
 
-    def _select(self, where: str) -> str:
+    def _select(self, where: str, *, ordered: bool = True) -> str:
         wm, key = self.watermark, self.key
-        order = f"ORDER BY {wm}" if self.rowversion else f"ORDER BY {wm}, {key}"
+        order = "" if not ordered else f" ORDER BY {wm}" if self.rowversion else f" ORDER BY {wm}, {key}"
         where_clause = f" WHERE {where}" if where else ""
         if self.dialect == "mssql":
-            return f"SELECT TOP ({self.limit}) * FROM {self.source}{where_clause} {order}"
+            return f"SELECT TOP ({self.limit}) * FROM {self.source}{where_clause}{order}"
         if self.dialect in LIMIT_DIALECTS:
-            return f"SELECT * FROM {self.source}{where_clause} {order} LIMIT {self.limit}"
-        return f"SELECT * FROM {self.source}{where_clause} {order} FETCH FIRST {self.limit} ROWS ONLY"
+            return f"SELECT * FROM {self.source}{where_clause}{order} LIMIT {self.limit}"
+        return f"SELECT * FROM {self.source}{where_clause}{order} FETCH FIRST {self.limit} ROWS ONLY"
+
+    @property
+    def unordered(self) -> str:
+        """The first rows in the database's own order (`db-check` without a cursor's columns)."""
+        return self._select("", ordered=False)
 
     @property
     def first(self) -> str:
