@@ -12,9 +12,7 @@ patient data, waits longer each time, and tries again.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
@@ -32,8 +30,6 @@ from engine import failpoints, journal
 log = structlog.get_logger("channels.db_poll")
 
 MAX_BACKOFF = 300.0  # seconds between attempts after many failures in a row
-PAUSE_ENV = "MCH_TEST_DB_POLL_PAUSE"
-"""Test hook: seconds to sleep after a non-empty fetch, before journaling (fault tests)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,11 +224,6 @@ class DbPollSource:
     ) -> list[dict[str, Any]]:
         names, found = reader.fetch(sql, params)
         self._check_columns(config, names)
-        if found:
-            failpoints.reach(failpoints.DB_POLL_FETCHED)
-            pause = float(os.environ.get(PAUSE_ENV) or 0)
-            if pause:
-                time.sleep(pause)
         return found
 
     def _check_columns(self, config: DbPollConfig, names: list[str]) -> None:
@@ -261,6 +252,7 @@ class DbPollSource:
         self.counters.duplicates += len(entries) - len(fresh)
         if not fresh and moved is None:
             return 0
+        failpoints.reach(failpoints.DB_POLL_FETCHED)  # fault tests: die with rows read, not journaled
         also: Callable[[Connection], None] = (
             (lambda conn: cursors.save_in(conn, config.name, moved, len(fresh)))
             if moved
