@@ -90,7 +90,7 @@ def test_unregistered_type_is_an_unknown_type_at_its_line(workdir: Path) -> None
     _write(workdir, TOY_ROUTES)
     problems = [str(p) for p in check_config("routes.yaml", {})]
     assert problems == [
-        "routes.yaml:4: channels.drop.type: unknown channel type 'toy_drop' (known: mllp)",
+        "routes.yaml:4: channels.drop.type: unknown channel type 'toy_drop' (known: db_poll, mllp)",
         "routes.yaml:15: destinations.kept.type: unknown destination type 'toy_sink' (known: record_store)",
     ]
 
@@ -100,7 +100,9 @@ def test_unknown_type_lists_registered_types_too(workdir: Path) -> None:
     _write(workdir, "version: 1\nchannels:\n  pacs:\n    type: x\n")
     with toy_connectors():
         problems = [str(p) for p in check_config("routes.yaml", {})]
-    assert problems == ["routes.yaml:4: channels.pacs.type: unknown channel type 'x' (known: mllp, toy_drop)"]
+    assert problems == [
+        "routes.yaml:4: channels.pacs.type: unknown channel type 'x' (known: db_poll, mllp, toy_drop)"
+    ]
 
 
 def test_check_types_lists_a_registered_type(capsys: pytest.CaptureFixture[str]) -> None:
@@ -108,12 +110,12 @@ def test_check_types_lists_a_registered_type(capsys: pytest.CaptureFixture[str])
     with toy_connectors():
         assert main(["check", "--types", "--lang", "en"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        "channel types: mllp, toy_drop",
+        "channel types: db_poll, mllp, toy_drop",
         "destination types: record_store, toy_sink",
     ]
     assert main(["check", "--types", "--lang", "en"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        "channel types: mllp",
+        "channel types: db_poll, mllp",
         "destination types: record_store",
     ]
 
@@ -127,7 +129,9 @@ def test_check_types_command_names_the_shipped_types_in_chinese() -> None:
         env={"PATH": "/usr/bin:/bin"},
         check=False,
     )
-    assert (done.returncode, done.stdout) == (0, "通道类型：mllp\n目的地类型：record_store\n"), done.stderr
+    assert (done.returncode, done.stdout) == (0, "通道类型：db_poll, mllp\n目的地类型：record_store\n"), (
+        done.stderr
+    )
 
 
 def test_reference_has_a_section_per_registered_type() -> None:
