@@ -18,8 +18,7 @@ from sqlalchemy import Connection, Engine, text
 from channels.db_poll import cursor as cursors
 from channels.db_poll.rows import entry
 from engine import journal
-from engine.database import make_engine
-from support import REPO, RunningEngine, free_port, pg_schema, wait_until
+from support import REPO, RunningEngine, engine_database, free_port, pg_schema, wait_until
 
 pytestmark = pytest.mark.services
 
@@ -29,15 +28,8 @@ BASE = datetime(2025, 4, 10, 9, 0, 0)
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        eng = make_engine(f"sqlite:///{tmp_path}/engine.db")
-        yield eng
-        eng.dispose()
-        return
-    with pg_schema() as url:
-        eng = make_engine(url)
-        yield eng
-        eng.dispose()
+    with engine_database(request.param, tmp_path) as engine:
+        yield engine
 
 
 def rows_of(exam_ids: range) -> list[journal.Entry]:
