@@ -18,12 +18,12 @@ from typing import Any, Protocol
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from channels.db_poll.settings import ODBC_PREFIX
 from channels.db_poll.sql import qmark
 from engine.database import make_engine
 from engine.logging import mask_text
 from engine.reachability import masked
 
-ODBC_PREFIX = "odbc:"
 DETAIL_CHARS = 240
 _ODBC_SECRET = re.compile(r"((?:PWD|PASSWORD)\s*=\s*)(\{[^}]*\}|[^;]*)", re.IGNORECASE)
 _ODBC_DRIVER = re.compile(r"DRIVER\s*=\s*\{?([^};]*)", re.IGNORECASE)

@@ -5,9 +5,13 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
+from sqlalchemy.engine import make_url
 
+from channels.db_poll.sql import dialect_named
 from engine.settings import Channel, Duration, PositiveDuration
+
+ODBC_PREFIX = "odbc:"
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?")
 _COLUMN = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
@@ -62,6 +66,23 @@ class DbPollChannel(Channel):
     timeout: PositiveDuration = Field(
         default=15.0, description="Seconds to wait for the HIS database to answer a connection."
     )
+
+    @field_validator("url")
+    @classmethod
+    def _known_database(cls, url: str) -> str:
+        """A URL whose database SQLAlchemy knows, an `odbc:` string, or empty (off); the value
+        itself is never echoed (it may hold a password)."""
+        url = url.strip()
+        if not url or url.startswith(ODBC_PREFIX):
+            return url
+        try:
+            dialect_named(make_url(url).get_backend_name())
+        except Exception:
+            raise ValueError(
+                "expected a SQLAlchemy URL like mssql+pyodbc://user@host/db?driver=FreeTDS, "
+                "or odbc: followed by an ODBC connection string"
+            ) from None
+        return url
 
     @model_validator(mode="after")
     def _source_and_columns(self) -> DbPollChannel:

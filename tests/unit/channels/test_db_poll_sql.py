@@ -154,6 +154,12 @@ class TestSettings:
         with pytest.raises(ValidationError, match="`key` must be a column name"):
             DbPollChannel.model_validate(self.base(view="v", key="id; drop table x"))
 
+    @pytest.mark.parametrize("url", ["his-db:1433", "nosuchdb://u:geheim@h/db"])
+    def test_a_url_must_name_a_database_sqlalchemy_knows(self, url: str) -> None:
+        with pytest.raises(ValidationError, match="expected a SQLAlchemy URL") as caught:
+            DbPollChannel.model_validate(self.base(view="v", url=url))
+        assert "geheim" not in caught.value.errors()[0]["msg"]  # what `check` prints
+
     def test_an_empty_url_disables_the_channel(self) -> None:
         assert not DbPollChannel.model_validate(self.base(view="v", url="")).enabled
         assert DbPollChannel.model_validate(self.base(view="v")).enabled
