@@ -163,3 +163,19 @@ def test_sql_server_through_freetds_that_does_not_answer_is_a_clear_connect_erro
     assert "FreeTDS" in caught.value.detail and "Unable to connect" in caught.value.detail
     assert "geheim" not in str(caught.value)
     assert time.monotonic() - started < 30
+
+
+def test_a_query_instead_of_a_view(tmp_path: Path) -> None:
+    """`query:` is wrapped, not edited: its own WHERE holds, the cursor still orders the rows."""
+    with his_database("mariadb") as his:
+        routes = poll_routes(tmp_path, his)
+        text_ = routes.read_text(encoding="utf-8").replace(
+            f"    view: {his.view}\n", f"    query: select * from {his.table} where exam_id % 2 = 0\n"
+        )
+        routes.write_text(text_, encoding="utf-8")
+        with RunningEngine(routes) as engine:
+            for i in range(1, 9):
+                his.add(i, BASE)
+            wait_until(lambda: len(journaled(engine.journal)) == 4, 30)
+            time.sleep(0.3)
+            assert [cid.split("@")[0] for cid in journaled(engine.journal)] == ["2", "4", "6", "8"]
