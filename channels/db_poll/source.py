@@ -30,6 +30,7 @@ from engine import failpoints, journal
 log = structlog.get_logger("channels.db_poll")
 
 MAX_BACKOFF = 300.0  # seconds between attempts after many failures in a row
+IDLE_CHECK = 1.0  # seconds between looks at a disabled channel's settings (a reload may enable it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,12 +105,12 @@ class DbPollSource:
 
     async def start(self) -> None:
         self.health.enabled = self.config.enabled
-        if not self.config.enabled:
-            log.info("db_poll_disabled", channel=self.name, reason="url is empty")
-            return
         await asyncio.get_running_loop().run_in_executor(None, cursors.ensure_schema, self.journal_engine)
         self._thread = threading.Thread(target=self._run, name=f"db-poll-{self.name}", daemon=True)
         self._thread.start()
+        if not self.config.enabled:
+            log.info("db_poll_disabled", channel=self.name, reason="url is empty")
+            return
         log.info(
             "db_poll_started", channel=self.name, url=masked_source(self.config.url), every=self.config.every
         )
@@ -122,7 +123,8 @@ class DbPollSource:
             self._reader.close()
 
     def reconfigure(self, config: DbPollConfig) -> None:
-        """Taken at the next poll; the cursor stays (it belongs to the channel's name)."""
+        """Taken at the next poll (a url set or emptied by a reload turns polling on or off);
+        the cursor stays, it belongs to the channel's name."""
         self.config = config
         self._columns = frozenset()
 
@@ -135,6 +137,11 @@ class DbPollSource:
     def _run(self) -> None:
         while not self._stop.is_set():
             config = self.config
+            self.health.enabled = config.enabled
+            if not config.enabled:
+                self.health.polling, self.health.error = False, None
+                self._stop.wait(min(config.every, IDLE_CHECK))
+                continue
             try:
                 self.poll_once(config)
             except PollError as exc:

@@ -179,3 +179,24 @@ def test_a_query_instead_of_a_view(tmp_path: Path) -> None:
             wait_until(lambda: len(journaled(engine.journal)) == 4, 30)
             time.sleep(0.3)
             assert [cid.split("@")[0] for cid in journaled(engine.journal)] == ["2", "4", "6", "8"]
+
+
+def test_a_reload_that_sets_the_url_starts_polling(tmp_path: Path) -> None:
+    """Disabled at start (empty url), enabled by `reload` without a restart, then off again."""
+    with his_database("postgresql") as his:
+        url, his.url = his.url, ""
+        routes = poll_routes(tmp_path, his)
+        with RunningEngine(routes) as engine:
+            his.add(1, BASE)
+            time.sleep(0.3)
+            assert journaled(engine.journal) == []
+            routes.write_text(routes.read_text(encoding="utf-8").replace("url: ''", f"url: {url!r}"), "utf-8")
+            assert engine.runtime.reloader.reload().result == "reloaded"  # type: ignore[union-attr]
+            wait_until(lambda: len(journaled(engine.journal)) == 1, 30)
+            routes.write_text(routes.read_text(encoding="utf-8").replace(f"url: {url!r}", "url: ''"), "utf-8")
+            assert engine.runtime.reloader.reload().result == "reloaded"  # type: ignore[union-attr]
+            wait_until(lambda: not engine.runtime.sources[0].health.enabled, 10)
+            time.sleep(1.2)  # a poll in flight at the switch has finished
+            his.add(2, BASE + timedelta(seconds=1))
+            time.sleep(0.5)
+            assert len(journaled(engine.journal)) == 1
