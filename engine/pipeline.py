@@ -33,6 +33,7 @@ from engine.router import Router
 from transforms.converters import CONVERTERS
 from transforms.decode import decode
 from transforms.hl7v2 import Message
+from transforms.mapping import Ctx
 from transforms.mapping.functions import FUNCTIONS
 from transforms.strict import check_structure
 from transforms.validate import canonical
@@ -168,9 +169,12 @@ class TransformWorker:
             message: Message | dict[str, Any]
             if item.channel in self.row_channels:
                 # A polled row: canonical JSON (channels/db_poll/rows.py), routed as ROW; a
-                # route's `when:` reads HL7 fields and has none to read here.
+                # route's `when:` reads HL7 fields, finds none in a row and does not hold.
                 message, message_type, sender = _row(item.raw), ROW_TYPE, item.channel
-                routes = self.router.match(item.channel, message_type)
+                ctx = Ctx(row=message)
+                routes = [
+                    r for r in self.router.match(item.channel, message_type) if r.when is None or r.when(ctx)
+                ]
             else:
                 text = decode(item.raw, item.encoding)
                 if item.channel in self.strict_channels:
