@@ -221,6 +221,9 @@ class Stack:
             "destinations": {},
         }
         for name, ch in shipped["channels"].items():
+            if "listen" not in ch:  # a channel that listens on nothing (db_poll) is kept as shipped
+                doc["channels"][name] = ch
+                continue
             port = self.port if name == "hospital" else self.gbk_port if name == "lis_gbk" else free_port()
             doc["channels"][name] = {**ch, "listen": f"127.0.0.1:{port}"}
         for route in shipped["routes"]:

@@ -410,7 +410,7 @@ class FileSource:
 
     def state(self) -> dict[str, Any]:
         """What `status` shows of this channel beyond its counters."""
-        return {"problem": self.problem, "directory": str(self.config.directory)}
+        return {"running": True, "problem": self.problem, "where": str(self.config.directory)}
 
 
 def _read(path: Path, max_bytes: int) -> list[Piece]:

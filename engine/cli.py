@@ -25,6 +25,7 @@ from deadletter.cli import add_commands as add_deadletter_commands
 from engine import i18n
 from engine import logging as engine_logging
 from engine.cli_language import LanguageError, take_language, use_argparse_texts
+from engine.db_check import add_commands as add_db_check_commands
 from engine.errors import ConfigError, ConfigErrors, StartupError
 from engine.i18n import t
 from engine.listing_commands import add_commands as add_listing_commands
@@ -135,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_reload_commands(sub)
 
     add_mapping_commands(sub)
+    add_db_check_commands(sub)
 
     schema = sub.add_parser("schema", help="canonical record schemas").add_subparsers(metavar="ACTION")
     se = schema.add_parser("export", help="write one JSON Schema per record type")

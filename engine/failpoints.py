@@ -15,6 +15,8 @@ ENV = "MCH_TEST_FAILPOINT"
 
 # The transform stage has saved a failed message's status and not yet its dead letter.
 TRANSFORM_DEAD_LETTER = "transform_dead_letter"
+# A db_poll channel has read rows the journal lacks and not yet committed them with its cursor.
+DB_POLL_FETCHED = "db_poll_fetched"
 
 
 def reach(name: str) -> None:

@@ -288,6 +288,7 @@ class JournalWriter:
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="journal-writer", daemon=True)
         self._store = _store_for(engine)
+        self._engine = engine
         self.commits = 0
 
     def start(self) -> None:
@@ -305,6 +306,17 @@ class JournalWriter:
     def submit_to(self, entry: Entry, loop: asyncio.AbstractEventLoop, sink: Sink) -> None:
         """Journal `entry`; call `sink(outcome)` on `loop` once its commit is over."""
         self._queue.put((entry, loop, sink))
+
+    def commit_with(self, entries: list[Entry], also: Callable[[Connection], None]) -> list[Outcome]:
+        """Journal `entries` and run `also(conn)` in the same transaction (a poll cursor that
+        moves only with the rows it read), through SQLAlchemy Core on every backend. Runs in
+        the caller's thread, outside the group commit; a failure raises and keeps nothing."""
+        with self._engine.begin() as conn:
+            outcomes, accepted = _commit(_CoreStatements(conn), entries)
+            also(conn)
+        if accepted and self._on_accepted:
+            self._on_accepted(accepted)
+        return outcomes
 
     def _run(self) -> None:
         try:

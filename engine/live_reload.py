@@ -301,6 +301,9 @@ class LiveReload:
             rt.transform.strict_channels = frozenset(
                 n for n, ch in new.channels.items() if getattr(ch, "strict", False)
             )
+            rt.transform.row_channels = frozenset(
+                n for n, ch in new.channels.items() if getattr(ch, "carries_rows", False)
+            )
             rt.transform.router = compiled.router
         if "ingest" in rt.roles:
             self._on_loop(self._switch_channels(new, diff, bound, outcome))

@@ -71,7 +71,7 @@ def try_file(raw: bytes, settings: Settings, router: Router, channel: str) -> li
     """Every message of the file (one, or each of an FHS/BHS batch) as received on `channel`."""
     ch = settings.channels[channel]
     policy = Policy(channel, ch.encoding, ch.ack.mode, ZoneInfo(settings.engine.timezone), ch.limits.limits())
-    strict = frozenset(name for name, c in settings.channels.items() if c.strict)
+    strict = frozenset(name for name, c in settings.channels.items() if getattr(c, "strict", False))
     # Only the pure `transform` step is used: no journal and no bus are ever touched.
     worker = TransformWorker(router, None, _no_bus, strict_channels=strict)  # type: ignore[arg-type]
     return [_trial(v.entry, v.encoding, router, worker, channel) for v in examine(raw, policy)]

@@ -12,6 +12,7 @@ nothing is lost even if the engine stops meanwhile.
 from __future__ import annotations
 
 import contextlib
+import json
 import queue
 import threading
 from collections import Counter
@@ -32,6 +33,7 @@ from engine.router import Router
 from transforms.converters import CONVERTERS
 from transforms.decode import decode
 from transforms.hl7v2 import Message
+from transforms.mapping import Ctx
 from transforms.mapping.functions import FUNCTIONS
 from transforms.strict import check_structure
 from transforms.validate import canonical
@@ -41,6 +43,7 @@ log = structlog.get_logger("engine.pipeline")
 LINGER = 0.005  # seconds the transform waits for more messages to fill a batch
 REQUIRED_EMPTY = "required value is empty"  # the mapping compiler's text for a required field
 MAX_WAITING = 40  # in-process queue messages (bundles) per destination before the transform waits
+ROW_TYPE = "ROW"  # the message type routes see for a row of a db_poll channel
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,14 @@ def rule_name(exc: MappingError) -> str:
     if exc.rule == REQUIRED_EMPTY:
         return "required"
     return "mapping rule"
+
+
+def _row(raw: bytes) -> dict[str, Any]:
+    """A journaled database row: a JSON object of column values (UTF-8)."""
+    row = json.loads(raw.decode("utf-8"))
+    if not isinstance(row, dict):
+        raise ValueError("a polled row must be a JSON object")
+    return row
 
 
 def _printable(control_id: Any) -> str:
@@ -97,10 +108,12 @@ class TransformWorker:
         *,
         batch: int = 200,
         strict_channels: frozenset[str] = frozenset(),
+        row_channels: frozenset[str] = frozenset(),
         on_saved: Callable[[list[int]], None] | None = None,
     ) -> None:
         self.router = router
         self.strict_channels = strict_channels
+        self.row_channels = row_channels  # their messages are database rows, not HL7
         self.journal_engine = journal_engine
         self.bus_factory = bus_factory
         self.batch = batch
@@ -153,18 +166,28 @@ class TransformWorker:
         control_id: Any = None
         message_type = ""
         try:
-            text = decode(item.raw, item.encoding)
-            if item.channel in self.strict_channels:
-                check_structure(text)
-            message = Message(text)
-            msh = message.segment("MSH")
-            message_type = (msh.field(9) if msh else "") or ""
-            routes = self.router.match(item.channel, message_type, message)
-            control_id = msh.get(10) if msh else None
+            message: Message | dict[str, Any]
+            if item.channel in self.row_channels:
+                # A polled row: canonical JSON (channels/db_poll/rows.py), routed as ROW; a
+                # route's `when:` reads HL7 fields, finds none in a row and does not hold.
+                message, message_type, sender = _row(item.raw), ROW_TYPE, item.channel
+                ctx = Ctx(row=message)
+                routes = [
+                    r for r in self.router.match(item.channel, message_type) if r.when is None or r.when(ctx)
+                ]
+            else:
+                text = decode(item.raw, item.encoding)
+                if item.channel in self.strict_channels:
+                    check_structure(text)
+                message = Message(text)
+                msh = message.segment("MSH")
+                message_type = (msh.field(9) if msh else "") or ""
+                routes = self.router.match(item.channel, message_type, message)
+                control_id = msh.get(10) if msh else None
+                sender = f"{msh.get(3) or ''}^{msh.get(4) or ''}" if msh else None
             if not routes:
                 _log_attention("message_unrouted", item, control_id, message_type, reason="no_route")
                 return Outcome(item.journal_id, journal.UNROUTED, None, []), []
-            sender = f"{msh.get(3) or ''}^{msh.get(4) or ''}" if msh else None
             envelopes: list[tuple[str, dict[str, Any]]] = []
             for route in routes:
                 current = route.name

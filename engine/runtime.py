@@ -100,8 +100,9 @@ class EngineRuntime:
             if recovered:
                 log.warning("failed_messages_dead_lettered", count=recovered)
             strict = frozenset(name for name, ch in s.channels.items() if getattr(ch, "strict", False))
+            rows = frozenset(name for name, ch in s.channels.items() if getattr(ch, "carries_rows", False))
             self.transform = TransformWorker(
-                compiled.router, self.journal_engine, self.bus, strict_channels=strict
+                compiled.router, self.journal_engine, self.bus, strict_channels=strict, row_channels=rows
             )
             self.feed = TransformFeed(
                 self.journal_engine, self.transform.submit, redrive_pending=not durable, shard=self.shard

@@ -43,6 +43,7 @@ class ChannelNumbers:
     control_id_reused: int = 0
     last_message_at: datetime | None = None
     open_dead_letters: int = 0
+    error: str | None = None  # a polled channel's last failure, until a poll succeeds
 
 
 @dataclass
@@ -160,19 +161,19 @@ def _channels(
 ) -> None:
     live = [b for b in beats if b.alive(now)]
     for name, ch in settings.channels.items():
-        mine = [x for b in live for x in b.listeners if x.channel == name]
-        if hasattr(ch, "host_port"):
+        if not hasattr(ch, "host_port"):
+            numbers = _reported(status, name, ch, live)
+        else:
+            mine = [x for b in live for x in b.listeners if x.channel == name]
             host, port = ch.host_port
-            where, running = f"{host}:{port}", bool(mine)
-        else:  # a source that does not listen (file): running where a live process counts it
-            where = str(getattr(ch, "path", "-"))
-            running = any(name in b.counters.get("channels", {}) for b in live)
-        numbers = ChannelNumbers(
-            name=name,
-            listen=where,
-            listening=running,
-            open_connections=sum(x.open_connections for x in mine),
-        )
+            numbers = ChannelNumbers(
+                name=name,
+                listen=f"{host}:{port}",
+                listening=bool(mine),
+                open_connections=sum(x.open_connections for x in mine),
+            )
+            if not numbers.listening:
+                status.problem("channel_not_listening", name)
         for key, n in counts["by_status"].get(name, {}).items():
             if key in (journal.ROUTED, journal.UNROUTED, journal.FAILED, journal.REJECTED):
                 setattr(numbers, key, n)
@@ -183,12 +184,26 @@ def _channels(
         numbers.last_message_at = counts["last"].get(name)
         numbers.open_dead_letters = counts["dead_by_channel"].get(name, 0)
         status.channels.append(numbers)
-        if not numbers.listening:
-            status.problem("channel_not_listening", name)
-        for b in live:
-            problem = b.counters.get("sources", {}).get(name, {}).get("problem")
-            if problem:
-                status.problem("channel_problem", f"{name} ({problem})")
+
+
+def _reported(status: EngineStatus, name: str, ch: Any, live: list[heartbeat.Beat]) -> ChannelNumbers:
+    """A channel that listens on nothing (file, db_poll): its state as its process reports it
+    (`running`, `problem`, `where`)."""
+    states = [s for b in live if (s := b.counters.get("sources", {}).get(name))]
+    numbers = ChannelNumbers(
+        name=name,
+        listen=next((s["where"] for s in states if s.get("where")), "-"),
+        listening=any(s.get("running") for s in states),
+        open_connections=0,
+    )
+    numbers.error = next((s["problem"] for s in states if s.get("problem")), None)
+    if not getattr(ch, "enabled", True):
+        return numbers  # switched off in routes.yaml (a db_poll channel's empty url)
+    if numbers.error:
+        status.problem("channel_problem", f"{name} ({numbers.error})")
+    elif not numbers.listening:
+        status.problem("channel_not_running", name)
+    return numbers
 
 
 def _routes(status: EngineStatus, settings: Settings, counts: dict[str, Any]) -> None:

@@ -88,7 +88,7 @@ class ProcessMonitor:
         self.beat.listeners = [
             heartbeat.Listener(s.name, s.config.host, s.port, s.counters.open_connections)
             for s in self.runtime.sources
-            if getattr(s, "port", None)  # sources that listen (a file source has no port)
+            if getattr(s, "port", None)  # a file or db_poll source listens on nothing
         ]
         self.beat.counters = self.counters()
         try:
@@ -109,7 +109,7 @@ class ProcessMonitor:
             "channels": {s.name: {k: getattr(s.counters, k) for k in _SUMMED} for s in rt.sources},
             "transform": dict(rt.transform.counts) if rt.transform else {},
             "delivery": {name: dict(c) for name, c in delivery.items()},
-            # A source's own state (a file source's problem, say), for `status`.
+            # Sources that report their own state (a db_poll channel: polling, its last error).
             "sources": {s.name: s.state() for s in rt.sources if hasattr(s, "state")},
         }
 

@@ -56,9 +56,13 @@ _TEXT: dict[str, tuple[str, str]] = {
         "engine process {subject} is down (its heartbeat stopped)",
     ),
     "status_cmd_channel_not_listening": ("通道 {subject} 未在监听", "channel {subject} is not listening"),
+    "status_cmd_channel_not_running": (
+        "通道 {subject} 未在运行（没有引擎进程在轮询或监视它）",
+        "channel {subject} is not running (no engine process polls or watches it)",
+    ),
     "status_cmd_channel_problem": (
-        "通道 {subject} 出错（详见日志；例如目录不存在、无权限、文件无法移动）",
-        "channel {subject} has a problem (see the log: a directory missing, no permission, a file not moved)",
+        "通道 {subject} 出错，正在退避重试（详见日志；轮询通道的游标不会前移）",
+        "channel {subject} has a problem and keeps retrying (see the log; a polled cursor does not move)",
     ),
     "status_cmd_broker_unreachable": ("无法连接消息总线 {subject}", "cannot reach the message bus {subject}"),
     "status_cmd_store_unreachable": ("无法连接记录库 {subject}", "cannot reach the record store {subject}"),

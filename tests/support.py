@@ -70,6 +70,22 @@ def pg_schema() -> Iterator[str]:
         admin.dispose()
 
 
+@contextmanager
+def engine_database(kind: str, directory: Path) -> Iterator[Any]:
+    """An engine database of `kind` ("sqlite" in `directory`, or "postgresql" in a fresh schema)."""
+    from engine.database import make_engine
+
+    if kind == "sqlite":
+        engine = make_engine(f"sqlite:///{directory / 'engine.db'}")
+        yield engine
+        engine.dispose()
+        return
+    with pg_schema() as url:
+        engine = make_engine(url)
+        yield engine
+        engine.dispose()
+
+
 def write_routes(
     directory: Path,
     *,

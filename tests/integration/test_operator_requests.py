@@ -12,21 +12,13 @@ import pytest
 from sqlalchemy import Engine, update
 
 from engine import operator_requests as ops
-from engine.database import make_engine
-from support import pg_schema
+from support import engine_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'engine.db'}")
+    with engine_database(request.param, tmp_path) as engine:
         yield engine
-        engine.dispose()
-        return
-    with pg_schema() as url:
-        engine = make_engine(url)
-        yield engine
-        engine.dispose()
 
 
 def _submit(db: Engine, kind: str, scope: str = ops.ONE, **params: Any) -> int:

@@ -153,6 +153,7 @@ class TestEmbeddedDefault:
                 "control_id_reused": 0,
                 "last_message_at": None,
                 "open_dead_letters": 0,
+                "error": None,
             }
             assert hospital_numbers["last_message_at"].endswith("+00:00")
             assert body["ok"] is True and body["problems"] == []

@@ -90,7 +90,7 @@ def test_unregistered_type_is_an_unknown_type_at_its_line(workdir: Path) -> None
     _write(workdir, TOY_ROUTES)
     problems = [str(p) for p in check_config("routes.yaml", {})]
     assert problems == [
-        "routes.yaml:4: channels.drop.type: unknown channel type 'toy_drop' (known: file, mllp)",
+        "routes.yaml:4: channels.drop.type: unknown channel type 'toy_drop' (known: db_poll, file, mllp)",
         "routes.yaml:15: destinations.kept.type: unknown destination type 'toy_sink' (known: http_out, mllp_out, record_store)",
     ]
 
@@ -101,7 +101,7 @@ def test_unknown_type_lists_registered_types_too(workdir: Path) -> None:
     with toy_connectors():
         problems = [str(p) for p in check_config("routes.yaml", {})]
     assert problems == [
-        "routes.yaml:4: channels.pacs.type: unknown channel type 'x' (known: file, mllp, toy_drop)"
+        "routes.yaml:4: channels.pacs.type: unknown channel type 'x' (known: db_poll, file, mllp, toy_drop)"
     ]
 
 
@@ -110,12 +110,12 @@ def test_check_types_lists_a_registered_type(capsys: pytest.CaptureFixture[str])
     with toy_connectors():
         assert main(["check", "--types", "--lang", "en"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        "channel types: file, mllp, toy_drop",
+        "channel types: db_poll, file, mllp, toy_drop",
         "destination types: http_out, mllp_out, record_store, toy_sink",
     ]
     assert main(["check", "--types", "--lang", "en"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        "channel types: file, mllp",
+        "channel types: db_poll, file, mllp",
         "destination types: http_out, mllp_out, record_store",
     ]
 
