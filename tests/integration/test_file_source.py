@@ -213,7 +213,7 @@ def test_status_shows_a_file_channel_its_problem_and_its_numbers(tmp_path: Path)
         wait_until(lambda: "channel_problem:lab_files (directory_missing)" in status()[1]["problems"], 20)
         code, body = status()
         [channel] = body["channels"]
-        assert (code, channel["listen"], channel["listening"]) == (1, "inbox", True)
+        assert (code, channel["listen"], channel["listening"]) == (1, str(inbox), True)
         assert "channel lab_files (directory_missing) has a problem" in mch(routes, "status").stdout
 
         inbox.mkdir()

@@ -142,11 +142,10 @@ def test_the_commented_examples_in_routes_yaml_are_valid(tmp_path: Path) -> None
     from engine.settings import load_settings
 
     shipped = (REPO / "routes.yaml").read_text(encoding="utf-8")
-    lines = []
-    for line in shipped.splitlines():
-        if line.startswith(("  # regional", "  #   ")):
-            line = "  " + line[4:]
-        lines.append(line)
+    lines, in_example = [], False
+    for line in shipped.splitlines():  # each example: `  # regional…:` and its `  #   ` lines
+        in_example = line.startswith("  # regional") or (in_example and line.startswith("  #   "))
+        lines.append("  " + line[4:] if in_example else line)
     text = "\n".join(lines).replace("mappings/", f"{REPO}/mappings/")
     text = text.replace("engine:\n", f"engine:\n  allowed_paths: ['{REPO}/mappings']\n", 1)
     (tmp_path / "routes.yaml").write_text(text + "\n", encoding="utf-8")

@@ -131,7 +131,7 @@ def test_check_types_command_names_the_shipped_types_in_chinese() -> None:
     )
     assert (done.returncode, done.stdout) == (
         0,
-        "通道类型：mllp\n目的地类型：http_out, mllp_out, record_store\n",
+        "通道类型：db_poll, file, mllp\n目的地类型：http_out, mllp_out, record_store\n",
     ), done.stderr
 
 
