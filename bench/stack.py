@@ -241,7 +241,7 @@ class Stack:
     @property
     def sql(self) -> Engine:
         if self._sql is None:
-            from engine.database import make_engine
+            from core.database import make_engine
 
             self._sql = make_engine(self.database)
         return self._sql

@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 
 from bench.stack import PG_URL, reachable
 from channels.record_store import RecordStore, ensure_schema
-from engine.database import make_engine
+from core.database import make_engine
 
 BATCH_SIZES = (1, 20, 100)
 BACKENDS = ("sqlite", "postgresql")

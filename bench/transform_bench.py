@@ -52,7 +52,7 @@ def build_worker(tree: Path = REPO) -> Any:
 def make_items(count: int) -> list[tuple[str, Any]]:
     """`count` distinct messages of the benchmark mix, as the journal hands them over."""
     from bench.messages import MessageFactory
-    from engine.journal import Accepted
+    from core.journal import Accepted
 
     factory = MessageFactory("TB0001")
     items = []

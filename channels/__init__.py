@@ -1,5 +1,5 @@
 """Connectors: each module below registers its channel or destination type when imported
-(engine/connectors.py). A new connector is one more module in this list."""
+(core/connectors.py). A new connector is one more module in this list."""
 
 from channels import mllp_connector, record_store_connector
 

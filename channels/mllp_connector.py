@@ -5,7 +5,7 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo
 
 from channels.mllp_source import MllpConfig, MllpSource
-from engine.connectors import ConnectorContext, SourceType, register_source
+from core.connectors import ConnectorContext, SourceType, register_source
 from engine.ingest import Policy
 from engine.settings import AckSettings, LimitSettings, MllpChannel, Settings
 

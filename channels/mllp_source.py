@@ -28,10 +28,11 @@ from functools import partial
 import structlog
 
 from channels._mllp_framing import BadFrame, Frame, MllpDecoder, frame
+from core.errors import StartupError
+from core.journal import REJECTED, Entry, Outcome, Refused, Written
 from engine.ack import build_ack, wrap_batch
-from engine.errors import StartupError
 from engine.ingest import Policy, Verdict, examine, reject
-from engine.journal import REJECTED, Entry, JournalWriter, Outcome, Refused, Written
+from engine.journal import JournalWriter
 from transforms.batch import is_batch
 from transforms.hl7v2 import read_msh
 

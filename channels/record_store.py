@@ -43,7 +43,7 @@ from channels.record_store_schema import (
     persons,
     records,
 )
-from engine.errors import PermanentDeliveryError, TransientDeliveryError
+from core.errors import PermanentDeliveryError, TransientDeliveryError
 
 __all__ = [
     "IDENTIFIER_KINDS",

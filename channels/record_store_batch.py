@@ -33,7 +33,7 @@ from channels.record_store_statements import (
     skeleton_values,
     statements_for,
 )
-from engine.journal import now_utc
+from core.clock import now_utc
 
 _LOOKUP_CHUNK = 300  # identifiers and keys per SELECT: 1,200 bound values, under any SQLite limit
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from channels.record_store import RecordStore, ensure_schema
-from engine.connectors import ConnectorContext, DestinationType, register_destination
+from core.connectors import ConnectorContext, DestinationType, register_destination
 from engine.settings import RecordStoreDestination
 
 

@@ -21,8 +21,8 @@ from channels.record_store_statements import (
     skeleton_values,
     statements_for,
 )
-from engine.errors import PermanentDeliveryError
-from engine.journal import now_utc
+from core.clock import now_utc
+from core.errors import PermanentDeliveryError
 
 log = structlog.get_logger("channels.record_store")
 

@@ -4,19 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    Column,
-    Engine,
-    Index,
-    MetaData,
-    String,
-    Table,
-    Text,
-    UniqueConstraint,
-)
+from sqlalchemy import JSON, Column, Engine, Index, MetaData, String, Table, Text, UniqueConstraint
 
-from engine.database import RowId, UtcDateTime
+from core.database import RowId, UtcDateTime
 
 Identifier = tuple[str, str, str]
 """(kind, system, value): one row of `person_identifiers` without its person."""

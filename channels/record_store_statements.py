@@ -33,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from channels.record_store_schema import Identifier, person_identifiers, persons, records
-from engine.upsert import insert_for
+from core.upsert import insert_for
 
 PERSON_COLUMNS = ("name", "sex", "birth_date", "id_card")
 MERGE_HOPS = 10  # a chain of merged persons is followed this far

@@ -29,10 +29,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from core.journal import Accepted
 from deadletter import audit, store
 from deadletter.audit import Actor
 from engine import journal
-from engine.journal import Accepted
 
 Publish = Callable[[str, dict[str, Any]], None]
 Transform = Callable[[Accepted], tuple[Any, list[tuple[str, dict[str, Any]]]]]

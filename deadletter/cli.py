@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
-from engine import i18n
+from core import i18n
 from engine.listing_table import FilterError, add_limit_args, check_filter, header, more_line, pad, row_limit
 from engine.operator_time import iso_time, local_time
 
@@ -213,7 +213,7 @@ i18n.register(_TEXT)
 
 
 def _t(key: str, **values: object) -> str:
-    """`engine.i18n.t`: this package's keys are in the one catalogue."""
+    """`core.i18n.t`: this package's keys are in the one catalogue."""
     return i18n.t(key, **values)
 
 
@@ -617,7 +617,7 @@ class UnreadableTime(_UsageError):
 
 def parse_since(value: str, tz: tzinfo, option: str = "--since") -> datetime:
     """`2h`/`30m`/`1d` ago, or a date/time; a time without offset is the engine's zone."""
-    from engine.journal import now_utc
+    from core.clock import now_utc
     from engine.settings import parse_duration
 
     text = value.strip()

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from engine.errors import ParseError
-from engine.journal import CONTROL_ID_CHARS, EVENT_YEARS, SENDER_CHARS
+from core.errors import ParseError
+from core.journal import CONTROL_ID_CHARS, EVENT_YEARS, SENDER_CHARS
 from transforms.hl7v2 import MshHeader
 
 

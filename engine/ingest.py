@@ -15,10 +15,10 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
+from core.errors import CharsetMismatch, DecodeError, ParseError
+from core.journal import RECEIVED, REJECTED, Entry
 from engine.ack import ack_code, build_ack
-from engine.errors import CharsetMismatch, DecodeError, ParseError
 from engine.header_limits import unstorable
-from engine.journal import RECEIVED, REJECTED, Entry
 from engine.message_limits import DEFAULT_LIMITS, MessageLimits, limit_problem
 from transforms.batch import first_msh, split_frame
 from transforms.converters import DEFAULT_TZ, parse_hl7_datetime

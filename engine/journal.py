@@ -16,13 +16,11 @@ A value the database refuses costs only its own message (see `Refused`).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Protocol
@@ -52,23 +50,43 @@ from sqlalchemy import (
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.schema import CreateColumn
 
+from core.clock import now_utc
+from core.database import RowId, UtcDateTime
+from core.journal import (
+    CONTROL_ID_CHARS,
+    DELIVERED,
+    MESSAGE_TYPE_CHARS,
+    PENDING,
+    RECEIVED,
+    RETRYING,
+    ROUTED,
+    SENDER_CHARS,
+    Accepted,
+    Entry,
+    Outcome,
+    Refused,
+    Sink,
+    Written,
+    content_hash,
+)
+from core.journal import (
+    DEAD as DEAD,
+)
+from core.journal import (
+    FAILED as FAILED,
+)
+from core.journal import (
+    REJECTED as REJECTED,
+)
+from core.journal import (
+    UNROUTED as UNROUTED,
+)
+from core.upsert import insert_for
 from engine.batching import run_batches
-from engine.database import RowId, UtcDateTime
-from engine.upsert import insert_for
 
 log = structlog.get_logger("engine.journal")
 
 metadata = MetaData()
-
-
-# What the columns hold. The MLLP source refuses longer control ids and senders up front
-# (engine/header_limits.py), so those columns hold the values exactly.
-CONTROL_ID_CHARS = 200
-SENDER_CHARS = 200
-MESSAGE_TYPE_CHARS = 60
-EVENT_YEARS = range(1900, 2200)
-"""Event times outside these years are refused: SQLite's UTC conversion overflows at the
-ends of the calendar, and no MCH message is dated there."""
 
 messages = Table(
     "journal_messages",
@@ -112,21 +130,6 @@ deliveries = Table(
 )
 Index("ix_deliveries_status", deliveries.c.status)
 
-# Journal statuses.
-RECEIVED = "received"
-REJECTED = "rejected"
-ROUTED = "routed"
-UNROUTED = "unrouted"
-FAILED = "failed"
-DELIVERED = "delivered"
-PENDING = "pending"
-RETRYING = "retrying"  # waiting in a delayed-retry tier
-DEAD = "dead"  # in dead letters; only an operator's replay moves it on
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
-
 
 def ensure_schema(engine: Engine) -> None:
     """Create the tables, or bring a journal written by an older version up to date."""
@@ -160,105 +163,6 @@ def _add_content_to_keys(conn: Connection) -> None:
     log.info("journal_upgraded", added="control_id_reused", rekeyed=rekeyed)
 
 
-def content_hash(raw: bytes) -> str:
-    return hashlib.sha256(raw).hexdigest()
-
-
-@dataclass(slots=True)
-class Entry:
-    """One received message as the MLLP source hands it to the journal."""
-
-    channel: str
-    raw: bytes
-    status: str  # RECEIVED or REJECTED
-    ack: str
-    ack_code: str
-    sender: str = ""
-    control_id: str | None = None
-    message_type: str = ""
-    event_time: datetime | None = None
-    encoding: str = ""
-    error: str | None = None
-    peer: str = ""
-    received_at: datetime | None = None
-
-    @property
-    def dedup_key(self) -> str | None:
-        """Equal for the same control id of the same sender with the same bytes."""
-        if self.status != RECEIVED or not self.control_id:
-            return None
-        return f"{self.channel}|{self.sender}|{self.control_id}|{content_hash(self.raw)}"
-
-    @property
-    def sent_as(self) -> tuple[str, str, str]:
-        """Channel, sender and control id as their columns hold them."""
-        return self.channel, self.sender[:SENDER_CHARS], (self.control_id or "")[:CONTROL_ID_CHARS]
-
-    def storable(self, reason: str | None = None) -> Entry:
-        """This entry as a `rejected` row any database takes: no NUL characters, text cut
-        to its column, no event time outside `EVENT_YEARS`. With `reason`, a received
-        entry the journal refused (the raw bytes are kept, the ACK is the source's)."""
-        time = self.event_time
-        if time is not None and time.year not in EVENT_YEARS:
-            time = None
-        status, ack, code, error = self.status, self.ack, self.ack_code, self.error
-        if reason is not None and status == RECEIVED:
-            status, ack, code, error = REJECTED, "", "", reason
-        return Entry(
-            channel=self.channel,
-            raw=self.raw,
-            status=status,
-            ack=_text(ack),
-            ack_code=code,
-            sender=_text(self.sender)[:SENDER_CHARS],
-            control_id=_text(self.control_id or "")[:CONTROL_ID_CHARS] or None,
-            message_type=_text(self.message_type)[:MESSAGE_TYPE_CHARS],
-            event_time=time,
-            encoding=self.encoding,
-            error=error and _text(error),
-            peer=self.peer,
-            received_at=self.received_at,
-        )
-
-
-def _text(value: str) -> str:
-    """Text without NUL characters, which PostgreSQL's text columns cannot hold."""
-    return value.replace("\x00", "")
-
-
-@dataclass(frozen=True, slots=True)
-class Written:
-    """What the journal did with an entry: its row id, and the ACK to send."""
-
-    journal_id: int
-    duplicate: bool
-    ack: str
-    reused: bool = False  # a new message under a control id this sender used before
-
-
-@dataclass(frozen=True, slots=True)
-class Refused:
-    """The database refused a value of this message: it is kept as `rejected` (journal id,
-    or None when even that failed), and the sender must be told why (AR), not to resend."""
-
-    journal_id: int | None
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Accepted:
-    """A newly journaled message the transform stage must process."""
-
-    journal_id: int
-    channel: str
-    raw: bytes
-    encoding: str
-
-
-Outcome = Written | Refused | Exception
-"""What a submitter learns: the row written, the message refused, or why the commit failed."""
-
-Sink = Callable[[Outcome], None]
 _Item = tuple[Entry, asyncio.AbstractEventLoop | None, Sink]
 
 

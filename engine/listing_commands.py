@@ -16,8 +16,8 @@ import sys
 from datetime import tzinfo
 from typing import Any
 
-from engine import i18n
-from engine.i18n import t
+from core import i18n
+from core.i18n import t
 from engine.listing_table import FilterError, add_limit_args, check_filter, header, more_line, pad, row_limit
 from engine.operator_time import iso_time, local_date, local_time
 

@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from sqlalchemy import Engine, func, select
 
+from core.errors import StartupError
 from deadletter import audit
 from engine import journal, loaded_config
 from engine.check import check_config
 from engine.config_diff import ConfigDiff, compare
-from engine.errors import StartupError
 from engine.operator_requests import Request, process_name
 from engine.router import Route, Router
 from engine.settings import Settings, load_settings

@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from core.i18n import t
 from engine import logging as engine_logging
-from engine.i18n import t
 
 DEFAULT_CONFIG = "routes.yaml"
 

@@ -18,7 +18,7 @@ import codecs
 from dataclasses import dataclass
 from itertools import compress, islice
 
-from engine.errors import ParseError
+from core.errors import ParseError
 from transforms.hl7v2 import MshHeader
 
 __all__ = ["DEFAULT_LIMITS", "MessageLimits", "limit_problem"]

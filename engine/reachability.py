@@ -19,9 +19,9 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from engine.database import make_engine
-from engine.errors import StartupError
-from engine.i18n import t
+from core.database import make_engine
+from core.errors import StartupError
+from core.i18n import t
 from engine.logging import mask_text
 
 if TYPE_CHECKING:

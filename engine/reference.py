@@ -16,7 +16,8 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from engine import connectors, settings
+from core import connectors
+from engine import settings
 
 HEADER = """# routes.yaml reference
 

@@ -18,7 +18,7 @@ import sys
 from datetime import datetime, tzinfo
 from typing import Any
 
-from engine import i18n
+from core import i18n
 
 SELECTION_SECONDS = 600.0
 """How long the command waits for the engine to go through the selection."""

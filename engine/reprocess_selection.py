@@ -27,9 +27,9 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from channels.record_store_schema import identifiers_of, person_identifiers, persons, records
+from core.journal import Accepted
 from deadletter.actions import Publish, Transform
 from engine import journal
-from engine.journal import Accepted
 
 StoreFor = Callable[[str], Engine]
 """The record store database of a destination."""

@@ -20,14 +20,15 @@ from typing import Any
 import structlog
 from sqlalchemy import Engine
 
+from core import connectors
+from core.database import make_engine
+from core.errors import StartupError
 from deadletter import audit
 from deadletter import store as dead_letters
 from deadletter.policy import RetryPolicy
-from engine import connectors, journal, loaded_config
+from engine import journal, loaded_config
 from engine.bus import Bus
-from engine.database import make_engine
 from engine.delivery import DeliveryWorker
-from engine.errors import StartupError
 from engine.live_reload import LiveReload, compile_routes
 from engine.operator_requests import Handler, RequestPoller, process_name
 from engine.pipeline import TransformWorker

@@ -3,7 +3,7 @@
 Every model forbids unknown keys (a typo must not silently fall back to a default) and every
 field has a description, because the reference documentation is generated from these models.
 Channels and destinations are validated by the model registered for their `type`
-(engine/connectors.py): a new kind (db_poll, file, mllp_out, http_out) registers a subclass of
+(core/connectors.py): a new kind (db_poll, file, mllp_out, http_out) registers a subclass of
 `Channel` or `Destination` from its module under `channels/`; `settings_model()` is the whole
 file's model with every registered type.
 
@@ -37,11 +37,11 @@ from pydantic import (
     model_validator,
 )
 
-from engine import connectors
-from engine.config_paths import ConfigRoots
-from engine.errors import ConfigError, ConfigErrors
+from core import connectors
+from core.config_paths import ConfigRoots
+from core.errors import ConfigError, ConfigErrors
+from core.yaml_lines import LineMap, Loc, dotted, hint, parse_yaml, try_validate
 from engine.message_limits import DEFAULT_LIMITS, MessageLimits
-from engine.yaml_lines import LineMap, Loc, dotted, hint, parse_yaml, try_validate
 
 __all__ = [
     "DEFAULT_BROKER",

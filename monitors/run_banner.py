@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine import i18n
+from core import i18n
 from engine.reachability import masked as masked_url
 
 _TEXT: dict[str, tuple[str, str]] = {

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from engine import i18n
+from core import i18n
 from monitors.engine_status import EngineStatus, Unreachable, collect
 
 EXIT_OK = 0

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import Field
 
-from engine import connectors
+from core import connectors
 from engine.ingest import Policy, examine
 from engine.settings import Channel, Destination, Settings
 

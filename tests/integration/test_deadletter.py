@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Column, Engine, MetaData, Table, select, text
 
+from core.database import make_engine
+from core.journal import Accepted
 from deadletter import actions, audit, store
 from engine import journal
-from engine.database import make_engine
-from engine.journal import Accepted
 from engine.pipeline import Outcome, TransformWorker
 from engine.runtime import EngineRuntime
 from engine.settings import load_settings

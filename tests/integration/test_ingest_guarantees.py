@@ -15,20 +15,11 @@ from sqlalchemy import text
 
 from channels._mllp_framing import Frame, MllpDecoder, frame
 from channels.mllp_client import MllpConnection
+from core.database import make_engine
+from core.journal import Entry, Refused, Written
 from engine import cli, ingest, journal
-from engine.database import make_engine
-from engine.journal import Entry, JournalWriter, Refused, Written
-from support import (
-    REPORT,
-    RunningEngine,
-    free_port,
-    hl7,
-    msa,
-    pg_schema,
-    scalar,
-    wait_until,
-    write_routes,
-)
+from engine.journal import JournalWriter
+from support import REPORT, RunningEngine, free_port, hl7, msa, pg_schema, scalar, wait_until, write_routes
 
 MAX_BYTES = 64 * 1024
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, update
 
+from core.database import make_engine
 from engine import operator_requests as ops
-from engine.database import make_engine
 from support import pg_schema
 
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from channels.record_store import RecordStore, ensure_schema
-from engine.database import make_engine
+from core.database import make_engine
 from engine.listing import resolve_person, timeline
 from support import REPO, pg_schema
 from transforms.hl7v2 import Message

@@ -21,8 +21,8 @@ from sqlalchemy import Engine, select, text
 
 from channels.record_store import RecordStore, ensure_schema, person_identifiers, persons, records
 from channels.record_store_envelope import store_envelope
-from engine.database import make_engine
-from engine.errors import PermanentDeliveryError, TransientDeliveryError
+from core.database import make_engine
+from core.errors import PermanentDeliveryError, TransientDeliveryError
 from engine.listing import resolve_person
 from support import pg_schema
 

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
 
-from engine.config_paths import ConfigRoots
-from engine.errors import ConfigError, ConfigErrors, MappingError
-from engine.yaml_lines import LineMap, load_yaml
+from core.config_paths import ConfigRoots
+from core.errors import ConfigError, ConfigErrors, MappingError
+from core.yaml_lines import LineMap, load_yaml
 from transforms.converters import CONVERTERS, typed_value
 from transforms.hl7v2 import HL7_NULL, SEGMENT_NAME, Message, Segment, parse_path, unescape
 from transforms.mapping import codegen

@@ -11,8 +11,8 @@ import pytest
 
 from channels._mllp_framing import Frame, MllpDecoder, frame
 from channels.mllp_source import MllpConfig, MllpSource
+from core.journal import Entry, Outcome, Written
 from engine.ingest import Policy
-from engine.journal import Entry, Outcome, Written
 
 
 def adt(control_id: str) -> bytes:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from toy_connectors import TOY_SOURCE, ToyChannel, ToyDestination, toy_connectors
 
-from engine import connectors
+from core import connectors
 from engine.check import check_config
 from engine.cli import main
 from engine.reference import render

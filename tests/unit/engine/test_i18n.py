@@ -1,5 +1,5 @@
 """The one text catalogue: every key in both languages, the same placeholders in each, and
-every key the code asks for exists. A command that adds texts (to engine/i18n.py or to a
+every key the code asks for exists. A command that adds texts (to engine/texts.py or to a
 table its package registers) is checked here without a test of its own."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import i18n
+from core import i18n
 
 REPO = Path(__file__).resolve().parents[3]
 SOURCES = [

@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import support
+from core.journal import RECEIVED, REJECTED
 from engine.ack import parse_ack
 from engine.ingest import Policy, Verdict, examine, reject
-from engine.journal import RECEIVED, REJECTED
 from transforms.batch import split_frame
 from transforms.converters import parse_hl7_datetime
 from transforms.hl7v2 import Message

@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
+from core.database import make_engine
+from core.journal import REJECTED, Entry, Outcome, Written
 from engine import journal
 from engine.batching import run_batches
-from engine.database import make_engine
-from engine.journal import REJECTED, Entry, JournalWriter, Outcome, Written
+from engine.journal import JournalWriter
 
 
 @pytest.fixture

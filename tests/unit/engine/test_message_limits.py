@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 import support
+from core.journal import RECEIVED, REJECTED
 from engine.ingest import Policy, Verdict, examine
-from engine.journal import RECEIVED, REJECTED
 from engine.message_limits import MessageLimits
 
 MSH = "MSH|^~\\&|HIS|FY01|MCHENGINE|FY01|20240321083215||ADT^A04^ADT_A01|LIM-1|P|2.5"

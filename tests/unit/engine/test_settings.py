@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.errors import ConfigErrors
+from core.errors import ConfigErrors
 from engine.settings import (
     MllpChannel,
     RecordStoreDestination,

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from pydantic import computed_field
 
-from engine.journal import Accepted
+from core.journal import Accepted
 from engine.pipeline import TransformWorker
 from engine.runtime import EngineRuntime
 from engine.settings import load_settings

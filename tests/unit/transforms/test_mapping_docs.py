@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from engine.errors import ConfigErrors
+from core.errors import ConfigErrors
 from engine.settings import load_settings
 from support import REPO
 from transforms.mapping import load_mapping

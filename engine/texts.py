@@ -1,13 +1,9 @@
-"""Operator-facing CLI text in Simplified Chinese (default) or English (`--lang en`).
-
-One catalogue, key → (zh, en), for everything a person reads: this module's `_TEXT`
-and the tables packages register with `register()` (deadletter/cli.py does). Keys are
-unique across tables; tests/unit/engine/test_i18n.py checks that every key has both
-languages with the same `{placeholders}`. A command adds its keys to `_TEXT` (or to
-its package's registered table) and prints `t("key", ...)`.
-"""
+"""The engine's own operator-facing texts, registered in the one catalogue (core/i18n.py)
+when the `engine` package is imported; a command's own table may live beside it instead."""
 
 from __future__ import annotations
+
+from core import i18n
 
 _TEXT: dict[str, tuple[str, str]] = {
     # key: (zh, en)
@@ -122,30 +118,6 @@ _TEXT: dict[str, tuple[str, str]] = {
         "{bad} / {n} 条消息未映射或失败",
         "{bad} of {n} message(s) unmapped or failed",
     ),
-    "test_needs_cases": ("测试文件需要一个非空的 tests: 列表", "a test file needs a non-empty 'tests:' list"),
-    "test_case_not_mapping": ("每个测试用例必须是一个映射（键: 值）", "a test case must be a mapping"),
-    "test_unknown_keys": ("未知的键 {keys}（可用：{known}）", "unknown keys {keys} (expected {known})"),
-    "test_mapping_failed": ("映射失败：{error}", "mapping failed: {error}"),
-    "test_expected_error": (
-        "应报错（包含 {error!r}），实际生成了 {n} 条记录",
-        "expected an error containing {error!r}, got {n} record(s)",
-    ),
-    "test_record_count": (
-        "应生成 {want} 条记录，实际 {n} 条（{kinds}）",
-        "expected {want} record(s), got {n} ({kinds})",
-    ),
-    "test_expectation_shape": (
-        "期望必须是含 type 和 fields 的映射",
-        "expectation must be a mapping with type and fields",
-    ),
-    "test_differs": ("{what}：应为 {want!r}，实际 {got!r}", "{what}: expected {want!r}, got {got!r}"),
-    "test_count": ("应有 {want} 项，实际 {got}", "expected {want} item(s), got {got}"),
-    "test_not_absent": ("应为空，实际 {got!r}", "expected no value, got {got!r}"),
-    "test_no_field": (
-        "应为 {want!r}，但记录中没有此字段",
-        "expected {want!r}, but the record has no such field",
-    ),
-    "test_value_differs": ("应为 {want!r}，实际 {got!r}", "expected {want!r}, got {got!r}"),
     "test_ok": ("通过", "ok  "),
     "test_fail": ("失败", "FAIL"),
     "test_summary": ("{passed} 个通过，{failed} 个失败", "{passed} passed, {failed} failed"),
@@ -292,47 +264,5 @@ _TEXT: dict[str, tuple[str, str]] = {
     "argparse_help": ("显示此帮助并退出", "show this help message and exit"),
 }
 
-_lang = "zh"
-_CATALOGUE: dict[str, tuple[str, str]] = dict(_TEXT)
 
-
-def register(table: dict[str, tuple[str, str]]) -> None:
-    """Add a package's texts to the catalogue; a key already there with other texts is a bug."""
-    for key, texts in table.items():
-        if _CATALOGUE.get(key, texts) != texts:
-            raise KeyError(f"text key {key!r} is defined twice")
-        _CATALOGUE[key] = texts
-
-
-def catalogue() -> dict[str, tuple[str, str]]:
-    """Every registered key and its (zh, en) texts."""
-    return dict(_CATALOGUE)
-
-
-def set_language(lang: str) -> None:
-    global _lang
-    _lang = "en" if lang.lower().startswith("en") else "zh"
-
-
-def language() -> str:
-    return _lang
-
-
-def t(key: str, **values: object) -> str:
-    return pick(_CATALOGUE[key], **values)
-
-
-def t_or(key: str, fallback: str, **values: object) -> str:
-    """`t(key)` when the key exists, else `fallback` as it is (a value with no translation)."""
-    return t(key, **values) if key in _CATALOGUE else fallback
-
-
-def status(value: str) -> str:
-    """A journal, delivery or dead-letter status in the operator's language."""
-    return t_or(f"status_{value}", value)
-
-
-def pick(texts: tuple[str, str], **values: object) -> str:
-    """The (zh, en) pair in the chosen language, formatted."""
-    zh, en = texts
-    return (en if _lang == "en" else zh).format(**values)
+i18n.register(_TEXT)

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
-from engine.errors import ConfigError, ConfigErrors
+from core.errors import ConfigError, ConfigErrors
 
 __all__ = [
     "MAX_DEPTH",
