@@ -283,7 +283,7 @@ class Stack:
 
     def stored_times(self) -> dict[str, float]:
         """control id → the store's own `stored_at` (epoch seconds), records and persons."""
-        from channels.record_store import persons, records
+        from channels.record_store.schema import persons, records
 
         out: dict[str, float] = {}
         with self.sql.connect() as conn:

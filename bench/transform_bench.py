@@ -40,9 +40,9 @@ def build_worker(tree: Path = REPO) -> Any:
     it never journals nor publishes here. The code is imported from `tree`."""
     if str(tree) not in sys.path:
         sys.path.insert(0, str(tree))
+    from core.settings import load_settings
     from engine.pipeline import TransformWorker
     from engine.runtime import EngineRuntime
-    from engine.settings import load_settings
 
     settings = load_settings(tree / "routes.yaml", env={})
     router = EngineRuntime(settings).router()

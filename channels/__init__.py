@@ -1,6 +1,7 @@
 """Connectors: each module below registers its channel or destination type when imported
 (core/connectors.py). A new connector is one more module in this list."""
 
-from channels import mllp_connector, record_store_connector
+from channels.mllp import connector as mllp_connector
+from channels.record_store import connector as record_store_connector
 
 __all__ = ["mllp_connector", "record_store_connector"]

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Protocol
 
 # What the columns hold. The MLLP source refuses longer control ids and senders up front
-# (engine/header_limits.py), so those columns hold the values exactly.
+# (channels/intake/header_limits.py), so those columns hold the values exactly.
 CONTROL_ID_CHARS = 200
 SENDER_CHARS = 200
 MESSAGE_TYPE_CHARS = 60

@@ -336,10 +336,10 @@ class _Exit(Exception):
 def _run(args: argparse.Namespace, body: Callable[[_Context], int]) -> int:
     """Build the context, run `body`; usage problems become one line and exit 2, and so
     does a database that cannot be reached (`Unreachable`, printed by `main()`)."""
+    from core.settings import load_settings
     from deadletter import audit, store
     from engine import journal
     from engine.reachability import open_database, reaching_database
-    from engine.settings import load_settings
 
     settings = load_settings(args.config)  # ConfigErrors: main() prints them, exit 2
     url = settings.engine.database
@@ -618,7 +618,7 @@ class UnreadableTime(_UsageError):
 def parse_since(value: str, tz: tzinfo, option: str = "--since") -> datetime:
     """`2h`/`30m`/`1d` ago, or a date/time; a time without offset is the engine's zone."""
     from core.clock import now_utc
-    from engine.settings import parse_duration
+    from core.settings import parse_duration
 
     text = value.strip()
     try:

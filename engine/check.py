@@ -12,8 +12,8 @@ from pathlib import Path
 
 from core.errors import ConfigError, ConfigErrors
 from core.i18n import t
+from core.settings import Settings, read_settings
 from core.yaml_lines import problems_of
-from engine.settings import Settings, read_settings
 
 __all__ = ["check_config", "format_problems", "summarize"]
 

@@ -172,8 +172,8 @@ def _config_arg(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from core.settings import load_settings
     from engine.check import check_config, format_problems
-    from engine.settings import load_settings
     from transforms.mapping import load_mapping
 
     if args.types:
@@ -224,10 +224,10 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from core.settings import load_settings
     from engine.check import check_config, format_problems
     from engine.reachability import probe_services
     from engine.runtime import ALL_ROLES, EngineRuntime
-    from engine.settings import load_settings
     from transforms.mapping import load_mapping
 
     problems = check_config(args.config, check_mapping=load_mapping)

@@ -69,18 +69,10 @@ from core.journal import (
     Written,
     content_hash,
 )
-from core.journal import (
-    DEAD as DEAD,
-)
-from core.journal import (
-    FAILED as FAILED,
-)
-from core.journal import (
-    REJECTED as REJECTED,
-)
-from core.journal import (
-    UNROUTED as UNROUTED,
-)
+from core.journal import DEAD as DEAD
+from core.journal import FAILED as FAILED
+from core.journal import REJECTED as REJECTED
+from core.journal import UNROUTED as UNROUTED
 from core.upsert import insert_for
 from engine.batching import run_batches
 

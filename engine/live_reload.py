@@ -30,13 +30,13 @@ import structlog
 from sqlalchemy import Engine, func, select
 
 from core.errors import StartupError
+from core.settings import Settings, load_settings
 from deadletter import audit
 from engine import journal, loaded_config
 from engine.check import check_config
 from engine.config_diff import ConfigDiff, compare
 from engine.operator_requests import Request, process_name
 from engine.router import Route, Router
-from engine.settings import Settings, load_settings
 from transforms.mapping import Mapping, load_mapping
 
 if TYPE_CHECKING:

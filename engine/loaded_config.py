@@ -23,7 +23,7 @@ import structlog
 from sqlalchemy import Column, Engine, MetaData, String, Table, Text, insert, select, update
 
 from core.database import UtcDateTime
-from engine.settings import Settings
+from core.settings import Settings
 
 log = structlog.get_logger("engine.loaded_config")
 

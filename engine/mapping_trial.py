@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from channels.intake.examine import Policy
+from channels.mllp.ingest import examine
+from core.settings import Settings
 from engine import journal
-from engine.ingest import Policy, examine
 from engine.pipeline import TransformWorker
 from engine.router import Route, Router
-from engine.settings import Settings
 from transforms.decode import decode
 from transforms.hl7v2 import Message
 from transforms.mapping.compiler import condition_inputs

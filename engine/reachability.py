@@ -25,7 +25,7 @@ from core.i18n import t
 from engine.logging import mask_text
 
 if TYPE_CHECKING:
-    from engine.settings import Settings
+    from core.settings import Settings
 
 DETAIL_WIDTH = 160  # characters of the driver's own words kept in the line
 

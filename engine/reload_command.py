@@ -234,11 +234,11 @@ def _problems(config: str) -> list[Any]:
 def cmd_check_diff(args: argparse.Namespace) -> int:
     """`check --diff`: check, then what a reload would change."""
     from core.database import make_engine
+    from core.settings import load_settings
     from engine import loaded_config
     from engine.check import format_problems
     from engine.config_diff import compare, empty_snapshot
     from engine.live_reload import compile_routes
-    from engine.settings import load_settings
 
     problems = _problems(args.config)
     if problems:
@@ -287,8 +287,8 @@ def _database_call(url: str, call: Any) -> Any:
 
 def cmd_reload(args: argparse.Namespace) -> int:
     from core.database import make_engine
+    from core.settings import load_settings
     from engine.check import format_problems
-    from engine.settings import load_settings
 
     problems = _problems(args.config)
     if problems:

@@ -89,9 +89,9 @@ class _Usage(Exception):
 
 
 def cmd_reprocess(args: argparse.Namespace) -> int:
+    from core.settings import load_settings
     from deadletter import audit
     from engine.reachability import open_database, reaching_database
-    from engine.settings import load_settings
 
     settings = load_settings(args.config)
     try:

@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from channels.record_store_schema import identifiers_of, person_identifiers, persons, records
+from channels.record_store.schema import identifiers_of, person_identifiers, persons, records
 from core.journal import Accepted
 from deadletter.actions import Publish, Transform
 from engine import journal

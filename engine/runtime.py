@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 from core import connectors
 from core.database import make_engine
 from core.errors import StartupError
+from core.settings import Channel, Destination, Settings
 from deadletter import audit
 from deadletter import store as dead_letters
 from deadletter.policy import RetryPolicy
@@ -33,7 +34,6 @@ from engine.live_reload import LiveReload, compile_routes
 from engine.operator_requests import Handler, RequestPoller, process_name
 from engine.pipeline import TransformWorker
 from engine.router import Router
-from engine.settings import Channel, Destination, Settings
 from engine.transform_feed import TransformFeed
 
 log = structlog.get_logger("engine.runtime")

@@ -17,11 +17,11 @@ from typing import Any
 from sqlalchemy import Engine, func, select, text
 
 from core.database import make_engine
+from core.settings import Settings
 from deadletter import store as dead_letters
 from engine import journal
 from engine.bus import Bus, capabilities_for
 from engine.reachability import masked as masked_url
-from engine.settings import Settings
 from monitors import heartbeat
 
 UNDELIVERED = (journal.PENDING, journal.RETRYING)

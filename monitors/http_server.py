@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import uvicorn
 
 from core.errors import StartupError
-from engine.settings import Settings
+from core.settings import Settings
 from monitors.http_app import build_app
 
 

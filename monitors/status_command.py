@@ -77,7 +77,7 @@ def add_commands(subparsers: Any, config_arg: Any) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from engine.settings import load_settings
+    from core.settings import load_settings
 
     settings = load_settings(args.config)
     try:

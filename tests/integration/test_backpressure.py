@@ -11,11 +11,11 @@ import pytest
 
 from core.database import make_engine
 from core.journal import Accepted
+from core.settings import load_settings
 from engine import journal, pipeline
 from engine.bus import Bus
 from engine.pipeline import TransformWorker
 from engine.runtime import EngineRuntime
-from engine.settings import load_settings
 from support import hl7, wait_until, write_routes
 
 

@@ -19,11 +19,11 @@ from sqlalchemy import Column, Engine, MetaData, Table, select, text
 
 from core.database import make_engine
 from core.journal import Accepted
+from core.settings import load_settings
 from deadletter import actions, audit, store
 from engine import journal
 from engine.pipeline import Outcome, TransformWorker
 from engine.runtime import EngineRuntime
-from engine.settings import load_settings
 from support import REPO, pg_schema, write_routes
 
 SAMPLE_ADT = (REPO / "samples/adt_a04_registration.hl7").read_bytes()

@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from channels._mllp_framing import Frame, MllpDecoder, frame
-from channels.mllp_client import MllpConnection
+from channels.intake import examine as ingest
+from channels.mllp.client import MllpConnection
+from channels.mllp.framing import Frame, MllpDecoder, frame
 from core.database import make_engine
 from core.journal import Entry, Refused, Written
-from engine import cli, ingest, journal
+from engine import cli, journal
 from engine.journal import JournalWriter
 from support import REPORT, RunningEngine, free_port, hl7, msa, pg_schema, scalar, wait_until, write_routes
 

@@ -24,7 +24,7 @@ import pytest
 from faults.engine_process import EngineProcess, mch
 from sqlalchemy import Engine, text
 
-from channels import record_store
+from channels.record_store import store as record_store
 from core.database import make_engine
 from support import REPO, hl7, msa, wait_until, write_routes
 

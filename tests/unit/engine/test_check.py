@@ -13,8 +13,8 @@ import pytest
 
 from core.config_paths import ConfigRoots
 from core.errors import ConfigError, ConfigErrors
+from core.settings import load_settings
 from engine.check import check_config, format_problems, summarize
-from engine.settings import load_settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -67,8 +67,8 @@ def test_every_key_the_code_asks_for_exists() -> None:
 
 def test_generated_keys_exist_for_every_value_they_are_made_from() -> None:
     """Statuses, stages and record types are looked up by value: each value has its key."""
+    from channels.record_store.queries import STAGES as TIMELINE_STAGES
     from deadletter.store import STAGES, STATUSES
-    from engine.listing import STAGES as TIMELINE_STAGES
     from engine.listing_commands import JOURNAL_STATUSES
     from transforms.records import RECORD_TYPES
 

@@ -24,9 +24,9 @@ import pytest
 from pydantic import computed_field
 
 from core.journal import Accepted
+from core.settings import load_settings
 from engine.pipeline import TransformWorker
 from engine.runtime import EngineRuntime
-from engine.settings import load_settings
 from transforms.converters import chinese_name, hl7_date, hl7_datetime, sex
 from transforms.decode import choose_encoding, normalise_codec
 from transforms.hl7v2 import HL7_NULL, Delimiters, Message, NullValue, Segment, read_msh, unescape

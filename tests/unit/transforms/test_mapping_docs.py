@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from core.errors import ConfigErrors
-from engine.settings import load_settings
+from core.settings import load_settings
 from support import REPO
 from transforms.mapping import load_mapping
 from transforms.mapping.compiler import FILE_KEYS, RECORD_KEYS, SPEC_KEYS

@@ -1,13 +1,16 @@
-"""The hot path's decision for one frame: accept or reject, and the ACK to send.
+"""The hot path's decision for one received message: accept or reject, before the journal.
 
-Only MSH is read here (from the raw bytes, before decoding, so MSH-18 can pick the
-charset); the rest of the message is parsed later by the transform stage. The
-whole payload is still decoded once, strictly, so a message that cannot be read
-is rejected now, with the byte offset, instead of being accepted and failing later.
+Shared by every source that takes HL7 v2 in (MLLP, files): the answer to the sender, if
+the source sends one, is made by the `answer` it passes (channels/mllp/ingest.py builds
+an HL7 ACK; the default answers nothing). Only MSH is read here (from the raw bytes,
+before decoding, so MSH-18 can pick the charset); the rest of the message is parsed later
+by the transform stage. The whole payload is still decoded once, strictly, so a message
+that cannot be read is rejected now, with the byte offset, instead of being accepted and failing later.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -15,17 +18,16 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
+from channels.intake.header_limits import unstorable
+from channels.intake.message_limits import DEFAULT_LIMITS, MessageLimits, limit_problem
 from core.errors import CharsetMismatch, DecodeError, ParseError
 from core.journal import RECEIVED, REJECTED, Entry
-from engine.ack import ack_code, build_ack
-from engine.header_limits import unstorable
-from engine.message_limits import DEFAULT_LIMITS, MessageLimits, limit_problem
 from transforms.batch import first_msh, split_frame
 from transforms.converters import DEFAULT_TZ, parse_hl7_datetime
 from transforms.decode import choose_encoding, normalise_codec, read_text
 from transforms.hl7v2 import MshHeader, read_msh
 
-log = structlog.get_logger("engine.ingest")
+log = structlog.get_logger("engine.ingest")  # the name operators filter on
 
 _EMPTY_BATCH = ParseError("the batch holds no message (no MSH segment)", segment="BHS", code="100")
 _REQUIRED = ((9, "message type"), (10, "message control id"), (12, "version id"))
@@ -33,7 +35,7 @@ _REQUIRED = ((9, "message type"), (10, "message control id"), (12, "version id")
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """What a channel decides about incoming messages."""
+    """What a channel decides about incoming messages (`ack_mode` matters to an answering source)."""
 
     channel: str
     encoding: str = "utf-8"
@@ -52,7 +54,21 @@ class Verdict:
     reason: str = ""  # a rejection's HL7 error code (ERR-3) and location, for the log line
 
 
-def examine(payload: bytes, policy: Policy, peer: str = "") -> list[Verdict]:
+Answer = Callable[[Policy, MshHeader | None, ParseError | None], tuple[str | None, str | None]]
+"""The (ACK code, ACK text) a source sends back for one message, accepted (error None) or not."""
+
+
+def no_answer(policy: Policy, msh: MshHeader | None, err: ParseError | None) -> tuple[None, None]:
+    """A source that answers nobody (a file): the journal keeps no ACK."""
+    return None, None
+
+
+def error_location(err: ParseError) -> str:
+    """`MSH-9` or `MSH`: where in the message a rejection points (ERR-2)."""
+    return f"{err.segment}-{err.field}" if err.field else err.segment
+
+
+def examine(payload: bytes, policy: Policy, peer: str = "", answer: Answer = no_answer) -> list[Verdict]:
     """Entries for one frame: one per message, several for an FHS/BHS batch.
 
     A frame the splitter refuses (two messages glued, segments outside a message) is one
@@ -61,51 +77,52 @@ def examine(payload: bytes, policy: Policy, peer: str = "") -> list[Verdict]:
     try:
         parts = split_frame(payload)
     except ParseError as exc:
-        return [_refused(payload, policy, exc, peer)]
+        return [_refused(payload, policy, exc, peer, answer)]
     if not parts:
-        return [_refused(payload, policy, _EMPTY_BATCH, peer)]
-    return [_examine_one(p, policy, peer) for p in parts]
+        return [_refused(payload, policy, _EMPTY_BATCH, peer, answer)]
+    return [_examine_one(p, policy, peer, answer) for p in parts]
 
 
-def reject(payload: bytes, policy: Policy, reason: str, peer: str = "") -> Verdict:
+def reject(
+    payload: bytes, policy: Policy, reason: str, peer: str = "", answer: Answer = no_answer
+) -> Verdict:
     """A frame refused before it could be read (oversize, truncated): AR, raw kept."""
-    return _refused(payload, policy, ParseError(reason, segment="MSH", code="207"), peer)
+    return _refused(payload, policy, ParseError(reason, segment="MSH", code="207"), peer, answer)
 
 
-def _refused(payload: bytes, policy: Policy, err: ParseError, peer: str) -> Verdict:
+def _refused(payload: bytes, policy: Policy, err: ParseError, peer: str, answer: Answer) -> Verdict:
     head = first_msh(payload)
     msh = _try_msh(head)
     encoding = _encoding(msh, policy)
     msh = msh and _in_charset(head, msh, encoding)
-    return _rejected(payload, policy, msh, err, encoding, peer)
+    return _rejected(payload, policy, msh, err, encoding, peer, answer)
 
 
-def _examine_one(payload: bytes, policy: Policy, peer: str) -> Verdict:
+def _examine_one(payload: bytes, policy: Policy, peer: str, answer: Answer) -> Verdict:
     try:
         msh = read_msh(payload)
     except ParseError as exc:
-        return _rejected(payload, policy, None, exc, policy.encoding, peer)
+        return _rejected(payload, policy, None, exc, policy.encoding, peer, answer)
     try:
         encoding = _read_charset(payload, msh, policy)
     except DecodeError as exc:
         err = ParseError(str(exc), segment="MSH", field=18 if msh.charset else None, code="102")
         # A declared charset the bytes contradict is no charset to answer in: use the channel's.
         encoding = _codec("", policy.encoding) if isinstance(exc, CharsetMismatch) else _encoding(msh, policy)
-        return _rejected(payload, policy, _in_charset(payload, msh, encoding), err, encoding, peer)
+        return _rejected(payload, policy, _in_charset(payload, msh, encoding), err, encoding, peer, answer)
     msh = _in_charset(payload, msh, encoding)
     for field, name in _REQUIRED:
         if not _field(msh, field).strip():
             err = ParseError(f"{name} is empty", segment="MSH", field=field, code="101")
-            return _rejected(payload, policy, msh, err, encoding, peer)
+            return _rejected(payload, policy, msh, err, encoding, peer, answer)
     too_big = limit_problem(payload, encoding, msh, policy.limits)
     if too_big is not None:
-        return _rejected(payload, policy, msh, too_big, encoding, peer)
+        return _rejected(payload, policy, msh, too_big, encoding, peer, answer)
     event_time = _event_time(msh.timestamp, policy.timezone)
     refused = unstorable(payload, msh, event_time)
     if refused:
-        return _rejected(payload, policy, msh, refused, encoding, peer)
-    code = ack_code(True, msh, policy.ack_mode)
-    ack = build_ack(msh, code) if code else None
+        return _rejected(payload, policy, msh, refused, encoding, peer, answer)
+    code, ack = answer(policy, msh, None)
     entry = Entry(
         channel=policy.channel,
         raw=payload,
@@ -129,11 +146,11 @@ def _rejected(
     err: ParseError,
     encoding: str,
     peer: str,
+    answer: Answer,
 ) -> Verdict:
-    code = ack_code(False, msh, policy.ack_mode)
-    location = f"{err.segment}-{err.field}" if err.field else err.segment
+    code, ack = answer(policy, msh, err)
+    location = error_location(err)
     text = str(err)
-    ack = build_ack(msh, code, text=text, error_code=err.code, error_location=location) if code else None
     entry = Entry(
         channel=policy.channel,
         raw=payload,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
-from channels.mllp_source import MllpConfig, MllpSource
+from channels.intake.examine import Policy
+from channels.mllp.settings import AckSettings, LimitSettings, MllpChannel
+from channels.mllp.source import MllpConfig, MllpSource
 from core.connectors import ConnectorContext, SourceType, register_source
-from engine.ingest import Policy
-from engine.settings import AckSettings, LimitSettings, MllpChannel, Settings
+from core.settings import Settings
 
 
 def configure(name: str, channel: MllpChannel, settings: Settings) -> MllpConfig:

@@ -27,12 +27,12 @@ from functools import partial
 
 import structlog
 
-from channels._mllp_framing import BadFrame, Frame, MllpDecoder, frame
+from channels.intake.examine import Policy, Verdict
+from channels.mllp.ack import build_ack, wrap_batch
+from channels.mllp.framing import BadFrame, Frame, MllpDecoder, frame
+from channels.mllp.ingest import examine, reject
 from core.errors import StartupError
-from core.journal import REJECTED, Entry, Outcome, Refused, Written
-from engine.ack import build_ack, wrap_batch
-from engine.ingest import Policy, Verdict, examine, reject
-from engine.journal import JournalWriter
+from core.journal import REJECTED, Entry, Journal, Outcome, Refused, Written
 from transforms.batch import is_batch
 from transforms.hl7v2 import read_msh
 
@@ -83,7 +83,7 @@ class _Pending:
 class MllpSource:
     """One listening MLLP channel."""
 
-    def __init__(self, config: MllpConfig, journal: JournalWriter) -> None:
+    def __init__(self, config: MllpConfig, journal: Journal) -> None:
         self.config = config
         self.journal = journal
         self.counters = MllpCounters()

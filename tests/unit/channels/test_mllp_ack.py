@@ -1,4 +1,4 @@
-"""Unit tests for HL7 v2 acknowledgements (engine.ack)."""
+"""Unit tests for HL7 v2 acknowledgements (channels.mllp.ack)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pytest
 
-from engine.ack import AckInfo, ack_code, build_ack, parse_ack, parse_acks, wrap_batch
+from channels.mllp.ack import AckInfo, ack_code, build_ack, parse_ack, parse_acks, wrap_batch
 from transforms.hl7v2 import Message, MshHeader, read_msh
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from channels.record_store import RecordStore, ensure_schema
+from channels.record_store.settings import RecordStoreDestination
+from channels.record_store.store import RecordStore, ensure_schema
 from core.connectors import ConnectorContext, DestinationType, register_destination
-from engine.settings import RecordStoreDestination
 
 
 def _database(destination: RecordStoreDestination, context: ConnectorContext) -> str:

@@ -13,8 +13,8 @@ from typing import Any
 import structlog
 from sqlalchemy import Connection
 
-from channels.record_store_schema import identifiers_of, person_key_for
-from channels.record_store_statements import (
+from channels.record_store.schema import identifiers_of, person_key_for
+from channels.record_store.statements import (
     MERGE_HOPS,
     common_values,
     person_values,

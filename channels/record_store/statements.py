@@ -32,7 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from channels.record_store_schema import Identifier, person_identifiers, persons, records
+from channels.record_store.schema import Identifier, person_identifiers, persons, records
 from core.upsert import insert_for
 
 PERSON_COLUMNS = ("name", "sex", "birth_date", "id_card")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 
 import support
+from channels.intake.examine import Policy, Verdict
+from channels.intake.message_limits import MessageLimits
+from channels.mllp.ingest import examine
 from core.journal import RECEIVED, REJECTED
-from engine.ingest import Policy, Verdict, examine
-from engine.message_limits import MessageLimits
 
 MSH = "MSH|^~\\&|HIS|FY01|MCHENGINE|FY01|20240321083215||ADT^A04^ADT_A01|LIM-1|P|2.5"
 

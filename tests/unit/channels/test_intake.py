@@ -1,4 +1,4 @@
-"""Unit tests for the hot-path accept/reject decision (engine.ingest)."""
+"""Unit tests for the hot-path accept/reject decision (channels.intake, with the MLLP ACK of channels.mllp.ingest)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import support
+from channels.intake.examine import Policy, Verdict
+from channels.mllp.ack import parse_ack
+from channels.mllp.ingest import examine, reject
 from core.journal import RECEIVED, REJECTED
-from engine.ack import parse_ack
-from engine.ingest import Policy, Verdict, examine, reject
 from transforms.batch import split_frame
 from transforms.converters import parse_hl7_datetime
 from transforms.hl7v2 import Message

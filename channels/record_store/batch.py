@@ -22,9 +22,9 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from channels.record_store_envelope import store_envelope
-from channels.record_store_schema import Identifier, identifiers_of, person_key_for
-from channels.record_store_statements import (
+from channels.record_store.envelope import store_envelope
+from channels.record_store.schema import Identifier, identifiers_of, person_key_for
+from channels.record_store.statements import (
     MERGE_HOPS,
     Statements,
     common_values,

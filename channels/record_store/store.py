@@ -32,8 +32,8 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from channels.record_store_batch import store_bundle
-from channels.record_store_schema import (
+from channels.record_store.batch import store_bundle
+from channels.record_store.schema import (
     IDENTIFIER_KINDS,
     ensure_schema,
     identifiers_of,

@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from channels._mllp_framing import Frame, MllpDecoder, frame
+from channels.mllp.framing import Frame, MllpDecoder, frame
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,77 @@
+"""The `mllp` channel's settings: listen address, charset, ACK mode and message limits."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from channels.intake.message_limits import DEFAULT_LIMITS, MessageLimits
+from core.settings import Channel, Encoding, Listen, PositiveDuration, SettingsModel, Size, parse_listen
+
+__all__ = ["AckSettings", "LimitSettings", "MllpChannel"]
+
+
+class AckSettings(SettingsModel):
+    """How the engine acknowledges each received message."""
+
+    mode: Literal["original", "enhanced"] = Field(
+        default="original",
+        description="original: HL7 original-mode ACK (AA/AE/AR); enhanced: enhanced-mode "
+        "accept acknowledgment (CA/CE/CR) as asked for by MSH-15.",
+    )
+
+
+class LimitSettings(SettingsModel):
+    """Bounds on one message's shape; a message past one is answered AR naming it and kept as rejected."""
+
+    max_segments: int = Field(
+        default=DEFAULT_LIMITS.max_segments, gt=0, description="Most segments in one message."
+    )
+    max_repetitions: int = Field(
+        default=DEFAULT_LIMITS.max_repetitions,
+        gt=0,
+        description="Most repetitions (`~`) in one field, e.g. identifiers in PID-3.",
+    )
+    max_field_bytes: Size = Field(
+        default=DEFAULT_LIMITS.max_field_bytes,
+        description="Largest single field, in the message's own bytes (an encapsulated report in OBX-5).",
+    )
+
+    def limits(self) -> MessageLimits:
+        """The same bounds as ingest checks them."""
+        return MessageLimits(self.max_segments, self.max_repetitions, self.max_field_bytes)
+
+
+class MllpChannel(Channel):
+    """HL7 v2 over MLLP: the engine listens and senders connect to it."""
+
+    type: Literal["mllp"] = Field(description="Channel type.")
+    listen: Listen = Field(
+        description="HOST:PORT to listen on; port 1..65535; host 0.0.0.0 or :: for all interfaces."
+    )
+    encoding: Encoding = Field(
+        default="utf-8",
+        description="Python codec for messages whose MSH-18 names no known charset; use "
+        "gb18030 for GBK/GB2312 senders.",
+    )
+    max_message_bytes: Size = Field(
+        default=1024 * 1024, description="Largest accepted message; bigger frames are refused."
+    )
+    idle_timeout: PositiveDuration = Field(
+        default=300.0, description="Close a connection after this long without data."
+    )
+    ack: AckSettings = Field(default_factory=AckSettings, description="Acknowledgment mode.")
+    limits: LimitSettings = Field(
+        default_factory=LimitSettings, description="Bounds on segments, repetitions and field size."
+    )
+    strict: bool = Field(
+        default=False,
+        description="Check each message's structure against its HL7 version with hl7apy before "
+        "mapping (slow: tens of ms a message); a message that fails is kept as failed with the reason.",
+    )
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        """(host, port) ready for a server socket."""
+        return parse_listen(self.listen)
