@@ -24,9 +24,9 @@ import structlog
 from core import i18n
 from core.errors import ConfigError, ConfigErrors, StartupError
 from core.i18n import t
-from deadletter.cli import add_commands as add_deadletter_commands
 from engine import logging as engine_logging
 from engine.cli_language import LanguageError, take_language, use_argparse_texts
+from engine.deadletter_cli import add_commands as add_deadletter_commands
 from engine.listing_commands import add_commands as add_listing_commands
 from engine.mapping_cli import add_commands as add_mapping_commands
 from engine.reload_command import add_commands as add_reload_commands

@@ -67,7 +67,7 @@ _t = i18n.t
 
 
 def add_command(subparsers: Any) -> None:
-    from deadletter.cli import add_wait_arg
+    from engine.deadletter_cli import add_wait_arg
 
     p = subparsers.add_parser("reprocess", help=_TEXT["reprocess_cmd_help"][1] + " (重新处理)")
     p.add_argument("--route", help="only records of this route")
@@ -132,7 +132,7 @@ def _selection(args: argparse.Namespace, settings: Any) -> Any:
 
 
 def _when(value: str | None, option: str, tz: tzinfo) -> datetime | None:
-    from deadletter.cli import UnreadableTime, parse_since
+    from engine.deadletter_cli import UnreadableTime, parse_since
 
     if not value:
         return None

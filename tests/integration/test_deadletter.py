@@ -548,7 +548,7 @@ def cli_db(routes: Path) -> Engine:
 class TestCommands:
     def test_parser_choices_match_the_store(self) -> None:
         """The CLI keeps its own copy of the statuses and stages (to stay light to import): they agree."""
-        from deadletter import cli
+        from engine import deadletter_cli as cli
 
         assert (cli.STATUSES, cli.STAGES) == (store.STATUSES, store.STAGES)
 

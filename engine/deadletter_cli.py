@@ -17,8 +17,8 @@ request (engine/operator_requests.py) and says what became of it; exit codes in
 engine/request_follow.py. When nothing is left to do (ids unknown, closed, or a replay of
 a transform-stage dead letter) it answers at once, without the engine.
 
-engine/cli.py calls `add_commands(sub)`; until it does, `python -m deadletter.cli
-deadletter …` runs the same commands.
+engine/cli.py calls `add_commands(sub)`; the dead letters themselves are deadletter/'s
+(store, actions, audit), below the engine's layer.
 """
 
 from __future__ import annotations
