@@ -250,7 +250,7 @@ class Stack:
 
     def progress(self) -> dict[str, int]:
         """Journal statuses plus `undelivered` (deliveries not yet delivered) and `delivered`."""
-        from engine.journal import deliveries, messages
+        from core.journal.schema import deliveries, messages
 
         with self.sql.connect() as conn:
             out = {
@@ -295,7 +295,7 @@ class Stack:
 
     def journal_times(self) -> dict[str, tuple[float, float | None]]:
         """control id → (journal received_at, delivered at per journal_deliveries), epoch seconds."""
-        from engine.journal import deliveries, messages
+        from core.journal.schema import deliveries, messages
 
         out: dict[str, tuple[float, float | None]] = {}
         query = select(messages.c.control_id, messages.c.received_at, func.max(deliveries.c.updated_at)).join(

@@ -43,8 +43,8 @@ from sqlalchemy import (
 from core.clock import now_utc
 from core.database import RowId, UtcDateTime
 from core.journal import FAILED
+from core.journal.schema import messages
 from core.upsert import insert_for
-from engine.journal import messages
 
 __all__ = [
     "DELIVER",

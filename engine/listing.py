@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine, Select, func, select, true
 
-from engine.journal import deliveries, messages
+from core.journal.schema import deliveries, messages
 
 MESSAGE_COLUMNS = (
     "id", "received_at", "channel", "sender", "message_type", "control_id",

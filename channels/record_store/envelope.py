@@ -2,7 +2,7 @@
 takes for what it cannot decide alone (A40 merges, references that join two persons).
 
 Every statement here is a read or write of one row or one person, so this is the slow
-path; `record_store_batch` must give the same result for a bundle as this does for its
+path; `batch` (channels/record_store/batch.py) must give the same result for a bundle as this does for its
 envelopes in order.
 """
 

@@ -21,7 +21,7 @@ message shows two known persons to be the same, they are merged. An A40 merge
 newborn or child record links the child to its mother.
 
 A bundle is stored in one transaction with a few statements for all its envelopes
-(`record_store_batch`), with the result of storing them one by one, in order.
+(`batch.py`), with the result of storing them one by one, in order.
 """
 
 from __future__ import annotations
