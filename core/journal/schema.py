@@ -27,12 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.schema import CreateColumn
 
 from core.database import RowId, UtcDateTime
-from core.journal import (
-    CONTROL_ID_CHARS,
-    MESSAGE_TYPE_CHARS,
-    SENDER_CHARS,
-    content_hash,
-)
+from core.journal import CONTROL_ID_CHARS, MESSAGE_TYPE_CHARS, SENDER_CHARS, content_hash
 
 log = structlog.get_logger("engine.journal")
 

@@ -7,24 +7,10 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    Engine,
-    func,
-    select,
-    true,
-    update,
-)
+from sqlalchemy import Connection, Engine, func, select, true, update
 
 from core.clock import now_utc
-from core.journal import (
-    DELIVERED,
-    PENDING,
-    RECEIVED,
-    RETRYING,
-    ROUTED,
-    Accepted,
-)
+from core.journal import DELIVERED, PENDING, RECEIVED, RETRYING, ROUTED, Accepted
 from core.journal.schema import deliveries, messages
 from core.upsert import insert_for
 

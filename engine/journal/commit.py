@@ -9,12 +9,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import (
-    Connection,
-    Engine,
-    select,
-    update,
-)
+from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import DataError, IntegrityError
 
 from core.clock import now_utc

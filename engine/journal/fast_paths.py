@@ -10,18 +10,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import (
-    Engine,
-)
+from sqlalchemy import Engine
 
-from core.journal import (
-    CONTROL_ID_CHARS,
-    MESSAGE_TYPE_CHARS,
-    SENDER_CHARS,
-    Accepted,
-    Entry,
-    Outcome,
-)
+from core.journal import CONTROL_ID_CHARS, MESSAGE_TYPE_CHARS, SENDER_CHARS, Accepted, Entry, Outcome
 from core.journal.schema import messages
 from engine.journal.commit import (
     INSERTED,

@@ -161,7 +161,7 @@ def test_remembered_converter_raises_every_time() -> None:
     ],
 )
 def test_condition_shortcuts(condition: str, message_tail: str, expected: bool) -> None:
-    from transforms.mapping.compiler import Ctx
+    from transforms.mapping.getters import Ctx
 
     message = Message("MSH|^~\\&|LIS|10|MCH|FY01|20250310080000||ORU^R01|C1|P|2.4" + message_tail)
     assert compile_message_condition(condition)(Ctx(message=message)) is expected
