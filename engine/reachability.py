@@ -129,8 +129,8 @@ def probe_services(settings: Settings) -> None:
     broker answer, or the first that does not is one `Unreachable` line."""
     urls = {settings.engine.database: "engine.database"}
     for name, d in settings.destinations.items():
-        if getattr(d, "database", None):
-            urls.setdefault(d.database, f"destinations.{name}.database")
+        if d.database_url:
+            urls.setdefault(d.database_url, f"destinations.{name}.database")
     for url, setting in urls.items():
         open_database(url, setting, create=True).dispose()
     probe_broker(settings.engine.broker)

@@ -100,7 +100,7 @@ class EngineRuntime:
                 recovered = dead_letters.recover_transform_failures(self.journal_engine)
             if recovered:
                 log.warning("failed_messages_dead_lettered", count=recovered)
-            strict = frozenset(name for name, ch in s.channels.items() if getattr(ch, "strict", False))
+            strict = frozenset(name for name, ch in s.channels.items() if ch.checks_structure)
             self.transform = TransformWorker(
                 compiled.router, self.journal_engine, self.bus, strict_channels=strict
             )
@@ -155,7 +155,7 @@ class EngineRuntime:
     def store_engine(self, destination: str) -> Engine:
         """The database a destination stores its records in."""
         d = self.settings.destinations[destination]
-        return self.engine_for(d.database or self.settings.engine.database)
+        return self.engine_for(d.database_url or self.settings.engine.database)
 
     def router(self) -> Router:
         return compile_routes(self.settings).router

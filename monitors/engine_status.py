@@ -161,10 +161,10 @@ def _channels(
     live = [b for b in beats if b.alive(now)]
     for name, ch in settings.channels.items():
         mine = [x for b in live for x in b.listeners if x.channel == name]
-        host, port = ch.host_port
+        address = ch.listen_at
         numbers = ChannelNumbers(
             name=name,
-            listen=f"{host}:{port}",
+            listen=f"{address[0]}:{address[1]}" if address else "",
             listening=bool(mine),
             open_connections=sum(x.open_connections for x in mine),
         )
@@ -178,7 +178,7 @@ def _channels(
         numbers.last_message_at = counts["last"].get(name)
         numbers.open_dead_letters = counts["dead_by_channel"].get(name, 0)
         status.channels.append(numbers)
-        if not numbers.listening:
+        if address and not numbers.listening:
             status.problem("channel_not_listening", name)
 
 
@@ -224,7 +224,7 @@ def _queue_depths(settings: Settings) -> dict[str, int]:
 
 def _stores(status: EngineStatus, settings: Settings) -> None:
     """Each destination database other than the journal's answers a trivial query."""
-    urls = {d.database for d in settings.destinations.values() if getattr(d, "database", None)}
+    urls = {d.database_url for d in settings.destinations.values() if d.database_url}
     for url in sorted(urls - {settings.engine.database}):
         store = make_engine(url)
         try:

@@ -23,14 +23,17 @@ i18n.register(_TEXT)
 
 def listeners(runtime: Any) -> str:
     """`hospital → 127.0.0.1:2575, lis_gbk → 127.0.0.1:2576` (or `-` without ingest)."""
-    return ", ".join(f"{s.name} → {_address(s.config.host, s.port)}" for s in runtime.sources) or "-"
+    listening = [s for s in runtime.sources if getattr(s, "port", None)]  # a file source has none
+    return ", ".join(f"{s.name} → {_address(s.config.host, s.port)}" for s in listening) or "-"
 
 
 def backend_lines(runtime: Any, http_port: int | None = None) -> list[str]:
     eng = runtime.settings.engine
     lines = [i18n.t("run_banner_journal", url=masked_url(eng.database))]
     for name, d in runtime.settings.destinations.items():
-        url = getattr(d, "database", None) or eng.database
+        url = d.database_url
+        if url is None:
+            continue  # a destination that stores nothing (http_out)
         lines.append(i18n.t("run_banner_store", name=name, url=masked_url(url)))
     lines.append(i18n.t("run_banner_bus", url=masked_url(eng.broker)))
     if eng.http is not None and http_port is not None:

@@ -75,3 +75,11 @@ class MllpChannel(Channel):
     def host_port(self) -> tuple[str, int]:
         """(host, port) ready for a server socket."""
         return parse_listen(self.listen)
+
+    @property
+    def listen_at(self) -> tuple[str, int] | None:
+        return self.host_port
+
+    @property
+    def checks_structure(self) -> bool:
+        return self.strict

@@ -29,6 +29,10 @@ class RecordStoreDestination(Destination):
         "database (filled in on load).",
     )
 
+    @property
+    def database_url(self) -> str | None:
+        return self.database
+
     def fill_defaults(self, engine: EngineSettings) -> None:
         """An empty URL means the engine database."""
         if not self.database:

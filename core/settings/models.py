@@ -132,6 +132,18 @@ class Channel(SettingsModel):
 
     type: str = Field(description="Channel type.")
 
+    # What the engine asks any channel, so no caller needs to know its type (a db_poll or
+    # file channel has no port; only some types check message structure).
+    @property
+    def listen_at(self) -> tuple[str, int] | None:
+        """(host, port) this channel listens on, or None for a channel that does not listen."""
+        return None
+
+    @property
+    def checks_structure(self) -> bool:
+        """Whether each message's HL7 structure is checked before mapping (`strict`)."""
+        return False
+
 
 # --------------------------------------------------------------------------- destinations
 
@@ -143,6 +155,11 @@ class Destination(SettingsModel):
 
     def fill_defaults(self, engine: EngineSettings) -> None:
         """Take what is left out from the engine's settings (a store's database, say)."""
+
+    @property
+    def database_url(self) -> str | None:
+        """The database this destination writes to, or None for one without (http_out)."""
+        return None
 
 
 # --------------------------------------------------------------------------- routes
