@@ -5,7 +5,8 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo
 
 from channels.intake.examine import Policy
-from channels.mllp.settings import AckSettings, LimitSettings, MllpChannel
+from channels.intake.settings import LimitSettings
+from channels.mllp.settings import AckSettings, MllpChannel
 from channels.mllp.source import MllpConfig, MllpSource
 from core.connectors import ConnectorContext, SourceType, register_source
 from core.settings import Settings

@@ -1,4 +1,5 @@
-"""The `mllp` channel's settings: listen address, charset, ACK mode and message limits."""
+"""The `mllp` channel's settings: listen address, charset, ACK mode and message limits (the
+limits are every HL7 source's: channels/intake/settings.py)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from channels.intake.message_limits import DEFAULT_LIMITS, MessageLimits
+from channels.intake.settings import LimitSettings
 from core.settings import Channel, Encoding, Listen, PositiveDuration, SettingsModel, Size, parse_listen
 
-__all__ = ["AckSettings", "LimitSettings", "MllpChannel"]
+__all__ = ["AckSettings", "MllpChannel"]
 
 
 class AckSettings(SettingsModel):
@@ -20,27 +21,6 @@ class AckSettings(SettingsModel):
         description="original: HL7 original-mode ACK (AA/AE/AR); enhanced: enhanced-mode "
         "accept acknowledgment (CA/CE/CR) as asked for by MSH-15.",
     )
-
-
-class LimitSettings(SettingsModel):
-    """Bounds on one message's shape; a message past one is answered AR naming it and kept as rejected."""
-
-    max_segments: int = Field(
-        default=DEFAULT_LIMITS.max_segments, gt=0, description="Most segments in one message."
-    )
-    max_repetitions: int = Field(
-        default=DEFAULT_LIMITS.max_repetitions,
-        gt=0,
-        description="Most repetitions (`~`) in one field, e.g. identifiers in PID-3.",
-    )
-    max_field_bytes: Size = Field(
-        default=DEFAULT_LIMITS.max_field_bytes,
-        description="Largest single field, in the message's own bytes (an encapsulated report in OBX-5).",
-    )
-
-    def limits(self) -> MessageLimits:
-        """The same bounds as ingest checks them."""
-        return MessageLimits(self.max_segments, self.max_repetitions, self.max_field_bytes)
 
 
 class MllpChannel(Channel):
