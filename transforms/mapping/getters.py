@@ -19,6 +19,9 @@ _WHERE = re.compile(r"^(?P<value>\S+)\s+where\s+(?P<cond>\S+)\s*(?P<op>==|!=)\s*
 _TEMPLATE_PART = re.compile(r"\{([^{}]+)\}")
 _RELATIVE = re.compile(r"^\.(\d+)(?:\.(\d+))?$")
 
+EMPTY = (None, "", [])
+"""Values that count as no value: a rule that finds one gives None."""
+
 # Segments that belong to the segment before them (a note after an OBX is that OBX's note).
 _TRAILING = frozenset({"NTE"})
 
