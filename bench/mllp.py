@@ -1,6 +1,6 @@
 """MLLP framing for the harness's own sender and peers.
 
-The bench deliberately does not import the engine's framing (channels/_mllp_framing):
+The bench deliberately does not import the engine's framing (channels/mllp/framing.py):
 the load generator is the oracle that checks the engine, so it must not share the code
 under test, and the peers must cost what a minimal server costs.
 """

@@ -244,7 +244,7 @@ class Stack:
     @property
     def sql(self) -> Engine:
         if self._sql is None:
-            from engine.database import make_engine
+            from core.database import make_engine
 
             self._sql = make_engine(self.database)
         return self._sql
@@ -253,7 +253,7 @@ class Stack:
 
     def progress(self) -> dict[str, int]:
         """Journal statuses plus `undelivered` (deliveries not yet delivered) and `delivered`."""
-        from engine.journal import deliveries, messages
+        from core.journal.schema import deliveries, messages
 
         with self.sql.connect() as conn:
             out = {
@@ -286,7 +286,7 @@ class Stack:
 
     def stored_times(self) -> dict[str, float]:
         """control id → the store's own `stored_at` (epoch seconds), records and persons."""
-        from channels.record_store import persons, records
+        from channels.record_store.schema import persons, records
 
         out: dict[str, float] = {}
         with self.sql.connect() as conn:
@@ -298,7 +298,7 @@ class Stack:
 
     def journal_times(self) -> dict[str, tuple[float, float | None]]:
         """control id → (journal received_at, delivered at per journal_deliveries), epoch seconds."""
-        from engine.journal import deliveries, messages
+        from core.journal.schema import deliveries, messages
 
         out: dict[str, tuple[float, float | None]] = {}
         query = select(messages.c.control_id, messages.c.received_at, func.max(deliveries.c.updated_at)).join(

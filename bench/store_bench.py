@@ -23,8 +23,8 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from bench.stack import PG_URL, reachable
-from channels.record_store import RecordStore, ensure_schema
-from engine.database import make_engine
+from channels.record_store.store import RecordStore, ensure_schema
+from core.database import make_engine
 
 BATCH_SIZES = (1, 20, 100)
 BACKENDS = ("sqlite", "postgresql")

@@ -40,9 +40,9 @@ def build_worker(tree: Path = REPO) -> Any:
     it never journals nor publishes here. The code is imported from `tree`."""
     if str(tree) not in sys.path:
         sys.path.insert(0, str(tree))
+    from core.settings import load_settings
     from engine.pipeline import TransformWorker
     from engine.runtime import EngineRuntime
-    from engine.settings import load_settings
 
     settings = load_settings(tree / "routes.yaml", env={})
     router = EngineRuntime(settings).router()
@@ -52,7 +52,7 @@ def build_worker(tree: Path = REPO) -> Any:
 def make_items(count: int) -> list[tuple[str, Any]]:
     """`count` distinct messages of the benchmark mix, as the journal hands them over."""
     from bench.messages import MessageFactory
-    from engine.journal import Accepted
+    from core.journal import Accepted
 
     factory = MessageFactory("TB0001")
     items = []

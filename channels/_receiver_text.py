@@ -6,7 +6,7 @@ ID-card or mobile number, so it is masked as a log line would be.
 
 from __future__ import annotations
 
-from engine.logging import mask_text
+from core.masking import mask_text
 
 QUOTED_CHARS = 200  # of the receiver's words kept
 

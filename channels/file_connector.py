@@ -24,9 +24,10 @@ from zoneinfo import ZoneInfo
 from pydantic import Field
 
 from channels.file_source import FileConfig, FileSource
-from engine.connectors import ConnectorContext, SourceType, register_source
-from engine.ingest import Policy
-from engine.settings import Hl7Channel, LimitSettings, PositiveDuration, Settings, Size
+from channels.intake.examine import Policy
+from channels.intake.settings import Hl7Channel, LimitSettings
+from core.connectors import ConnectorContext, SourceType, register_source
+from core.settings import PositiveDuration, Settings, Size
 
 
 class FileChannel(Hl7Channel):

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from engine.errors import ParseError
+from core.errors import ParseError
 from transforms.batch import is_batch, split_frame
 
 _LINE_BREAK: Final = re.compile(rb"\r\n|\r|\n")

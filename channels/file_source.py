@@ -36,10 +36,11 @@ import structlog
 from sqlalchemy import Engine, select
 
 from channels.file_messages import Piece, split_file
-from engine import failpoints, i18n, journal
-from engine.errors import ParseError
-from engine.ingest import Policy, Verdict, examine, reject
-from engine.journal import REJECTED, JournalWriter, Refused, Written
+from channels.intake.examine import Policy, Verdict, examine, reject
+from core import failpoints, i18n, journal
+from core.errors import ParseError
+from core.journal import REJECTED, Refused, Written
+from core.journal.schema import messages as journal_messages
 
 log = structlog.get_logger("channels.file")
 
@@ -113,7 +114,7 @@ class _Seen:
 class FileSource:
     """One watched directory."""
 
-    def __init__(self, config: FileConfig, writer: JournalWriter, journal_db: Engine) -> None:
+    def __init__(self, config: FileConfig, writer: journal.Journal, journal_db: Engine) -> None:
         self.config = config
         self.writer = writer
         self.journal_db = journal_db
@@ -348,7 +349,7 @@ class FileSource:
     ) -> dict[str, tuple[str, str | None]]:
         """Peers of this file's messages the journal holds with the same bytes: status, error."""
         peers = {v.entry.peer: _hash(v.entry.raw) for v in verdicts}
-        m = journal.messages
+        m = journal_messages
         query = select(m.c.peer, m.c.raw, m.c.status, m.c.error).where(
             (m.c.channel == cfg.name) & m.c.peer.in_(list(peers))
         )

@@ -33,12 +33,12 @@ from pydantic import AfterValidator, Field, field_validator
 from pydantic_core import to_json
 
 from channels._receiver_text import QUOTED_CHARS, quoted
-from engine.connectors import ConnectorContext, DestinationType, register_destination
-from engine.errors import PermanentDeliveryError, StartupError, TransientDeliveryError
-from engine.journal import now_utc
-from engine.logging import mask_text
-from engine.reachability import masked
-from engine.settings import Destination, PositiveDuration
+from core.clock import now_utc
+from core.connectors import ConnectorContext, DestinationType, register_destination
+from core.errors import PermanentDeliveryError, StartupError, TransientDeliveryError
+from core.masking import mask_text
+from core.masking import masked_url as masked
+from core.settings import Destination, PositiveDuration
 
 __all__ = ["HTTP_OUT", "HttpOutDestination", "HttpOutSink", "RetryLater", "shown_url"]
 

@@ -32,13 +32,13 @@ from sqlalchemy import Engine, select
 
 from channels import mllp_out_forwarded as forwarded
 from channels._receiver_text import quoted
+from channels.mllp.ack import AckInfo
 from channels.mllp_out_charset import msh18_name, reencode
 from channels.mllp_out_link import LinkPool
-from engine import journal
-from engine.ack import AckInfo
-from engine.connectors import ConnectorContext, DestinationType, register_destination
-from engine.errors import PermanentDeliveryError, TransientDeliveryError
-from engine.settings import Destination, Listen, PositiveDuration, parse_listen
+from core.connectors import ConnectorContext, DestinationType, register_destination
+from core.errors import PermanentDeliveryError, TransientDeliveryError
+from core.journal.schema import messages as journal_messages
+from core.settings import Destination, Listen, PositiveDuration, parse_listen
 from transforms.decode import decode
 
 __all__ = ["MLLP_OUT", "MllpOutDestination", "MllpOutSink"]
@@ -147,9 +147,9 @@ class MllpOutSink:
 
     def _payload(self, journal_id: int) -> tuple[bytes, str]:
         """The bytes to send and their MSH-10."""
-        query = select(journal.messages.c.raw, journal.messages.c.encoding, journal.messages.c.control_id)
+        query = select(journal_messages.c.raw, journal_messages.c.encoding, journal_messages.c.control_id)
         with self.journal_engine.connect() as conn:
-            row = conn.execute(query.where(journal.messages.c.id == journal_id)).first()
+            row = conn.execute(query.where(journal_messages.c.id == journal_id)).first()
         if row is None:
             raise PermanentDeliveryError(f"message {journal_id} is no longer in the journal (purged?)")
         raw, encoding, control_id = bytes(row.raw), row.encoding or "utf-8", row.control_id or ""

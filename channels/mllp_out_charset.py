@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import codecs
 
-from engine.errors import PermanentDeliveryError
+from core.errors import PermanentDeliveryError
 
 __all__ = ["MSH18_NAMES", "msh18_name", "reencode"]
 

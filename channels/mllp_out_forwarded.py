@@ -17,8 +17,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import Column, Engine, MetaData, PrimaryKeyConstraint, String, Table, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from engine.database import RowId, UtcDateTime
-from engine.journal import now_utc
+from core.clock import now_utc
+from core.database import RowId, UtcDateTime
 
 __all__ = ["BUSY", "DONE", "MINE", "claim", "ensure_schema", "forwarded", "mark_sent", "release"]
 

@@ -20,9 +20,9 @@ import time
 
 import structlog
 
-from channels._mllp_framing import Frame, MllpDecoder, frame
-from engine.ack import AckInfo, parse_ack
-from engine.errors import TransientDeliveryError
+from channels.mllp.ack import AckInfo, parse_ack
+from channels.mllp.framing import Frame, MllpDecoder, frame
+from core.errors import TransientDeliveryError
 
 __all__ = ["LinkPool", "MllpLink"]
 

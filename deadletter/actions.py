@@ -29,10 +29,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from core.journal import DEAD, FAILED, ROUTED, UNROUTED, Accepted
+from core.journal import status as journal_status
 from deadletter import audit, store
 from deadletter.audit import Actor
-from engine import journal
-from engine.journal import Accepted
 
 Publish = Callable[[str, dict[str, Any]], None]
 Transform = Callable[[Accepted], tuple[Any, list[tuple[str, dict[str, Any]]]]]
@@ -134,14 +134,14 @@ def _replay(
             result.skipped.append(Item(dl_id, "use_reprocess"))
             continue
         key = (int(row["journal_id"]), row["destination"], row["record_id"])
-        journal.reopen_deliveries(engine, [key])
+        journal_status.reopen_deliveries(engine, [key])
         # Numbered before publishing: the delivery tries that follow must number after it.
         tried = _attempt(engine, row, ATTEMPT_REPLAYED, None)
         try:
             publish(row["destination"], row["payload"])
         except Exception as exc:
             error = _one_line(exc)
-            journal.mark_delivery_error(engine, *key, error, status=journal.DEAD)
+            journal_status.mark_delivery_error(engine, *key, error, status=DEAD)
             store.amend_attempt(engine, tried, ATTEMPT_REPLAY_FAILED, error)
             result.failed.append(Item(dl_id, "publish_failed", error))
             continue
@@ -204,11 +204,11 @@ def _reprocess(
             result.failed.append(Item(dl_id, "transform_error", error))
             continue
         status = getattr(outcome, "status", None)
-        if status == journal.ROUTED:
+        if status == ROUTED:
             _reprocess_routed(engine, row, envelopes, publish, actor, note, result)
-        elif status == journal.UNROUTED:
+        elif status == UNROUTED:
             if row["stage"] == store.TRANSFORM:
-                journal.set_statuses(engine, [(row["journal_id"], journal.UNROUTED, None)])
+                journal_status.set_statuses(engine, [(row["journal_id"], UNROUTED, None)])
             _attempt(engine, row, ATTEMPT_REPROCESSED, None)
             store.resolve(engine, [dl_id], store.REPROCESSED, actor, note)
             result.done.append(Item(dl_id, "reprocessed_unrouted"))
@@ -217,7 +217,7 @@ def _reprocess(
             store.note_failure(engine, dl_id, reason)
             _attempt(engine, row, ATTEMPT_REPROCESS_FAILED, reason)
             if row["stage"] == store.TRANSFORM:
-                journal.set_statuses(engine, [(row["journal_id"], journal.FAILED, reason)])
+                journal_status.set_statuses(engine, [(row["journal_id"], FAILED, reason)])
             result.failed.append(Item(dl_id, "still_fails", reason))
 
 
@@ -240,7 +240,7 @@ def _reprocess_routed(
             return
     targets = [(dest, str(env["record_id"])) for dest, env in envelopes]
     keys = [(int(row["journal_id"]), dest, rid) for dest, rid in targets]
-    journal.reopen_deliveries(engine, keys)
+    journal_status.reopen_deliveries(engine, keys)
     tried = _attempt(engine, row, ATTEMPT_REPROCESSED, None)  # numbered before the tries it causes
     try:
         for dest, env in envelopes:
@@ -251,7 +251,7 @@ def _reprocess_routed(
         result.failed.append(Item(dl_id, "publish_failed", error))
         return
     # The journal learns what was published, as the transform stage would have told it.
-    journal.record_routed(engine, [(row["journal_id"], journal.ROUTED, targets)])
+    journal_status.record_routed(engine, [(row["journal_id"], ROUTED, targets)])
     store.resolve(engine, [dl_id], store.REPROCESSED, actor, note, failed_at=row["last_failed_at"])
     result.sent[dl_id] = keys
     where = ", ".join(sorted({dest for dest, _ in targets}))

@@ -33,8 +33,8 @@ from sqlalchemy import (
     update,
 )
 
-from engine.database import RowId, UtcDateTime
-from engine.journal import now_utc
+from core.clock import now_utc
+from core.database import RowId, UtcDateTime
 
 metadata = MetaData()
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from engine.errors import InputError, PermanentDeliveryError
+from core.errors import InputError, PermanentDeliveryError
 
 RETRY = "retry"
 DEAD = "dead"

@@ -40,9 +40,11 @@ from sqlalchemy import (
     update,
 )
 
-from engine.database import RowId, UtcDateTime
-from engine.journal import FAILED, messages, now_utc
-from engine.upsert import insert_for
+from core.clock import now_utc
+from core.database import RowId, UtcDateTime
+from core.journal import FAILED
+from core.journal.schema import messages
+from core.upsert import insert_for
 
 __all__ = [
     "DELIVER",

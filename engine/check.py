@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from engine.errors import ConfigError, ConfigErrors
-from engine.i18n import t
-from engine.settings import Settings, read_settings
-from engine.yaml_lines import problems_of
+from core.errors import ConfigError, ConfigErrors
+from core.i18n import t
+from core.settings import Settings, read_settings
+from core.yaml_lines import problems_of
 
 __all__ = ["check_config", "format_problems", "summarize"]
 

@@ -21,13 +21,13 @@ from typing import Any
 
 import structlog
 
-from deadletter.cli import add_commands as add_deadletter_commands
-from engine import i18n
+from core import i18n
+from core.errors import ConfigError, ConfigErrors, StartupError
+from core.i18n import t
 from engine import logging as engine_logging
 from engine.cli_language import LanguageError, take_language, use_argparse_texts
 from engine.db_check import add_commands as add_db_check_commands
-from engine.errors import ConfigError, ConfigErrors, StartupError
-from engine.i18n import t
+from engine.deadletter_cli import add_commands as add_deadletter_commands
 from engine.listing_commands import add_commands as add_listing_commands
 from engine.mapping_cli import add_commands as add_mapping_commands
 from engine.reload_command import add_commands as add_reload_commands
@@ -174,8 +174,8 @@ def _config_arg(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from core.settings import load_settings
     from engine.check import check_config, format_problems
-    from engine.settings import load_settings
     from transforms.mapping import load_mapping
 
     if args.types:
@@ -226,10 +226,10 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from core.settings import load_settings
     from engine.check import check_config, format_problems
     from engine.reachability import probe_services
     from engine.runtime import ALL_ROLES, EngineRuntime
-    from engine.settings import load_settings
     from transforms.mapping import load_mapping
 
     problems = check_config(args.config, check_mapping=load_mapping)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from engine import i18n
+from core import i18n
 
 LANGUAGES = ("zh", "en")
 

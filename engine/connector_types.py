@@ -6,8 +6,8 @@ up here (and in `check`'s validation) without any other change.
 
 from __future__ import annotations
 
-from engine import connectors
-from engine.i18n import t
+from core import connectors
+from core.i18n import t
 
 __all__ = ["known_types_text"]
 

@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo
 from channels.db_poll.reader import PollError, dialect_of, masked_source, reader_for
 from channels.db_poll.rows import encode_row
 from channels.db_poll.sql import PollQueries
-from engine import i18n
-from engine.i18n import t
+from core import i18n
+from core.i18n import t
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

@@ -16,8 +16,8 @@ import sys
 from datetime import tzinfo
 from typing import Any
 
-from engine import i18n
-from engine.i18n import t
+from core import i18n
+from core.i18n import t
 from engine.listing_table import FilterError, add_limit_args, check_filter, header, more_line, pad, row_limit
 from engine.operator_time import iso_time, local_date, local_time
 
@@ -81,9 +81,9 @@ def _guarded(command: Any) -> Any:
 
 @_guarded
 def cmd_messages_list(args: argparse.Namespace) -> int:
+    from core.settings import load_settings
     from engine.listing import count_messages, journal_channels, list_messages
     from engine.reachability import open_database, reaching_database
-    from engine.settings import load_settings
 
     settings = load_settings(args.config)
     url, tz, limit = settings.engine.database, settings.engine.tzinfo, row_limit(args)
@@ -135,9 +135,9 @@ def _message_line(r: dict[str, Any], tz: tzinfo) -> str:
 
 @_guarded
 def cmd_records_list(args: argparse.Namespace) -> int:
-    from engine.listing import count_records, list_records, resolve_person
+    from channels.record_store.queries import count_records, list_records, resolve_person
+    from core.settings import load_settings
     from engine.reachability import open_database, reaching_database
-    from engine.settings import load_settings
     from transforms.records import RECORD_TYPES
 
     check_filter("--type", args.record_type, RECORD_TYPES)
@@ -214,9 +214,9 @@ def summarize(rec: dict[str, Any]) -> str:
 
 @_guarded
 def cmd_records_timeline(args: argparse.Namespace) -> int:
-    from engine.listing import resolve_person, timeline
+    from channels.record_store.queries import resolve_person, timeline
+    from core.settings import load_settings
     from engine.reachability import open_database, reaching_database
-    from engine.settings import load_settings
 
     settings = load_settings(args.config)
     tz, limit = settings.engine.tzinfo, row_limit(args)

@@ -12,7 +12,7 @@ import argparse
 import unicodedata
 from collections.abc import Iterable, Sequence
 
-from engine.i18n import t
+from core.i18n import t
 
 DEFAULT_LIMIT = 50
 

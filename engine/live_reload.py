@@ -29,14 +29,14 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from sqlalchemy import Engine, func, select
 
+from core.errors import StartupError
+from core.settings import Settings, load_settings
 from deadletter import audit
 from engine import journal, loaded_config
 from engine.check import check_config
 from engine.config_diff import ConfigDiff, compare
-from engine.errors import StartupError
 from engine.operator_requests import Request, process_name
 from engine.router import Route, Router
-from engine.settings import Settings, load_settings
 from transforms.mapping import Mapping, load_mapping
 
 if TYPE_CHECKING:
@@ -301,9 +301,7 @@ class LiveReload:
             rt.transform.strict_channels = frozenset(
                 n for n, ch in new.channels.items() if getattr(ch, "strict", False)
             )
-            rt.transform.row_channels = frozenset(
-                n for n, ch in new.channels.items() if getattr(ch, "carries_rows", False)
-            )
+            rt.transform.row_channels = frozenset(n for n, ch in new.channels.items() if ch.carries_rows)
             rt.transform.router = compiled.router
         if "ingest" in rt.roles:
             self._on_loop(self._switch_channels(new, diff, bound, outcome))

@@ -22,8 +22,8 @@ from typing import Any
 import structlog
 from sqlalchemy import Column, Engine, MetaData, String, Table, Text, insert, select, update
 
-from engine.database import UtcDateTime
-from engine.settings import Settings
+from core.database import UtcDateTime
+from core.settings import Settings
 
 log = structlog.get_logger("engine.loaded_config")
 

@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from core.i18n import t
 from engine import logging as engine_logging
-from engine.i18n import t
 
 DEFAULT_CONFIG = "routes.yaml"
 
@@ -108,9 +108,9 @@ def cmd_mapping_run(args: argparse.Namespace) -> int:
 
 def _load(args: argparse.Namespace) -> tuple[list[Any], str, bool] | int:
     """The file's messages as tried on the channel, or an exit code (2) after saying why."""
+    from core.settings import load_settings
     from engine.mapping_trial import try_file
     from engine.runtime import EngineRuntime
-    from engine.settings import load_settings
 
     if not os.environ.get("MCH_LOG_LEVEL"):  # the warning a failed mapping logs is said on screen
         engine_logging.configure("error")

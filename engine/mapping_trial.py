@@ -1,7 +1,7 @@
 """What the engine would make of an HL7 file on one channel, with no journal, bus or store.
 
 `mapping run` and `mapping explain` answer with the engine's own code, so they cannot
-disagree with it: the ingest decision (`ingest.examine`: batch split, charset from the
+disagree with it: the ingest decision (`channels.intake.examine`: batch split, charset from the
 channel and MSH-18, limits, AR reasons) and the transform stage's pure part
 (`TransformWorker.transform`: parse, route, map, validate). What they add is why each
 candidate route did or did not take the message.
@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from channels.intake.examine import Policy, examine
+from core import connectors
+from core.settings import Settings
 from engine import journal
-from engine.ingest import Policy, examine
 from engine.pipeline import TransformWorker
 from engine.router import Route, Router
-from engine.settings import Settings
 from transforms.decode import decode
 from transforms.hl7v2 import Message
 from transforms.mapping.compiler import condition_inputs
@@ -69,9 +70,8 @@ class Trial:
 
 def try_file(raw: bytes, settings: Settings, router: Router, channel: str) -> list[Trial]:
     """Every message of the file (one, or each of an FHS/BHS batch) as received on `channel`."""
-    ch = settings.channels[channel]
-    policy = Policy(channel, ch.encoding, ch.ack.mode, ZoneInfo(settings.engine.timezone), ch.limits.limits())
-    strict = frozenset(name for name, c in settings.channels.items() if getattr(c, "strict", False))
+    policy = _policy(settings, channel)
+    strict = frozenset(name for name, c in settings.channels.items() if c.checks_structure)
     # Only the pure `transform` step is used: no journal and no bus are ever touched.
     worker = TransformWorker(router, None, _no_bus, strict_channels=strict)  # type: ignore[arg-type]
     return [_trial(v.entry, v.encoding, router, worker, channel) for v in examine(raw, policy)]
@@ -109,3 +109,14 @@ def _trial(
 
 def _no_bus() -> Any:
     raise RuntimeError("a trial never publishes")
+
+
+def _policy(settings: Settings, channel: str) -> Policy:
+    """How `channel` examines a message: its connector's configured `policy` when it has one
+    (an HL7 source's configuration carries it), else the defaults in the engine's time zone."""
+    ch = settings.channels[channel]
+    config = connectors.source_type(ch.type).configure(channel, ch, settings)
+    policy = getattr(config, "policy", None)
+    return (
+        policy if isinstance(policy, Policy) else Policy(channel, timezone=ZoneInfo(settings.engine.timezone))
+    )

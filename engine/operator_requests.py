@@ -43,8 +43,8 @@ from sqlalchemy import (
     update,
 )
 
-from engine.database import RowId, UtcDateTime
-from engine.journal import now_utc
+from core.clock import now_utc
+from core.database import RowId, UtcDateTime
 
 log = structlog.get_logger("engine.operator_requests")
 

@@ -23,12 +23,13 @@ from typing import Any
 import structlog
 from sqlalchemy import Engine
 
+from core import failpoints
+from core.errors import InputError, MappingError
 from deadletter import store as dead_letters
-from engine import failpoints, journal
+from engine import journal
 from engine.backoff import until_it_works
 from engine.batching import run_batches
 from engine.bus import Bus
-from engine.errors import InputError, MappingError
 from engine.router import Router
 from transforms.converters import CONVERTERS
 from transforms.decode import decode

@@ -13,42 +13,25 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from engine.database import make_engine
-from engine.errors import StartupError
-from engine.i18n import t
-from engine.logging import mask_text
+from core.database import make_engine
+from core.errors import StartupError
+from core.i18n import t
+from core.masking import mask_text
+from core.masking import masked_url as masked
 
 if TYPE_CHECKING:
-    from engine.settings import Settings
+    from core.settings import Settings
 
 DETAIL_WIDTH = 160  # characters of the driver's own words kept in the line
 
 
 class Unreachable(StartupError):
     """A database or broker could not be reached; the text is the operator's whole line."""
-
-
-def masked(url: str) -> str:
-    """The URL as a person may see it: the password replaced by ***.
-
-    `amqp://mch:secret@rabbit:5672/mch` → `amqp://mch:***@rabbit:5672/mch`; any scheme.
-    """
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "<unreadable URL>"
-    if password is None:
-        return url
-    user, _, host = parts.netloc.rpartition("@")
-    name = user.partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{name}:***@{host}"))
 
 
 def _detail(exc: BaseException) -> str:
@@ -129,8 +112,8 @@ def probe_services(settings: Settings) -> None:
     broker answer, or the first that does not is one `Unreachable` line."""
     urls = {settings.engine.database: "engine.database"}
     for name, d in settings.destinations.items():
-        if getattr(d, "database", None):
-            urls.setdefault(d.database, f"destinations.{name}.database")
+        if d.database_url:
+            urls.setdefault(d.database_url, f"destinations.{name}.database")
     for url, setting in urls.items():
         open_database(url, setting, create=True).dispose()
     probe_broker(settings.engine.broker)

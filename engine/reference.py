@@ -1,7 +1,7 @@
 """Writes docs/routes.md from the settings models, so the reference cannot drift.
 
 Each model's docstring and each field's description, type and default come
-straight from the settings models (`engine/settings.py` and, per channel and destination
+straight from the settings models (`core/settings/` and, per channel and destination
 type, the model its connector registers); a test fails when the committed page differs
 from what this renders (`mch-engine docs` rewrites it).
 """
@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from engine import connectors, settings
+from core import connectors, settings
 
 HEADER = """# routes.yaml reference
 

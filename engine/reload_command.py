@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from engine import i18n
+from core import i18n
 
 DEFAULT_CONFIG = "routes.yaml"
 DEFAULT_TIMEOUT = 15.0
@@ -233,12 +233,12 @@ def _problems(config: str) -> list[Any]:
 
 def cmd_check_diff(args: argparse.Namespace) -> int:
     """`check --diff`: check, then what a reload would change."""
+    from core.database import make_engine
+    from core.settings import load_settings
     from engine import loaded_config
     from engine.check import format_problems
     from engine.config_diff import compare, empty_snapshot
-    from engine.database import make_engine
     from engine.live_reload import compile_routes
-    from engine.settings import load_settings
 
     problems = _problems(args.config)
     if problems:
@@ -286,9 +286,9 @@ def _database_call(url: str, call: Any) -> Any:
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
+    from core.database import make_engine
+    from core.settings import load_settings
     from engine.check import format_problems
-    from engine.database import make_engine
-    from engine.settings import load_settings
 
     problems = _problems(args.config)
     if problems:

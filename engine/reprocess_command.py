@@ -18,7 +18,7 @@ import sys
 from datetime import datetime, tzinfo
 from typing import Any
 
-from engine import i18n
+from core import i18n
 
 SELECTION_SECONDS = 600.0
 """How long the command waits for the engine to go through the selection."""
@@ -67,7 +67,7 @@ _t = i18n.t
 
 
 def add_command(subparsers: Any) -> None:
-    from deadletter.cli import add_wait_arg
+    from engine.deadletter_cli import add_wait_arg
 
     p = subparsers.add_parser("reprocess", help=_TEXT["reprocess_cmd_help"][1] + " (重新处理)")
     p.add_argument("--route", help="only records of this route")
@@ -89,9 +89,9 @@ class _Usage(Exception):
 
 
 def cmd_reprocess(args: argparse.Namespace) -> int:
+    from core.settings import load_settings
     from deadletter import audit
     from engine.reachability import open_database, reaching_database
-    from engine.settings import load_settings
 
     settings = load_settings(args.config)
     try:
@@ -132,7 +132,7 @@ def _selection(args: argparse.Namespace, settings: Any) -> Any:
 
 
 def _when(value: str | None, option: str, tz: tzinfo) -> datetime | None:
-    from deadletter.cli import UnreadableTime, parse_since
+    from engine.deadletter_cli import UnreadableTime, parse_since
 
     if not value:
         return None

@@ -7,7 +7,7 @@ the chosen route and record type, and compares each with the record the store ho
 
 - `changed`: the store's record came from this same message (or is older): the new one
   replaces it. The store's newest-wins rule counts a record made from the same journaled
-  message as a correction of that event (channels/record_store_statements.py).
+  message as a correction of that event (channels/record_store/statements.py).
 - `unchanged`: today's mapping makes the same record: nothing is sent.
 - `newer_kept`: the store holds the record from a newer source event: nothing is sent,
   and the store would refuse it anyway.
@@ -26,10 +26,10 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from channels.record_store_schema import identifiers_of, person_identifiers, persons, records
+from channels.record_store.schema import identifiers_of, person_identifiers, persons, records
+from core.journal import Accepted
 from deadletter.actions import Publish, Transform
 from engine import journal
-from engine.journal import Accepted
 
 StoreFor = Callable[[str], Engine]
 """The record store database of a destination."""

@@ -23,7 +23,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from engine import i18n, journal
+from core import i18n
+from engine import journal
 from engine import operator_requests as ops
 
 PICKUP_SECONDS = 5.0

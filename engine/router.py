@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from engine import settings
+from core import settings
 from transforms.hl7v2 import Message
 from transforms.mapping import Ctx, Mapping
 from transforms.mapping.compiler import compile_message_condition

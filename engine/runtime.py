@@ -20,19 +20,20 @@ from typing import Any
 import structlog
 from sqlalchemy import Engine
 
+from core import connectors
+from core.database import make_engine
+from core.errors import StartupError
+from core.settings import Channel, Destination, Settings
 from deadletter import audit
 from deadletter import store as dead_letters
 from deadletter.policy import RetryPolicy
-from engine import connectors, journal, loaded_config
+from engine import journal, loaded_config
 from engine.bus import Bus
-from engine.database import make_engine
 from engine.delivery import DeliveryWorker
-from engine.errors import StartupError
 from engine.live_reload import LiveReload, compile_routes
 from engine.operator_requests import Handler, RequestPoller, process_name
 from engine.pipeline import TransformWorker
 from engine.router import Router
-from engine.settings import Channel, Destination, Settings
 from engine.transform_feed import TransformFeed
 
 log = structlog.get_logger("engine.runtime")
@@ -99,8 +100,8 @@ class EngineRuntime:
                 recovered = dead_letters.recover_transform_failures(self.journal_engine)
             if recovered:
                 log.warning("failed_messages_dead_lettered", count=recovered)
-            strict = frozenset(name for name, ch in s.channels.items() if getattr(ch, "strict", False))
-            rows = frozenset(name for name, ch in s.channels.items() if getattr(ch, "carries_rows", False))
+            strict = frozenset(name for name, ch in s.channels.items() if ch.checks_structure)
+            rows = frozenset(name for name, ch in s.channels.items() if ch.carries_rows)
             self.transform = TransformWorker(
                 compiled.router, self.journal_engine, self.bus, strict_channels=strict, row_channels=rows
             )
@@ -155,7 +156,7 @@ class EngineRuntime:
     def store_engine(self, destination: str) -> Engine:
         """The database a destination stores its records in."""
         d = self.settings.destinations[destination]
-        return self.engine_for(d.database or self.settings.engine.database)
+        return self.engine_for(d.database_url or self.settings.engine.database)
 
     def router(self) -> Router:
         return compile_routes(self.settings).router

@@ -17,9 +17,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from channels.mllp_client import send_all
-from engine.ack import parse_acks
-from engine.i18n import t
+from channels.mllp.ack import parse_acks
+from channels.mllp.client import send_all
+from core.i18n import t
 
 _MSH_START = re.compile(rb"(?:^|\r)(?=MSH)")
 GIVE_UP_AFTER = 3  # connection attempts failing in a row: nothing is listening there

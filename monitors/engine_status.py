@@ -16,12 +16,12 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select, text
 
+from core.database import make_engine
+from core.masking import masked_url
+from core.settings import Settings
 from deadletter import store as dead_letters
 from engine import journal
 from engine.bus import Bus, capabilities_for
-from engine.database import make_engine
-from engine.reachability import masked as masked_url
-from engine.settings import Settings
 from monitors import heartbeat
 
 UNDELIVERED = (journal.PENDING, journal.RETRYING)
@@ -161,14 +161,14 @@ def _channels(
 ) -> None:
     live = [b for b in beats if b.alive(now)]
     for name, ch in settings.channels.items():
-        if not hasattr(ch, "host_port"):
+        address = ch.listen_at
+        if address is None:
             numbers = _reported(status, name, ch, live)
         else:
             mine = [x for b in live for x in b.listeners if x.channel == name]
-            host, port = ch.host_port
             numbers = ChannelNumbers(
                 name=name,
-                listen=f"{host}:{port}",
+                listen=f"{address[0]}:{address[1]}",
                 listening=bool(mine),
                 open_connections=sum(x.open_connections for x in mine),
             )
@@ -248,7 +248,7 @@ def _queue_depths(settings: Settings) -> dict[str, int]:
 
 def _stores(status: EngineStatus, settings: Settings) -> None:
     """Each destination database other than the journal's answers a trivial query."""
-    urls = {d.database for d in settings.destinations.values() if getattr(d, "database", None)}
+    urls = {d.database_url for d in settings.destinations.values() if d.database_url}
     for url in sorted(urls - {settings.engine.database}):
         store = make_engine(url)
         try:

@@ -16,8 +16,8 @@ from typing import Any
 
 from sqlalchemy import JSON, Column, Engine, Integer, MetaData, String, Table, delete, select
 
-from engine.database import UtcDateTime
-from engine.upsert import insert_for
+from core.database import UtcDateTime
+from core.upsert import insert_for
 
 INTERVAL = 2.0  # seconds between two heartbeats of one process
 STALE_AFTER = timedelta(seconds=15)  # a process silent for longer is down

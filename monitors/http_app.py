@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from engine.settings import Settings
+from core.settings import Settings
 from monitors.engine_status import Unreachable, collect
 
 

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from engine.errors import StartupError
-from engine.settings import Settings
+from core.errors import StartupError
+from core.settings import Settings
 from monitors.http_app import build_app
 
 

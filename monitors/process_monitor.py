@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from engine.reachability import masked as masked_url
+from core.masking import masked_url
 from monitors import heartbeat
 from monitors.engine_status import this_host
 from monitors.http_server import HttpServer

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine import i18n
-from engine.reachability import masked as masked_url
+from core import i18n
+from core.masking import masked_url
 
 _TEXT: dict[str, tuple[str, str]] = {
     "run_banner_journal": ("日志库：{url}", "journal: {url}"),
@@ -38,11 +38,12 @@ def backend_lines(runtime: Any, http_port: int | None = None) -> list[str]:
     eng = runtime.settings.engine
     lines = [i18n.t("run_banner_journal", url=masked_url(eng.database))]
     for name, d in runtime.settings.destinations.items():
-        target = getattr(d, "target", None)  # a destination that forwards: where to, secrets hidden
-        if target:
-            lines.append(i18n.t("run_banner_forward", name=name, target=target))
+        if d.target:  # a destination that forwards: where to, secrets hidden
+            lines.append(i18n.t("run_banner_forward", name=name, target=d.target))
             continue
-        url = getattr(d, "database", None) or eng.database
+        url = d.database_url
+        if url is None:
+            continue  # a destination that stores nothing
         lines.append(i18n.t("run_banner_store", name=name, url=masked_url(url)))
     lines.append(i18n.t("run_banner_bus", url=masked_url(eng.broker)))
     if eng.http is not None and http_port is not None:

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from engine import i18n
+from core import i18n
 from monitors.engine_status import EngineStatus, Unreachable, collect
 
 EXIT_OK = 0
@@ -85,7 +85,7 @@ def add_commands(subparsers: Any, config_arg: Any) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from engine.settings import load_settings
+    from core.settings import load_settings
 
     settings = load_settings(args.config)
     try:

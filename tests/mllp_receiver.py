@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from channels._mllp_framing import Frame, MllpDecoder, frame
+from channels.mllp.framing import Frame, MllpDecoder, frame
 
 
 @dataclass(frozen=True, slots=True)

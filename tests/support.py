@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from channels.mllp_client import MllpConnection, send_all
+from channels.mllp.client import MllpConnection, send_all
+from core.settings import load_settings
 from engine.runtime import ALL_ROLES, EngineRuntime
-from engine.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 CONFORMANCE = Path(os.environ.get("MCH_CONFORMANCE_DIR", REPO.parent / "shared" / "conformance" / "hl7v2"))
@@ -73,7 +73,7 @@ def pg_schema() -> Iterator[str]:
 @contextmanager
 def engine_database(kind: str, directory: Path) -> Iterator[Any]:
     """An engine database of `kind` ("sqlite" in `directory`, or "postgresql" in a fresh schema)."""
-    from engine.database import make_engine
+    from core.database import make_engine
 
     if kind == "sqlite":
         engine = make_engine(f"sqlite:///{directory / 'engine.db'}")
@@ -233,7 +233,7 @@ def attempt_errors(engine: RunningEngine) -> list[str]:
 
 def msa(ack: bytes | None, encoding: str = "utf-8") -> tuple[str, str, str]:
     """(MSA-1, MSA-2, human text) of an ACK."""
-    from engine.ack import parse_ack
+    from channels.mllp.ack import parse_ack
 
     assert ack is not None, "no ACK received"
     info = parse_ack(ack.decode(encoding, errors="replace"))

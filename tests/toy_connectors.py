@@ -14,9 +14,10 @@ from zoneinfo import ZoneInfo
 
 from pydantic import Field
 
-from engine import connectors
-from engine.ingest import Policy, examine
-from engine.settings import Channel, Destination, Settings
+from channels.intake.examine import Policy
+from channels.mllp.ingest import examine
+from core import connectors
+from core.settings import Channel, Destination, Settings
 
 
 class ToyChannel(Channel):

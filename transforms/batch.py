@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from engine.errors import ParseError
+from core.errors import ParseError
 
 _LEADING: Final = b" \t\r\n\x0b\x0c"
 _BOM: Final = b"\xef\xbb\xbf"

@@ -22,7 +22,7 @@ import codecs
 import re
 from dataclasses import dataclass
 
-from engine.errors import CharsetMismatch, DecodeError
+from core.errors import CharsetMismatch, DecodeError
 
 # HL7 table 0211 (and common vendor spellings) → Python codec.
 _MSH18_CODECS: dict[str, str] = {

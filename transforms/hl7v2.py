@@ -25,7 +25,7 @@ import re
 from functools import lru_cache
 from typing import Final, NamedTuple
 
-from engine.errors import ParseError
+from core.errors import ParseError
 from transforms.batch import split_frame
 
 __all__ = [

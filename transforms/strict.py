@@ -8,7 +8,7 @@ journaled as failed with hl7apy's reason, never silently accepted.
 
 from __future__ import annotations
 
-from engine.errors import ParseError
+from core.errors import ParseError
 
 
 def check_structure(text: str) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from engine.errors import RecordValidationError
+from core.errors import RecordValidationError
 from transforms.records import RECORD_TYPES, describe_validation_error, validate_record
 
 

@@ -6,8 +6,8 @@ from channels.db_poll.reader import dialect_of
 from channels.db_poll.settings import DbPollChannel
 from channels.db_poll.source import DbPollConfig, DbPollSource
 from channels.db_poll.sql import PollQueries
-from engine.connectors import ConnectorContext, SourceType, register_source
-from engine.settings import Settings
+from core.connectors import ConnectorContext, SourceType, register_source
+from core.settings import Settings
 
 
 def configure(name: str, channel: DbPollChannel, settings: Settings) -> DbPollConfig:

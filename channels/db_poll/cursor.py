@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 
 from channels.db_poll.rows import dump_value, load_value
-from engine.database import UtcDateTime
+from core.database import UtcDateTime
 
 metadata = MetaData()
 

@@ -20,9 +20,9 @@ from sqlalchemy.engine import make_url
 
 from channels.db_poll.settings import ODBC_PREFIX
 from channels.db_poll.sql import qmark
-from engine.database import make_engine
-from engine.logging import mask_text
-from engine.reachability import masked
+from core.database import make_engine
+from core.masking import mask_text
+from core.masking import masked_url as masked
 
 DETAIL_CHARS = 240
 _ODBC_SECRET = re.compile(r"((?:PWD|PASSWORD)\s*=\s*)(\{[^}]*\}|[^;]*)", re.IGNORECASE)

@@ -18,7 +18,7 @@ from datetime import date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
 
-from engine import journal
+from core import journal
 
 MESSAGE_TYPE = "ROW"
 """Message type of every polled row, as engine/pipeline.py routes it (`message_type: ROW`)."""

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from sqlalchemy.engine import make_url
 
 from channels.db_poll.sql import dialect_named
-from engine.settings import Channel, Duration, PositiveDuration
+from core.settings import Channel, Duration, PositiveDuration
 
 ODBC_PREFIX = "odbc:"
 

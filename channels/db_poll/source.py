@@ -2,7 +2,7 @@
 
 One thread per channel (the database drivers block). Each poll reads past the cursor in
 (watermark, key) order, a batch at a time, and journals each batch together with the new
-cursor in one transaction (`JournalWriter.commit_with`). With `look_back`, it then re-reads
+cursor in one transaction (`Journal.commit_with`). With `look_back`, it then re-reads
 the rows of the window behind the cursor, page by page, and journals those the journal
 does not hold yet (a late commit). A failure (connection, query, a column gone, the journal)
 moves nothing: the channel records the error where `status` reads it, logs it without
@@ -25,7 +25,8 @@ from channels.db_poll import cursor as cursors
 from channels.db_poll import rows as row_codec
 from channels.db_poll.reader import COLUMNS, JOURNAL, PollError, Reader, masked_source, reader_for
 from channels.db_poll.sql import PollQueries
-from engine import failpoints, journal
+from core import failpoints, journal
+from core.journal.schema import messages as journal_messages
 
 log = structlog.get_logger("channels.db_poll")
 
@@ -89,7 +90,7 @@ class PollHealth:
 @dataclass
 class DbPollSource:
     config: DbPollConfig
-    writer: journal.JournalWriter
+    writer: journal.Journal
     journal_engine: Engine
     counters: PollCounters = field(default_factory=PollCounters)
     health: PollHealth = field(default_factory=PollHealth)
@@ -280,7 +281,7 @@ class DbPollSource:
         with self.journal_engine.connect() as conn:
             known = set(
                 conn.execute(
-                    select(journal.messages.c.dedup_key).where(journal.messages.c.dedup_key.in_(keys))
+                    select(journal_messages.c.dedup_key).where(journal_messages.c.dedup_key.in_(keys))
                 ).scalars()
             )
         seen: set[str | None] = set()

@@ -24,8 +24,8 @@ from typing import Any
 
 from kombu import Exchange
 
-from channels.mllp_client import MllpConnection
-from engine.ack import parse_ack
+from channels.mllp.ack import parse_ack
+from channels.mllp.client import MllpConnection
 from engine.bus import Bus
 from support import AMQP_URL, REPO, free_port
 

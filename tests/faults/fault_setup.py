@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
-from engine.database import make_engine
+from core.database import make_engine
 from engine_process import delete_broker_objects
 from support import AMQP_URL, pg_schema, require_service, write_routes
 from support import adt as adt  # the message builders the fault tests import from here

@@ -16,7 +16,7 @@ import pytest
 from db_poll_support import his_database, journaled, poll_routes, stored_exams
 from sqlalchemy import create_engine, text
 
-from engine.failpoints import DB_POLL_FETCHED, ENV
+from core.failpoints import DB_POLL_FETCHED, ENV
 from engine_process import EngineProcess, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]

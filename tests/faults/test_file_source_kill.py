@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from channels.file_source import FAILPOINT_JOURNALED
-from engine.failpoints import ENV
+from core.failpoints import ENV
 from engine_process import EngineProcess, RefusingProxy, wait_for
 from fault_setup import EMBEDDED, RABBITMQ_PG, engine_setup, oru, rows, through_port
 from support import require_service

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from channels import record_store
+from channels.record_store import store as record_store
 from engine_process import EngineProcess, send_stream, wait_for
 from fault_setup import EMBEDDED, RABBITMQ_PG, Setup, adt, engine_setup, execute, retry_yaml
 from support import REPORT, scalar

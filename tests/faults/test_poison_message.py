@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from channels import record_store
+from channels.record_store import store as record_store
 from engine_process import EngineProcess, broker_queues, mch, mch_json, send_stream, wait_for
 from fault_setup import RABBITMQ_PG, engine_setup, execute, lab_record_id, oru, retry_yaml, rows
 from support import REPORT, scalar

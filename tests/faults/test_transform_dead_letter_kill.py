@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.failpoints import ENV, TRANSFORM_DEAD_LETTER
+from core.failpoints import ENV, TRANSFORM_DEAD_LETTER
 from engine_process import EngineProcess, LockStepStream, mch_json, wait_for
 from fault_setup import EMBEDDED, RABBITMQ_PG, adt, engine_setup, rows
 

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
+from core.database import make_engine
+from core.journal import Accepted
+from core.settings import load_settings
 from engine import journal, pipeline
 from engine.bus import Bus
-from engine.database import make_engine
-from engine.journal import Accepted
 from engine.pipeline import TransformWorker
 from engine.runtime import EngineRuntime
-from engine.settings import load_settings
 from support import hl7, wait_until, write_routes
 
 

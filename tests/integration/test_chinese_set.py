@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from engine.ack import parse_acks
-from engine.listing import resolve_person, timeline
+from channels.mllp.ack import parse_acks
+from channels.record_store.queries import resolve_person, timeline
 from support import CHINESE, REPO, REPORT, RunningEngine, free_port, scalar, wait_until
 
 MOTHER_ID = "500112199403151525"

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from faults.engine_process import EngineProcess, delete_broker_objects, engine_env, mch, wait_for
 
-from engine.database import make_engine
+from core.database import make_engine
 from support import AMQP_URL, REPO, free_port, hl7, require_service, scalar
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from engine.ack import parse_acks
+from channels.mllp.ack import parse_acks
 from support import CHINESE, CONFORMANCE, REPORT, RunningEngine, hl7, msa, scalar, write_routes
 
 if not (CONFORMANCE / "manifest.tsv").is_file():

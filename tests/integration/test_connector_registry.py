@@ -108,3 +108,29 @@ def test_live_reload_adds_a_registered_source(tmp_path: Path) -> None:
                 r[0] for r in engine.journal.connect().exec_driver_sql("select channel from journal_messages")
             }
             assert channels == {"drop", "late"}
+
+
+def test_status_banner_and_mapping_run_ask_the_connector_not_its_type(tmp_path: Path) -> None:
+    """A channel with no port and a destination with no database: `status` expects no
+    listener for it, the run banner lists neither as a listener or a store, and `mapping run`
+    examines a message on that channel with the engine's defaults."""
+    from engine.mapping_trial import try_file
+    from monitors import engine_status, run_banner
+
+    with toy_connectors(), _backend("embedded", tmp_path) as (database, broker):
+        routes = _routes(tmp_path, database, broker, f"t{uuid.uuid4().hex[:10]}")
+        with RunningEngine(routes, env={}) as engine:
+            runtime = engine.runtime
+            wait_until(lambda: len(SINKS["kept"].stored) == 1, timeout=30)
+
+            status = engine_status.collect(runtime.settings)
+            assert [(c.name, c.listen, c.received) for c in status.channels] == [("drop", "", 1)]
+            assert not [p for p in status.problems if p.startswith("channel_not_listening")]
+
+            assert run_banner.listeners(runtime) == "-"
+            lines = run_banner.backend_lines(runtime)
+            assert not [line for line in lines if "kept" in line]
+
+            (trial,) = try_file(ADT, runtime.settings, runtime.router(), "drop")
+            assert (trial.status, trial.control_id) == ("routed", "TOY-1")
+            assert trial.encoding == "utf-8"

@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Column, Engine, MetaData, Table, select, text
 
+from core.database import make_engine
+from core.journal import Accepted
+from core.settings import load_settings
 from deadletter import actions, audit, store
 from engine import journal
-from engine.database import make_engine
-from engine.journal import Accepted
 from engine.pipeline import Outcome, TransformWorker
 from engine.runtime import EngineRuntime
-from engine.settings import load_settings
 from support import REPO, pg_schema, write_routes
 
 SAMPLE_ADT = (REPO / "samples/adt_a04_registration.hl7").read_bytes()
@@ -548,7 +548,7 @@ def cli_db(routes: Path) -> Engine:
 class TestCommands:
     def test_parser_choices_match_the_store(self) -> None:
         """The CLI keeps its own copy of the statuses and stages (to stay light to import): they agree."""
-        from deadletter import cli
+        from engine import deadletter_cli as cli
 
         assert (cli.STATUSES, cli.STAGES) == (store.STATUSES, store.STAGES)
 

@@ -14,7 +14,7 @@ import pytest
 from faults.engine_process import EngineProcess, mch
 from sqlalchemy import text
 
-from engine import i18n
+from core import i18n
 from support import AMQP_URL, REPO, RunningEngine, adt, oru, pg_schema, require_service, scalar, wait_until
 
 MAPPINGS = REPO / "mappings"

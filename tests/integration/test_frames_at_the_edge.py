@@ -15,8 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from channels._mllp_framing import Frame, MllpDecoder, frame
-from channels.mllp_source import WRITE_HIGH
+from channels.mllp.framing import Frame, MllpDecoder, frame
+from channels.mllp.source import WRITE_HIGH
 from support import RunningEngine, hl7, msa, scalar, wait_until, write_routes
 
 

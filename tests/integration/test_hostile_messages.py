@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from channels._mllp_framing import Frame, MllpDecoder, frame
+from channels.mllp.framing import Frame, MllpDecoder, frame
 from support import RunningEngine, hl7, msa, scalar, write_routes
 
 MSH = "MSH|^~\\&|HIS|FY01|MCHENGINE|FY01|20240321083215||ADT^A04^ADT_A01|{}|P|2.5"

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from engine.errors import StartupError
+from core.errors import StartupError
 from support import (
     RunningEngine,
     attempt_errors,

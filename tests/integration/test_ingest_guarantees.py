@@ -13,22 +13,15 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from channels._mllp_framing import Frame, MllpDecoder, frame
-from channels.mllp_client import MllpConnection
-from engine import cli, ingest, journal
-from engine.database import make_engine
-from engine.journal import Entry, JournalWriter, Refused, Written
-from support import (
-    REPORT,
-    RunningEngine,
-    free_port,
-    hl7,
-    msa,
-    pg_schema,
-    scalar,
-    wait_until,
-    write_routes,
-)
+from channels.intake import examine as ingest
+from channels.mllp.client import MllpConnection
+from channels.mllp.framing import Frame, MllpDecoder, frame
+from core.database import make_engine
+from core.journal import Entry, Refused, Written
+from engine import cli, journal
+from engine.journal import fast_paths
+from engine.journal.writer import JournalWriter
+from support import REPORT, RunningEngine, free_port, hl7, msa, pg_schema, scalar, wait_until, write_routes
 
 MAX_BYTES = 64 * 1024
 
@@ -525,7 +518,7 @@ def test_postgresql_keeps_a_committed_insert_when_the_duplicate_lookup_fails(
         journal.ensure_schema(eng)
         try:
             one_commit(eng, [entry("SEEN")])
-            monkeypatch.setattr(journal, "_PG_LOOKUP", "SELECT no_such_column FROM journal_messages")
+            monkeypatch.setattr(fast_paths, "_PG_LOOKUP", "SELECT no_such_column FROM journal_messages")
             accepted: list[int] = []
             writer = JournalWriter(
                 eng, on_accepted=lambda items: accepted.extend(a.journal_id for a in items)

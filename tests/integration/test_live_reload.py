@@ -26,7 +26,7 @@ import pytest
 from faults.engine_process import EngineProcess, delete_broker_objects, engine_env, mch
 from sqlalchemy import text
 
-from engine.database import make_engine
+from core.database import make_engine
 from support import (
     AMQP_URL,
     REPO,
@@ -41,9 +41,7 @@ from support import (
     wait_until,
     write_routes,
 )
-from support import (
-    adt as support_adt,
-)
+from support import adt as support_adt
 
 PINYIN = '      name_pinyin: "{PID-5[2].1} {PID-5[2].2}"\n'
 PINYIN_REVERSED = '      name_pinyin: "{PID-5[2].2} {PID-5[2].1}"\n'

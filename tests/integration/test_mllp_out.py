@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mllp_receiver import Answer, MllpReceiver
 
-from engine.ack import parse_ack
+from channels.mllp.ack import parse_ack
 from support import (
     REPO,
     RunningEngine,

@@ -24,8 +24,8 @@ import pytest
 from faults.engine_process import EngineProcess, mch
 from sqlalchemy import Engine, text
 
-from channels import record_store
-from engine.database import make_engine
+from channels.record_store import store as record_store
+from core.database import make_engine
 from support import REPO, hl7, msa, wait_until, write_routes
 
 BUG = "birth_date: {path: PID-8, convert: hl7_date}"  # PID-8 is the sex: "F" is no date

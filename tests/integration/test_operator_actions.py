@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from channels import record_store
+from channels.record_store import store as record_store
 from support import (
     AMQP_URL,
     REPO,

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from channels.record_store import RecordStore, ensure_schema
-from engine.database import make_engine
-from engine.listing import resolve_person, timeline
+from channels.record_store.queries import resolve_person, timeline
+from channels.record_store.store import RecordStore, ensure_schema
+from core.database import make_engine
 from support import REPO, pg_schema
 from transforms.hl7v2 import Message
 from transforms.mapping import load_mapping

@@ -19,11 +19,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, select, text
 
-from channels.record_store import RecordStore, ensure_schema, person_identifiers, persons, records
-from channels.record_store_envelope import store_envelope
-from engine.database import make_engine
-from engine.errors import PermanentDeliveryError, TransientDeliveryError
-from engine.listing import resolve_person
+from channels.record_store.envelope import store_envelope
+from channels.record_store.queries import resolve_person
+from channels.record_store.schema import person_identifiers, persons, records
+from channels.record_store.store import RecordStore, ensure_schema
+from core.database import make_engine
+from core.errors import PermanentDeliveryError, TransientDeliveryError
 from support import pg_schema
 
 Envelope = dict[str, Any]

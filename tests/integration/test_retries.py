@@ -16,14 +16,14 @@ from typing import Any
 import pytest
 from kombu import Connection
 
+from core.database import make_engine
+from core.errors import PermanentDeliveryError, TransientDeliveryError
 from deadletter import audit
 from deadletter import store as dead_letters
 from deadletter.policy import RetryPolicy
 from engine import journal
 from engine.bus import Bus, decode
-from engine.database import make_engine
 from engine.delivery import DeliveryWorker
-from engine.errors import PermanentDeliveryError, TransientDeliveryError
 from support import AMQP_URL, require_service, scalar, wait_until
 
 

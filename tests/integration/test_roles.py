@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from kombu import Connection
 
-from engine.errors import StartupError
+from core.errors import StartupError
 from support import (
     AMQP_URL,
     RunningEngine,

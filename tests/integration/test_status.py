@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from channels.mllp_client import send_all
-from engine.settings import load_settings
+from channels.mllp.client import send_all
+from core.settings import load_settings
 from support import AMQP_URL, REPO, free_port, hl7, pg_schema, require_service, wait_until, write_routes
 
 CLI = [sys.executable, "-m", "engine.cli"]

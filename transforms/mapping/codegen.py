@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from itertools import count
 from typing import Any, NamedTuple
 
-from engine.errors import MappingError
+from core.errors import MappingError
 from transforms.converters import typed_value
 from transforms.hl7v2 import HL7_NULL
 

@@ -18,7 +18,7 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import ConfigError
+from core.errors import ConfigError
 
 REQUIRED_COLUMNS = ("local_code", "code")
 

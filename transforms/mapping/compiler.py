@@ -12,32 +12,40 @@ bad path, condition, code table or converter fails there, not on the first
 message. Rules that fail on a message raise `MappingError` naming the file, line,
 path, value and rule. Mappings read HL7 messages (`input: hl7`, the default) or
 database rows (`input: row`, where bare names are column names).
+
+This module compiles a file's structure (records, fields, `each:`, `first:`, includes,
+conditions); value_rules.py the rules that read one value; getters.py is what runs.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
 
-from engine.config_paths import ConfigRoots
-from engine.errors import ConfigError, ConfigErrors, MappingError
-from engine.yaml_lines import LineMap, load_yaml
-from transforms.converters import CONVERTERS, typed_value
-from transforms.hl7v2 import HL7_NULL, SEGMENT_NAME, Message, Segment, parse_path, unescape
+from core.config_paths import ConfigRoots
+from core.errors import ConfigError, ConfigErrors, MappingError
+from core.yaml_lines import LineMap, load_yaml
+from transforms.converters import CONVERTERS
+from transforms.hl7v2 import SEGMENT_NAME, Message, parse_path
 from transforms.mapping import codegen
 from transforms.mapping.codegen import attach
-from transforms.mapping.codetables import CodeTable, find_table, load_code_table
+from transforms.mapping.codetables import CodeTable
 from transforms.mapping.conditions import ConditionError, compile_condition
-from transforms.mapping.functions import FUNCTIONS
+from transforms.mapping.getters import (
+    EMPTY,
+    Ctx,
+    Getter,
+    _column_getter,
+    _const,
+    _groups,
+    _path_getter,
+    _segment_for,
+    _table_results,
+)
 from transforms.mapping.targets import Target
-from transforms.mapping.units import convert_quantity
-
-_WHERE = re.compile(r"^(?P<value>\S+)\s+where\s+(?P<cond>\S+)\s*(?P<op>==|!=)\s*(?P<lit>.+)$")
-_TEMPLATE_PART = re.compile(r"\{([^{}]+)\}")
-_RELATIVE = re.compile(r"^\.(\d+)(?:\.(\d+))?$")
+from transforms.mapping.value_rules import ValueRules
 
 FILE_KEYS = {"mapping", "description", "version", "input", "records"}
 RECORD_KEYS = {"type", "record_id", "event_time", "fields", "when", "each", "description"}
@@ -46,42 +54,6 @@ SPEC_KEYS = {
     "convert", "type_from", "table", "table_column", "quantity", "to_unit", "derive", "args",
     "join", "default", "required", "when", "obx", "obx_field", "include", "take",
 }  # fmt: skip
-EMPTY = (None, "", [])
-
-
-# Segments that belong to the segment before them (a note after an OBX is that OBX's note).
-_TRAILING = frozenset({"NTE"})
-
-
-@dataclass(slots=True)
-class Ctx:
-    """Where a rule is evaluated: the message or row, the segment group in scope (from
-    message position `base`), and the segment or repetition being iterated."""
-
-    message: Message | None = None
-    row: dict[str, Any] | None = None
-    scope: Sequence[Segment] | None = None
-    segment: Segment | None = None
-    repetition: str | None = None
-    base: int = 0
-
-    def segments(self, name: str) -> list[Segment]:
-        """Segments of this name in the group in scope, else the nearest one before the
-        group (so inside `each: OBX`, `OBR-4` reads this OBX's own OBR and `PID-5` the
-        patient); never a note or Z-segment of another group."""
-        if self.scope is None:
-            return self.message.segments(name) if self.message else []
-        found = [s for s in self.scope if s.name == name]
-        if found or name in _TRAILING or name.startswith("Z") or self.message is None:
-            return found
-        before = self.message.segments()[: self.base]
-        for seg in reversed(before):
-            if seg.name == name:
-                return [seg]
-        return []
-
-
-Getter = Callable[[Ctx], Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,29 +162,7 @@ def mapping_source(mapping: Mapping) -> str:
     return "\n".join(out)
 
 
-def _groups(ctx: Ctx, name: str) -> list[Ctx]:
-    """One context per `name` segment. Its scope runs to the next `name` segment or to the
-    next segment of a kind that came before the first one (an OBR ends the last OBX group
-    of the previous order), so `each: OBR` sees that OBR's OBX and NTE, and `each: OBX`
-    the NTE after each OBX."""
-    if ctx.scope is not None:
-        pool, base = list(ctx.scope), ctx.base
-    else:
-        pool, base = (ctx.message.segments() if ctx.message else []), 0
-    starts = [i for i, s in enumerate(pool) if s.name == name]
-    if not starts:
-        return []
-    boundary = {s.name for s in pool[: starts[0]]} - _TRAILING - {name}
-    out = []
-    for start in starts:
-        end = start + 1
-        while end < len(pool) and pool[end].name != name and pool[end].name not in boundary:
-            end += 1
-        out.append(Ctx(ctx.message, ctx.row, pool[start:end], pool[start], None, base + start))
-    return out
-
-
-class _Compiler:
+class _Compiler(ValueRules):
     def __init__(self, file: str, path: FsPath, lines: LineMap, roots: ConfigRoots) -> None:
         self.file = file
         self.path = path
@@ -609,343 +559,3 @@ class _Compiler:
             return lambda ctx: False
         finally:
             self.target = target
-
-    def table(self, spec: dict[str, Any], loc: tuple[Any, ...]) -> Any:
-        """The code table a rule names, read once per compile (a refusal is reported once)."""
-        path = find_table(str(spec["table"]), self.path)
-        if path not in self.tables:
-            self.tables[path] = self.read_table(path, str(spec["table"]), loc)
-        return self.tables[path]
-
-    def read_table(self, path: FsPath, name: str, loc: tuple[Any, ...]) -> CodeTable | None:
-        refusal = self.roots.refusal("code table", name, path)
-        if refusal is not None:
-            self.error((*loc, "table"), refusal)
-            return None
-        self.files.append(path)
-        try:
-            return load_code_table(path, display=name)
-        except ConfigError as exc:
-            self.errors.append(ConfigError(exc.file, exc.line, exc.message))
-            return None
-
-    def quantity(self, spec: dict[str, Any], loc: tuple[Any, ...]) -> Getter:
-        q = spec["quantity"]
-        if not isinstance(q, dict) or "value" not in q:
-            self.error((*loc, "quantity"), "quantity needs {value: PATH, unit: PATH or unit text}")
-            return lambda ctx: None
-        value = self.value(q["value"], (*loc, "quantity", "value"))
-        unit = self.value(q.get("unit"), (*loc, "quantity", "unit")) if "unit" in q else (lambda ctx: None)
-        fixed_unit = q.get("fixed_unit")
-        to_unit = spec.get("to_unit")
-        file, line = self.file, self.lines.line_of(loc)
-
-        def get(ctx: Ctx) -> Any:
-            raw = value(ctx)
-            if raw in EMPTY:
-                return None
-            got_unit = fixed_unit or unit(ctx) or ""
-            try:
-                return convert_quantity(raw, str(got_unit), to_unit)
-            except ValueError as exc:
-                raise MappingError(
-                    mapping=file,
-                    line=line,
-                    path=str(q["value"]),
-                    value=f"{raw} {got_unit}",
-                    rule=str(exc),
-                ) from None
-
-        return get
-
-    def derive(self, spec: dict[str, Any], loc: tuple[Any, ...]) -> Getter:
-        name = str(spec["derive"])
-        fn = FUNCTIONS.get(name)
-        if fn is None:
-            self.error(
-                (*loc, "derive"),
-                f"unknown derived value '{name}' (known: {', '.join(sorted(FUNCTIONS))})",
-            )
-            return lambda ctx: None
-        args_spec = spec.get("args") or {}
-        if not isinstance(args_spec, dict):
-            self.error((*loc, "args"), "args must map argument names to rules")
-            return lambda ctx: None
-        odd = [k for k in args_spec if not isinstance(k, str)]
-        if odd:
-            self.error((*loc, "args"), f"argument names must be text; YAML read {odd} (quote on/yes/no)")
-            return lambda ctx: None
-        args = {k: self.value(v, (*loc, "args", k)) for k, v in args_spec.items()}
-        file, line = self.file, self.lines.line_of(loc)
-
-        def get(ctx: Ctx) -> Any:
-            values = {k: g(ctx) for k, g in args.items()}
-            try:
-                return fn(**values)
-            except (ValueError, TypeError) as exc:
-                raise MappingError(mapping=file, line=line, path=name, value=values, rule=str(exc)) from None
-
-        return get
-
-    def obx(self, spec: dict[str, Any], loc: tuple[Any, ...]) -> Getter:
-        """`{obx: MCH0202}`: the value of the observation whose OBX-3.1 is that code (or one
-        of a list), typed by its OBX-2; `obx_field: 6` reads another field of it (decoded)."""
-        codes = spec["obx"] if isinstance(spec["obx"], list) else [spec["obx"]]
-        wanted = {str(c) for c in codes}
-        field_no = spec.get("obx_field")
-        if field_no is not None and not (isinstance(field_no, int) and field_no > 0):
-            self.error((*loc, "obx_field"), "obx_field is a field number, e.g. 6 for the unit")
-            field_no = None
-        for code in sorted(wanted):
-            self.note(f"OBX-{field_no or 5}", obx_code=code)
-
-        def get(ctx: Ctx) -> Any:
-            for seg in ctx.segments("OBX"):
-                if seg.get(3, 1, 1) not in wanted:
-                    continue
-                if field_no is not None:
-                    return _clean(seg.get(field_no, 1, 1 if field_no in (3, 6) else None))
-                kind = str(seg.get(2) or "")
-                values = [typed_value(rep, kind, ctx.message.delimiters) for rep in seg.repetitions(5)]  # type: ignore[union-attr]
-                values = [v for v in values if v not in EMPTY]
-                return None if not values else values[0] if len(values) == 1 else values
-            return None
-
-        return get
-
-    def typed(self, expr: str, type_expr: str, loc: tuple[Any, ...]) -> Getter:
-        """An OBX-5 style value typed by OBX-2: NM → number, CE/CWE → coded, DT/TS → dates."""
-        try:
-            path = parse_path(expr)
-            type_getter = self.path_getter(type_expr, (*loc, "type_from"), strict=True)
-        except ValueError as exc:
-            self.error(loc, f"bad HL7 path '{expr}': {exc}")
-            return lambda ctx: None
-        self.note(expr)
-
-        name, occurrence, field_no = path.segment, path.occurrence, path.field
-
-        def get(ctx: Ctx) -> Any:
-            seg = ctx.segment
-            if seg is None or seg.name != name:
-                seg = _segment_for(ctx, name, occurrence)
-                if seg is None:
-                    return None
-            kind = str(type_getter(ctx) or "")
-            delimiters = ctx.message.delimiters  # type: ignore[union-attr]
-            reps = seg.repetitions(field_no)
-            if len(reps) == 1:  # the usual OBX-5: one value
-                value = typed_value(reps[0], kind, delimiters)
-                return None if value in EMPTY else value
-            values = [typed_value(rep, kind, delimiters) for rep in reps]
-            values = [v for v in values if v not in EMPTY]
-            if not values:
-                return None
-            return values[0] if len(values) == 1 else values
-
-        return attach(get, codegen.Typed(name, occurrence, field_no, type_getter))
-
-    # -- paths ------------------------------------------------------------------------
-
-    def text_getter(self, text: str, loc: tuple[Any, ...]) -> Getter:
-        """A bare string is a path (a column name for row input), or a template with {braces}."""
-        if "{" in text:
-            return self.template_getter(text, loc)
-        return self.path_getter(text, loc)
-
-    def template_getter(self, template: str, loc: tuple[Any, ...]) -> Getter:
-        parts: list[str | Getter] = []
-        pos = 0
-        for m in _TEMPLATE_PART.finditer(template):
-            parts.append(template[pos : m.start()])
-            parts.append(self.path_getter(m.group(1).strip(), loc))
-            pos = m.end()
-        parts.append(template[pos:])
-
-        def render(ctx: Ctx) -> str | None:
-            out = []
-            for part in parts:
-                if isinstance(part, str):
-                    out.append(part)
-                    continue
-                value = part(ctx)
-                if value in EMPTY:
-                    return None  # an id with a hole in it is no id
-                out.append(str(value))
-            return "".join(out)
-
-        return attach(render, codegen.Template(parts))
-
-    def path_getter(self, expr: str, loc: tuple[Any, ...], strict: bool = False) -> Getter:
-        expr = expr.strip()
-        if self.input == "row":
-            return _column_getter(expr)
-        m = _WHERE.match(expr)
-        try:
-            if m:
-                self.note(m.group("value"), f"{m.group('cond')} {m.group('op')} {m.group('lit').strip()}")
-                return _where_getter(
-                    m.group("value"), m.group("cond"), m.group("op"), _literal(m.group("lit"))
-                )
-            if expr.startswith("."):
-                return _relative_getter(expr)
-            getter = _path_getter(expr)
-            self.note(expr)
-            return getter
-        except ValueError as exc:
-            if strict:
-                raise
-            self.error(
-                loc, str(exc) if str(exc).startswith("bad HL7 path") else f"bad HL7 path '{expr}': {exc}"
-            )
-            return lambda ctx: None
-
-    def note(self, expr: str, *conditions: str, obx_code: str | None = None) -> None:
-        """Remember which output field reads which HL7 field, and on what terms (explain)."""
-        if not self.target:
-            return
-        try:
-            p = parse_path(expr)
-        except ValueError:
-            return
-        table, codes = self.lookup or (None, None)
-        where = (*self.conditions, *conditions)
-        target = Target(".".join(self.target), expr, where, table, codes, obx_code)
-        found = self.paths.setdefault(f"{p.segment}-{p.field}", [])
-        if target not in found:
-            found.append(target)
-
-
-def _segment_for(ctx: Ctx, name: str, occurrence: int | None) -> Segment | None:
-    if ctx.segment is not None and ctx.segment.name == name:
-        return ctx.segment
-    if ctx.scope is None and ctx.message is not None:
-        return ctx.message.segment(name, occurrence or 1)  # the same as segments(name)[i]
-    found = ctx.segments(name)
-    index = (occurrence or 1) - 1
-    return found[index] if index < len(found) else None
-
-
-def _coded_row(row: dict[str, str]) -> dict[str, str] | None:
-    """A code-table row as a coded value, or nothing when the row has no standard code."""
-    if not row.get("code"):
-        return None
-    return {k: row[k] for k in ("code", "system", "display") if row.get(k)}
-
-
-def _clean(value: Any) -> Any:
-    return None if value is HL7_NULL else value
-
-
-def _table_results(table: CodeTable, column: str | None) -> dict[str, Any]:
-    """What a lookup of each local code gives: the column's text, or the row as a coded
-    value (None for a row without a standard code); codes not in the table give None."""
-    if column:
-        return {code: row.get(column) or None for code, row in table.rows.items()}
-    return {code: _coded_row(row) for code, row in table.rows.items()}
-
-
-def _column_getter(name: str) -> Getter:
-    def get(ctx: Ctx) -> Any:
-        if ctx.row is None:
-            return None
-        value = ctx.row.get(name)
-        return value.strip() if isinstance(value, str) else value
-
-    return get
-
-
-def _path_getter(expr: str) -> Getter:
-    path = parse_path(expr)
-    name, occurrence, field_no = path.segment, path.occurrence, path.field
-    rep, comp, sub = path.repetition, path.component, path.subcomponent
-    if occurrence is None:
-
-        def every_segment(ctx: Ctx) -> list[Any]:
-            out: list[Any] = []
-            for seg in ctx.segments(name):
-                reps = range(1, len(seg.repetitions(field_no)) + 1) if rep is None else (rep,)
-                out += [_clean(seg.value(field_no, r, comp, sub)) for r in reps]
-            return out
-
-        return every_segment
-    if rep is None:
-
-        def every_repetition(ctx: Ctx) -> list[Any]:
-            seg = _segment_for(ctx, name, occurrence)
-            if seg is None:
-                return []
-            reps = range(1, len(seg.repetitions(field_no)) + 1)
-            return [_clean(seg.value(field_no, r, comp, sub)) for r in reps]
-
-        return every_repetition
-
-    def one(ctx: Ctx) -> Any:
-        seg = ctx.segment
-        if seg is None or seg.name != name:
-            seg = _segment_for(ctx, name, occurrence)
-            if seg is None:
-                return None
-        value = seg.value(field_no, rep, comp, sub)
-        return None if value is HL7_NULL else value
-
-    return attach(one, codegen.PathOne(name, occurrence, field_no, rep, comp, sub))
-
-
-def _const(value: Any) -> Getter:
-    return attach(lambda ctx: value, codegen.Const(value))
-
-
-def _where_getter(value_expr: str, cond_expr: str, op: str, literal: str) -> Getter:
-    vpath, cpath = parse_path(value_expr), parse_path(cond_expr)
-    if vpath.segment != cpath.segment or vpath.field != cpath.field:
-        example = "PID-3[*].1 where PID-3[*].5 == ID"
-        raise ValueError(f"the value and the condition must be on the same field (e.g. {example})")
-    want_equal = op == "=="
-
-    name, occurrence = vpath.segment, vpath.occurrence
-    field_no, vcomp, vsub = vpath.field, vpath.component, vpath.subcomponent
-    ccomp, csub = cpath.component, cpath.subcomponent
-
-    def select(ctx: Ctx) -> Any:
-        seg = _segment_for(ctx, name, occurrence)
-        if seg is None:
-            return None
-        for r in range(1, len(seg.repetitions(field_no)) + 1):
-            got = _clean(seg.value(field_no, r, ccomp, csub)) or ""
-            if (got == literal) == want_equal:
-                return _clean(seg.value(field_no, r, vcomp, vsub))
-        return None
-
-    return select
-
-
-def _relative_getter(expr: str) -> Getter:
-    m = _RELATIVE.match(expr)
-    if not m:
-        raise ValueError("a relative path is .COMPONENT or .COMPONENT.SUBCOMPONENT, e.g. .1 or .4.1")
-    comp, sub = int(m.group(1)), int(m.group(2)) if m.group(2) else None
-
-    def component(ctx: Ctx) -> Any:
-        if ctx.repetition is None or ctx.message is None:
-            return None
-        d = ctx.message.delimiters
-        parts = ctx.repetition.split(d.component)
-        if comp > len(parts):
-            return None
-        value = parts[comp - 1]
-        if sub is not None:
-            subs = value.split(d.subcomponent)
-            value = subs[sub - 1] if sub <= len(subs) else ""
-        if value == '""':
-            return None
-        return unescape(value, d) or None
-
-    return component
-
-
-def _literal(text: str) -> str:
-    text = text.strip()
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
-        return text[1:-1]
-    return text

@@ -34,16 +34,46 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.config_paths import ConfigRoots
-from engine.errors import ConfigError, ConfigErrors, InputError, MappingError
-from engine.i18n import t
-from engine.yaml_lines import LineMap, load_yaml
+from core import i18n
+from core.config_paths import ConfigRoots
+from core.errors import ConfigError, ConfigErrors, InputError, MappingError
+from core.i18n import t
+from core.yaml_lines import LineMap, load_yaml
 from transforms.batch import split_frame
 from transforms.decode import codec_for_msh18, decode
 from transforms.hl7v2 import Message, read_msh
 from transforms.mapping.compiler import MappedRecord, Mapping, load_mapping
 
 CASE_KEYS = {"name", "input", "hl7", "row", "encoding", "expect", "expect_error"}
+
+# Texts `mch-engine mapping test` prints for a failed case.
+_TEXT: dict[str, tuple[str, str]] = {
+    "test_needs_cases": ("测试文件需要一个非空的 tests: 列表", "a test file needs a non-empty 'tests:' list"),
+    "test_case_not_mapping": ("每个测试用例必须是一个映射（键: 值）", "a test case must be a mapping"),
+    "test_unknown_keys": ("未知的键 {keys}（可用：{known}）", "unknown keys {keys} (expected {known})"),
+    "test_mapping_failed": ("映射失败：{error}", "mapping failed: {error}"),
+    "test_expected_error": (
+        "应报错（包含 {error!r}），实际生成了 {n} 条记录",
+        "expected an error containing {error!r}, got {n} record(s)",
+    ),
+    "test_record_count": (
+        "应生成 {want} 条记录，实际 {n} 条（{kinds}）",
+        "expected {want} record(s), got {n} ({kinds})",
+    ),
+    "test_expectation_shape": (
+        "期望必须是含 type 和 fields 的映射",
+        "expectation must be a mapping with type and fields",
+    ),
+    "test_differs": ("{what}：应为 {want!r}，实际 {got!r}", "{what}: expected {want!r}, got {got!r}"),
+    "test_count": ("应有 {want} 项，实际 {got}", "expected {want} item(s), got {got}"),
+    "test_not_absent": ("应为空，实际 {got!r}", "expected no value, got {got!r}"),
+    "test_no_field": (
+        "应为 {want!r}，但记录中没有此字段",
+        "expected {want!r}, but the record has no such field",
+    ),
+    "test_value_differs": ("应为 {want!r}，实际 {got!r}", "expected {want!r}, got {got!r}"),
+}
+i18n.register(_TEXT)
 
 
 @dataclass

@@ -27,13 +27,7 @@ from transforms.records.base import (
 )
 from transforms.records.ga import GestationalAge
 from transforms.records.lab import Observation, observation_flags
-from transforms.records.quantities import (
-    BirthLength,
-    BirthWeight,
-    BloodLoss,
-    NewbornChest,
-    NewbornHead,
-)
+from transforms.records.quantities import BirthLength, BirthWeight, BloodLoss, NewbornChest, NewbornHead
 
 __all__ = [
     "DeliveryRecord",

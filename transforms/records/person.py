@@ -11,15 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from transforms.records.base import (
-    Between,
-    Coded,
-    PastDatetime,
-    PersonRef,
-    Record,
-    ValueModel,
-    problem,
-)
+from transforms.records.base import Between, Coded, PastDatetime, PersonRef, Record, ValueModel, problem
 
 __all__ = ["Address", "Identifier", "Person"]
 

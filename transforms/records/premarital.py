@@ -11,15 +11,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from transforms.records.base import (
-    Clinician,
-    Coded,
-    Flag,
-    PastDate,
-    PersonRef,
-    Record,
-    Referral,
-)
+from transforms.records.base import Clinician, Coded, Flag, PastDate, PersonRef, Record, Referral
 from transforms.records.lab import Observation, observation_flags
 from transforms.records.pregnancy import BloodPressure
 from transforms.records.quantities import AdultHeight, AdultWeight, Haemoglobin

@@ -11,15 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.report import Results, e2e_cpu, e2e_table, render, targets
-from bench.scenarios import (
-    LAYOUTS,
-    BacklogResult,
-    E2EResult,
-    IngestRow,
-    Plan,
-    Point,
-    SoakResult,
-)
+from bench.scenarios import LAYOUTS, BacklogResult, E2EResult, IngestRow, Plan, Point, SoakResult
 
 
 def _point(rate: float, p50: float = 0.005, p99: float = 0.02) -> Point:

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from channels.file_connector import FileChannel, configure
-from engine.settings import load_settings
+from core.settings import load_settings
 from support import REPO
 
 

@@ -11,10 +11,10 @@ import pytest
 
 from channels.http_out import retry_after_seconds, shown_url
 from channels.mllp_out_charset import msh18_name, reencode
+from core.clock import now_utc
+from core.errors import PermanentDeliveryError, TransientDeliveryError
 from deadletter.policy import DEAD, RETRY, RetryPolicy
 from engine.check import check_config
-from engine.errors import PermanentDeliveryError, TransientDeliveryError
-from engine.journal import now_utc
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -139,7 +139,7 @@ class TestRetryAfterInThePolicy:
 
 def test_the_commented_examples_in_routes_yaml_are_valid(tmp_path: Path) -> None:
     """Uncommenting the shipped examples gives a routes.yaml that `check` accepts, with both types."""
-    from engine.settings import load_settings
+    from core.settings import load_settings
 
     shipped = (REPO / "routes.yaml").read_text(encoding="utf-8")
     lines, in_example = [], False
@@ -159,7 +159,7 @@ def test_the_run_banner_shows_where_forwarding_goes_without_secrets(tmp_path: Pa
     URL's password and query hidden."""
     from types import SimpleNamespace
 
-    from engine.settings import load_settings
+    from core.settings import load_settings
     from monitors.run_banner import backend_lines
 
     (tmp_path / "m.yaml").write_text("# mapping\n", encoding="utf-8")

@@ -1,4 +1,4 @@
-"""Unit tests for the incremental MLLP decoder (channels._mllp_framing)."""
+"""Unit tests for the incremental MLLP decoder (channels.mllp.framing)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from channels._mllp_framing import BadFrame, Frame, MllpDecoder, frame
+from channels.mllp.framing import BadFrame, Frame, MllpDecoder, frame
 
 SB, EB, CR = b"\x0b", b"\x1c", b"\r"
 MSG = "MSH|^~\\&|LIS|10|MCHENGINE|FY01|20240321113502||ORU^R01|C1|P|2.4\rPID|1||陈思雨\r".encode()

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from channels._mllp_framing import Frame, MllpDecoder, frame
-from channels.mllp_source import MllpConfig, MllpSource
-from engine.ingest import Policy
-from engine.journal import Entry, Outcome, Written
+from channels.intake.examine import Policy
+from channels.mllp.framing import Frame, MllpDecoder, frame
+from channels.mllp.source import MllpConfig, MllpSource
+from core.journal import Entry, Outcome, Written
 
 
 def adt(control_id: str) -> bytes:

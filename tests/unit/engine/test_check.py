@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from core.config_paths import ConfigRoots
+from core.errors import ConfigError, ConfigErrors
+from core.settings import load_settings
 from engine.check import check_config, format_problems, summarize
-from engine.config_paths import ConfigRoots
-from engine.errors import ConfigError, ConfigErrors
-from engine.settings import load_settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -6,9 +6,9 @@ import json
 import textwrap
 from pathlib import Path
 
+from core.settings import load_settings
 from engine.config_diff import ConfigDiff, compare, empty_snapshot
 from engine.loaded_config import snapshot
-from engine.settings import load_settings
 
 ROUTES = """\
 version: 1

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from core.config_paths import ConfigRoots
+from core.settings import load_settings
 from engine.check import check_config
-from engine.config_paths import ConfigRoots
-from engine.settings import load_settings
 from transforms.hl7v2 import Message
 from transforms.mapping import load_mapping
 from transforms.mapping.testing import run_test_file

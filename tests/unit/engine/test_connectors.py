@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 from toy_connectors import TOY_SOURCE, ToyChannel, ToyDestination, toy_connectors
 
-from engine import connectors
+from channels.mllp.settings import MllpChannel
+from core import connectors
+from core.settings import load_settings
 from engine.check import check_config
 from engine.cli import main
 from engine.reference import render
-from engine.settings import MllpChannel, load_settings
 
 TOY_ROUTES = """\
 version: 1

@@ -1,5 +1,5 @@
 """The one text catalogue: every key in both languages, the same placeholders in each, and
-every key the code asks for exists. A command that adds texts (to engine/i18n.py or to a
+every key the code asks for exists. A command that adds texts (to engine/texts.py or to a
 table its package registers) is checked here without a test of its own."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import i18n
+from core import i18n
 
 REPO = Path(__file__).resolve().parents[3]
 SOURCES = [
@@ -67,8 +67,8 @@ def test_every_key_the_code_asks_for_exists() -> None:
 
 def test_generated_keys_exist_for_every_value_they_are_made_from() -> None:
     """Statuses, stages and record types are looked up by value: each value has its key."""
+    from channels.record_store.queries import STAGES as TIMELINE_STAGES
     from deadletter.store import STAGES, STATUSES
-    from engine.listing import STAGES as TIMELINE_STAGES
     from engine.listing_commands import JOURNAL_STATUSES
     from transforms.records import RECORD_TYPES
 

@@ -16,10 +16,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
+from core.database import make_engine
+from core.journal import REJECTED, Entry, Outcome, Written
 from engine import journal
 from engine.batching import run_batches
-from engine.database import make_engine
-from engine.journal import REJECTED, Entry, JournalWriter, Outcome, Written
+from engine.journal.commit import CoreStore
+from engine.journal.fast_paths import SqliteStore
+from engine.journal.writer import JournalWriter
 
 
 @pytest.fixture
@@ -172,7 +175,7 @@ class TestCommit:
         """The SQLAlchemy Core path (other databases) and the sqlite3 path agree row for row."""
         batch = [entry("A"), entry("A"), entry("B", status=REJECTED), entry(None)]
         stored = []
-        for name, store_class in (("core", journal._CoreStore), ("driver", journal._SqliteStore)):
+        for name, store_class in (("core", CoreStore), ("driver", SqliteStore)):
             eng = make_engine(f"sqlite:///{tmp_path}/{name}.db")
             journal.ensure_schema(eng)
             store = store_class(eng)
@@ -270,7 +273,7 @@ class TestOutcomesToEventLoops:
 
 def test_the_writer_connection_flushes_every_commit(engine: Engine) -> None:
     """The writer keeps its own connection; it still has WAL and synchronous=FULL (2)."""
-    store = journal._SqliteStore(engine)
+    store = SqliteStore(engine)
     try:
         store.commit([entry("SYNC")])
         conn = store._pooled.driver_connection

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine import i18n
+from core import i18n
 from engine.listing_commands import _record_line, _timeline_line
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

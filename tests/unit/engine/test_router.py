@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from engine import settings
+from core import settings
 from engine.router import Route, Router
 from transforms.mapping import Mapping
 

@@ -8,10 +8,10 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from channels.db_poll.rows import encode_row
+from core.settings import load_settings
 from engine import journal
 from engine.pipeline import TransformWorker
 from engine.runtime import EngineRuntime
-from engine.settings import load_settings
 from support import REPO
 
 ROW = {

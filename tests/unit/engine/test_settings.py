@@ -9,17 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.errors import ConfigErrors
-from engine.settings import (
-    MllpChannel,
-    RecordStoreDestination,
-    Route,
-    Settings,
-    load_settings,
-    parse_duration,
-    parse_listen,
-    parse_size,
-)
+from channels.mllp.settings import MllpChannel
+from channels.record_store.settings import RecordStoreDestination
+from core.errors import ConfigErrors
+from core.settings import Route, Settings, load_settings, parse_duration, parse_listen, parse_size
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -425,6 +418,6 @@ def test_parse_listen_refuses(text: str, message: str) -> None:
 
 def test_journal_commits_at_once_unless_asked_to_linger() -> None:
     """A lone sender must not wait for company: no linger unless routes.yaml sets one."""
-    from engine.settings import JournalSettings
+    from core.settings import JournalSettings
 
     assert JournalSettings().max_wait_ms == 0

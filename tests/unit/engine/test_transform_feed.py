@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from sqlalchemy import insert
 
+from core.database import make_engine
 from engine import journal
-from engine.database import make_engine
 from engine.transform_feed import TransformFeed
 from support import wait_until
 

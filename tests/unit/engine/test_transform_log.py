@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.errors import MappingError
+from core.errors import MappingError
 from engine.pipeline import rule_name
 
 

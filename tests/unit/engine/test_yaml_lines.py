@@ -9,16 +9,8 @@ from typing import Annotated, Literal
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.errors import ConfigError, ConfigErrors
-from engine.yaml_lines import (
-    MAX_DEPTH,
-    LineMap,
-    dotted,
-    load_yaml,
-    parse_yaml,
-    problems_of,
-    validate,
-)
+from core.errors import ConfigError, ConfigErrors
+from core.yaml_lines import MAX_DEPTH, LineMap, dotted, load_yaml, parse_yaml, problems_of, validate
 
 
 def _yaml(text: str) -> str:

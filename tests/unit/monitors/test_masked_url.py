@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.reachability import masked as masked_url
+from core.masking import masked_url
 
 
 @pytest.mark.parametrize(

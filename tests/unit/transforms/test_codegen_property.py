@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from transforms.hl7v2 import Message
-from transforms.mapping.compiler import Ctx, Mapping, _groups, load_mapping
+from transforms.mapping.compiler import Mapping, load_mapping
+from transforms.mapping.getters import Ctx, _groups
 
 SEGMENTS = ("PID", "OBR", "OBX", "NTE", "ZX1")
 LITERALS = ("a", "B", "1", "ID", "PI")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import support
-from engine.errors import CharsetMismatch, DecodeError, InputError
+from core.errors import CharsetMismatch, DecodeError, InputError
 from transforms.decode import choose_encoding, codec_for_msh18, decode, normalise_codec, read_text
 from transforms.hl7v2 import read_msh
 

@@ -6,10 +6,10 @@ from collections import Counter
 
 import pytest
 
+from core.settings import Settings, load_settings
 from engine.mapping_trial import try_file
 from engine.router import Router
 from engine.runtime import EngineRuntime
-from engine.settings import Settings, load_settings
 from support import CONFORMANCE, REPO, REPORT
 from transforms.mapping.explain import explain_fields
 

@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 from pydantic import computed_field
 
-from engine.journal import Accepted
+from core.journal import Accepted
+from core.settings import load_settings
 from engine.pipeline import TransformWorker
 from engine.runtime import EngineRuntime
-from engine.settings import load_settings
 from transforms.converters import chinese_name, hl7_date, hl7_datetime, sex
 from transforms.decode import choose_encoding, normalise_codec
 from transforms.hl7v2 import HL7_NULL, Delimiters, Message, NullValue, Segment, read_msh, unescape
@@ -161,7 +161,7 @@ def test_remembered_converter_raises_every_time() -> None:
     ],
 )
 def test_condition_shortcuts(condition: str, message_tail: str, expected: bool) -> None:
-    from transforms.mapping.compiler import Ctx
+    from transforms.mapping.getters import Ctx
 
     message = Message("MSH|^~\\&|LIS|10|MCH|FY01|20250310080000||ORU^R01|C1|P|2.4" + message_tail)
     assert compile_message_condition(condition)(Ctx(message=message)) is expected

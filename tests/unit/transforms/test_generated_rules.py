@@ -19,7 +19,8 @@ import pytest
 
 from transforms.decode import decode
 from transforms.hl7v2 import Message, read_msh
-from transforms.mapping.compiler import Ctx, Mapping, _groups, load_mapping, mapping_source
+from transforms.mapping.compiler import Mapping, load_mapping, mapping_source
+from transforms.mapping.getters import Ctx, _groups
 
 REPO = Path(__file__).resolve().parents[3]
 CORPUS = Path(os.environ.get("MCH_CONFORMANCE_DIR", REPO.parent / "shared" / "conformance" / "hl7v2"))

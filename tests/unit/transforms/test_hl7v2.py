@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.errors import ParseError
+from core.errors import ParseError
 from transforms.hl7v2 import (
     HL7_NULL,
     Delimiters,

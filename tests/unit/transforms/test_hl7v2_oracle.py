@@ -34,7 +34,7 @@ import hl7.containers
 import hl7.util
 import pytest
 
-from engine.errors import ParseError
+from core.errors import ParseError
 from transforms.hl7v2 import HL7_NULL, SEGMENT_NAME, Message, NullValue, Segment, read_msh, split_batch
 
 # python-hl7's unescape calls the deprecated `logger.warn`; pyproject turns warnings into errors.

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import support
-from engine.errors import ConfigError, ConfigErrors, MappingError
+from core.errors import ConfigError, ConfigErrors, MappingError
 from transforms.hl7v2 import Message
 from transforms.mapping import MappedRecord, Mapping, load_mapping
 

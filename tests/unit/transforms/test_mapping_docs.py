@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from engine.errors import ConfigErrors
-from engine.settings import load_settings
+from core.errors import ConfigErrors
+from core.settings import load_settings
 from support import REPO
 from transforms.mapping import load_mapping
 from transforms.mapping.compiler import FILE_KEYS, RECORD_KEYS, SPEC_KEYS

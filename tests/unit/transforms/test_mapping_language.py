@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from engine.errors import ConfigError, ConfigErrors, MappingError
+from core.errors import ConfigError, ConfigErrors, MappingError
 from transforms.hl7v2 import Message
 from transforms.mapping import Ctx, load_mapping
 from transforms.mapping.codetables import load_code_table

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import pytest
 
 from bench.transform_bench import build_worker
-from engine.journal import Accepted
+from core.journal import Accepted
 
 MSH = "MSH|^~\\&|{app}|FY01|MCHENGINE|FY01|20240321083215||{kind}|REP-{n}|P|2.5"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.errors import ParseError
+from core.errors import ParseError
 from transforms.strict import check_structure
 
 GOOD = "\r".join(

@@ -1,0 +1,85 @@
+"""The message journal as the engine uses it: one name for its types (core/journal), its
+tables and status queries (core/journal/schema.py, status.py) and the group-commit writer
+(writer.py, with commit.py and the per-backend fast_paths.py), so `journal.X` reads as one
+thing in the engine's modules. Code below the engine imports core.journal instead."""
+
+from core.clock import now_utc
+from core.journal import (
+    CONTROL_ID_CHARS,
+    DEAD,
+    DELIVERED,
+    EVENT_YEARS,
+    FAILED,
+    MESSAGE_TYPE_CHARS,
+    PENDING,
+    RECEIVED,
+    REJECTED,
+    RETRYING,
+    ROUTED,
+    SENDER_CHARS,
+    UNROUTED,
+    Accepted,
+    Entry,
+    Journal,
+    Outcome,
+    Refused,
+    Sink,
+    Written,
+    content_hash,
+)
+from core.journal.schema import deliveries, ensure_schema, messages, metadata
+from core.journal.status import (
+    count_by_status,
+    count_reused_by_channel,
+    delivery_statuses,
+    mark_delivered,
+    mark_delivery_error,
+    record_routed,
+    reopen_deliveries,
+    set_statuses,
+    set_statuses_in,
+    unfinished,
+)
+from engine.journal.fast_paths import sqlite_time
+from engine.journal.writer import JournalWriter
+
+__all__ = [
+    "CONTROL_ID_CHARS",
+    "DEAD",
+    "DELIVERED",
+    "EVENT_YEARS",
+    "FAILED",
+    "MESSAGE_TYPE_CHARS",
+    "PENDING",
+    "RECEIVED",
+    "REJECTED",
+    "RETRYING",
+    "ROUTED",
+    "SENDER_CHARS",
+    "UNROUTED",
+    "Accepted",
+    "Entry",
+    "Journal",
+    "JournalWriter",
+    "Outcome",
+    "Refused",
+    "Sink",
+    "Written",
+    "content_hash",
+    "count_by_status",
+    "count_reused_by_channel",
+    "deliveries",
+    "delivery_statuses",
+    "ensure_schema",
+    "mark_delivered",
+    "mark_delivery_error",
+    "messages",
+    "metadata",
+    "now_utc",
+    "record_routed",
+    "reopen_deliveries",
+    "set_statuses",
+    "set_statuses_in",
+    "sqlite_time",
+    "unfinished",
+]
