@@ -41,6 +41,7 @@ from core import failpoints, i18n, journal
 from core.errors import ParseError
 from core.journal import REJECTED, Refused, Written
 from core.journal.schema import messages as journal_messages
+from core.sources import SourceCounters
 
 log = structlog.get_logger("channels.file")
 
@@ -93,13 +94,7 @@ class FileConfig:
 
 
 @dataclass(slots=True)
-class FileCounters:
-    received: int = 0
-    accepted: int = 0
-    rejected: int = 0
-    duplicates: int = 0
-    reused: int = 0
-    journal_errors: int = 0
+class FileCounters(SourceCounters):
     files_done: int = 0
     files_error: int = 0
 

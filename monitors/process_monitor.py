@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 
 from core.masking import masked_url
+from core.sources import SUMMED
 from monitors import heartbeat
 from monitors.engine_status import this_host
 from monitors.http_server import HttpServer
@@ -25,7 +26,6 @@ from monitors.http_server import HttpServer
 log = structlog.get_logger("monitors.process")
 
 SUMMARY_INTERVAL = 60.0  # seconds between two summary lines, unless `run --summary-interval`
-_SUMMED = ("received", "accepted", "rejected", "duplicates", "reused")
 
 
 class ProcessMonitor:
@@ -106,7 +106,7 @@ class ProcessMonitor:
             c = delivery.setdefault(w.destination, Counter())
             c.update(delivered=w.delivered, retried=w.retried, dead_lettered=w.dead)
         return {
-            "channels": {s.name: {k: getattr(s.counters, k) for k in _SUMMED} for s in rt.sources},
+            "channels": {s.name: {k: getattr(s.counters, k) for k in SUMMED} for s in rt.sources},
             "transform": dict(rt.transform.counts) if rt.transform else {},
             "delivery": {name: dict(c) for name, c in delivery.items()},
             # Sources that report their own state (a db_poll channel: polling, its last error).
@@ -127,7 +127,7 @@ class ProcessMonitor:
         """One line: what happened since the last summary (zeros included, so a quiet
         interval is visible as such)."""
         now = self.totals()
-        keys = (*_SUMMED, "routed", "unrouted", "failed", "delivered", "retried", "dead_lettered")
+        keys = (*SUMMED, "routed", "unrouted", "failed", "delivered", "retried", "dead_lettered")
         since = {k: now[k] - self._last_summary[k] for k in keys}
         self._last_summary = now
         log.info("summary", interval_s=self.summary_interval, **since)

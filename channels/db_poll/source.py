@@ -27,6 +27,7 @@ from channels.db_poll.reader import COLUMNS, JOURNAL, PollError, Reader, masked_
 from channels.db_poll.sql import PollQueries
 from core import failpoints, journal
 from core.journal.schema import messages as journal_messages
+from core.sources import SourceCounters
 
 log = structlog.get_logger("channels.db_poll")
 
@@ -57,14 +58,10 @@ class DbPollConfig:
 
 
 @dataclass
-class PollCounters:
-    """Counts since start, with the names the monitors sum for every source."""
+class PollCounters(SourceCounters):
+    """Counts since start: `received` rows journaled, `duplicates` rows read again that the
+    journal already held."""
 
-    received: int = 0  # rows journaled
-    accepted: int = 0
-    rejected: int = 0
-    duplicates: int = 0  # rows read again that the journal already held
-    reused: int = 0
     polls: int = 0
     failures: int = 0
     open_connections: int = 0

@@ -33,6 +33,7 @@ from channels.mllp.framing import BadFrame, Frame, MllpDecoder, frame
 from channels.mllp.ingest import examine, reject
 from core.errors import StartupError
 from core.journal import REJECTED, Entry, Journal, Outcome, Refused, Written
+from core.sources import SourceCounters
 from transforms.batch import is_batch
 from transforms.hl7v2 import read_msh
 
@@ -47,15 +48,9 @@ WRITE_LOW = 64 * 1024
 
 
 @dataclass(slots=True)
-class MllpCounters:
+class MllpCounters(SourceCounters):
     connections: int = 0
     open_connections: int = 0
-    received: int = 0
-    accepted: int = 0
-    rejected: int = 0
-    duplicates: int = 0
-    reused: int = 0  # accepted under a control id the sender had used for other bytes
-    journal_errors: int = 0
 
 
 @dataclass(frozen=True, slots=True)

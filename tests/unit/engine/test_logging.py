@@ -12,7 +12,8 @@ import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.logging import configure, mask_pii, mask_text
+from core.masking import mask_text
+from engine.logging import configure, mask_pii
 
 ID_CARD = "500112199403151525"
 ID_CARD_X = "50011219980416110X"
