@@ -5,7 +5,7 @@ names starting with "." or ending in ".tmp"/".part" are never taken, so a sender
 under a temporary name and renames when done is never read half-way. Taking a file renames it
 into `processing/` (one atomic step: nobody else takes it, the sender cannot append to the name
 any more). Its messages (channels/file_messages.py) are judged by the same examination as MLLP
-frames (engine/ingest.py) and journaled with the peer `file:NAME#INDEX`; only when every one of
+frames (channels/intake/examine.py) and journaled with the peer `file:NAME#INDEX`; only when every one of
 them is committed does the file move on: to `done/`, or to `error/` with `NAME.reason` beside it
 when one of them was rejected (the others are processed as usual).
 
@@ -46,7 +46,7 @@ from core.sources import SourceCounters
 log = structlog.get_logger("channels.file")
 
 FAILPOINT_JOURNALED = "file_journaled"
-"""engine/failpoints.py: die after a file's messages are committed, before the file is moved."""
+"""core/failpoints.py: die after a file's messages are committed, before the file is moved."""
 
 NEVER_TAKEN = (".*", "*.tmp", "*.part")
 PEER_CHARS = 80  # the journal's peer column

@@ -24,6 +24,7 @@ import structlog
 from core import i18n
 from core.errors import ConfigError, ConfigErrors, StartupError
 from core.i18n import t
+from core.masking import mask_text
 from engine import logging as engine_logging
 from engine.cli_language import LanguageError, take_language, use_argparse_texts
 from engine.db_check import add_commands as add_db_check_commands
@@ -71,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the person at the terminal gets the text, masked.
         error = type(exc).__name__
         structlog.get_logger("engine.cli").error("command_failed", command=args.func.__name__, error=error)
-        detail = engine_logging.mask_text(" ".join(str(exc).split()))[:300]
+        detail = mask_text(" ".join(str(exc).split()))[:300]
         print(t("command_failed", error=error, detail=detail), file=sys.stderr)
         return 1
 

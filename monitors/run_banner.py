@@ -24,14 +24,16 @@ i18n.register(_TEXT)
 
 def listeners(runtime: Any) -> str:
     """`hospital → 127.0.0.1:2575, lis_gbk → 127.0.0.1:2576` (or `-` without ingest)."""
-    return ", ".join(f"{s.name} → {_where(s)}" for s in runtime.sources) or "-"
+    places = ((s.name, _where(s)) for s in runtime.sources)
+    return ", ".join(f"{name} → {where}" for name, where in places if where) or "-"
 
 
-def _where(source: Any) -> str:
+def _where(source: Any) -> str | None:
     """A listener's address, or where a source that does not listen reads (a directory)."""
     if getattr(source, "port", None):
         return _address(source.config.host, source.port)
-    return str(getattr(source, "location", "-"))
+    location = getattr(source, "location", None)
+    return str(location) if location else None
 
 
 def backend_lines(runtime: Any, http_port: int | None = None) -> list[str]:

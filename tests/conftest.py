@@ -4,6 +4,7 @@ import io
 
 import pytest
 
+from core import i18n
 from engine import logging as engine_logging
 
 
@@ -11,6 +12,13 @@ from engine import logging as engine_logging
 def _quiet_structured_logs() -> None:
     """Logs go through the real masking pipeline, into a buffer rather than the test output."""
     engine_logging.configure("warning", stream=io.StringIO())
+
+
+@pytest.fixture(autouse=True)
+def _default_language() -> None:
+    """Each test starts in the default language: a command run with `--lang en` sets it for the
+    whole process, as it should for one command, not for the tests after it."""
+    i18n.set_language("zh")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

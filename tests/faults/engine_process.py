@@ -62,7 +62,7 @@ class EngineProcess:
         self, timeout: float = ENGINE_START_TIMEOUT, env: dict[str, str] | None = None
     ) -> EngineProcess:
         """Start and wait until it listens; `env` adds variables for this start only
-        (e.g. a failpoint, engine/failpoints.py)."""
+        (e.g. a failpoint, core/failpoints.py)."""
         assert self.proc is None or self.proc.poll() is not None, "engine already running"
         self.starts += 1
         self._running.clear()

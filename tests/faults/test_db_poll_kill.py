@@ -1,6 +1,6 @@
 """kill -9 of the engine between reading rows from the HIS and journaling them.
 
-The failpoint `db_poll_fetched` (engine/failpoints.py) makes the engine SIGKILL itself right
+The failpoint `db_poll_fetched` (core/failpoints.py) makes the engine SIGKILL itself right
 after a poll read a non-empty batch and before the batch and its cursor are committed. The
 rows were read but neither journaled nor passed by the cursor, so the next start reads them
 again: every row ends in the journal and the record store exactly once.

@@ -4,7 +4,7 @@ The file source moves a file to done/ or error/ only after every message of it i
 A kill in between leaves the file in `processing/` with all its messages in the journal; the
 restarted engine must finish it without journaling any message twice (a rejected message has
 no dedup key in the journal, so the journal alone would double it) and without losing one.
-The failpoint `file_journaled` (channels/file_source.py, engine/failpoints.py) makes the engine
+The failpoint `file_journaled` (channels/file_source.py, core/failpoints.py) makes the engine
 SIGKILL itself exactly there, so the kill lands in that window every run.
 """
 

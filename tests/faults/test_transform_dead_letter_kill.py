@@ -3,7 +3,7 @@
 A message whose mapping fails is marked `failed` and dead-lettered. Recovery at start
 re-reads only `received` messages, so if the status were committed without the dead
 letter, a kill in between would leave the message failed, explained nowhere, and never
-looked at again. The failpoint `transform_dead_letter` (engine/failpoints.py) makes the
+looked at again. The failpoint `transform_dead_letter` (core/failpoints.py) makes the
 engine SIGKILL itself exactly there; after a restart the on-call must find the message
 in `deadletter list`.
 """

@@ -124,7 +124,7 @@ def test_status_banner_and_mapping_run_ask_the_connector_not_its_type(tmp_path: 
             wait_until(lambda: len(SINKS["kept"].stored) == 1, timeout=30)
 
             status = engine_status.collect(runtime.settings)
-            assert [(c.name, c.listen, c.received) for c in status.channels] == [("drop", "", 1)]
+            assert [(c.name, c.listen, c.received) for c in status.channels] == [("drop", "-", 1)]
             assert not [p for p in status.problems if p.startswith("channel_not_listening")]
 
             assert run_banner.listeners(runtime) == "-"
