@@ -1,8 +1,11 @@
-"""Connectors: each module below registers its channel or destination type when imported
-(core/connectors.py). A new connector is one more module in this list."""
+"""Connectors: importing this package registers every channel and destination type below
+(core/connectors.py). A new connector is one more module or package in this list."""
 
-from channels import db_poll, file_connector, http_out, mllp_out
-from channels.mllp import connector as mllp_connector
-from channels.record_store import connector as record_store_connector
+from channels import http_out
+from channels.db_poll import connector as db_poll
+from channels.file import connector as file
+from channels.mllp import connector as mllp
+from channels.mllp_out import connector as mllp_out
+from channels.record_store import connector as record_store
 
-__all__ = ["db_poll", "file_connector", "http_out", "mllp_connector", "mllp_out", "record_store_connector"]
+__all__ = ["db_poll", "file", "http_out", "mllp", "mllp_out", "record_store"]

@@ -5,7 +5,3 @@
 database), `reader` (SQLAlchemy or pyodbc), `source` (the polling thread), `connector`
 (registration under `type: db_poll`).
 """
-
-from channels.db_poll import connector
-
-__all__ = ["connector"]

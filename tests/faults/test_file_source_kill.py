@@ -4,7 +4,7 @@ The file source moves a file to done/ or error/ only after every message of it i
 A kill in between leaves the file in `processing/` with all its messages in the journal; the
 restarted engine must finish it without journaling any message twice (a rejected message has
 no dedup key in the journal, so the journal alone would double it) and without losing one.
-The failpoint `file_journaled` (channels/file_source.py, core/failpoints.py) makes the engine
+The failpoint `file_journaled` (channels/file/source.py, core/failpoints.py) makes the engine
 SIGKILL itself exactly there, so the kill lands in that window every run.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from channels.file_source import FAILPOINT_JOURNALED
+from channels.file.source import FAILPOINT_JOURNALED
 from core.failpoints import ENV
 from engine_process import EngineProcess, RefusingProxy, wait_for
 from fault_setup import EMBEDDED, RABBITMQ_PG, engine_setup, oru, rows, through_port

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from channels.file_connector import FileChannel, configure
+from channels.file.connector import FileChannel, configure
 from core.settings import load_settings
 from support import REPO
 

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from channels.file_messages import normalise, split_file
-from channels.file_source import peer_of
+from channels.file.messages import normalise, split_file
+from channels.file.source import peer_of
 
 MSH_A = b"MSH|^~\\&|LIS|10|MCH|FY01|20240321113502||ORU^R01|A-1|P|2.4"
 MSH_B = b"MSH|^~\\&|LIS|10|MCH|FY01|20240321113502||ORU^R01|B-1|P|2.4"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from channels.http_out import retry_after_seconds, shown_url
-from channels.mllp_out_charset import msh18_name, reencode
+from channels.mllp_out.charset import msh18_name, reencode
 from core.clock import now_utc
 from core.errors import PermanentDeliveryError, TransientDeliveryError
 from deadletter.policy import DEAD, RETRY, RetryPolicy

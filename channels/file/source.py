@@ -4,7 +4,7 @@ A file is taken once its size and modification time have stood still for `settle
 names starting with "." or ending in ".tmp"/".part" are never taken, so a sender that writes
 under a temporary name and renames when done is never read half-way. Taking a file renames it
 into `processing/` (one atomic step: nobody else takes it, the sender cannot append to the name
-any more). Its messages (channels/file_messages.py) are judged by the same examination as MLLP
+any more). Its messages (channels/file/messages.py) are judged by the same examination as MLLP
 frames (channels/intake/examine.py) and journaled with the peer `file:NAME#INDEX`; only when every one of
 them is committed does the file move on: to `done/`, or to `error/` with `NAME.reason` beside it
 when one of them was rejected (the others are processed as usual).
@@ -35,7 +35,7 @@ from typing import Any
 import structlog
 from sqlalchemy import Engine, select
 
-from channels.file_messages import Piece, split_file
+from channels.file.messages import Piece, split_file
 from channels.intake.examine import Policy, Verdict, examine, reject
 from core import failpoints, i18n, journal
 from core.errors import ParseError

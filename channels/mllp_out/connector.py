@@ -12,7 +12,7 @@ another engine), the way an MLLP sender destination of a Mirth channel does.
 What is sent is the journaled message, not the mapped records: a route names `mllp_out` in
 its `to:` like any destination, its mapping decides which messages go (one that maps to no
 record is not forwarded), and each message is sent once however many records it became
-(`channels/mllp_out_forwarded.py`). With `encoding:` set, the text is decoded with the codec
+(`channels/mllp_out/forwarded.py`). With `encoding:` set, the text is decoded with the codec
 it was received in and sent in the target charset with MSH-18 rewritten.
 
 The receiver's ACK decides: AA/CA delivered; AE/CE, no answer within `ack_timeout`, or no
@@ -30,11 +30,11 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 from sqlalchemy import Engine, select
 
-from channels import mllp_out_forwarded as forwarded
 from channels._receiver_text import quoted
 from channels.mllp.ack import AckInfo
-from channels.mllp_out_charset import msh18_name, reencode
-from channels.mllp_out_link import LinkPool
+from channels.mllp_out import forwarded
+from channels.mllp_out.charset import msh18_name, reencode
+from channels.mllp_out.link import LinkPool
 from core.connectors import ConnectorContext, DestinationType, register_destination
 from core.errors import PermanentDeliveryError, TransientDeliveryError
 from core.journal.schema import messages as journal_messages

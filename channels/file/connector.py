@@ -1,4 +1,4 @@
-"""Registers the `file` channel type: HL7 files dropped in a directory (channels/file_source.py).
+"""Registers the `file` channel type: HL7 files dropped in a directory (channels/file/source.py).
 
     channels:
       lab_files:
@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import Field
 
-from channels.file_source import FileConfig, FileSource
+from channels.file.source import FileConfig, FileSource
 from channels.intake.examine import Policy
 from channels.intake.settings import Hl7Channel, LimitSettings
 from core.connectors import ConnectorContext, SourceType, register_source
