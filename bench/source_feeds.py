@@ -70,10 +70,11 @@ class HisView:
 
 
 def child_row(n: int) -> dict[str, Any]:
-    """Child check `n`: its own child, mother and exam id; ages 1-36 months."""
+    """Child check `n`: its own child, mother and exam id; checked this year at 1-34 months of age
+    (the record store refuses an exam date in the future)."""
     sex = "女" if n % 2 else "男"
-    birth = date(2023, 1, 1) + timedelta(days=n * 7 % 900)
-    exam = birth + timedelta(days=30 + n % 1000)
+    exam = date.today() - timedelta(days=1 + n % 300)
+    birth = exam - timedelta(days=30 + n * 7 % 1000)
     mother_birth = f"{1985 + n % 15}0{1 + n % 9}1{n % 9}"
     return {
         "exam_id": n,
@@ -90,7 +91,7 @@ def child_row(n: int) -> dict[str, Any]:
         "mother_his_id": f"M{n:08d}",
         "mother_id_card": id_card_for("500112", mother_birth, n, "F"),
         "doctor": "D4001^黄晓",
-        "updated_at": datetime(2025, 4, 10, 9, 0, 0) + timedelta(milliseconds=n),
+        "updated_at": datetime(2025, 4, 10, 9, 0, 0) + timedelta(seconds=n),
     }
 
 
