@@ -91,7 +91,7 @@ def child_row(n: int) -> dict[str, Any]:
         "mother_his_id": f"M{n:08d}",
         "mother_id_card": id_card_for("500112", mother_birth, n, "F"),
         "doctor": "D4001^黄晓",
-        "updated_at": datetime(2025, 4, 10, 9, 0, 0) + timedelta(seconds=n),
+        "updated_at": datetime(2025, 4, 10, 9, 0, 0) + timedelta(milliseconds=n),
     }
 
 

@@ -227,7 +227,7 @@ def section(rows: list[Row], args: argparse.Namespace, command: str, started: da
         f"`file` is the same messages in one FHS/BHS batch file renamed into the watched directory "
         f"(poll {POLL} s), clocked from the rename with the channel's settle ({SETTLE} s) subtracted. "
         f"`db_poll` commits {args.count:,} child checks in one transaction to `v_child_exam` "
-        "(mappings/his/child_health_view.yaml; `updated_at` one second apart) and reads them with the "
+        "(mappings/his/child_health_view.yaml; `updated_at` one millisecond apart) and reads them with the "
         "shipped channel settings "
         f"(batch 500, look-back 10 min) polling every {POLL} s, clocked from the commit. Times end at the "
         "journal's last `received_at` (the commit that journaled it: the file and db_poll sources journal "

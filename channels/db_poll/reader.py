@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import text
@@ -79,12 +80,10 @@ class Reader(Protocol):
     def close(self) -> None: ...
 
 
-def reader_for(url: str, timeout: float) -> Reader:
-    return (
-        OdbcReader(url[len(ODBC_PREFIX) :], timeout)
-        if url.startswith(ODBC_PREFIX)
-        else SqlAlchemyReader(url, timeout)
-    )
+def reader_for(url: str, timeout: float, dialect: str = "") -> Reader:
+    if url.startswith(ODBC_PREFIX):
+        return OdbcReader(url[len(ODBC_PREFIX) :], timeout, dialect_of(url, dialect))
+    return SqlAlchemyReader(url, timeout)
 
 
 _TIMEOUT_ARG = {"pyodbc": "timeout", "psycopg": "connect_timeout", "pymysql": "connect_timeout"}
@@ -120,10 +119,11 @@ class SqlAlchemyReader:
 class OdbcReader:
     """One pyodbc connection, opened on first use and again after any failure."""
 
-    def __init__(self, connection_string: str, timeout: float) -> None:
+    def __init__(self, connection_string: str, timeout: float, dialect: str = "") -> None:
         self._dsn = connection_string
         self._timeout = max(1, round(timeout))
         self._conn: Any = None
+        self._bind = _as_text_with_fraction if dialect == "mysql" else _as_is
 
     def fetch(self, sql: str, params: Mapping[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
         import pyodbc  # only a site that polls through ODBC needs the driver manager
@@ -134,6 +134,7 @@ class OdbcReader:
             except Exception as exc:
                 raise PollError(CONNECT, detail(exc)) from exc
         statement, values = qmark(sql, params)
+        values = [self._bind(v) for v in values]
         try:
             cursor = self._conn.cursor()
             try:
@@ -154,3 +155,16 @@ class OdbcReader:
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.close()
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def _as_text_with_fraction(value: Any) -> Any:
+    """MariaDB's ODBC driver drops the fraction of a bound datetime (09:00:00.499 arrives as
+    09:00:00), so a cursor on a millisecond watermark would read the same rows for ever; as
+    text the server compares it with the column exactly."""
+    if isinstance(value, datetime) and value.microsecond:
+        return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+    return value

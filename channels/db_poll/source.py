@@ -222,7 +222,8 @@ class DbPollSource:
         if self._reader is None or self._reader_url != config.url:
             if self._reader is not None:
                 self._reader.close()
-            self._reader, self._reader_url = reader_for(config.url, config.timeout), config.url
+            self._reader = reader_for(config.url, config.timeout, config.dialect)
+            self._reader_url = config.url
         return self._reader
 
     def _fetch(

@@ -51,6 +51,22 @@ def test_rows_written_while_polling_arrive_once_each(tmp_path: Path, backend: st
             wait_until(lambda: stored_exams(engine.store()) == want, 30)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_times_a_millisecond_apart_are_neither_repeated_nor_skipped(tmp_path: Path, backend: str) -> None:
+    """A HIS that stamps rows to the millisecond: the cursor keeps the fraction on every driver
+    (MariaDB's ODBC driver drops it from a bound datetime, which would re-read the same batch
+    for ever), so 30 rows in batches of 4 arrive once each and polling goes on."""
+    with his_database(backend) as his:
+        for i in range(30):
+            his.add(i + 1, BASE + timedelta(milliseconds=i + 1))
+        with RunningEngine(poll_routes(tmp_path, his)) as engine:
+            wait_until(lambda: len(journaled(engine.journal)) == 30, 30)
+            his.add(31, BASE + timedelta(milliseconds=500))
+            wait_until(lambda: len(journaled(engine.journal)) == 31, 30)
+            ids = journaled(engine.journal)
+            assert len(set(ids)) == 31 and "31@2025-04-10T09:00:00.500000+08:00" in ids
+
+
 def test_without_look_back_a_late_commit_is_lost(tmp_path: Path) -> None:
     """The hazard look-back exists for: plain watermarking passes over a row committed late."""
     with his_database("postgresql") as his, RunningEngine(poll_routes(tmp_path, his)) as engine:
