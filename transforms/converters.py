@@ -167,11 +167,10 @@ def id_card(value: str) -> str:
 
 
 def gestational_age(value: str) -> dict[str, int]:
-    """`10+3`, `12周+4天`, `16周` → {"weeks": 10, "days": 3}."""
-    from transforms.derived import parse_gestational_age
+    """`10+3`, `12周4日`, `16周` → {"weeks": 10, "days": 3}, by the one parser in transforms.derived."""
+    from transforms.derived import gestational_age_value
 
-    weeks, days = parse_gestational_age(value)
-    return {"weeks": weeks, "days": days}
+    return gestational_age_value(value)
 
 
 def coded(value: str) -> dict[str, str]:

@@ -25,7 +25,8 @@ _GA_WEEKS_DAYS = re.compile(rf"^孕?(?P<w>\d{{1,2}})(?:{_WEEK_MARK}\+?|\+)(?P<d>
 _GA_WEEKS = re.compile(rf"^孕?(?P<w>\d{{1,2}}){_WEEK_MARK}?$")
 
 
-def _check_ga(weeks: int, days: int, source: str) -> tuple[int, int]:
+def check_gestational_age(weeks: int, days: int, source: str) -> tuple[int, int]:
+    """(weeks, days) if plausible (weeks 0–45, days 0–6), else ValueError naming `source`."""
     if any(isinstance(v, bool) or not isinstance(v, int) for v in (weeks, days)):
         raise ValueError(f"gestational age {source} must be whole weeks and days")
     if not 0 <= weeks <= MAX_GESTATION_WEEKS:
@@ -36,17 +37,19 @@ def _check_ga(weeks: int, days: int, source: str) -> tuple[int, int]:
 
 
 def parse_gestational_age(text: str) -> tuple[int, int]:
-    """Parse "W+D" text into (weeks, days): "10+3", "39+1", "12周+4天", "12周4天", "16周", "12w4d".
+    """Parse "W+D" text into (weeks, days): "10+3", "39周2天", "39周+2", "12周4日", "39w2d", "16周".
 
-    Full-width digits and plus signs are accepted (NFKC), as are spaces and a leading 孕.
+    The one gestational-age parser: record fields (`GestationalAge`), mapping converters and
+    derived values all call it, so a spelling is accepted everywhere or nowhere. Full-width
+    digits and plus signs are accepted (NFKC), as are spaces, a leading 孕 and a trailing 周.
     """
     if not isinstance(text, str):
         raise ValueError(f"gestational age must be text like 10+3, got {text!r}")
     cleaned = re.sub(r"\s+", "", unicodedata.normalize("NFKC", text)).lower()
     if m := _GA_WEEKS_DAYS.match(cleaned):
-        return _check_ga(int(m["w"]), int(m["d"]), repr(text))
+        return check_gestational_age(int(m["w"]), int(m["d"]), repr(text))
     if m := _GA_WEEKS.match(cleaned):
-        return _check_ga(int(m["w"]), 0, repr(text))
+        return check_gestational_age(int(m["w"]), 0, repr(text))
     raise ValueError(
         f"gestational age {text!r} is not in weeks+days form (expected e.g. 10+3, 12周+4天 or 16周)"
     )
@@ -85,7 +88,7 @@ def edd_from_lmp(lmp: date) -> date:
 def _ultrasound_ga(ga_at_exam: tuple[int, int]) -> tuple[int, int]:
     if not isinstance(ga_at_exam, tuple | list) or len(ga_at_exam) != 2:
         raise ValueError(f"gestational age at ultrasound must be (weeks, days), got {ga_at_exam!r}")
-    return _check_ga(ga_at_exam[0], ga_at_exam[1], f"at ultrasound {tuple(ga_at_exam)!r}")
+    return check_gestational_age(ga_at_exam[0], ga_at_exam[1], f"at ultrasound {tuple(ga_at_exam)!r}")
 
 
 def gestational_age_from_ultrasound(
@@ -117,10 +120,13 @@ def age_in_days(birth: date, on: date) -> int:
 
 
 def age_in_months(birth: date, on: date) -> int:
-    """Age in completed months (月龄), the key of child health checks.
+    """Age in completed calendar months (月龄), the key of the child health-check schedule.
 
     A month is complete on the same day of the month as the birth, or on the last day of a
-    shorter month (born 31 Jan: 1 month on 28 Feb, or 29 Feb in a leap year).
+    shorter month (born 31 Jan: 1 month on 28 Feb, or 29 Feb in a leap year; born 29 Feb: 12
+    months on 28 Feb of a common year). This is the calendar rule of the Civil Code of the PRC,
+    art. 202 (没有对应日的，月末日为期间的最后一日). Growth z-scores do not use it: the WHO
+    tables are looked up by age in days (`age_in_days`).
     """
     birth = _as_date(birth, "birth date")
     on = _as_date(on, "date")

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from transforms.derived import age_in_months
 from transforms.records.base import (
     Between,
     Clinician,
@@ -34,7 +35,6 @@ __all__ = [
     "GrowthAssessment",
     "GrowthFlag",
     "GrowthLabel",
-    "age_in_months",
 ]
 
 RECUMBENT_BEFORE_MONTHS = 24
@@ -44,12 +44,6 @@ _DEV_PASS = {"pass", "通过", "正常", "p"}
 _DEV_FAIL = {"fail", "未过", "未通过", "不通过", "可疑", "异常", "f"}
 _POSITIONS = {"recumbent": "recumbent", "卧位": "recumbent", "lying": "recumbent",
               "standing": "standing", "立位": "standing", "站立": "standing"}  # fmt: skip
-
-
-def age_in_months(birth: date, on: date) -> int:
-    """Completed months of age on a date (born 2024-10-08 → 6 on 2025-04-10)."""
-    months = (on.year - birth.year) * 12 + (on.month - birth.month)
-    return months - 1 if on.day < birth.day else months
 
 
 class GrowthLabel(ValueModel):

@@ -6,28 +6,18 @@ into each other: the schedule (first visit before 13 weeks, 16–24, 28–40) de
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from typing import Any
 
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from transforms.derived import MAX_GESTATION_WEEKS, check_gestational_age
+from transforms.derived import parse_gestational_age as parse_weeks_days
 from transforms.records.base import ValueModel
 
 __all__ = ["MAX_WEEKS", "GestationalAge", "parse_gestational_age"]
 
-MAX_WEEKS = 45
-
-_GA_TEXT = re.compile(
-    r"""^\s*(?:孕\s*)?(?P<weeks>\d{1,2})\s*
-    (?:
-        (?:周|w|wk|wks|weeks?)\s*(?:\+\s*)?(?:(?P<days>\d{1,2})\s*(?:天|d|days?)?)?
-      | \+\s*(?P<days2>\d{1,2})\s*(?:天|d|days?)?
-    )?
-    \s*(?:周)?\s*$""",
-    re.IGNORECASE | re.VERBOSE,
-)
+MAX_WEEKS = MAX_GESTATION_WEEKS
 
 
 class GestationalAge(ValueModel):
@@ -41,23 +31,20 @@ class GestationalAge(ValueModel):
     def _from_text(cls, data: Any) -> Any:
         if isinstance(data, str):
             try:
-                ga = _split(data)
+                weeks, days = parse_weeks_days(data)
             except ValueError as exc:
                 raise PydanticCustomError("gestational_age", str(exc)) from None
-            return {"weeks": ga[0], "days": ga[1]}
+            return {"weeks": weeks, "days": days}
         if isinstance(data, int) and not isinstance(data, bool):
             return {"weeks": data, "days": 0}
         return data
 
     @model_validator(mode="after")
     def _in_range(self) -> GestationalAge:
-        if not 0 <= self.weeks <= MAX_WEEKS:
-            raise PydanticCustomError(
-                "gestational_age",
-                f"{self.weeks} weeks is outside the plausible gestational age 0–{MAX_WEEKS} weeks",
-            )
-        if not 0 <= self.days <= 6:
-            raise PydanticCustomError("gestational_age", f"{self.days} days is not 0–6 (7 days make a week)")
+        try:
+            check_gestational_age(self.weeks, self.days, f"{self.weeks}+{self.days}")
+        except ValueError as exc:
+            raise PydanticCustomError("gestational_age", str(exc)) from None
         return self
 
     @property
@@ -69,22 +56,11 @@ class GestationalAge(ValueModel):
         return f"{self.weeks}+{self.days}"
 
 
-def _split(text: str) -> tuple[int, int]:
-    m = _GA_TEXT.match(unicodedata.normalize("NFKC", text))  # full-width １０＋３ too
-    if not m:
-        raise ValueError(f"{text!r} is not a gestational age; expected weeks+days such as 10+3 or 10周3天")
-    return int(m.group("weeks")), int(m.group("days") or m.group("days2") or 0)
-
-
 def parse_gestational_age(text: str) -> GestationalAge:
-    """`10+3`, `10+3周`, `10周+3天`, `10周3天`, `10w3d`, `16周`, `１０＋３` → GestationalAge.
+    """`10+3`, `12周4日`, `39周+2`, `39w2d`, `16周`, `１０＋３` → GestationalAge.
 
-    Raises ValueError with a sentence naming the text when it is not a gestational age
-    or is out of range (weeks 0–45, days 0–6).
+    The model form of `transforms.derived.parse_gestational_age` (the one parser); raises its
+    ValueError when the text is not a gestational age or is out of range (weeks 0–45, days 0–6).
     """
-    weeks, days = _split(text)
-    if not 0 <= weeks <= MAX_WEEKS:
-        raise ValueError(f"{weeks} weeks is outside the plausible gestational age 0–{MAX_WEEKS} weeks")
-    if days > 6:
-        raise ValueError(f"{days} days is not 0–6 (7 days make a week)")
+    weeks, days = parse_weeks_days(text)
     return GestationalAge(weeks=weeks, days=days)

@@ -7,9 +7,10 @@ from datetime import date, datetime, timedelta
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from transforms.converters import CONVERTERS
 from transforms.derived import (
-    CONVERTERS,
     age_in_days,
     age_in_months,
     edd_from_lmp,
@@ -18,6 +19,9 @@ from transforms.derived import (
     gestational_age_from_ultrasound,
     parse_gestational_age,
 )
+from transforms.mapping.functions import FUNCTIONS
+from transforms.records import ChildHealthExam, validate_record
+from transforms.records.ga import GestationalAge
 
 
 class TestParseGestationalAge:
@@ -36,6 +40,10 @@ class TestParseGestationalAge:
             ("１２＋４", (12, 4)),  # full-width digits and plus
             ("12w4d", (12, 4)),
             ("12W+4D", (12, 4)),
+            ("12周4日", (12, 4)),
+            ("39周2天", (39, 2)),
+            ("39周+2", (39, 2)),
+            ("39w2d", (39, 2)),
             ("40+0", (40, 0)),
             ("0+6", (0, 6)),
             ("45+6", (45, 6)),
@@ -185,6 +193,15 @@ class TestChildAge:
             (date(2024, 2, 29), date(2025, 2, 28), 12),
             (date(2023, 12, 20), date(2024, 12, 23), 12),  # synthetic 026, 张子轩
             (date(2024, 12, 31), date(2025, 1, 30), 0),
+            (date(2024, 3, 31), date(2024, 4, 29), 0),
+            (date(2024, 3, 31), date(2024, 4, 30), 1),
+            (date(2023, 12, 31), date(2024, 2, 28), 1),
+            (date(2023, 12, 31), date(2024, 2, 29), 2),
+            (date(2024, 2, 29), date(2024, 3, 28), 0),
+            (date(2024, 2, 29), date(2024, 3, 29), 1),
+            (date(2024, 2, 29), date(2025, 2, 27), 11),
+            (date(2024, 2, 29), date(2028, 2, 28), 47),
+            (date(2024, 2, 29), date(2028, 2, 29), 48),
         ],
     )
     def test_month_ends(self, birth: date, on: date, months: int) -> None:
@@ -207,3 +224,36 @@ class TestChildAge:
         assert 0 <= months <= days // 28
         assert months >= days // 31
         assert age_in_months(birth, on + timedelta(days=1)) in (months, months + 1)
+
+
+class TestOneRuleEverywhere:
+    """The record models, the mapping converters and `derive` give the same answers."""
+
+    @pytest.mark.parametrize(
+        ("birth", "on", "months"),
+        [("2025-01-31", "2025-02-28", 1), ("2024-01-31", "2024-02-29", 1), ("2024-01-31", "2024-02-28", 0),
+         ("2024-02-29", "2025-02-28", 12), ("2024-10-08", "2025-04-07", 5)],
+    )  # fmt: skip
+    def test_child_exam_and_derive_agree_on_age(self, birth: str, on: str, months: int) -> None:
+        """A ChildHealthExam without age_months and `derive: age_in_months` count the same months."""
+        record = validate_record(
+            "ChildHealthExam",
+            {"record_id": "c", "person": {"his_id": "1", "birth_date": birth}, "exam_date": on},
+        )
+        assert isinstance(record, ChildHealthExam)
+        compact = (birth.replace("-", ""), on.replace("-", ""))
+        assert record.age_months == FUNCTIONS["age_in_months"](*compact) == months
+
+    @pytest.mark.parametrize("text", ["12周4日", "39周+2", "39w2d", "39周2天", "16周", "10+3", "１０＋３"])
+    def test_record_field_and_converter_agree_on_gestational_age(self, text: str) -> None:
+        """The model field and the mapping converter read every spelling alike."""
+        assert GestationalAge.model_validate(text).model_dump() == CONVERTERS["gestational_age"](text)
+
+    @pytest.mark.parametrize("text", ["10+", "46+0", "10+7", "103", "12.5周"])
+    def test_record_field_and_converter_refuse_alike(self, text: str) -> None:
+        """What one refuses the other refuses, with the same sentence."""
+        with pytest.raises(ValueError) as converted:
+            CONVERTERS["gestational_age"](text)
+        with pytest.raises(ValidationError) as modelled:
+            GestationalAge.model_validate(text)
+        assert str(converted.value) in str(modelled.value)
