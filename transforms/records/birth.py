@@ -34,7 +34,10 @@ __all__ = [
     "MetabolicScreen",
     "NewbornRecord",
     "NewbornScreening",
+    "apgar_category",
+    "birth_weight_class",
     "delivery_mode_category",
+    "gestational_class",
 ]
 
 DeliveryMode = Literal["vaginal", "assisted", "caesarean"]
@@ -56,6 +59,55 @@ def delivery_mode_category(text: str | None) -> DeliveryMode | None:
         if any(w in lowered for w in words):
             return category
     return None
+
+
+GestationalClass = Literal[
+    "extremely_preterm", "very_preterm", "moderate_to_late_preterm", "term", "post_term"
+]
+WeightClass = Literal["extremely_low", "very_low", "low", "normal", "macrosomia"]
+ApgarCategory = Literal["severe", "moderate", "normal"]
+
+# (first day not in the band, class): WHO preterm sub-categories, term 37+0–41+6, post-term ≥ 42+0.
+_GESTATION_BANDS: tuple[tuple[int, GestationalClass], ...] = (
+    (28 * 7, "extremely_preterm"),
+    (32 * 7, "very_preterm"),
+    (37 * 7, "moderate_to_late_preterm"),
+    (42 * 7, "term"),
+)
+# (first gram not in the band, class): WHO ICD-11 low birth weight bands; macrosomia ≥ 4000 g.
+_WEIGHT_BANDS: tuple[tuple[float, WeightClass], ...] = (
+    (1000, "extremely_low"),
+    (1500, "very_low"),
+    (2500, "low"),
+    (4000, "normal"),
+)
+
+
+def gestational_class(ga: GestationalAge | None) -> GestationalClass | None:
+    """Preterm band, term or post-term from the gestational age at birth."""
+    if ga is None:
+        return None
+    return next((c for limit, c in _GESTATION_BANDS if ga.total_days < limit), "post_term")
+
+
+def birth_weight_class(grams: float | None) -> WeightClass | None:
+    """Extremely low / very low / low / normal birth weight or macrosomia, from grams."""
+    if grams is None:
+        return None
+    return next((c for limit, c in _WEIGHT_BANDS if grams < limit), "macrosomia")
+
+
+def apgar_category(score: int | None) -> ApgarCategory | None:
+    """0–3 severe, 4–7 moderate (asphyxia), 8–10 normal."""
+    if score is None:
+        return None
+    return "severe" if score <= 3 else "moderate" if score <= 7 else "normal"
+
+
+_GESTATIONAL_CLASS_TEXT = (
+    "胎龄分类 (derived) extremely_preterm 极早产 <28+0, very_preterm 早期早产 28+0–31+6, "
+    "moderate_to_late_preterm 中晚期早产 32+0–36+6, term 足月 37+0–41+6, post_term 过期 ≥42+0"
+)
 
 
 def _as_list(value: Any) -> Any:
@@ -95,6 +147,7 @@ class DeliveryRecord(Record):
     live_births: Births | None = Field(None, description="活产数 live births")
     stillbirths: Births | None = Field(None, description="死胎死产数 stillbirths")
     birth_attendant: Clinician | None = Field(None, description="接生者 birth attendant")
+    gestational_class: GestationalClass | None = Field(None, description=_GESTATIONAL_CLASS_TEXT)
 
     @field_validator("complications", mode="before")
     @classmethod
@@ -107,6 +160,7 @@ class DeliveryRecord(Record):
             self.mode_category = delivery_mode_category(
                 " ".join(t for t in (self.mode.display, self.mode.code) if t)
             )
+        self.gestational_class = gestational_class(self.gestational_age)
         return self
 
 
@@ -152,11 +206,33 @@ class NewbornRecord(Record):
         "recall 召回, confirmed 确诊",
     )
     delivery_record_id: str | None = Field(None, description="分娩记录ID the mother's delivery")
+    gestational_class: GestationalClass | None = Field(None, description=_GESTATIONAL_CLASS_TEXT)
+    birth_weight_class: WeightClass | None = Field(
+        None,
+        description="出生体重分类 (derived) extremely_low 超低 <1000 g, very_low 极低 <1500 g, "
+        "low 低 <2500 g, normal 正常 2500–3999 g, macrosomia 巨大儿 ≥4000 g",
+    )
+    apgar_1min_category: ApgarCategory | None = Field(
+        None,
+        description="1分钟Apgar分类 (derived) severe 重度窒息 0–3, moderate 轻度窒息 4–7, normal 正常 8–10",
+    )
+    apgar_5min_category: ApgarCategory | None = Field(
+        None, description="5分钟Apgar分类 (derived) severe 0–3, moderate 4–7, normal 8–10"
+    )
 
     @field_validator("defects", mode="before")
     @classmethod
     def _listed(cls, value: Any) -> Any:
         return _as_list(value)
+
+    @model_validator(mode="after")
+    def _classify(self) -> NewbornRecord:
+        self.gestational_class = gestational_class(self.gestational_age)
+        weight = self.birth_weight.value if self.birth_weight is not None else None
+        self.birth_weight_class = birth_weight_class(weight)
+        self.apgar_1min_category = apgar_category(self.apgar_1min)
+        self.apgar_5min_category = apgar_category(self.apgar_5min)
+        return self
 
 
 _CONDITIONS: dict[str, str] = {
