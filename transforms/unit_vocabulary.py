@@ -17,6 +17,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 __all__ = [
+    "FACTORS",
     "IMAGING_UNITS",
     "LAB_UNITS",
     "canonical_unit",
@@ -28,12 +29,14 @@ __all__ = [
 _SPELLINGS: dict[str, str] = {
     "kg": "kg", "公斤": "kg", "千克": "kg",
     "g": "g", "克": "g", "gm": "g",
+    "斤": "斤", "市斤": "斤",  # jin, 500 g: how families and some forms give a child's weight
     "cm": "cm", "厘米": "cm",
     "mm": "mm", "毫米": "mm",
     "m": "m", "米": "m",
     "mmhg": "mmHg", "mm hg": "mmHg", "mm[hg]": "mmHg", "毫米汞柱": "mmHg",
     "/min": "/min", "bpm": "/min", "次/分": "/min", "次/分钟": "/min", "beats/min": "/min",
-    "g/l": "g/L",
+    "g/l": "g/L", "克/升": "g/L", "g/dl": "g/dL", "克/分升": "g/dL",
+    "mg/l": "mg/L", "mg/dl": "mg/dL", "kpa": "kPa", "千帕": "kPa",
     "ml": "mL", "毫升": "mL",
     "l": "L", "升": "L",
     "cel": "Cel", "℃": "Cel", "°c": "Cel", "摄氏度": "Cel",
@@ -48,6 +51,29 @@ _SPELLINGS: dict[str, str] = {
     "°": "°", "deg": "°",
 }  # fmt: skip
 
+# canonical unit → (dimension, factor to the dimension's base unit). A unit listed here is
+# converted to any field unit of the same dimension; these are pure factors, whatever is measured.
+FACTORS: dict[str, tuple[str, float]] = {
+    "g": ("mass", 1.0),
+    "kg": ("mass", 1000.0),
+    "斤": ("mass", 500.0),
+    "mm": ("length", 1.0),
+    "cm": ("length", 10.0),
+    "m": ("length", 1000.0),
+    "mL": ("volume", 1.0),
+    "L": ("volume", 1000.0),
+    "g/L": ("mass concentration", 1.0),
+    "g/dL": ("mass concentration", 10.0),
+    "mg/dL": ("mass concentration", 0.01),
+    "mg/L": ("mass concentration", 0.001),
+    "mmHg": ("pressure", 1.0),
+    "kPa": ("pressure", 7.50062),
+    # hCG, TSH: per millilitre is a thousand times per litre; μIU/mL is mIU/L.
+    "mIU/L": ("international units per volume", 1.0),
+    "μIU/mL": ("international units per volume", 1.0),
+    "mIU/mL": ("international units per volume", 1000.0),
+    "IU/L": ("international units per volume", 1000.0),
+}
 # Spellings read with their case: a concentration that case-folds into a length.
 _CASED: dict[str, str] = {
     "mM": "mmol/L", "uM": "μmol/L", "µM": "μmol/L", "μM": "μmol/L", "nM": "nmol/L", "pM": "pmol/L",

@@ -30,6 +30,7 @@ from pydantic import (
     Field,
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
+    PrivateAttr,
     computed_field,
     field_validator,
     model_validator,
@@ -314,6 +315,19 @@ class Quantity(ValueModel):
 
     value: float = Field(description="数值 the number", allow_inf_nan=False)
     unit: str = Field(description="单位 the unit, e.g. kg, g/L, mmHg, /min")
+    original_value: float | None = Field(
+        None, description="原始数值 the number as sent, when it was converted to `unit`", allow_inf_nan=False
+    )
+    original_unit: str | None = Field(
+        None, description="原始单位 the unit as sent, when the value was converted (e.g. g/dL, 斤)"
+    )
+    _unit_problem: tuple[str, str] | None = PrivateAttr(default=None)
+    """Set by a field's QuantityRule when the unit is unknown; the record flags it."""
+
+    @property
+    def unit_problem(self) -> tuple[str, str] | None:
+        """(flag code, message) when the unit could not be checked; the record flags it."""
+        return self._unit_problem
 
     @model_validator(mode="before")
     @classmethod
@@ -547,6 +561,11 @@ class Record(RecordModel):
                     Flag(code=p.code, field=f"{where}.id_card", message=p.message)
                     for p in ref.id_card_problems()
                 ]
+        found += [
+            Flag(code=q.unit_problem[0], field=where, message=q.unit_problem[1])
+            for where, q in _quantities(self, "")
+            if q.unit_problem
+        ]
         return found
 
     @model_validator(mode="after")
@@ -557,3 +576,18 @@ class Record(RecordModel):
                 seen.add((flag.code, flag.field))
                 self.flags.append(flag)
         return self
+
+
+def _quantities(model: BaseModel, prefix: str) -> list[tuple[str, Quantity]]:
+    """Every Quantity in a record with its field path (`measurements[0].nt`)."""
+    found: list[tuple[str, Quantity]] = []
+    for name, value in model.__dict__.items():
+        where = f"{prefix}{name}"
+        items = enumerate(value) if isinstance(value, list) else [(None, value)]
+        for i, item in items:
+            at = where if i is None else f"{where}[{i}]"
+            if isinstance(item, Quantity):
+                found.append((at, item))
+            elif isinstance(item, BaseModel):
+                found += _quantities(item, f"{at}.")
+    return found

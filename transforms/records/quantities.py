@@ -21,7 +21,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
 from transforms.records.base import Quantity, fmt_number, problem
-from transforms.unit_vocabulary import LAB_UNITS, canonical_unit, is_known_lab_unit
+from transforms.unit_vocabulary import FACTORS, LAB_UNITS, canonical_unit, is_known_lab_unit
 
 __all__ = [
     "LAB_UNITS",
@@ -30,16 +30,7 @@ __all__ = [
     "is_known_lab_unit",
 ]
 
-# canonical unit → (dimension, factor to the dimension's base unit)
-_FACTORS: dict[str, tuple[str, float]] = {
-    "g": ("mass", 1.0),
-    "kg": ("mass", 1000.0),
-    "mm": ("length", 1.0),
-    "cm": ("length", 10.0),
-    "m": ("length", 1000.0),
-    "mL": ("volume", 1.0),
-    "L": ("volume", 1000.0),
-}
+_DIGITS = 6  # a converted value is rounded so that 11.6 g/dL gives 116 g/L, not 115.99999999999999
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,25 +60,38 @@ class QuantityRule:
         return data
 
     def check(self, q: Quantity) -> Quantity:
+        """Accept the field's units as sent, convert another unit of the same dimension to the
+        canonical one (keeping the original), keep an unknown unit for a flag."""
         unit = canonical_unit(q.unit)
         if unit == q.unit.strip():  # as sent: `MM` is mm where the field is a length
             unit = {u.lower(): u for u in self.units}.get(unit.lower(), unit)
-        if unit not in self.units:
-            expected = " or ".join(self.units)
-            raise problem(
-                "quantity_unit",
-                f"unit {q.unit!r} is not a unit of {self.label} (expected {expected})",
-            )
+        if unit not in self.units and FACTORS.get(unit, ("",))[0] != FACTORS.get(self.unit, ("?",))[0]:
+            kept = Quantity(value=q.value, unit=q.unit)
+            if unit in FACTORS or is_known_lab_unit(unit):
+                kept._unit_problem = (
+                    "quantity_unit_mismatch",
+                    f"unit {q.unit!r} is not a unit of {self.label} (expected {' or '.join(self.units)}); "
+                    "the value is kept as sent",
+                )
+            else:
+                kept._unit_problem = (
+                    "quantity_unit_unknown",
+                    f"unit {q.unit!r} of {self.label} is not a known unit (expected {self.unit}); "
+                    "the value is kept as sent, check its scale",
+                )
+            return kept
         value = q.value
         if unit != self.unit:
-            value = value * _FACTORS[unit][1] / _FACTORS[self.unit][1]
+            value = round(value * FACTORS[unit][1] / FACTORS[self.unit][1], _DIGITS)
         if not self.low <= value <= self.high:
             raise problem(
                 "quantity_range",
                 f"{fmt_number(q.value)} {unit} is outside the plausible {self.label} "
                 f"{fmt_number(self.low)}–{fmt_number(self.high)} {self.unit}",
             )
-        return q if unit == q.unit else Quantity(value=q.value, unit=unit)
+        if unit in self.units:
+            return q if unit == q.unit else Quantity(value=q.value, unit=unit)
+        return Quantity(value=value, unit=self.unit, original_value=q.value, original_unit=q.unit)
 
     def __get_pydantic_core_schema__(
         self, source: Any, handler: GetCoreSchemaHandler

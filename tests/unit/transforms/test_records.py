@@ -506,10 +506,25 @@ class TestPrenatalVisit:
         lines = errors_of("PrenatalVisit", {**VISIT, "next_visit_date": "2024-04-01"})
         assert lines == ["PrenatalVisit.next_visit_date: 2024-04-01 is before the visit date 2024-05-02"]
 
-    def test_weight_in_grams_is_refused(self) -> None:
-        """A structured vital in the wrong unit is an error, not a flag."""
-        lines = errors_of("PrenatalVisit", {**VISIT, "weight": {"value": 54000, "unit": "g"}})
-        assert lines == ["PrenatalVisit.weight: unit 'g' is not a unit of body weight (expected kg)"]
+    def test_known_units_are_converted_with_the_sent_value_kept(self) -> None:
+        """54000 g is 54 kg, Hb 11.6 g/dL is 116 g/L; the form's value and unit stay beside them."""
+        data = {**VISIT, "weight": {"value": 54000, "unit": "g"}, "hb": {"value": "11.6", "unit": "g/dl"}}
+        record = make(PrenatalVisit, data)
+        assert record.weight is not None and record.hb is not None
+        assert (record.weight.value, record.weight.unit, record.weight.original_unit) == (54, "kg", "g")
+        assert (record.hb.value, record.hb.unit, record.hb.original_value) == (116, "g/L", 11.6)
+        assert make(
+            PrenatalVisit, {**VISIT, "hb": {"value": 116, "unit": "克/升"}}
+        ).hb == record.hb.model_copy(update={"original_value": None, "original_unit": None})
+        assert record.flags == []
+
+    def test_an_unknown_or_irreconcilable_unit_is_flagged_not_refused(self) -> None:
+        """A unit no table knows, or one of another kind (mmol/L for Hb), keeps the record."""
+        record = make(PrenatalVisit, {**VISIT, "hb": {"value": 7.2, "unit": "mmol/L"}, "weight": "54"})
+        assert record.hb is not None and (record.hb.value, record.hb.unit) == (7.2, "mmol/L")
+        assert [(f.code, f.field) for f in record.flags] == [("quantity_unit_mismatch", "hb")]
+        record = make(PrenatalVisit, {**VISIT, "weight": {"value": 108, "unit": "lb"}})
+        assert [(f.code, f.field) for f in record.flags] == [("quantity_unit_unknown", "weight")]
 
     def test_vendor_spellings_and_bare_numbers(self) -> None:
         """公斤 means kg and a bare number is taken in the field's unit."""
@@ -901,14 +916,19 @@ class TestBirth:
         assert record.mother is not None and record.mother.id_card_valid
 
     def test_birth_weight_range_and_unit(self) -> None:
-        """8200 g and a weight in kg are both refused with one line each."""
+        """8200 g is refused; 3.25 kg is stored as 3250 g with the sent value beside it."""
         base = {"record_id": "n", "birth_time": "2024-10-08T14:32:00+08:00"}
         assert errors_of("NewbornRecord", {**base, "birth_weight": {"value": 8200, "unit": "g"}}) == [
             "NewbornRecord.birth_weight: 8200 g is outside the plausible birth weight 300–7000 g"
         ]
-        assert errors_of("NewbornRecord", {**base, "birth_weight": {"value": 3.25, "unit": "kg"}}) == [
-            "NewbornRecord.birth_weight: unit 'kg' is not a unit of birth weight (expected g)"
-        ]
+        record = make(NewbornRecord, {**base, "birth_weight": {"value": 3.25, "unit": "kg"}})
+        assert record.birth_weight is not None
+        assert record.birth_weight.model_dump() == {
+            "value": 3250,
+            "unit": "g",
+            "original_value": 3.25,
+            "original_unit": "kg",
+        }
 
     def test_apgar_range(self) -> None:
         """An Apgar score above 10 names the scale."""
@@ -1047,10 +1067,18 @@ class TestChildHealthExam:
         record = make(ChildHealthExam, {**CHILD_CHECK, "measurement_position": "立位"})
         assert [f.code for f in record.flags] == ["measurement_position_unusual"]
 
-    def test_child_weight_in_grams_is_refused(self) -> None:
-        """The check's weight is in kg; 7600 g is refused, not silently converted."""
-        lines = errors_of("ChildHealthExam", {**CHILD_CHECK, "weight": {"value": 7600, "unit": "g"}})
-        assert lines == ["ChildHealthExam.weight: unit 'g' is not a unit of child weight (expected kg)"]
+    def test_child_weight_in_grams_or_jin_and_length_in_mm_are_converted(self) -> None:
+        """7600 g and 15.2 斤 are 7.6 kg, 668 mm is 66.8 cm; the sent values are kept."""
+        for sent in ({"value": 7600, "unit": "g"}, {"value": 15.2, "unit": "斤"}):
+            data = {**CHILD_CHECK, "weight": sent, "length_or_height": {"value": 668, "unit": "毫米"}}
+            record = make(ChildHealthExam, data)
+            assert record.weight is not None and record.length_or_height is not None
+            assert (record.weight.value, record.weight.unit) == (7.6, "kg")
+            assert (record.weight.original_value, record.weight.original_unit) == (
+                sent["value"],
+                sent["unit"],
+            )
+            assert (record.length_or_height.value, record.length_or_height.original_unit) == (66.8, "毫米")
 
     def test_growth_assessment_shape(self) -> None:
         """Derived z-scores and labels in the growth calculator's shape are accepted."""
