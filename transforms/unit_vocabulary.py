@@ -21,6 +21,7 @@ __all__ = [
     "IMAGING_UNITS",
     "LAB_UNITS",
     "canonical_unit",
+    "convert_value",
     "is_known_imaging_unit",
     "is_known_lab_unit",
 ]
@@ -46,7 +47,7 @@ _SPELLINGS: dict[str, str] = {
     "ug/l": "μg/L", "µg/l": "μg/L", "μg/l": "μg/L",
     "miu/l": "mIU/L", "miu/ml": "mIU/mL",
     "uiu/ml": "μIU/mL", "µiu/ml": "μIU/mL", "μiu/ml": "μIU/mL",
-    "mmol/l": "mmol/L",
+    "mmol/l": "mmol/L", "nmol/l": "nmol/L", "pmol/l": "pmol/L", "iu/l": "IU/L",
     "mom": "MoM", "倍中位数": "MoM",
     "°": "°", "deg": "°",
 }  # fmt: skip
@@ -73,7 +74,12 @@ FACTORS: dict[str, tuple[str, float]] = {
     "μIU/mL": ("international units per volume", 1.0),
     "mIU/mL": ("international units per volume", 1000.0),
     "IU/L": ("international units per volume", 1000.0),
+    "mmol/L": ("amount concentration", 1.0),
+    "μmol/L": ("amount concentration", 0.001),
+    "nmol/L": ("amount concentration", 1e-6),
+    "pmol/L": ("amount concentration", 1e-9),
 }
+_MASS, _AMOUNT = "mass concentration", "amount concentration"  # base units g/L and mmol/L
 # Spellings read with their case: a concentration that case-folds into a length.
 _CASED: dict[str, str] = {
     "mM": "mmol/L", "uM": "μmol/L", "µM": "μmol/L", "μM": "μmol/L", "nM": "nmol/L", "pM": "pmol/L",
@@ -91,6 +97,22 @@ def canonical_unit(unit: str) -> str:
     if key in _AMBIGUOUS and _SPELLINGS.get(key) != text:
         return text
     return _SPELLINGS.get(key, text)
+
+
+def convert_value(value: float, unit: str, to_unit: str, molar_mass: float | None = None) -> float | None:
+    """`value` in canonical `unit` expressed in canonical `to_unit`, or None when they cannot be
+    reconciled. Units of one kind convert by their factors; a mass concentration and a molar one
+    convert only through the analyte's molar mass (g/mol): mmol/L = g/L ÷ M × 1000, so glucose
+    (180.16) 99 mg/dL is 5.5 mmol/L."""
+    if unit == to_unit:
+        return value
+    (kind, factor), (to_kind, to_factor) = FACTORS.get(unit, ("", 0.0)), FACTORS.get(to_unit, ("?", 0.0))
+    base = value * factor
+    if kind != to_kind:
+        if not molar_mass or molar_mass <= 0 or {kind, to_kind} != {_MASS, _AMOUNT}:
+            return None
+        base = base / molar_mass * 1000 if kind == _MASS else base * molar_mass / 1000
+    return base / to_factor
 
 
 # Units labs send, in their usual spellings (compared after `_key`). Anything else is kept and

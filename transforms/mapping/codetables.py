@@ -2,11 +2,12 @@
 
 Columns (header row required, any order, extra columns kept):
 
-    local_code,code,system,display,unit
-    HGB,718-7,LOINC,血红蛋白,g/L
+    local_code,code,system,display,unit,molar_mass
+    GLU0,14771-0,LN,空腹血糖,mmol/L,180.16
 
 `local_code` is what the sender sends; `code`/`system` the standard code (LOINC,
-a WS 364 value set, …); `display` the Chinese name; `unit` the expected unit.
+a WS 364 value set, …); `display` the Chinese name; `unit` the analyte's canonical unit;
+`molar_mass` (g/mol, lab tables) lets a mass concentration become a molar one.
 Files saved by Excel come as UTF-8 with a BOM or, on Chinese Windows, as GBK:
 both are read. A duplicate local code is an error with its line.
 """

@@ -27,7 +27,7 @@ from transforms.records.base import (
     coded_from_text,
     problem,
 )
-from transforms.unit_vocabulary import is_known_lab_unit
+from transforms.unit_vocabulary import FACTORS, canonical_unit, convert_value, is_known_lab_unit
 
 __all__ = [
     "HL7_VALUE_TYPES",
@@ -53,6 +53,7 @@ HL7_VALUE_TYPES: dict[str, str] = {
 """OBX-2 value types onto the three kinds the model stores (dates are kept as text)."""
 
 _KINDS = ("number", "text", "coded")
+_DIGITS = 6  # a converted value is rounded: 1.2 mIU/mL gives 1200 mIU/L, not 1200.0000000000002
 _NUMBER = re.compile(r"^\s*(<=|>=|≤|≥|<|>)?\s*([-+]?(?:\d+\.?\d*|\.\d+))\s*$")
 _COMPARATORS = {"≤": "<=", "≥": ">="}
 _RANGE = re.compile(r"^\s*([-+]?\d+(?:\.\d+)?)\s*[-~～—–]\s*([-+]?\d+(?:\.\d+)?)\s*$")
@@ -148,7 +149,26 @@ class Observation(RecordModel):
     comparator: Literal["<", "<=", ">", ">="] | None = Field(
         None, description="比较符 for values such as <0.05 or >1000"
     )
-    unit: str | None = Field(None, description="单位 unit as sent (OBX-6), e.g. g/L, 10^9/L")
+    unit: str | None = Field(
+        None,
+        description="单位 unit (OBX-6), e.g. g/L, 10^9/L; the analyte's expected unit once converted",
+    )
+    expected_unit: str | None = Field(
+        None, description="应用单位 the analyte's canonical unit from the lab's code table, e.g. mmol/L"
+    )
+    molar_mass: float | None = Field(
+        None,
+        gt=0,
+        description="摩尔质量 g/mol from the code table, for mass ↔ molar conversions (glucose 180.16)",
+    )
+    original_value: float | None = Field(
+        None,
+        description="原始结果值 the number as sent, when converted to `unit`",
+        allow_inf_nan=False,
+    )
+    original_unit: str | None = Field(
+        None, description="原始单位 the unit as sent, when the value was converted (e.g. mg/dL)"
+    )
     reference_range: ReferenceRange | None = Field(None, description="参考范围 reference range (OBX-7)")
     abnormal_flag: str | None = Field(
         None, description="异常标志 HL7 table 0078 (OBX-8): N, L, H, LL, HH, A, AA …"
@@ -185,6 +205,45 @@ class Observation(RecordModel):
                 data["comparator"] = comparator
         data["value_type"] = kind
         return data
+
+    @model_validator(mode="after")
+    def _to_expected_unit(self) -> Observation:
+        """A number in another unit than the analyte's is converted, the sent value and unit
+        kept; one that cannot be converted stays as sent and is flagged (`unit_reconciled`)."""
+        if not (self.unit and self.expected_unit and self.value_type == "number"):
+            return self
+        unit, expected = canonical_unit(self.unit), canonical_unit(self.expected_unit)
+        if unit == expected:
+            if self.unit != expected:  # a spelling (`mM`, `umol/l`) of the expected unit
+                self.unit = expected
+            return self
+        scale = convert_value(1.0, unit, expected, self.molar_mass)
+        if scale is None:
+            return self
+        values = self.value if isinstance(self.value, list) else [self.value]
+        if not all(isinstance(v, float) for v in values):
+            return self
+        self.original_value = self.value if isinstance(self.value, float) else None
+        self.original_unit = self.unit
+        converted = [round(v * scale, _DIGITS) for v in values]  # type: ignore[operator]
+        self.value = converted if isinstance(self.value, list) else converted[0]
+        self.unit = expected
+        if self.reference_range is not None:
+            low, high = self.reference_range.low, self.reference_range.high
+            self.reference_range = self.reference_range.model_copy(
+                update={
+                    "low": None if low is None else round(low * scale, _DIGITS),
+                    "high": None if high is None else round(high * scale, _DIGITS),
+                }
+            )
+        return self
+
+    @property
+    def unit_reconciled(self) -> bool:
+        """False when a number's known unit could not be brought to the analyte's unit."""
+        if not (self.unit and self.expected_unit and self.value_type == "number"):
+            return True
+        return canonical_unit(self.unit) == canonical_unit(self.expected_unit)
 
     @field_validator("abnormal_flag", mode="before")
     @classmethod
@@ -287,6 +346,18 @@ def observation_flags(
                 code=unit_flag,
                 field=f"{where}.unit",
                 message=f"{label} unit {obs.unit!r} is not a known unit; check the value's scale",
+            )
+        )
+    elif obs.unit and not obs.unit_reconciled:
+        kinds = {FACTORS.get(canonical_unit(u), ("",))[0] for u in (obs.unit, obs.expected_unit or "")}
+        molar = {"mass concentration", "amount concentration"}
+        why = "; the code table gives no molar mass" if kinds == molar and not obs.molar_mass else ""
+        found.append(
+            Flag(
+                code="lab_unit_mismatch",
+                field=f"{where}.unit",
+                message=f"{label} unit {obs.unit!r} cannot be converted to {obs.expected_unit} (the "
+                f"analyte's unit{why}); the value is kept as sent",
             )
         )
     if obs.abnormal_flag and obs.abnormal_flag not in ABNORMAL_FLAGS:
