@@ -8,6 +8,11 @@ these functions return problems instead of raising; the record models turn them 
 Structure of an 18-character number: area code (6) + birth date YYYYMMDD (8) + sequence (3,
 odd for men, even for women) + check character (ISO 7064 MOD 11-2). Legacy 15-digit numbers
 have a 6-digit YYMMDD birth date (always 19YY) and no check character.
+
+An area code outside GB/T 2260 (gb2260.py) is flagged but does not block linking: the check
+character already guards against typing errors, and some genuine numbers carry a code the
+list lacks (Taiwan residents' residence permits, 830000; foreigners' permanent residence
+cards since 2023, 9…).
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
+
+from transforms.records.gb2260 import is_known_area
 
 __all__ = [
     "CHECK_CHARS",
@@ -153,6 +160,14 @@ def id_card_problems(
         return [problem]
 
     problems: list[IdCardProblem] = []
+    if not is_known_area(text[:6]):
+        problems.append(
+            IdCardProblem(
+                "id_card_area_unknown",
+                f"ID card {masked} area code {text[:6]} is not a GB/T 2260 division code, current or retired",
+                blocks_linking=False,
+            )
+        )
     if len(text) == 15:
         problems.append(
             IdCardProblem(

@@ -212,6 +212,61 @@ class TestIdCard:
         assert "id_card_check_digit" in codes
 
 
+def with_area(area: str, rest: str = "19800101002") -> str:
+    """A number with the given area code and a correct check character (born 1980-01-01, female)."""
+    return area + rest + check_char(area + rest)
+
+
+class TestIdCardArea:
+    """The first six digits are checked against GB/T 2260; an unknown code is flagged, never refused."""
+
+    @pytest.mark.parametrize(
+        "area",
+        [
+            "500157",  # 重庆市两江新区, created 2025
+            "110105",  # 北京市朝阳区, unchanged since the list began
+            "110103",  # 北京市崇文区, merged into 东城区 in 2010: old cards still carry it
+            "500112",  # 重庆市渝北区, retired in 2025: 陈思雨's number
+            "120110",  # 天津市东郊区 until 1991, the same code as 东丽区 since 1992
+            "810000",  # 香港特别行政区 (residence permits for Hong Kong residents)
+        ],
+    )
+    def test_current_and_retired_codes_are_known(self, area: str) -> None:
+        """Cards are not reissued when divisions change, so every code the list ever held passes."""
+        assert id_card_problems(with_area(area), "1980-01-01", "2") == []
+
+    @pytest.mark.parametrize("area", ["000000", "999999", "110199", "830000"])
+    def test_unknown_codes_are_flagged_without_blocking_linking(self, area: str) -> None:
+        """000000, 999999, an unused county number and a code outside the list are named."""
+        [problem] = id_card_problems(with_area(area), "1980-01-01", "2")
+        assert problem.code == "id_card_area_unknown"
+        assert f"area code {area} is not a GB/T 2260 division code" in problem.message
+        assert not problem.blocks_linking
+
+    def test_legacy_number_area_is_checked_too(self) -> None:
+        """A 15-digit number carries the same area code in its first six digits."""
+        codes = [p.code for p in id_card_problems("999999800101002")]
+        assert codes == ["id_card_area_unknown", "id_card_legacy_15"]
+
+    def test_unknown_area_with_a_valid_check_character_is_stored_flagged(self) -> None:
+        """The record is kept, the flag names person.id_card, and the number still links."""
+        number = with_area("000000")
+        record = validate_record(
+            "Person",
+            {"record_id": "p", "person": {"id_card": number, "birth_date": "1980-01-01", "sex": "2"}},
+        )
+        assert record.person is not None and record.person.id_card == number
+        assert [(f.code, f.field) for f in record.flags] == [("id_card_area_unknown", "person.id_card")]
+        assert record.person.id_card_valid and record.person.id_card_for_linking == number
+
+    def test_check_character_rule_is_unchanged_for_an_unknown_area(self) -> None:
+        """A wrong check character is still reported (and blocks linking) next to the area flag."""
+        number = with_area("999999")
+        wrong = number[:17] + ("0" if number[17] != "0" else "1")
+        codes = [p.code for p in id_card_problems(wrong)]
+        assert codes == ["id_card_area_unknown", "id_card_check_digit"]
+
+
 # --------------------------------------------------------------------------- people
 
 
