@@ -6,10 +6,11 @@ so that dashboards and follow-up lists do not recompute them. See MCH-DOMAIN §5
 
 Method (WHO technical report, 2006):
 - LMS: z = ((X/M)^L − 1)/(L·S) for L ≠ 0, ln(X/M)/S for L = 0, with L, M, S linearly
-  interpolated between table rows (the shipped tables are weekly for 0–13 weeks, monthly to
-  60 months, and every 0.5 cm for weight-for-length/height; see data/who/README.md). Ages
-  run to 1856 days (60 completed months) as in WHO's software, the last 30 days continued
-  linearly from the 59–60 month rows.
+  interpolated between table rows (the shipped tables are weekly for 0–13 weeks, daily for
+  weight-for-age days 0–14 where the post-natal dip bends the curve, monthly to 60 months,
+  and every 0.5 cm for weight-for-length/height; see data/who/README.md). Ages run to 1856
+  days (60 completed months) as in WHO's software, the last 30 days continued linearly from
+  the 59–60 month rows.
 - Weight-based indicators (wfa, wfl, wfh, bfa) beyond ±3 SD use WHO's restricted
   application: linear extrapolation with the SD2–SD3 distance, because the LMS curves are not
   fitted to data that far out.

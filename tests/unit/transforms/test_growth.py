@@ -182,6 +182,68 @@ class TestPublishedValues:
             assert result[key] == pytest.approx(z, abs=0.03), key
 
 
+# WHO Child Growth Standards, weight-for-age expanded tables (by day), days 0–14: (L, M, S).
+WHO_DAILY_WFA = {
+    "1": [
+        (0.3487, 3.3464, 0.1460),
+        (0.3127, 3.3174, 0.1469),
+        (0.3029, 3.3370, 0.1468),
+        (0.2959, 3.3627, 0.1465),
+        (0.2903, 3.3915, 0.1461),
+        (0.2855, 3.4223, 0.1457),
+        (0.2813, 3.4545, 0.1453),
+        (0.2776, 3.4879, 0.1448),
+        (0.2742, 3.5222, 0.1444),
+        (0.2711, 3.5576, 0.1439),
+        (0.2681, 3.5941, 0.1434),
+        (0.2654, 3.6319, 0.1429),
+        (0.2628, 3.6710, 0.1424),
+        (0.2604, 3.7113, 0.1419),
+        (0.2581, 3.7529, 0.1414),
+    ],
+    "2": [
+        (0.3809, 3.2322, 0.1417),
+        (0.3259, 3.1957, 0.1458),
+        (0.3101, 3.2104, 0.1464),
+        (0.2986, 3.2315, 0.1466),
+        (0.2891, 3.2558, 0.1466),
+        (0.2810, 3.2821, 0.1465),
+        (0.2737, 3.3099, 0.1463),
+        (0.2671, 3.3388, 0.1460),
+        (0.2609, 3.3687, 0.1457),
+        (0.2551, 3.3995, 0.1453),
+        (0.2497, 3.4314, 0.1450),
+        (0.2446, 3.4643, 0.1446),
+        (0.2397, 3.4983, 0.1442),
+        (0.2349, 3.5333, 0.1438),
+        (0.2304, 3.5693, 0.1434),
+    ],
+}
+
+
+class TestFirstTwoWeeks:
+    """Weight dips after birth; a line from day 0 to day 7 misses the dip by up to 0.14 z."""
+
+    @pytest.mark.parametrize("sex", ["1", "2"])
+    @pytest.mark.parametrize("day", range(15))
+    def test_weight_for_age_is_who_daily_table(self, sex: str, day: int) -> None:
+        ell, m, s = lms_at("wfa", sex, day)
+        want_l, want_m, want_s = WHO_DAILY_WFA[sex][day]
+        assert ell == pytest.approx(want_l, abs=1e-9)
+        assert m == pytest.approx(want_m, abs=1e-9)
+        # WHO prints S to 5 decimals on its weekly rows, the daily copy to 4.
+        assert s == pytest.approx(want_s, abs=0.00005 + 1e-9)
+
+    def test_girl_of_2370_g_on_day_2_is_not_underweight(self) -> None:
+        result = growth_assessment("2", 2, 2.37)
+        assert result["wfa_z"] == pytest.approx(-1.98, abs=0.01)
+        assert [label["code"] for label in result["labels"]] == []
+
+    def test_girl_of_2300_g_on_day_2_is_underweight(self) -> None:
+        result = growth_assessment("2", 2, 2.30)
+        assert [label["display"] for label in result["labels"]] == ["低体重"]
+
+
 class TestZscore:
     @pytest.mark.parametrize("indicator", ["wfa", "lhfa", "bfa", "hcfa"])
     @pytest.mark.parametrize("sex", ["1", "2"])
