@@ -226,6 +226,37 @@ def zscore(indicator: str, sex: str, x: float, measure: float, *, standard: str 
     return round(z, 2)
 
 
+POSITION_WORDS: dict[str, bool] = {
+    "recumbent": True,
+    "lying": True,
+    "卧位": True,
+    "卧": True,
+    "standing": False,
+    "立位": False,
+    "站立": False,
+    "立": False,
+}
+"""Measuring positions as forms write them → measured lying (True) or standing (False)."""
+
+
+def measured_lying_from(sent: object, age_months: int | None, lying_before_months: int | None) -> bool | None:
+    """Whether a length was measured lying: the form's word when it carries one, else the
+    site's practice (lying before ``lying_before_months`` completed months), else unknown.
+
+    Chinese child-health practice measures 身长 lying until 3 years while WHO switches to
+    standing at 24 months, so the default is a site setting rather than WHO's age."""
+    if isinstance(sent, bool):
+        return sent
+    if sent is not None and str(sent).strip():
+        word = str(sent).strip().lower()
+        if word not in POSITION_WORDS:
+            raise ValueError(f"measuring position {sent!r} is neither lying (卧位) nor standing (立位)")
+        return POSITION_WORDS[word]
+    if lying_before_months is None or age_months is None:
+        return None
+    return age_months < lying_before_months
+
+
 def adjust_length_for_position(length_cm: float, age_days: int, measured_lying: bool | None) -> float:
     """WHO's 0.7 cm correction when the measuring position does not match the age."""
     if measured_lying is None:

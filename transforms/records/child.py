@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from transforms.derived import age_in_months
+from transforms.growth import POSITION_WORDS
 from transforms.records.base import (
     Between,
     Clinician,
@@ -42,8 +43,7 @@ RECUMBENT_BEFORE_MONTHS = 24
 
 _DEV_PASS = {"pass", "通过", "正常", "p"}
 _DEV_FAIL = {"fail", "未过", "未通过", "不通过", "可疑", "异常", "f"}
-_POSITIONS = {"recumbent": "recumbent", "卧位": "recumbent", "lying": "recumbent",
-              "standing": "standing", "立位": "standing", "站立": "standing"}  # fmt: skip
+_POSITIONS = {word: "recumbent" if lying else "standing" for word, lying in POSITION_WORDS.items()}
 
 
 class GrowthLabel(ValueModel):

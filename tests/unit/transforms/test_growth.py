@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from transforms.derived import age_in_days
+from transforms.derived import age_in_days, age_in_months
 from transforms.growth import (
     AGE_MAX_DAYS,
     DAYS_PER_MONTH,
@@ -26,6 +26,7 @@ from transforms.growth import (
     growth_assessment,
     lms_at,
     load_table,
+    measured_lying_from,
     value_at_z,
     zscore,
 )
@@ -399,6 +400,39 @@ class TestPositionAdjustment:
         result = growth_assessment("1", age, 10.0, 80.0, measured_lying=lying)
         assert result["length_cm_used"] == 80.0
         assert result["length_adjustment_cm"] == 0.0
+
+    @pytest.mark.parametrize("months_old", [24, 30, 35])
+    def test_site_lying_until_36_months_subtracts_0_7_at_24_to_35(self, months_old: int) -> None:
+        """Chinese practice measures lying until 3 years: no position on the form → lying."""
+        birth = date(2023, 3, 15)  # 24 months later is 731 days (29 Feb 2024 between)
+        at = date(2023 + (2 + months_old) // 12, 1 + (2 + months_old) % 12, 15)
+        lying = measured_lying_from(None, age_in_months(birth, at), 36)
+        result = growth_assessment("2", age_in_days(birth, at), 12.0, 88.0, measured_lying=lying)
+        assert lying is True
+        assert result["length_adjustment_cm"] == -0.7
+        assert result["lhfa_z"] == zscore("lhfa", "2", age_in_days(birth, at), 87.3)
+
+    def test_site_default_is_standing_from_36_months(self) -> None:
+        assert measured_lying_from(None, 36, 36) is False
+        assert measured_lying_from(None, 35, 36) is True
+
+    @pytest.mark.parametrize(("word", "lying"), [("立位", False), ("卧位", True), (" Standing ", False)])
+    def test_the_form_overrides_the_site_default(self, word: str, lying: bool) -> None:
+        assert measured_lying_from(word, 30, 36) is lying
+        assert measured_lying_from(word, 12, 36) is lying
+
+    def test_standing_at_23_months_adds_0_7_whatever_the_site(self) -> None:
+        result = growth_assessment("1", 700, 11.0, 84.0, measured_lying=measured_lying_from("立位", 23, 36))
+        assert result["length_adjustment_cm"] == 0.7
+        assert result["wflh_indicator"] == "wfl"
+
+    def test_without_a_site_setting_the_position_is_unknown(self) -> None:
+        assert measured_lying_from(None, 30, None) is None
+        assert measured_lying_from("", 30, None) is None
+
+    def test_unknown_position_word_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="neither lying"):
+            measured_lying_from("坐位", 30, 36)
 
     def test_table_switch_at_731_days(self) -> None:
         assert growth_assessment("1", 730, 11.0, 85.0)["wflh_indicator"] == "wfl"
