@@ -70,10 +70,11 @@ _POSITIONS = {word: "recumbent" if lying else "standing" for word, lying in POSI
 
 
 class GrowthLabel(ValueModel):
-    """生长评价 a growth label from a z-score (WHO, under 5)."""
+    """生长评价 a growth label from a z-score (WHO 2006 under 5, WHO 2007 from 5 years)."""
 
-    code: Literal["underweight", "stunting", "wasting", "overweight", "obese"] = Field(
-        description="评价 underweight 低体重, stunting 生长迟缓, wasting 消瘦, overweight 超重, obese 肥胖"
+    code: Literal["underweight", "stunting", "wasting", "thinness", "overweight", "obese"] = Field(
+        description="评价 underweight 低体重, stunting 生长迟缓, wasting 消瘦 (weight-for-length/height, "
+        "under 5), thinness 消瘦 (BMI-for-age, from 5 years), overweight 超重, obese 肥胖"
     )
     display: str | None = Field(None, description="中文 e.g. 重度低体重")
     severity: Literal["moderate", "severe"] | None = Field(
@@ -95,7 +96,7 @@ class GrowthFlag(ValueModel):
 class GrowthAssessment(RecordModel):
     """生长发育评价 derived z-scores and labels for one check (not sent by hospitals)."""
 
-    standard: str = Field(description="标准 growth standard, e.g. WHO2006, WS/T 423-2022")
+    standard: str = Field(description="标准 growth standard: WHO2006 (under 5), WHO2007 (from 61 months)")
     sex: SexCode | None = Field(None, description="性别 the sex the tables were chosen for")
     age_days: int | None = Field(None, ge=0, description="日龄 age in days at the check")
     length_cm_used: float | None = Field(

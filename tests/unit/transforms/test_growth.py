@@ -242,6 +242,50 @@ class TestFirstTwoWeeks:
         assert [label["display"] for label in result["labels"]] == ["低体重"]
 
 
+class TestReference2007:
+    """WHO Reference 2007 (5–19 years) past 60 completed months, as WHO AnthroPlus does."""
+
+    def test_sd_lines_at_61_months_match_who_tables(self) -> None:
+        """WHO's 5–19 tables, boys 5:1 years: BMI −2 SD 13.0, median 15.3, +2 SD 18.3;
+        height median 110.3 cm; weight median 18.5 kg."""
+        for z, value in ((-2, 13.0), (0, 15.3), (2, 18.3)):
+            assert value_at_z("bfa", "1", months(61), z) == pytest.approx(value, abs=0.05)
+        assert value_at_z("lhfa", "1", months(61), 0) == pytest.approx(110.3, abs=0.05)
+        assert value_at_z("wfa", "1", months(61), 0) == pytest.approx(18.5, abs=0.05)
+
+    @pytest.mark.parametrize("sex", ["1", "2"])
+    @pytest.mark.parametrize("indicator", ["wfa", "lhfa", "bfa"])
+    def test_joins_the_2006_standards_at_5_years(self, sex: str, indicator: str) -> None:
+        """The 2007 reference was fitted to meet the 2006 standards at 5 years, not exactly: a day
+        apart, a child's z moves by up to 0.13 (girls' height median 109.9 → 109.6 cm)."""
+        measure = value_at_z(indicator, sex, AGE_MAX_DAYS, -1.5)
+        assert zscore(indicator, sex, AGE_MAX_DAYS + 1, measure) == pytest.approx(-1.5, abs=0.15)
+
+    @pytest.mark.parametrize(
+        ("bmi_z", "codes"),
+        [(0.9, []), (1.2, ["overweight"]), (2.2, ["obese"]), (-1.9, []), (-2.2, ["thinness"])],
+    )
+    def test_bmi_cut_offs_from_5_years(self, bmi_z: float, codes: list[str]) -> None:
+        """From 5 years WHO labels BMI-for-age: overweight > +1 SD, obese > +2, thinness < −2."""
+        age, height = 2200, 116.0
+        weight = value_at_z("bfa", "2", age, bmi_z) * (height / 100) ** 2
+        result = growth_assessment("2", age, round(weight, 3), height)
+        assert result["bfa_z"] == pytest.approx(bmi_z, abs=0.01)
+        assert [label["code"] for label in result["labels"] if label["indicator"] == "bfa_z"] == codes
+
+    def test_thinness_is_displayed_as_xiaoshou(self) -> None:
+        weight = value_at_z("bfa", "1", 2400, -3.5) * 1.2**2
+        [label] = [
+            x for x in growth_assessment("1", 2400, weight, 120.0)["labels"] if x["code"] == "thinness"
+        ]
+        assert (label["display"], label["severity"]) == ("重度消瘦", "severe")
+
+    def test_weight_for_age_stops_at_10_years(self) -> None:
+        result = growth_assessment("1", 3700, 30.0, 140.0)
+        assert "wfa_z" not in result and "wfa_z" in result["not_assessed"]
+        assert "lhfa_z" in result and "bfa_z" in result
+
+
 class TestZscore:
     @pytest.mark.parametrize("indicator", ["wfa", "lhfa", "bfa", "hcfa"])
     @pytest.mark.parametrize("sex", ["1", "2"])
@@ -334,8 +378,9 @@ class TestOutOfRange:
             ("wfh", 64.5, "65"),
             ("wfh", 120.1, "120"),
             ("wfa", -1, "0 to 1856"),
-            ("wfa", 1857, "1856"),
-            ("lhfa", 2000, "1856"),
+            ("wfa", 3653, "3652.5"),  # WHO 2007: weight-for-age to 10 years
+            ("lhfa", 6940, "6939.75"),  # and height-for-age to 19 (228 months)
+            ("hcfa", 1857, "1856"),
             ("hcfa", -0.5, "0 to 1856"),
         ],
     )
@@ -507,10 +552,11 @@ class TestAssessment:
         assert "hcfa_z" in result
         assert not {"wfa_z", "lhfa_z", "wflh_z", "bfa_z"} & result.keys()
 
-    def test_over_five_years_is_not_assessed(self) -> None:
+    def test_over_five_years_uses_the_2007_reference(self) -> None:
         result = growth_assessment("1", 1900, 20.0, 112.0, 50.0)
-        assert not {"wfa_z", "lhfa_z", "wflh_z", "bfa_z", "hcfa_z"} & result.keys()
-        assert set(result["not_assessed"]) == {"wfa_z", "lhfa_z", "wflh_z", "bfa_z", "hcfa_z"}
+        assert result["standard"] == "WHO2007"
+        assert {"wfa_z", "lhfa_z", "bfa_z"} <= result.keys()
+        assert set(result["not_assessed"]) == {"wflh_z", "hcfa_z"}
 
     def test_without_age_uses_the_position(self) -> None:
         lying = growth_assessment("2", None, 9.0, 75.0, measured_lying=True)
