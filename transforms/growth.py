@@ -6,10 +6,11 @@ so that dashboards and follow-up lists do not recompute them. See MCH-DOMAIN §5
 
 Method (WHO technical report, 2006):
 - LMS: z = ((X/M)^L − 1)/(L·S) for L ≠ 0, ln(X/M)/S for L = 0, with L, M, S linearly
-  interpolated between table rows (the shipped tables are weekly for 0–13 weeks, monthly to
-  60 months, and every 0.5 cm for weight-for-length/height; see data/who/README.md). Ages
-  run to 1856 days (60 completed months) as in WHO's software, the last 30 days continued
-  linearly from the 59–60 month rows.
+  interpolated between table rows (the shipped tables are weekly for 0–13 weeks, daily for
+  weight-for-age days 0–14 where the post-natal dip bends the curve, monthly to 60 months,
+  and every 0.5 cm for weight-for-length/height; see data/who/README.md). Ages run to 1856
+  days (60 completed months) as in WHO's software, the last 30 days continued linearly from
+  the 59–60 month rows.
 - Weight-based indicators (wfa, wfl, wfh, bfa) beyond ±3 SD use WHO's restricted
   application: linear extrapolation with the SD2–SD3 distance, because the LMS curves are not
   fitted to data that far out.
@@ -17,6 +18,10 @@ Method (WHO technical report, 2006):
   When the position does not match the age WHO corrects by 0.7 cm: standing under 24 months
   +0.7 cm, lying at 24 months or over −0.7 cm. Weight-for-length applies under 731 days,
   weight-for-height from 731 days.
+
+Past 60 completed months the WHO Reference 2007 (5–19 years; de Onis et al., Bull WHO 2007)
+takes over for height-, weight- (to 10 years) and BMI-for-age, as in WHO AnthroPlus, with its
+own BMI cut-offs: thinness (消瘦) < −2 SD, overweight > +1 SD, obese > +2 SD.
 
 WS/T 423-2022 (7岁以下儿童生长标准), the Chinese national standard since 2023-03-01, is not in
 any public package; its tables would be added as another ``standard`` behind these same
@@ -35,6 +40,12 @@ from typing import Any
 
 WHO_2006 = "WHO2006"
 STANDARDS = (WHO_2006,)
+WHO_2007 = "WHO2007"
+"""WHO Reference 2007 (5–19 years): used under ``WHO2006`` past 60 completed months, as WHO's
+AnthroPlus does; the result names it in ``standard``."""
+
+REFERENCE_2007_PARTS: dict[str, str] = {"wfa": "5_10", "lhfa": "5_19", "bfa": "5_19"}
+"""Indicators the 2007 reference defines (weight-for-age only to 10 years); no wfl/wfh/hcfa."""
 
 DAYS_PER_MONTH = 30.4375
 """WHO's month (365.25 / 12 days); monthly table rows sit at month × this many days."""
@@ -171,6 +182,8 @@ def _table_for(indicator: str, sex: str, x: float, standard: str) -> LmsTable:
     group = normalise_sex(sex)
     if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
         raise ValueError(f"{INDICATORS[indicator]} needs a finite age or length, got {x!r}")
+    if x > AGE_MAX_DAYS and indicator in REFERENCE_2007_PARTS:
+        return load_table(f"{indicator}_{group}_{REFERENCE_2007_PARTS[indicator]}")
     if indicator in ("lhfa", "bfa"):
         # Recumbent (0–2 y) and standing (2–5 y) tables meet at 730.5 days.
         part = "0_2" if x <= 24 * DAYS_PER_MONTH else "2_5"
@@ -205,7 +218,8 @@ def value_at_z(indicator: str, sex: str, x: float, z: float, *, standard: str = 
 def zscore(indicator: str, sex: str, x: float, measure: float, *, standard: str = WHO_2006) -> float:
     """z-score of ``measure`` for ``indicator`` at x, rounded to 2 decimals.
 
-    x is age in days for wfa, lhfa, bfa and hcfa (0–1856), and length (wfl, 45–110 cm)
+    x is age in days for wfa, lhfa, bfa and hcfa (0–1856; past 1856 the WHO 2007 reference:
+    lhfa and bfa to 228 months, wfa to 120 months), and length (wfl, 45–110 cm)
     or height (wfh, 65–120 cm) for the weight-for-length/height indicators. measure is kg,
     cm or kg/m² accordingly. Raises ValueError (OutsideReferenceError when x is out of range).
     """
@@ -223,6 +237,37 @@ def zscore(indicator: str, sex: str, x: float, measure: float, *, standard: str 
             sd3neg = _sd_line(lms, -3)
             z = -3 + (measure - sd3neg) / (_sd_line(lms, -2) - sd3neg)
     return round(z, 2)
+
+
+POSITION_WORDS: dict[str, bool] = {
+    "recumbent": True,
+    "lying": True,
+    "卧位": True,
+    "卧": True,
+    "standing": False,
+    "立位": False,
+    "站立": False,
+    "立": False,
+}
+"""Measuring positions as forms write them → measured lying (True) or standing (False)."""
+
+
+def measured_lying_from(sent: object, age_months: int | None, lying_before_months: int | None) -> bool | None:
+    """Whether a length was measured lying: the form's word when it carries one, else the
+    site's practice (lying before ``lying_before_months`` completed months), else unknown.
+
+    Chinese child-health practice measures 身长 lying until 3 years while WHO switches to
+    standing at 24 months, so the default is a site setting rather than WHO's age."""
+    if isinstance(sent, bool):
+        return sent
+    if sent is not None and str(sent).strip():
+        word = str(sent).strip().lower()
+        if word not in POSITION_WORDS:
+            raise ValueError(f"measuring position {sent!r} is neither lying (卧位) nor standing (立位)")
+        return POSITION_WORDS[word]
+    if lying_before_months is None or age_months is None:
+        return None
+    return age_months < lying_before_months
 
 
 def adjust_length_for_position(length_cm: float, age_days: int, measured_lying: bool | None) -> float:
@@ -244,6 +289,7 @@ _LABELS: dict[str, str] = {
     "wasting": "消瘦",
     "overweight": "超重",
     "obese": "肥胖",
+    "thinness": "消瘦",
 }
 _SEVERE_PREFIX = "重度"
 
@@ -262,10 +308,11 @@ def _low_label(code: str, key: str, z: float) -> dict[str, Any] | None:
     }
 
 
-def _high_label(key: str, z: float) -> dict[str, Any] | None:
-    if z <= 2:
+def _high_label(key: str, z: float, overweight_above: float = 2) -> dict[str, Any] | None:
+    """Under 5 (WHO 2006) overweight > +2 SD, obese > +3; from 5 years (WHO 2007, BMI) +1 / +2."""
+    if z <= overweight_above:
         return None
-    code = "obese" if z > 3 else "overweight"
+    code = "obese" if z > overweight_above + 1 else "overweight"
     return {"code": code, "display": _LABELS[code], "severity": None, "indicator": key, "z": z}
 
 
@@ -309,7 +356,11 @@ def growth_assessment(
     if age_days is None and measured_lying is None:
         raise ValueError("without the age, measured_lying must say whether length or height")
 
-    result: dict[str, Any] = {"standard": standard, "sex": "1" if group == "boys" else "2"}
+    over_5 = age_days is not None and age_days > AGE_MAX_DAYS
+    result: dict[str, Any] = {
+        "standard": WHO_2007 if over_5 and standard == WHO_2006 else standard,
+        "sex": "1" if group == "boys" else "2",
+    }
     if age_days is not None:
         result["age_days"] = age_days
     not_assessed: dict[str, str] = {}
@@ -345,10 +396,10 @@ def growth_assessment(
         else:
             wflh = "wfl" if measured_lying else "wfh"
         result["wflh_indicator"] = wflh
-        if age_days is not None and age_days > AGE_MAX_DAYS:
+        if over_5:
             not_assessed["wflh_z"] = (
                 f"WHO 2006 standards cover children up to 60 completed months "
-                f"({AGE_MAX_DAYS} days); {age_days} is outside it"
+                f"({AGE_MAX_DAYS} days); {age_days} is outside it (BMI-for-age applies instead)"
             )
         else:
             attempt("wflh_z", wflh, used_length, weight)
@@ -379,8 +430,8 @@ def growth_assessment(
     body_key = "wflh_z" if "wflh_z" in usable else "bfa_z" if "bfa_z" in usable else None
     if body_key is not None:
         for label in (
-            _low_label("wasting", body_key, usable[body_key]),
-            _high_label(body_key, usable[body_key]),
+            _low_label("thinness" if over_5 else "wasting", body_key, usable[body_key]),
+            _high_label(body_key, usable[body_key], overweight_above=1 if over_5 else 2),
         ):
             if label:
                 labels.append(label)

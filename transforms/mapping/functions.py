@@ -76,23 +76,39 @@ def growth(
     length_cm: Any = None,
     head_cm: Any = None,
     measured_lying: Any = None,
+    lying_before_months: Any = None,
 ) -> dict[str, Any]:
-    """WHO z-scores and labels for a child check (see transforms/growth.py)."""
+    """WHO z-scores and labels for a child check (see transforms/growth.py); the position is
+    the form's (``measured_lying``) or the site's practice by age (``lying_before_months``)."""
     from transforms.growth import growth_assessment
 
-    lying = (
-        None
-        if measured_lying in (None, "")
-        else str(measured_lying).lower() in ("1", "true", "lying", "卧位")
-    )
     return growth_assessment(
         str(sex),
         age_in_days(birth, at),
         weight_kg=as_number(weight_kg, "weight_kg"),
         length_cm=as_number(length_cm, "length_cm"),
         head_cm=as_number(head_cm, "head_cm"),
-        measured_lying=lying,
+        measured_lying=_measured_lying(measured_lying, birth, at, lying_before_months),
     )
+
+
+def _measured_lying(sent: Any, birth: Any, at: Any, lying_before_months: Any) -> bool | None:
+    from transforms.growth import measured_lying_from
+
+    site = as_number(lying_before_months, "lying_before_months")
+    months = age_in_months(birth, at) if site is not None else None
+    return measured_lying_from(sent, months, None if site is None else int(site))
+
+
+def measurement_position(
+    birth: Any, at: Any, length_cm: Any = None, lying_before_months: Any = None
+) -> str | None:
+    """测量体位 by the site's practice when the form does not say: lying before
+    ``lying_before_months`` completed months (36 in Chinese child-health practice)."""
+    if as_number(length_cm, "length_cm") is None:
+        return None
+    lying = _measured_lying(None, birth, at, lying_before_months)
+    return None if lying is None else "recumbent" if lying else "standing"
 
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {
@@ -102,4 +118,5 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "edd_from_lmp": edd_from_lmp,
     "bmi": bmi,
     "growth": growth,
+    "measurement_position": measurement_position,
 }

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from transforms.derived import age_in_months
+from transforms.growth import POSITION_WORDS
 from transforms.records.base import (
     Between,
     Clinician,
@@ -35,22 +36,45 @@ __all__ = [
     "GrowthAssessment",
     "GrowthFlag",
     "GrowthLabel",
+    "child_anaemia",
 ]
 
 RECUMBENT_BEFORE_MONTHS = 24
 """Length is measured lying before 24 months, height standing from 24 months."""
 
+LYING_USUAL_BEFORE_MONTHS = 36
+"""Chinese child-health practice measures 身长 lying until 3 years; lying later is unusual."""
+
+# WHO haemoglobin cut-offs for anaemia (WHO/NMH/NHD/MNM/11.1, 2011): (from month, to month
+# exclusive, anaemic below g/L). Under 6 months WHO sets none, so none is judged.
+_ANAEMIA_BELOW_G_L: tuple[tuple[int, int, float], ...] = (
+    (6, 60, 110.0),
+    (60, 144, 115.0),
+    (144, 180, 120.0),
+)
+
+
+def child_anaemia(hb_g_l: float | None, age_months: int | None) -> bool | None:
+    """贫血 by WHO's cut-off for the age; None without Hb or outside 6 months–14 years."""
+    if hb_g_l is None or age_months is None:
+        return None
+    for start, end, below in _ANAEMIA_BELOW_G_L:
+        if start <= age_months < end:
+            return hb_g_l < below
+    return None
+
+
 _DEV_PASS = {"pass", "通过", "正常", "p"}
 _DEV_FAIL = {"fail", "未过", "未通过", "不通过", "可疑", "异常", "f"}
-_POSITIONS = {"recumbent": "recumbent", "卧位": "recumbent", "lying": "recumbent",
-              "standing": "standing", "立位": "standing", "站立": "standing"}  # fmt: skip
+_POSITIONS = {word: "recumbent" if lying else "standing" for word, lying in POSITION_WORDS.items()}
 
 
 class GrowthLabel(ValueModel):
-    """生长评价 a growth label from a z-score (WHO, under 5)."""
+    """生长评价 a growth label from a z-score (WHO 2006 under 5, WHO 2007 from 5 years)."""
 
-    code: Literal["underweight", "stunting", "wasting", "overweight", "obese"] = Field(
-        description="评价 underweight 低体重, stunting 生长迟缓, wasting 消瘦, overweight 超重, obese 肥胖"
+    code: Literal["underweight", "stunting", "wasting", "thinness", "overweight", "obese"] = Field(
+        description="评价 underweight 低体重, stunting 生长迟缓, wasting 消瘦 (weight-for-length/height, "
+        "under 5), thinness 消瘦 (BMI-for-age, from 5 years), overweight 超重, obese 肥胖"
     )
     display: str | None = Field(None, description="中文 e.g. 重度低体重")
     severity: Literal["moderate", "severe"] | None = Field(
@@ -72,7 +96,7 @@ class GrowthFlag(ValueModel):
 class GrowthAssessment(RecordModel):
     """生长发育评价 derived z-scores and labels for one check (not sent by hospitals)."""
 
-    standard: str = Field(description="标准 growth standard, e.g. WHO2006, WS/T 423-2022")
+    standard: str = Field(description="标准 growth standard: WHO2006 (under 5), WHO2007 (from 61 months)")
     sex: SexCode | None = Field(None, description="性别 the sex the tables were chosen for")
     age_days: int | None = Field(None, ge=0, description="日龄 age in days at the check")
     length_cm_used: float | None = Field(
@@ -142,6 +166,11 @@ class ChildHealthExam(Record):
     growth: GrowthAssessment | None = Field(
         None, description="生长发育评价 derived z-scores and labels (computed by the engine)"
     )
+    anaemia: bool | None = Field(
+        None,
+        description="贫血 (derived) Hb below WHO's cut-off: <110 g/L at 6–59 months, <115 at 5–11 "
+        "years, <120 at 12–14 years; empty without Hb in g/L or outside those ages",
+    )
 
     @field_validator("development_screening", mode="before")
     @classmethod
@@ -186,6 +215,8 @@ class ChildHealthExam(Record):
         if self.measurement_position is None and self.length_or_height is not None and known_age:
             young = (self.age_months or 0) < RECUMBENT_BEFORE_MONTHS
             self.measurement_position = "recumbent" if young else "standing"
+        hb = self.hb.value if self.hb is not None and self.hb.unit == "g/L" else None
+        self.anaemia = child_anaemia(hb, self.age_months)
         return self
 
     def derived_flags(self) -> list[Flag]:
@@ -203,7 +234,13 @@ class ChildHealthExam(Record):
                     )
                 )
         if self.age_months is not None and self.measurement_position is not None:
-            expected = "recumbent" if self.age_months < RECUMBENT_BEFORE_MONTHS else "standing"
+            # 24–35 months either is usual: WHO stands them, Chinese practice lies them down.
+            if self.age_months < RECUMBENT_BEFORE_MONTHS:
+                expected = "recumbent"
+            elif self.age_months >= LYING_USUAL_BEFORE_MONTHS:
+                expected = "standing"
+            else:
+                expected = self.measurement_position
             if self.measurement_position != expected:
                 found.append(
                     Flag(

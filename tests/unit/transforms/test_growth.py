@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from transforms.derived import age_in_days
+from transforms.derived import age_in_days, age_in_months
 from transforms.growth import (
     AGE_MAX_DAYS,
     DAYS_PER_MONTH,
@@ -26,6 +26,7 @@ from transforms.growth import (
     growth_assessment,
     lms_at,
     load_table,
+    measured_lying_from,
     value_at_z,
     zscore,
 )
@@ -182,6 +183,109 @@ class TestPublishedValues:
             assert result[key] == pytest.approx(z, abs=0.03), key
 
 
+# WHO Child Growth Standards, weight-for-age expanded tables (by day), days 0–14: (L, M, S).
+WHO_DAILY_WFA = {
+    "1": [
+        (0.3487, 3.3464, 0.14602),
+        (0.3127, 3.3174, 0.14693),
+        (0.3029, 3.3370, 0.14676),
+        (0.2959, 3.3627, 0.14647),
+        (0.2903, 3.3915, 0.14611),
+        (0.2855, 3.4223, 0.14571),
+        (0.2813, 3.4545, 0.14528),
+        (0.2776, 3.4879, 0.14483),
+        (0.2742, 3.5222, 0.14436),
+        (0.2711, 3.5576, 0.14388),
+        (0.2681, 3.5941, 0.14339),
+        (0.2654, 3.6319, 0.14290),
+        (0.2628, 3.6710, 0.14241),
+        (0.2604, 3.7113, 0.14192),
+        (0.2581, 3.7529, 0.14142),
+    ],
+    "2": [
+        (0.3809, 3.2322, 0.14171),
+        (0.3259, 3.1957, 0.14578),
+        (0.3101, 3.2104, 0.14637),
+        (0.2986, 3.2315, 0.14657),
+        (0.2891, 3.2558, 0.14658),
+        (0.2810, 3.2821, 0.14646),
+        (0.2737, 3.3099, 0.14626),
+        (0.2671, 3.3388, 0.14600),
+        (0.2609, 3.3687, 0.14569),
+        (0.2551, 3.3995, 0.14534),
+        (0.2497, 3.4314, 0.14498),
+        (0.2446, 3.4643, 0.14459),
+        (0.2397, 3.4983, 0.14420),
+        (0.2349, 3.5333, 0.14380),
+        (0.2304, 3.5693, 0.14339),
+    ],
+}
+
+
+class TestFirstTwoWeeks:
+    """Weight dips after birth; a line from day 0 to day 7 misses the dip by up to 0.14 z."""
+
+    @pytest.mark.parametrize("sex", ["1", "2"])
+    @pytest.mark.parametrize("day", range(15))
+    def test_weight_for_age_is_who_daily_table(self, sex: str, day: int) -> None:
+        ell, m, s = lms_at("wfa", sex, day)
+        want_l, want_m, want_s = WHO_DAILY_WFA[sex][day]
+        assert (ell, m, s) == (want_l, want_m, want_s)
+
+    def test_girl_of_2370_g_on_day_2_is_not_underweight(self) -> None:
+        result = growth_assessment("2", 2, 2.37)
+        assert result["wfa_z"] == pytest.approx(-1.98, abs=0.01)
+        assert [label["code"] for label in result["labels"]] == []
+
+    def test_girl_of_2300_g_on_day_2_is_underweight(self) -> None:
+        result = growth_assessment("2", 2, 2.30)
+        assert [label["display"] for label in result["labels"]] == ["低体重"]
+
+
+class TestReference2007:
+    """WHO Reference 2007 (5–19 years) past 60 completed months, as WHO AnthroPlus does."""
+
+    def test_sd_lines_at_61_months_match_who_tables(self) -> None:
+        """WHO's 5–19 tables, boys 5:1 years: BMI −2 SD 13.0, median 15.3, +2 SD 18.3;
+        height median 110.3 cm; weight median 18.5 kg."""
+        for z, value in ((-2, 13.0), (0, 15.3), (2, 18.3)):
+            assert value_at_z("bfa", "1", months(61), z) == pytest.approx(value, abs=0.05)
+        assert value_at_z("lhfa", "1", months(61), 0) == pytest.approx(110.3, abs=0.05)
+        assert value_at_z("wfa", "1", months(61), 0) == pytest.approx(18.5, abs=0.05)
+
+    @pytest.mark.parametrize("sex", ["1", "2"])
+    @pytest.mark.parametrize("indicator", ["wfa", "lhfa", "bfa"])
+    def test_joins_the_2006_standards_at_5_years(self, sex: str, indicator: str) -> None:
+        """The 2007 reference was fitted to meet the 2006 standards at 5 years, not exactly: a day
+        apart, a child's z moves by up to 0.13 (girls' height median 109.9 → 109.6 cm)."""
+        measure = value_at_z(indicator, sex, AGE_MAX_DAYS, -1.5)
+        assert zscore(indicator, sex, AGE_MAX_DAYS + 1, measure) == pytest.approx(-1.5, abs=0.15)
+
+    @pytest.mark.parametrize(
+        ("bmi_z", "codes"),
+        [(0.9, []), (1.2, ["overweight"]), (2.2, ["obese"]), (-1.9, []), (-2.2, ["thinness"])],
+    )
+    def test_bmi_cut_offs_from_5_years(self, bmi_z: float, codes: list[str]) -> None:
+        """From 5 years WHO labels BMI-for-age: overweight > +1 SD, obese > +2, thinness < −2."""
+        age, height = 2200, 116.0
+        weight = value_at_z("bfa", "2", age, bmi_z) * (height / 100) ** 2
+        result = growth_assessment("2", age, round(weight, 3), height)
+        assert result["bfa_z"] == pytest.approx(bmi_z, abs=0.01)
+        assert [label["code"] for label in result["labels"] if label["indicator"] == "bfa_z"] == codes
+
+    def test_thinness_is_displayed_as_xiaoshou(self) -> None:
+        weight = value_at_z("bfa", "1", 2400, -3.5) * 1.2**2
+        [label] = [
+            x for x in growth_assessment("1", 2400, weight, 120.0)["labels"] if x["code"] == "thinness"
+        ]
+        assert (label["display"], label["severity"]) == ("重度消瘦", "severe")
+
+    def test_weight_for_age_stops_at_10_years(self) -> None:
+        result = growth_assessment("1", 3700, 30.0, 140.0)
+        assert "wfa_z" not in result and "wfa_z" in result["not_assessed"]
+        assert "lhfa_z" in result and "bfa_z" in result
+
+
 class TestZscore:
     @pytest.mark.parametrize("indicator", ["wfa", "lhfa", "bfa", "hcfa"])
     @pytest.mark.parametrize("sex", ["1", "2"])
@@ -274,8 +378,9 @@ class TestOutOfRange:
             ("wfh", 64.5, "65"),
             ("wfh", 120.1, "120"),
             ("wfa", -1, "0 to 1856"),
-            ("wfa", 1857, "1856"),
-            ("lhfa", 2000, "1856"),
+            ("wfa", 3653, "3652.5"),  # WHO 2007: weight-for-age to 10 years
+            ("lhfa", 6940, "6939.75"),  # and height-for-age to 19 (228 months)
+            ("hcfa", 1857, "1856"),
             ("hcfa", -0.5, "0 to 1856"),
         ],
     )
@@ -337,6 +442,39 @@ class TestPositionAdjustment:
         result = growth_assessment("1", age, 10.0, 80.0, measured_lying=lying)
         assert result["length_cm_used"] == 80.0
         assert result["length_adjustment_cm"] == 0.0
+
+    @pytest.mark.parametrize("months_old", [24, 30, 35])
+    def test_site_lying_until_36_months_subtracts_0_7_at_24_to_35(self, months_old: int) -> None:
+        """Chinese practice measures lying until 3 years: no position on the form → lying."""
+        birth = date(2023, 3, 15)  # 24 months later is 731 days (29 Feb 2024 between)
+        at = date(2023 + (2 + months_old) // 12, 1 + (2 + months_old) % 12, 15)
+        lying = measured_lying_from(None, age_in_months(birth, at), 36)
+        result = growth_assessment("2", age_in_days(birth, at), 12.0, 88.0, measured_lying=lying)
+        assert lying is True
+        assert result["length_adjustment_cm"] == -0.7
+        assert result["lhfa_z"] == zscore("lhfa", "2", age_in_days(birth, at), 87.3)
+
+    def test_site_default_is_standing_from_36_months(self) -> None:
+        assert measured_lying_from(None, 36, 36) is False
+        assert measured_lying_from(None, 35, 36) is True
+
+    @pytest.mark.parametrize(("word", "lying"), [("立位", False), ("卧位", True), (" Standing ", False)])
+    def test_the_form_overrides_the_site_default(self, word: str, lying: bool) -> None:
+        assert measured_lying_from(word, 30, 36) is lying
+        assert measured_lying_from(word, 12, 36) is lying
+
+    def test_standing_at_23_months_adds_0_7_whatever_the_site(self) -> None:
+        result = growth_assessment("1", 700, 11.0, 84.0, measured_lying=measured_lying_from("立位", 23, 36))
+        assert result["length_adjustment_cm"] == 0.7
+        assert result["wflh_indicator"] == "wfl"
+
+    def test_without_a_site_setting_the_position_is_unknown(self) -> None:
+        assert measured_lying_from(None, 30, None) is None
+        assert measured_lying_from("", 30, None) is None
+
+    def test_unknown_position_word_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="neither lying"):
+            measured_lying_from("坐位", 30, 36)
 
     def test_table_switch_at_731_days(self) -> None:
         assert growth_assessment("1", 730, 11.0, 85.0)["wflh_indicator"] == "wfl"
@@ -414,10 +552,11 @@ class TestAssessment:
         assert "hcfa_z" in result
         assert not {"wfa_z", "lhfa_z", "wflh_z", "bfa_z"} & result.keys()
 
-    def test_over_five_years_is_not_assessed(self) -> None:
+    def test_over_five_years_uses_the_2007_reference(self) -> None:
         result = growth_assessment("1", 1900, 20.0, 112.0, 50.0)
-        assert not {"wfa_z", "lhfa_z", "wflh_z", "bfa_z", "hcfa_z"} & result.keys()
-        assert set(result["not_assessed"]) == {"wfa_z", "lhfa_z", "wflh_z", "bfa_z", "hcfa_z"}
+        assert result["standard"] == "WHO2007"
+        assert {"wfa_z", "lhfa_z", "bfa_z"} <= result.keys()
+        assert set(result["not_assessed"]) == {"wflh_z", "hcfa_z"}
 
     def test_without_age_uses_the_position(self) -> None:
         lying = growth_assessment("2", None, 9.0, 75.0, measured_lying=True)

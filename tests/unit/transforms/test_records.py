@@ -37,6 +37,7 @@ from transforms.records import (
     describe_validation_error,
     validate_record,
 )
+from transforms.records.child import child_anaemia
 from transforms.records.ga import GestationalAge, parse_gestational_age
 from transforms.records.idcard import (
     birth_date_from_id_card,
@@ -1121,6 +1122,50 @@ class TestChildHealthExam:
         """Height standing under 24 months is unusual and flagged."""
         record = make(ChildHealthExam, {**CHILD_CHECK, "measurement_position": "立位"})
         assert [f.code for f in record.flags] == ["measurement_position_unusual"]
+
+    @pytest.mark.parametrize(("months_old", "position", "flagged"), [
+        (24, "recumbent", False), (35, "recumbent", False), (30, "standing", False),
+        (36, "recumbent", True), (23, "standing", True),
+    ])  # fmt: skip
+    def test_lying_until_3_years_is_usual(self, months_old: int, position: str, flagged: bool) -> None:
+        """Chinese practice lies children down until 36 months; WHO stands them from 24."""
+        record = make(ChildHealthExam, {**CHILD_CHECK, "person": None, "age_months": months_old,
+                                        "measurement_position": position})  # fmt: skip
+        assert ("measurement_position_unusual" in [f.code for f in record.flags]) is flagged
+
+    @pytest.mark.parametrize(("months_old", "hb", "anaemia"), [
+        (5, 90, None), (6, 109.9, True), (6, 110, False), (59, 109, True), (59, 110, False),
+        (60, 114, True), (60, 115, False), (84, 114.5, True),
+    ])  # fmt: skip
+    def test_anaemia_by_who_cut_off_for_the_age(
+        self, months_old: int, hb: float, anaemia: bool | None
+    ) -> None:
+        record = make(ChildHealthExam, {**CHILD_CHECK, "person": None, "age_months": months_old,
+                                        "hb": {"value": hb, "unit": "g/L"}})  # fmt: skip
+        assert isinstance(record, ChildHealthExam)
+        assert record.anaemia is anaemia
+
+    def test_anaemia_needs_hb_in_g_per_l(self) -> None:
+        without = make(ChildHealthExam, {**CHILD_CHECK, "hb": None})
+        mmol = make(ChildHealthExam, {**CHILD_CHECK, "hb": {"value": 6.2, "unit": "mmol/L"}})
+        g_dl = make(ChildHealthExam, {**CHILD_CHECK, "hb": {"value": 10.5, "unit": "g/dL"}})
+        assert isinstance(without, ChildHealthExam) and without.anaemia is None
+        assert isinstance(mmol, ChildHealthExam) and mmol.anaemia is None
+        assert isinstance(g_dl, ChildHealthExam) and g_dl.anaemia is True  # 105 g/L
+
+    def test_anaemia_sent_by_a_hospital_is_replaced(self) -> None:
+        record = make(ChildHealthExam, {**CHILD_CHECK, "anaemia": True})
+        assert isinstance(record, ChildHealthExam) and record.anaemia is False  # 118 g/L at 6 months
+
+    @pytest.mark.parametrize(("months_old", "hb", "anaemia"), [
+        (143, 114.9, True), (143, 115, False), (144, 119.9, True), (144, 120, False),
+        (179, 119, True), (180, 100, None), (None, 100, None),
+    ])  # fmt: skip
+    def test_anaemia_cut_offs_to_14_years(
+        self, months_old: int | None, hb: float, anaemia: bool | None
+    ) -> None:
+        """The record ends at 84 months; the rule carries WHO's cut-offs to 14 years."""
+        assert child_anaemia(hb, months_old) is anaemia
 
     def test_child_weight_in_grams_or_jin_and_length_in_mm_are_converted(self) -> None:
         """7600 g and 15.2 斤 are 7.6 kg, 668 mm is 66.8 cm; the sent values are kept."""
