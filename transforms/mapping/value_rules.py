@@ -172,11 +172,9 @@ class ValueRules:
         name, occurrence, field_no = path.segment, path.occurrence, path.field
 
         def get(ctx: Ctx) -> Any:
-            seg = ctx.segment
-            if seg is None or seg.name != name:
-                seg = _segment_for(ctx, name, occurrence)
-                if seg is None:
-                    return None
+            seg = _segment_for(ctx, name, occurrence)  # the current segment when it is `name`
+            if seg is None:
+                return None
             kind = str(type_getter(ctx) or "")
             delimiters = ctx.message.delimiters  # type: ignore[union-attr]
             reps = seg.repetitions(field_no)
