@@ -1,0 +1,82 @@
+"""A person's stored records, as the record store hands them to the clinical rules.
+
+Rules see canonical record payloads (the JSON the store keeps), never database rows, so
+they can be tested with records built in memory and run on any backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from transforms.records.base import HOSPITAL_TZ
+
+__all__ = ["History", "StoredRecord", "clinical_date"]
+
+# The field that dates each record type clinically, best first; `event_time` is the fallback.
+_DATE_FIELDS: dict[str, tuple[str, ...]] = {
+    "PregnancyRegistration": ("registration_date",),
+    "PrenatalVisit": ("visit_date",),
+    "RiskAssessment": ("assessment_date",),
+    "LabResult": ("reported_at", "collected_at", "received_at"),
+    "ImagingReport": ("reported_at", "exam_time"),
+    "DeliveryRecord": ("delivery_time",),
+    "NewbornRecord": ("birth_time",),
+    "NewbornScreening": ("sample_time", "hearing_date"),
+    "PostpartumVisit": ("visit_date",),
+    "ChildHealthExam": ("exam_date",),
+    "PremaritalExam": ("exam_date",),
+}
+
+
+def _as_date(value: Any) -> date | None:
+    if isinstance(value, datetime):
+        return value.astimezone(HOSPITAL_TZ).date() if value.tzinfo else value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str) and value:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return _as_date(parsed) if len(value) > 10 else parsed.date()
+    return None
+
+
+def clinical_date(record_type: str, payload: dict[str, Any], event_time: Any = None) -> date | None:
+    """The day a record speaks of (visit, report, birth), in the hospital's time zone."""
+    for name in _DATE_FIELDS.get(record_type, ()):
+        found = _as_date(payload.get(name))
+        if found is not None:
+            return found
+    source = payload.get("source") or {}
+    return _as_date(event_time) or _as_date(source.get("event_time"))
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    """One record as stored: its canonical payload and the day it speaks of."""
+
+    record_id: str
+    record_type: str
+    payload: dict[str, Any]
+    day: date | None
+
+    @classmethod
+    def of(cls, payload: dict[str, Any], event_time: Any = None) -> StoredRecord:
+        kind = str(payload["record_type"])
+        return cls(str(payload["record_id"]), kind, payload, clinical_date(kind, payload, event_time))
+
+
+@dataclass(frozen=True)
+class History:
+    """Everything stored for one person (oldest first), her person row, and her children's."""
+
+    person_key: str
+    person: dict[str, Any] = field(default_factory=dict)
+    records: tuple[StoredRecord, ...] = ()
+    children: tuple[History, ...] = ()
+
+    def of_type(self, *record_types: str) -> list[StoredRecord]:
+        return [r for r in self.records if r.record_type in record_types]
