@@ -26,7 +26,8 @@ def check_config(
 ) -> list[ConfigError]:
     """All problems of routes.yaml (YAML, `${VAR}`, schema, references, missing mapping
     files), then those `check_mapping(path, roots=...)` raises for each existing mapping file
-    (`roots`: where its includes and code tables may be); empty if OK.
+    (`roots`: where its includes and code tables may be), then those in the files
+    destinations read (rule tables); empty if OK.
     `env` defaults to os.environ."""
     loaded = read_settings(path, env)
     problems = list(loaded.problems)
@@ -34,6 +35,12 @@ def check_config(
         for mapping in loaded.mapping_files:
             try:
                 check_mapping(mapping, roots=loaded.roots)
+            except (ConfigError, ConfigErrors) as exc:
+                problems.extend(problems_of(exc))
+    if loaded.settings is not None:
+        for name, file, _line in loaded.destination_files:
+            try:
+                loaded.settings.destinations[name].check_file(file)
             except (ConfigError, ConfigErrors) as exc:
                 problems.extend(problems_of(exc))
     return problems

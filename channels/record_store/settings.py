@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field
 
 from core.settings import Destination, EngineSettings, url_check
+from transforms.rules.derivers import load_deriver
 
 __all__ = ["RecordStoreDestination"]
 
@@ -29,9 +31,21 @@ class RecordStoreDestination(Destination):
         "database (filled in on load).",
     )
 
+    rules: list[str] = Field(
+        default_factory=list,
+        description="Rule tables (paths relative to routes.yaml) run over each person's records "
+        "as they are stored: suggested five-colour risk grading, PMTCT follow-up. See docs/rules.md.",
+    )
+
     @property
     def database_url(self) -> str | None:
         return self.database
+
+    def config_files(self) -> list[tuple[str, int, str]]:
+        return [("rules", i, path) for i, path in enumerate(self.rules)]
+
+    def check_file(self, path: Path) -> None:
+        load_deriver(path)
 
     def fill_defaults(self, engine: EngineSettings) -> None:
         """An empty URL means the engine database."""

@@ -21,7 +21,10 @@ message shows two known persons to be the same, they are merged. An A40 merge
 newborn or child record links the child to its mother.
 
 A bundle is stored in one transaction with a few statements for all its envelopes
-(`batch.py`), with the result of storing them one by one, in order.
+(`batch.py`), with the result of storing them one by one, in order. The clinical rules
+the destination lists under `rules:` then run, in the same transaction, for every person
+the bundle touched (`derive.py`): suggested risk gradings and PMTCT cases are stored
+beside the records they were made from.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from channels.record_store.batch import store_bundle
+from channels.record_store.derive import Derivations
 from channels.record_store.schema import (
     IDENTIFIER_KINDS,
     ensure_schema,
@@ -61,8 +65,9 @@ __all__ = [
 class RecordStore:
     """Upserts canonical record envelopes; one instance per consumer thread."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, derivations: Derivations | None = None) -> None:
         self.engine = engine
+        self.derivations = derivations or Derivations([])
 
     def health_check(self) -> None:
         with self.engine.connect() as conn:
@@ -71,8 +76,10 @@ class RecordStore:
     def store(self, envelopes: Iterable[dict[str, Any]]) -> None:
         """Commit a batch of envelopes in one transaction; map driver errors at the edge."""
         try:
+            bundle = list(envelopes)
             with self.engine.begin() as conn:
-                store_bundle(conn, list(envelopes))
+                store_bundle(conn, bundle)
+                self.derivations.apply(conn, bundle)
         except IntegrityError as exc:
             raise TransientDeliveryError(f"record store conflict, will retry: {exc.orig}") from exc
         except DBAPIError as exc:

@@ -29,6 +29,8 @@ class LoadedSettings:
     lines: LineMap = field(default_factory=LineMap)
     mapping_files: list[Path] = field(default_factory=list)
     """Distinct existing mapping files named by routes, in file order."""
+    destination_files: list[tuple[str, Path, int | None]] = field(default_factory=list)
+    """Existing files destinations read (rule tables): (destination, path, line in routes.yaml)."""
     roots: ConfigRoots = field(default_factory=lambda: ConfigRoots(()))
     """Folders configuration may read from (routes.yaml's and `engine.allowed_paths`)."""
 
@@ -142,6 +144,24 @@ def _reference_problems(loaded: LoadedSettings, skip: set[Loc]) -> list[ConfigEr
     return problems
 
 
+def _destination_file_problems(loaded: LoadedSettings, settings: Settings) -> list[ConfigError]:
+    """Files a destination names: inside the configuration folder and present."""
+    problems: list[ConfigError] = []
+    for name, destination in settings.destinations.items():
+        for key, index, written in destination.config_files():
+            loc: Loc = ("destinations", name, key, index)
+            line = loaded.lines.line_of(loc)
+            path = destination.file_path(written, settings)
+            refusal = loaded.roots.refusal("file", written, path)
+            if refusal is None and not path.is_file():
+                refusal = f"file not found: {path}"
+            if refusal is not None:
+                problems.append(ConfigError(loaded.filename, line, f"{dotted(loc)}: {refusal}"))
+            else:
+                loaded.destination_files.append((name, path, line))
+    return problems
+
+
 def read_settings(path: str | Path, env: Mapping[str, str] | None = None) -> LoadedSettings:
     """Read and check routes.yaml, collecting every problem rather than raising, for
     `mch-engine check`. `env` defaults to os.environ."""
@@ -180,6 +200,7 @@ def read_settings(path: str | Path, env: Mapping[str, str] | None = None) -> Loa
     if settings is not None:
         settings._base_dir = loaded.base_dir
         settings._source = source.resolve()
+        loaded.problems.extend(_destination_file_problems(loaded, settings))
         if not loaded.problems:
             loaded.settings = settings
     return loaded

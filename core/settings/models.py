@@ -171,6 +171,18 @@ class Destination(SettingsModel):
         """Where a destination that forwards sends (its URL, secrets hidden), or None."""
         return None
 
+    def config_files(self) -> list[tuple[str, int, str]]:
+        """Files this destination reads besides routes.yaml, as (key, index, path as written):
+        `check` confines and finds them, then asks `check_file` about their content."""
+        return []
+
+    def check_file(self, path: Path) -> None:
+        """Raise ConfigError(s) naming each line that is wrong in one of `config_files`."""
+
+    def file_path(self, written: str, settings: Settings) -> Path:
+        """A path from `config_files` as the engine opens it (relative to routes.yaml)."""
+        return resolve_path(written, settings.base_dir)
+
 
 # --------------------------------------------------------------------------- routes
 

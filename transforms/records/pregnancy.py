@@ -432,6 +432,23 @@ class RiskAssessment(Record):
     source_record_id: str | None = Field(
         None, description="来源记录 the visit or report this grading came from"
     )
+    clinical_colour: RiskColour | None = Field(
+        None,
+        description="最近临床评估颜色 for a suggestion: the colour of the latest grading a clinician "
+        "recorded by that day (null when none)",
+    )
+    clinical_purple: bool | None = Field(
+        None, description="最近临床评估紫色 for a suggestion: whether that grading was purple"
+    )
+    clinical_record_id: str | None = Field(
+        None, description="最近临床评估记录 for a suggestion: the record holding that grading"
+    )
+    above_clinical: bool | None = Field(
+        None,
+        description="高于临床评估 for a suggestion: true when it is higher than the latest clinical "
+        "grading (a higher colour, or purple where the clinician has none), or when no clinician "
+        "has graded her and the suggestion is not plain green — what staff alerts are about",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -12,7 +12,7 @@ from typing import Any
 
 from transforms.records.base import HOSPITAL_TZ
 
-__all__ = ["History", "StoredRecord", "clinical_date"]
+__all__ = ["History", "StoredRecord", "as_date", "clinical_date"]
 
 # The field that dates each record type clinically, best first; `event_time` is the fallback.
 _DATE_FIELDS: dict[str, tuple[str, ...]] = {
@@ -30,7 +30,8 @@ _DATE_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _as_date(value: Any) -> date | None:
+def as_date(value: Any) -> date | None:
+    """A date from a date, an aware datetime (its day in the hospital's zone) or ISO text."""
     if isinstance(value, datetime):
         return value.astimezone(HOSPITAL_TZ).date() if value.tzinfo else value.date()
     if isinstance(value, date):
@@ -40,18 +41,18 @@ def _as_date(value: Any) -> date | None:
             parsed = datetime.fromisoformat(value)
         except ValueError:
             return None
-        return _as_date(parsed) if len(value) > 10 else parsed.date()
+        return as_date(parsed) if len(value) > 10 else parsed.date()
     return None
 
 
 def clinical_date(record_type: str, payload: dict[str, Any], event_time: Any = None) -> date | None:
     """The day a record speaks of (visit, report, birth), in the hospital's time zone."""
     for name in _DATE_FIELDS.get(record_type, ()):
-        found = _as_date(payload.get(name))
+        found = as_date(payload.get(name))
         if found is not None:
             return found
     source = payload.get("source") or {}
-    return _as_date(event_time) or _as_date(source.get("event_time"))
+    return as_date(event_time) or as_date(source.get("event_time"))
 
 
 @dataclass(frozen=True)
