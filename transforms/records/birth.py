@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from transforms.birth_size import INTERGROWTH_NEWBORN, SizeClass, birth_weight_for_ga
 from transforms.records.base import (
     Between,
     Clinician,
@@ -212,6 +213,19 @@ class NewbornRecord(Record):
         description="出生体重分类 (derived) extremely_low 超低 <1000 g, very_low 极低 <1500 g, "
         "low 低 <2500 g, normal 正常 2500–3999 g, macrosomia 巨大儿 ≥4000 g",
     )
+    birth_weight_centile: float | None = Field(
+        None,
+        description="出生体重百分位 (derived) birth-weight-for-gestational-age centile, 1 decimal, "
+        "24+0–42+6 weeks, male/female only; empty below the 3rd or above the 97th centile",
+    )
+    size_for_gestational_age: SizeClass | None = Field(
+        None,
+        description="出生体重与胎龄评估 (derived) SGA 小于胎龄儿 < 10th centile, AGA 适于胎龄儿 "
+        "10th–90th (on a line is AGA), LGA 大于胎龄儿 > 90th centile",
+    )
+    size_reference: str | None = Field(
+        None, description="评估标准 (derived) the standard the centile and class were read from"
+    )
     apgar_1min_category: ApgarCategory | None = Field(
         None,
         description="1分钟Apgar分类 (derived) severe 重度窒息 0–3, moderate 轻度窒息 4–7, normal 正常 8–10",
@@ -230,6 +244,11 @@ class NewbornRecord(Record):
         self.gestational_class = gestational_class(self.gestational_age)
         weight = self.birth_weight.value if self.birth_weight is not None else None
         self.birth_weight_class = birth_weight_class(weight)
+        ga_days = self.gestational_age.total_days if self.gestational_age is not None else None
+        size = birth_weight_for_ga(ga_days, self.sex, weight)
+        self.birth_weight_centile = size.centile if size is not None else None
+        self.size_for_gestational_age = size.size_class if size is not None else None
+        self.size_reference = INTERGROWTH_NEWBORN if size is not None else None
         self.apgar_1min_category = apgar_category(self.apgar_1min)
         self.apgar_5min_category = apgar_category(self.apgar_5min)
         return self
