@@ -239,6 +239,7 @@ _TEXT: dict[str, tuple[str, str]] = {
     "record_PostpartumVisit": ("产后访视", "PostpartumVisit"),
     "record_ChildHealthExam": ("儿童保健体检", "ChildHealthExam"),
     "record_NewbornScreening": ("新生儿筛查", "NewbornScreening"),
+    "record_PmtctCase": ("预防母婴传播随访", "PmtctCase"),
     # argparse's messages (engine/cli_language.py); the en text is argparse's own.
     "argparse_usage": ("用法：", "usage: "),
     "argparse_error": ("%(prog)s：错误：%(message)s\n", "%(prog)s: error: %(message)s\n"),

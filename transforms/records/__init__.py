@@ -33,6 +33,7 @@ from transforms.records.idcard import check_char, validate_id_card
 from transforms.records.imaging import ImagingReport
 from transforms.records.lab import LabResult, Observation
 from transforms.records.person import Person
+from transforms.records.pmtct import PmtctCase, PmtctItem
 from transforms.records.postpartum import PostpartumVisit
 from transforms.records.pregnancy import PregnancyRegistration, PrenatalVisit, RiskAssessment
 from transforms.records.premarital import PremaritalExam
@@ -53,6 +54,8 @@ __all__ = [
     "Observation",
     "Person",
     "PersonRef",
+    "PmtctCase",
+    "PmtctItem",
     "PostpartumVisit",
     "PregnancyRegistration",
     "PremaritalExam",
@@ -85,6 +88,7 @@ RECORD_TYPES: dict[str, type[Record]] = {
         PostpartumVisit,
         ChildHealthExam,
         NewbornScreening,
+        PmtctCase,
     )
 }
 

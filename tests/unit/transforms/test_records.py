@@ -1240,11 +1240,11 @@ class TestPremaritalExam:
 
 class TestRegistry:
     def test_every_record_type_is_registered_under_its_name(self) -> None:
-        """RECORD_TYPES holds the twelve types, keyed by their record_type."""
+        """RECORD_TYPES holds the thirteen types, keyed by their record_type."""
         assert sorted(RECORD_TYPES) == sorted([
             "Person", "PremaritalExam", "PregnancyRegistration", "PrenatalVisit", "RiskAssessment",
             "LabResult", "ImagingReport", "DeliveryRecord", "NewbornRecord", "PostpartumVisit",
-            "ChildHealthExam", "NewbornScreening",
+            "ChildHealthExam", "NewbornScreening", "PmtctCase",
         ])  # fmt: skip
         for name, model in RECORD_TYPES.items():
             assert model.model_fields["record_type"].default == name
