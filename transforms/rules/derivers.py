@@ -16,6 +16,7 @@ from typing import Any
 from core.errors import ConfigError
 from core.yaml_lines import parse_yaml
 from transforms.rules.history import History
+from transforms.rules.pmtct import load_pmtct_schedule, pmtct_cases
 from transforms.rules.risk import load_risk_table, suggest_assessments
 
 __all__ = ["DERIVED_TYPES", "Deriver", "load_deriver", "load_derivers", "table_kind"]
@@ -48,6 +49,9 @@ _PREGNANCY_TYPES = frozenset(
 )
 
 
+_CHILD_TYPES = frozenset(["NewbornRecord", "ChildHealthExam", "PostpartumVisit", "NewbornScreening"])
+
+
 def _risk(path: Path) -> Deriver:
     table = load_risk_table(path)
     return Deriver(
@@ -58,7 +62,18 @@ def _risk(path: Path) -> Deriver:
     )
 
 
-_LOADERS: dict[str, Callable[[Path], Deriver]] = {"risk_grading": _risk}
+def _pmtct(path: Path) -> Deriver:
+    schedule = load_pmtct_schedule(path)
+    return Deriver(
+        name=f"pmtct {schedule.version}",
+        writes=("PmtctCase",),
+        triggers=_PREGNANCY_TYPES | _CHILD_TYPES,
+        derive=lambda history, today: pmtct_cases(history, schedule, today),
+        mothers_too=True,
+    )
+
+
+_LOADERS: dict[str, Callable[[Path], Deriver]] = {"risk_grading": _risk, "pmtct_schedule": _pmtct}
 
 
 def table_kind(path: Path) -> str:

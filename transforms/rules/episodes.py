@@ -1,41 +1,44 @@
-"""Pregnancy episodes: from conception to 42 days after delivery, as a woman's records show them.
+"""Pregnancy episodes: from conception to the end of follow-up after delivery, as a woman's
+records show them.
 
 A rule about "a registered pregnant woman" needs to know which of her records belong to
 which pregnancy. An episode starts at her LMP (or the registration date less the
 gestational age, or less 13 weeks when neither is known, since booking targets the first
-trimester) and ends 42 days after the delivery that follows it, at the closing of the
-registration, or at the next registration.
+trimester). It ends after the follow-up period (42 days, 产后42天) that follows its
+delivery, at the closing of the registration for another reason (miscarriage, moved), or
+44 weeks after its start when no delivery has arrived. A registration that starts inside
+an earlier episode is the same pregnancy registered again; a delivery without a
+registration is an episode of its own, from the delivery less its gestational age.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
 from transforms.rules.history import History, StoredRecord, as_date
 
-__all__ = ["POSTPARTUM_DAYS", "Episode", "episodes", "gestational_days"]
+__all__ = ["POSTPARTUM_DAYS", "Episode", "episodes", "gestational_days", "registration_start"]
 
 POSTPARTUM_DAYS = 42
 _BOOKING_FALLBACK = timedelta(weeks=13)
+_LONGEST = timedelta(weeks=44)
+_TERM = timedelta(days=280)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Episode:
-    """One pregnancy: its registration, the days it covers, and its delivery when known."""
+    """One pregnancy: the days it covers, its registration and its delivery when known."""
 
-    registration: StoredRecord
     start: date
-    end: date | None
+    end: date
+    registration: StoredRecord | None = None
     delivery: StoredRecord | None = None
 
     def covers(self, day: date | None) -> bool:
-        return day is not None and self.start <= day and (self.end is None or day <= self.end)
-
-    @property
-    def lmp(self) -> date:
-        return self.start
+        return day is not None and self.start <= day <= self.end
 
     def gestational_days(self, day: date) -> int:
         return (day - self.start).days
@@ -49,7 +52,8 @@ def gestational_days(payload: dict[str, Any]) -> int | None:
     return None
 
 
-def _start(registration: StoredRecord) -> date | None:
+def registration_start(registration: StoredRecord) -> date | None:
+    """The first day of the pregnancy a registration opens."""
     payload = registration.payload
     lmp = as_date(payload.get("lmp"))
     if lmp is not None:
@@ -60,31 +64,33 @@ def _start(registration: StoredRecord) -> date | None:
     return registration.day - (timedelta(days=ga) if ga is not None else _BOOKING_FALLBACK)
 
 
-def _closed_on(payload: dict[str, Any]) -> date | None:
-    if payload.get("status") != "closed" or payload.get("close_reason") == "delivered":
-        return None
-    return as_date(payload.get("closed_date"))
+def _postpartum(day: date) -> date:
+    return day + timedelta(days=POSTPARTUM_DAYS)
 
 
-def episodes(history: History) -> list[Episode]:
-    """Her pregnancies, oldest first; one per registration that can be dated."""
-    registrations = sorted(
-        ((start, r) for r in history.of_type("PregnancyRegistration") if (start := _start(r))),
-        key=lambda pair: pair[0],
-    )
-    deliveries = sorted((r for r in history.of_type("DeliveryRecord") if r.day), key=lambda r: r.day)
+def episodes(history: History, follow_up: Callable[[date], date] = _postpartum) -> list[Episode]:
+    """Her pregnancies, oldest first. `follow_up(delivery day)` is the last day an episode
+    lasts after its delivery (42 days unless a rule table says otherwise)."""
     found: list[Episode] = []
-    for i, (start, registration) in enumerate(registrations):
-        next_start = registrations[i + 1][0] if i + 1 < len(registrations) else None
-        delivery = next(
-            (d for d in deliveries if d.day and start <= d.day and (not next_start or d.day < next_start)),
-            None,
-        )
-        ends = [
-            delivery.day + timedelta(days=POSTPARTUM_DAYS) if delivery and delivery.day else None,
-            _closed_on(registration.payload),
-            next_start - timedelta(days=1) if next_start else None,
-        ]
-        end = min((e for e in ends if e is not None), default=None)
-        found.append(Episode(registration, start, end, delivery))
-    return found
+    for reg in sorted(history.of_type("PregnancyRegistration"), key=lambda r: r.day or date.min):
+        start = registration_start(reg)
+        if start is None or (found and start <= found[-1].end):
+            continue  # undated, or the same pregnancy registered again
+        end = start + _LONGEST
+        closed = as_date(reg.payload.get("closed_date"))
+        ended_early = reg.payload.get("status") == "closed" and reg.payload.get("close_reason") != "delivered"
+        if closed and ended_early:
+            end = closed  # miscarriage, moved, lost to follow-up
+        found.append(Episode(start, end, registration=reg))
+    for delivery in sorted(history.of_type("DeliveryRecord"), key=lambda r: r.day or date.min):
+        born = delivery.day
+        if born is None:
+            continue
+        episode = next((e for e in found if e.delivery is None and e.start <= born <= e.end), None)
+        if episode is None:
+            ga = gestational_days(delivery.payload)
+            episode = Episode(born - (timedelta(days=ga) if ga is not None else _TERM), born)
+            found.append(episode)
+        episode.delivery = delivery
+        episode.end = follow_up(born)
+    return sorted(found, key=lambda e: e.start)

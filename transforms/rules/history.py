@@ -6,13 +6,14 @@ they can be tested with records built in memory and run on any backend.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
 from transforms.records.base import HOSPITAL_TZ
 
-__all__ = ["History", "StoredRecord", "as_date", "clinical_date"]
+__all__ = ["History", "StoredRecord", "as_date", "clinical_date", "derived_id"]
 
 # The field that dates each record type clinically, best first; `event_time` is the fallback.
 _DATE_FIELDS: dict[str, tuple[str, ...]] = {
@@ -81,3 +82,10 @@ class History:
 
     def of_type(self, *record_types: str) -> list[StoredRecord]:
         return [r for r in self.records if r.record_type in record_types]
+
+
+def derived_id(kind: str, person_key: str, *parts: str) -> str:
+    """A derived record's stable id. The person key is hashed: it may hold an ID card number,
+    and record ids reach logs and URLs."""
+    digest = hashlib.sha256(person_key.encode("utf-8")).hexdigest()[:16]
+    return ":".join((kind, digest, *parts))

@@ -9,30 +9,26 @@ codes that open a case and each follow-up item's window and how it is marked don
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from core.errors import ConfigError
-from core.yaml_lines import load_yaml, validate
 from transforms.records import RECORD_TYPES, PersonRef
 from transforms.records.base import HOSPITAL_TZ, parse_yes_no
-from transforms.records.ga import parse_gestational_age
 from transforms.records.pmtct import Infection, PmtctCase
-from transforms.rules.history import History, StoredRecord
+from transforms.rules.episodes import Episode, episodes
+from transforms.rules.history import History, StoredRecord, as_date, derived_id
 from transforms.rules.observations import codes_of, reads_positive
+from transforms.rules.tables import TableModel, read_table
 
 __all__ = ["Offset", "PmtctSchedule", "load_pmtct_schedule", "pmtct_cases"]
 
 _OFFSET = re.compile(r"^\s*(\d+)\s*([hdwm])\s*$")
-_PREGNANCY_LENGTH = timedelta(weeks=44)  # an episode without a delivery stays open this long
-_UNKNOWN_GA = timedelta(weeks=13)  # registration target (MCH-DOMAIN §3) when GA is not given
 
 
 @dataclass(frozen=True)
@@ -92,11 +88,7 @@ Codes = Annotated[
 """Observation codes; a number-like code written bare in YAML (`- 5196`) is kept as text."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DoneWhen(_Strict):
+class DoneWhen(TableModel):
     """A record that marks an item done: an observation with one of `codes`, or a true `field`."""
 
     record_type: str
@@ -122,7 +114,7 @@ class DoneWhen(_Strict):
         return self
 
 
-class ScheduleItem(_Strict):
+class ScheduleItem(TableModel):
     """One follow-up item of the schedule."""
 
     id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
@@ -143,7 +135,7 @@ class ScheduleItem(_Strict):
         return self
 
 
-class InfectionRules(_Strict):
+class InfectionRules(TableModel):
     """The codes that open a case for one infection, and its follow-up items."""
 
     name: str = Field(min_length=1)
@@ -159,9 +151,10 @@ class InfectionRules(_Strict):
         return self
 
 
-class PmtctSchedule(_Strict):
+class PmtctSchedule(TableModel):
     """The whole schedule file."""
 
+    kind: Literal["pmtct_schedule"]
     version: str = Field(min_length=1)
     source: str = Field(min_length=1)
     follow_up_after_delivery: OffsetValue
@@ -175,13 +168,7 @@ class PmtctSchedule(_Strict):
 
 def load_pmtct_schedule(path: str | Path) -> PmtctSchedule:
     """The schedule file, validated; problems raise ConfigError/ConfigErrors with file:line."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(str(path), None, f"cannot read the PMTCT schedule: {exc.strerror}") from None
-    data, lines = load_yaml(text, str(path))
-    return validate(PmtctSchedule, data, lines, str(path))
+    return read_table(Path(path), PmtctSchedule)
 
 
 # --------------------------------------------------------------------------- dates
@@ -194,76 +181,6 @@ def _time(value: Any) -> datetime | None:
         except ValueError:
             return None
     return None
-
-
-def _day(value: Any) -> date | None:
-    parsed = _time(value)
-    if parsed is None:
-        return None
-    return parsed.astimezone(HOSPITAL_TZ).date() if parsed.tzinfo else parsed.date()
-
-
-def _ga_days(value: Any) -> int | None:
-    if isinstance(value, dict) and isinstance(value.get("weeks"), int):
-        return int(value["weeks"]) * 7 + int(value.get("days") or 0)
-    if isinstance(value, str):
-        try:
-            return parse_gestational_age(value).total_days
-        except ValueError:
-            return None
-    return None
-
-
-# --------------------------------------------------------------------------- episodes
-
-
-@dataclass
-class _Episode:
-    start: date
-    end: date  # last day a positive result opens a case
-    delivery: StoredRecord | None = None
-
-
-def _registration_start(reg: StoredRecord) -> date | None:
-    lmp = _day(reg.payload.get("lmp"))
-    if lmp is not None:
-        return lmp
-    if reg.day is None:
-        return None
-    ga = _ga_days(reg.payload.get("gestational_age"))
-    return reg.day - (timedelta(days=ga) if ga is not None else _UNKNOWN_GA)
-
-
-def _episodes(history: History, after_delivery: Offset) -> list[_Episode]:
-    """Her pregnancies: from each registration (LMP, else registration date minus GA, else
-    minus 13 weeks) to delivery plus the follow-up period; a delivery without a registration
-    is one too, from delivery minus its gestational age."""
-    episodes: list[_Episode] = []
-    for reg in sorted(history.of_type("PregnancyRegistration"), key=lambda r: r.day or date.min):
-        start = _registration_start(reg)
-        if start is None or (episodes and start <= episodes[-1].end):
-            continue  # undated, or the same pregnancy registered again
-        end = start + _PREGNANCY_LENGTH
-        closed = _day(reg.payload.get("closed_date"))
-        if (
-            reg.payload.get("status") == "closed"
-            and reg.payload.get("close_reason") != "delivered"
-            and closed
-        ):
-            end = closed  # miscarriage, moved, lost to follow-up
-        episodes.append(_Episode(start, end))
-    for delivery in sorted(history.of_type("DeliveryRecord"), key=lambda r: r.day or date.min):
-        born = delivery.day
-        if born is None:
-            continue
-        episode = next((e for e in episodes if e.delivery is None and e.start <= born <= e.end), None)
-        if episode is None:
-            ga = _ga_days(delivery.payload.get("gestational_age"))
-            episode = _Episode(born - timedelta(days=ga if ga is not None else 280), born)
-            episodes.append(episode)
-        episode.delivery = delivery
-        episode.end = after_delivery.after(born)
-    return sorted(episodes, key=lambda e: e.start)
 
 
 # --------------------------------------------------------------------------- results
@@ -329,7 +246,7 @@ def _done_by(record: StoredRecord, rule: DoneWhen) -> date | None:
     if rule.field:
         if record.payload.get(rule.field) is not True:
             return None
-        return (_day(record.payload.get(rule.time_field)) if rule.time_field else None) or record.day
+        return (as_date(record.payload.get(rule.time_field)) if rule.time_field else None) or record.day
     wanted = {c.upper() for c in rule.codes}
     for obs in record.payload.get("observations") or ():
         if not isinstance(obs, dict) or not codes_of(obs) & wanted or obs.get("status") == "X":
@@ -382,7 +299,7 @@ def _certificate(child: History) -> str | None:
 
 
 def _items(
-    rules: InfectionRules, history: History, episode: _Episode, opened_on: date
+    rules: InfectionRules, history: History, episode: Episode, opened_on: date
 ) -> list[dict[str, Any]]:
     delivered = _time(episode.delivery.payload.get("delivery_time")) if episode.delivery else None
 
@@ -437,12 +354,10 @@ def _person(history: History) -> dict[str, Any] | None:
 
 
 def _case_id(person_key: str, infection: str, start: date) -> str:
-    """Stable, and without the person key itself (it may hold an ID card number; ids reach logs)."""
-    digest = hashlib.sha256(person_key.encode("utf-8")).hexdigest()[:16]
-    return f"pmtct:{digest}:{infection}:{start.isoformat()}"
+    return derived_id("pmtct", person_key, infection, start.isoformat())
 
 
-def _earlier(history: History, infection: str, episode: _Episode, wanted_id: str) -> StoredRecord | None:
+def _earlier(history: History, infection: str, episode: Episode, wanted_id: str) -> StoredRecord | None:
     """The case stored for this infection and episode by an earlier evaluation, if any."""
     cases = [c for c in history.of_type("PmtctCase") if c.payload.get("infection") == infection]
     exact = next((c for c in cases if c.record_id == wanted_id), None)
@@ -451,13 +366,13 @@ def _earlier(history: History, infection: str, episode: _Episode, wanted_id: str
     # The episode's start moved (a registration arrived after the delivery): the same case.
     last = episode.delivery.day if episode.delivery and episode.delivery.day else episode.end
     return next(
-        (c for c in cases if episode.start <= (_day(c.payload.get("episode_start")) or date.min) <= last),
+        (c for c in cases if episode.start <= (as_date(c.payload.get("episode_start")) or date.min) <= last),
         None,
     )
 
 
 def _case(
-    history: History, schedule: PmtctSchedule, infection: Infection, episode: _Episode, as_of: date
+    history: History, schedule: PmtctSchedule, infection: Infection, episode: Episode, as_of: date
 ) -> dict[str, Any] | None:
     rules = schedule.infections[infection]
     readings = [
@@ -478,7 +393,7 @@ def _case(
         # The positive is gone: a correction replaced it under the same record id.
         previous = earlier.payload
         case_id, opened_by = earlier.record_id, previous["opened_by"]
-        opened_on = _day(previous.get("opened_on")) or episode.start
+        opened_on = as_date(previous.get("opened_on")) or episode.start
         status = str(previous.get("status") or "open")
         corrected = next(
             (r for r in _readings(history, (str(opened_by.get("code") or ""),))
@@ -521,7 +436,7 @@ def pmtct_cases(history: History, schedule: PmtctSchedule, as_of: date) -> list[
     One per infection per pregnancy episode with a positive or reactive opening test; a case
     stored earlier whose opening result now reads negative comes back closed."""
     cases = []
-    for episode in _episodes(history, schedule.follow_up_after_delivery):
+    for episode in episodes(history, schedule.follow_up_after_delivery.after):
         for infection in schedule.infections:
             case = _case(history, schedule, infection, episode, as_of)
             if case is not None:

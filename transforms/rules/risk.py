@@ -27,7 +27,7 @@ from transforms.records import RECORD_TYPES
 from transforms.records.base import parse_yes_no
 from transforms.records.pregnancy import COLOURS, highest_colour
 from transforms.rules.episodes import Episode, episodes
-from transforms.rules.history import History, StoredRecord, as_date
+from transforms.rules.history import History, StoredRecord, as_date, derived_id
 from transforms.rules.observations import number_of, observations_in, reads_positive
 from transforms.rules.tables import TableModel, read_table
 
@@ -346,8 +346,8 @@ def suggest_assessments(history: History, table: RiskTable) -> list[dict[str, An
     inputs = [r for r in history.records if r.record_type not in _DERIVED_TYPES or _is_manual(r)]
     for episode in episodes(history):
         records = [r for r in inputs if episode.covers(r.day)]
-        if not records:
-            continue
+        if not records or episode.registration is None:
+            continue  # graded from registration on; a delivery alone is not graded
         facts = _Facts(table, episode, history, records)
         clinical = _clinical_gradings(records)
         read_on = {r.day for readings in facts.readings.values() for r in readings}
@@ -393,7 +393,7 @@ def _assessment(
     latest = grade.latest
     return {
         "record_type": "RiskAssessment",
-        "record_id": f"risk-suggested:{history.person_key}:{episode.start.isoformat()}:{day.isoformat()}",
+        "record_id": derived_id("risk", history.person_key, episode.start.isoformat(), day.isoformat()),
         "person": registration.get("person"),
         "assessment_date": day.isoformat(),
         "gestational_age": {"weeks": ga_days // 7, "days": ga_days % 7} if 0 <= ga_days <= 45 * 7 else None,

@@ -413,5 +413,5 @@ def test_a_window_ending_before_it_starts_and_an_unknown_field_are_refused(tmp_p
 
 
 def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="cannot read the PMTCT schedule"):
+    with pytest.raises(ConfigError, match="rule table not found"):
         load_pmtct_schedule(tmp_path / "absent.yaml")
