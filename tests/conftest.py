@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import io
-
 import pytest
 
 from core import i18n
@@ -11,7 +9,9 @@ from engine import logging as engine_logging
 @pytest.fixture(autouse=True, scope="session")
 def _quiet_structured_logs() -> None:
     """Logs go through the real masking pipeline, into a buffer rather than the test output."""
-    engine_logging.configure("warning", stream=io.StringIO())
+    from support import ENGINE_LOG
+
+    engine_logging.configure("warning", stream=ENGINE_LOG)
 
 
 @pytest.fixture(autouse=True)

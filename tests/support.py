@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import threading
@@ -29,6 +30,39 @@ PG_URL = os.environ.get("MCH_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.
 
 
 REPORT: list[str] = []
+
+
+class EngineLog:
+    """Where the engine's JSON log lines go during the tests (conftest configures logging into it
+    once): a test takes `mark()` before acting and reads `events(since=mark)` after.
+
+    One stream for the whole session, because structlog loggers keep the stream they first wrote to.
+    """
+
+    def __init__(self) -> None:
+        self._text: list[str] = []
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            self._text.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def mark(self) -> int:
+        with self._lock:
+            return len(self._text)
+
+    def events(self, since: int = 0, name: str | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            written = "".join(self._text[since:])
+        events = [json.loads(line) for line in written.splitlines() if line.strip()]
+        return [e for e in events if name is None or e.get("event") == name]
+
+
+ENGINE_LOG = EngineLog()
 """Lines printed at the end of the test run (see conftest.pytest_terminal_summary)."""
 
 

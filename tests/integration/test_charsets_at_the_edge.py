@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from support import RunningEngine, msa, scalar, wait_until, write_routes
+from support import ENGINE_LOG, RunningEngine, msa, scalar, wait_until, write_routes
 
 CHANNELS = {
     "hospital": {"encoding": "utf-8"},
@@ -102,6 +102,22 @@ def test_a_gb18030_channel_stores_utf8_and_gb18030_as_written(
     assert msa(ack, codec)[:2] == ("AA", control_id)
     assert row(engine, "encoding", control_id) == codec
     assert stored_name(engine, control_id) == name
+
+
+def test_undeclared_utf8_on_a_gb18030_channel_is_logged(engine: RunningEngine) -> None:
+    """UTF-8 bytes with MSH-18 empty on a GB18030 channel: one `charset_differs_from_channel`
+    warning saying the channel and what the message was read as; GB18030 bytes log none."""
+    name, address = PEOPLE[0]
+    before = ENGINE_LOG.mark()
+    (ack,) = engine.send([adt("LOGU8-1", name=name, address=address).encode("utf-8")], channel="lis_gb")
+    assert msa(ack)[:2] == ("AA", "LOGU8-1")
+    (ack,) = engine.send([adt("LOGGB-1", name=name, address=address).encode("gb18030")], channel="lis_gb")
+    assert msa(ack, "gb18030")[:2] == ("AA", "LOGGB-1")
+    logged = ENGINE_LOG.events(since=before, name="charset_differs_from_channel")
+    assert [(e["control_id"], e["channel"], e["channel_encoding"], e["read_as"]) for e in logged] == [
+        ("LOGU8-1", "lis_gb", "gb18030", "utf-8")
+    ]
+    assert name not in str(logged) and address not in str(logged)
 
 
 @pytest.mark.parametrize(("name", "address"), PEOPLE)

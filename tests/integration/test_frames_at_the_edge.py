@@ -2,7 +2,7 @@
 
 Two messages glued in one frame are refused whole (never merged into one patient's record);
 a batch with segments outside its messages is refused whole with a batch answer; a burst of
-garbage is one journal row; a peer that never reads its ACKs stops being read.
+garbage is one journal row and one log line; a peer that never reads its ACKs stops being read.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import text
 
 from channels.mllp.framing import Frame, MllpDecoder, frame
 from channels.mllp.source import WRITE_HIGH
-from support import RunningEngine, hl7, msa, scalar, wait_until, write_routes
+from support import ENGINE_LOG, RunningEngine, hl7, msa, scalar, wait_until, write_routes
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +55,31 @@ def observations(engine: RunningEngine, control_id: str) -> list[str]:
     return [o["code"] for o in payload["observations"]]
 
 
+def glued_pair(tag: str) -> tuple[list[str], list[str]]:
+    """Two ORUs for two patients, control ids `<tag>-A` and `<tag>-B`."""
+    return (
+        oru(f"{tag}-A", "0010078001", "陈思雨", "OBX|1|NM|HGB^血红蛋白^L||118|g/L|115-150|N|||F"),
+        oru(f"{tag}-B", "0010078002", "王小红", "OBX|1|ST|HBSAG^乙肝表面抗原^L||阳性||阴性|A|||F"),
+    )
+
+
+def stored_patients(engine: RunningEngine, tag: str) -> set[tuple[str, str]]:
+    """(control id, person key) of every record stored from a `<tag>-` message."""
+    with engine.store().connect() as conn:
+        found = conn.execute(
+            text("select source_control_id, person_key from records where source_control_id like :t"),
+            {"t": f"{tag}-%"},
+        ).all()
+    return {(str(c), str(p)) for c, p in found}
+
+
+def assert_refused_whole(engine: RunningEngine, raw: bytes, tag: str) -> None:
+    """The frame is one rejected journal row with its bytes; no message and no record of either."""
+    assert rows(engine, "raw = :raw and status = 'rejected'", raw=raw) == 1
+    assert rows(engine, "control_id in (:a, :b)", a=f"{tag}-A", b=f"{tag}-B") == 1
+    assert stored_patients(engine, tag) == set()
+
+
 class TestGluedFrames:
     def test_two_oru_glued_in_one_frame_are_refused_whole_and_never_merged(
         self, engine: RunningEngine
@@ -83,6 +109,59 @@ class TestGluedFrames:
     def test_whitespace_and_a_bom_before_msh_are_fine(self, engine: RunningEngine) -> None:
         (ack,) = engine.send([b"\xef\xbb\xbf\r\n " + hl7(*oru("BOM-A", "0010077004", "张三"))])
         assert msa(ack)[:2] == ("AA", "BOM-A")
+
+    @pytest.mark.parametrize(
+        ("noise", "tag"), [(b"\xef\xbb\xbf", "GBOM"), (b" ", "GSP"), (b"\t", "GTAB"), (b"\x0c", "GFF")]
+    )
+    def test_a_bom_or_blank_before_the_second_msh_still_refuses_the_frame(
+        self, engine: RunningEngine, noise: bytes, tag: str
+    ) -> None:
+        """A, then a BOM or a blank, then B's MSH: one AR naming B's MSH; neither patient stored."""
+        a, b = glued_pair(tag)
+        frame_ = hl7(*a) + noise + hl7(*b)
+        (ack,) = engine.send([frame_])
+        code, control, text = msa(ack)
+        assert (code, control) == ("AR", f"{tag}-A")
+        assert "segment 5 is a second MSH outside an FHS/BHS batch" in text
+        assert_refused_whole(engine, frame_, tag)
+
+    def test_a_message_glued_on_without_the_final_cr_refuses_the_frame(self, engine: RunningEngine) -> None:
+        """A's last segment lacks its CR, so B's MSH sits inside A's OBX: AR naming that segment."""
+        a, b = glued_pair("NOCR")
+        frame_ = hl7(*a)[:-1] + hl7(*b)
+        (ack,) = engine.send([frame_])
+        code, control, text = msa(ack)
+        assert (code, control) == ("AR", "NOCR-A")
+        assert "segment 4 (OBX) holds a second MSH inside it" in text
+        assert_refused_whole(engine, frame_, "NOCR")
+
+    @pytest.mark.parametrize(("noise", "tag"), [(b"\xef\xbb\xbf", "BBOM"), (b" ", "BSP")])
+    def test_a_bom_or_blank_before_an_msh_in_a_batch_starts_its_own_message(
+        self, engine: RunningEngine, noise: bytes, tag: str
+    ) -> None:
+        """In BHS/BTS, a BOM or blank before B's MSH: B is its own message, stored for its own patient."""
+        a, b = glued_pair(tag)
+        batch = hl7("BHS|^~\\&|LIS|10") + hl7(*a) + noise + hl7(*b, "BTS|2")
+        (ack,) = engine.send([batch])
+        assert ack is not None
+        assert [s[:3] for s in ack.split(b"\r") if s] == [b"BHS", b"MSH", b"MSA", b"MSH", b"MSA", b"BTS"]
+        assert observations(engine, f"{tag}-A") == ["HGB"]
+        assert observations(engine, f"{tag}-B") == ["HBSAG"]
+        stored = stored_patients(engine, tag)
+        assert {c for c, _ in stored} == {f"{tag}-A", f"{tag}-B"}
+        assert all(p.endswith("0010078001" if c.endswith("-A") else "0010078002") for c, p in stored), stored
+
+    def test_a_message_glued_on_without_the_final_cr_refuses_the_batch(self, engine: RunningEngine) -> None:
+        """In BHS/BTS, A's last OBX without its CR swallows B's MSH: the whole batch is refused."""
+        a, b = glued_pair("BNOCR")
+        batch = hl7("BHS|^~\\&|LIS|10", *a)[:-1] + hl7(*b, "BTS|2")
+        (ack,) = engine.send([batch])
+        assert ack is not None
+        assert [s[:3] for s in ack.split(b"\r") if s] == [b"BHS", b"MSH", b"MSA", b"ERR", b"BTS"]
+        code, control, text = msa(ack)
+        assert (code, control) == ("AR", "BNOCR-A")
+        assert "segment 5 (OBX) holds a second MSH inside it" in text and "whole batch" in text
+        assert_refused_whole(engine, batch, "BNOCR")
 
     def test_batch_with_a_segment_outside_its_messages_is_refused_whole(self, engine: RunningEngine) -> None:
         """BHS, a stray PID, then two messages: one batch answer holding one AR; nothing accepted."""
@@ -136,6 +215,7 @@ class TestGarbageBursts:
         reason = f"{len(burst)} bytes received outside an MLLP frame%"
         (source,) = [s for s in engine.runtime.sources if s.name == "hospital"]
         rejected_before = source.counters.rejected  # one per bad event, each logged once
+        logged_before = ENGINE_LOG.mark()
         peer.sock.sendall(burst + frame(hl7(*oru("AFTER-BURST", "0010077007", "吴九"))))
         (answer,) = peer.read_answers(1)
         peer.close()
@@ -144,6 +224,8 @@ class TestGarbageBursts:
         raw = scalar(engine.journal, "select raw from journal_messages where error like :r", r=reason)
         assert bytes(raw) == burst
         assert source.counters.rejected == rejected_before + 1
+        stray = ENGINE_LOG.events(since=logged_before, name="mllp_stray_bytes")
+        assert [(e["size"], e["channel"]) for e in stray] == [(len(burst), "hospital")]
 
 
 class TestUnreadAnswers:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from core.masking import mask_text
 from engine.logging import configure, mask_pii
+from support import ENGINE_LOG
 
 ID_CARD = "500112199403151525"
 ID_CARD_X = "50011219980416110X"
@@ -34,7 +35,7 @@ def log_buffer() -> Iterator[io.StringIO]:
     try:
         yield buf
     finally:
-        configure("warning", stream=io.StringIO())
+        configure("warning", stream=ENGINE_LOG)
 
 
 def lines_of(buf: io.StringIO) -> list[dict[str, Any]]:
@@ -202,7 +203,7 @@ class TestConfigure:
             log.info("quiet")
             log.warning("loud")
         finally:
-            configure("warning", stream=io.StringIO())
+            configure("warning", stream=ENGINE_LOG)
         assert [e["event"] for e in lines_of(buf)] == ["loud"]
 
 
