@@ -77,6 +77,7 @@ STAGES = {
     "PregnancyRegistration": ("pregnancy", "孕期"),
     "PrenatalVisit": ("pregnancy", "孕期"),
     "RiskAssessment": ("pregnancy", "孕期"),
+    "PmtctCase": ("pregnancy", "孕期"),
     "DeliveryRecord": ("delivery", "分娩"),
     "NewbornRecord": ("child", "新生儿"),
     "NewbornScreening": ("child", "新生儿"),

@@ -389,6 +389,11 @@ def _case(
         status = "provisional" if all(r.preliminary for r in positive) else "open"
         if earlier is not None:
             case_id = earlier.record_id
+            # A final report replaces its preliminary one under the same record id: the case
+            # still dates from the first reactive result anyone saw.
+            seen_before = as_date(earlier.payload.get("opened_on"))
+            if seen_before is not None and seen_before < opened_on:
+                opened_on = seen_before
     elif earlier is not None:
         # The positive is gone: a correction replaced it under the same record id.
         previous = earlier.payload
