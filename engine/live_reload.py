@@ -12,6 +12,10 @@ reload and the engine keeps what it has. Then, in this order:
    what it has; a moved one stops and listens at its new address; an added one starts;
 4. a removed destination's workers stop once its undelivered messages are delivered.
 
+A kept destination whose other settings changed, or whose files changed (a record store's
+rule tables), is handed its new settings in place when its sink can take them
+(`reconfigure`): the record store runs the new rule tables from its next bundle.
+
 Refused, with nothing changed: keys only a restart applies (engine database, broker, queue
 prefix, time zone, journal, http; a kept destination's type, partitions or database; a new
 destination with partitions > 1), a removed destination that still has undelivered
@@ -54,10 +58,19 @@ RETIRE_SETTLE = 2.0  # seconds before the first look
 
 @dataclass(frozen=True, slots=True)
 class CompiledRoutes:
-    """A router and every file its mappings were compiled from."""
+    """A router, and every file the configuration reads: mappings, their includes and code
+    tables, and the files destinations read (rule tables)."""
 
     router: Router
     files: list[Path]
+
+
+def _reconfigured(new: Settings, diff: ConfigDiff) -> list[str]:
+    """Kept destinations whose settings changed, or which read a file that changed."""
+    names = set(diff.destinations.changed)
+    if diff.files:
+        names |= {name for name, d in new.destinations.items() if d.config_files()}
+    return sorted(names - set(diff.destinations.added))
 
 
 def compile_routes(settings: Settings) -> CompiledRoutes:
@@ -69,8 +82,18 @@ def compile_routes(settings: Settings) -> CompiledRoutes:
         if path not in compiled:
             compiled[path] = load_mapping(path, display=r.mapping, roots=settings.roots)
         routes.append(Route.build(r, compiled[path]))
-    files = list(dict.fromkeys(f.resolve() for m in compiled.values() for f in m.files))
+    read = [f for m in compiled.values() for f in m.files] + destination_files(settings)
+    files = list(dict.fromkeys(f.resolve() for f in read))
     return CompiledRoutes(Router(routes), files)
+
+
+def destination_files(settings: Settings) -> list[Path]:
+    """Files destinations read besides routes.yaml (a record store's rule tables)."""
+    return [
+        destination.file_path(written, settings)
+        for destination in settings.destinations.values()
+        for _key, _index, written in destination.config_files()
+    ]
 
 
 @dataclass(slots=True)
@@ -296,6 +319,11 @@ class LiveReload:
             if diff.retry:
                 for worker in rt.workers:
                     worker.policy = rt.retry_policy()
+            for name in _reconfigured(new, diff):
+                for worker in (w for w in rt.workers if w.destination == name):
+                    reconfigure = getattr(worker.sink, "reconfigure", None)
+                    if reconfigure is not None:  # a sink that can take new settings in place
+                        reconfigure(new.destinations[name], rt)
         if rt.transform is not None:
             # One assignment each: the transform thread reads the router once per message.
             rt.transform.strict_channels = frozenset(

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from channels.record_store.derive import Derivations
+from channels.record_store.derive import derivations_for
 from channels.record_store.settings import RecordStoreDestination
 from channels.record_store.store import RecordStore, ensure_schema
 from core.connectors import ConnectorContext, DestinationType, register_destination
-from transforms.rules.derivers import load_deriver
 
 
 def _database(destination: RecordStoreDestination, context: ConnectorContext) -> str:
@@ -20,9 +19,8 @@ def prepare(name: str, destination: RecordStoreDestination, context: ConnectorCo
 
 def build(name: str, destination: RecordStoreDestination, context: ConnectorContext) -> RecordStore:
     prepare(name, destination, context)
-    settings = context.settings
-    derivers = [load_deriver(destination.file_path(p, settings)) for p in destination.rules]
-    return RecordStore(context.engine_for(_database(destination, context)), Derivations(derivers))
+    derivations = derivations_for(destination, context.settings)
+    return RecordStore(context.engine_for(_database(destination, context)), derivations)
 
 
 RECORD_STORE = register_destination(DestinationType("record_store", RecordStoreDestination, build, prepare))

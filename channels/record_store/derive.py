@@ -20,15 +20,20 @@ from channels.record_store.schema import persons, records
 from core.clock import now_utc
 from core.upsert import insert_for
 from transforms.records.base import HOSPITAL_TZ
-from transforms.rules.derivers import DERIVED_TYPES, Deriver
+from transforms.rules.derivers import DERIVED_TYPES, Deriver, load_deriver
 from transforms.rules.history import History, StoredRecord, as_date
 from transforms.validate import canonical
 
-__all__ = ["DERIVED_CHANNEL", "Derivations"]
+__all__ = ["DERIVED_CHANNEL", "Derivations", "derivations_for"]
 
 DERIVED_CHANNEL = "rules"
 _CHUNK = 300
 _EVENT_DAY = {"RiskAssessment": "assessment_date", "PmtctCase": "opened_on"}
+
+
+def derivations_for(destination: Any, settings: Any) -> Derivations:
+    """The rule tables a record store destination lists, loaded."""
+    return Derivations([load_deriver(destination.file_path(p, settings)) for p in destination.rules])
 
 
 class Derivations:

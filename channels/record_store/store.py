@@ -36,7 +36,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from channels.record_store.batch import store_bundle
-from channels.record_store.derive import Derivations
+from channels.record_store.derive import Derivations, derivations_for
 from channels.record_store.schema import (
     IDENTIFIER_KINDS,
     ensure_schema,
@@ -68,6 +68,10 @@ class RecordStore:
     def __init__(self, engine: Engine, derivations: Derivations | None = None) -> None:
         self.engine = engine
         self.derivations = derivations or Derivations([])
+
+    def reconfigure(self, destination: Any, context: Any) -> None:
+        """A reload changed the rule tables: the next bundle runs the new ones."""
+        self.derivations = derivations_for(destination, context.settings)
 
     def health_check(self) -> None:
         with self.engine.connect() as conn:

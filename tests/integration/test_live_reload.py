@@ -499,3 +499,48 @@ def test_check_diff_names_what_a_reload_would_change(tmp_path: Path) -> None:
     after = mch(routes, "check", "--diff")
     assert "no engine is running; compared with what engine" in after.stdout
     assert "+ destination added: archive" in after.stdout
+
+
+def test_an_edited_rule_table_is_used_after_reload(tmp_path: Path) -> None:
+    """A province's variant of the risk table takes effect on reload, without a restart."""
+    shutil.copytree(REPO / "mappings", tmp_path / "mappings")
+    routes = tmp_path / "routes.yaml"
+    shipped = (REPO / "routes.yaml").read_text(encoding="utf-8")
+    for old, new in (
+        ("${MCH_DB_URL:-sqlite:///var/engine.db}", f"sqlite:///{tmp_path}/engine.db"),
+        ("${MCH_MLLP_LISTEN:-127.0.0.1:2575}", f"127.0.0.1:{free_port()}"),
+        ("${MCH_MLLP_GBK_LISTEN:-127.0.0.1:2576}", f"127.0.0.1:{free_port()}"),
+    ):
+        assert old in shipped
+        shipped = shipped.replace(old, new)
+    routes.write_text(shipped, encoding="utf-8")
+    samples = tmp_path / "mappings"
+    with RunningEngine(routes) as engine:
+
+        def suggested() -> list[tuple[str, str, str]]:
+            with engine.store().connect() as conn:
+                rows = conn.execute(
+                    text(
+                        "select payload from records where record_type = 'RiskAssessment' order by record_id"
+                    )
+                ).all()
+            payloads = [r[0] if isinstance(r[0], dict) else json.loads(r[0]) for r in rows]
+            return [(p["assessment_date"], p["colour"], p["rule_set"]) for p in payloads]
+
+        registration = samples / "his/samples/002_ORU-R01_utf-8__pregnancy-registration-lmp-edd-gravidity.hl7"
+        assert msa(engine_send(engine.port(), registration.read_bytes()))[0] == "AA"
+        wait_until(lambda: suggested() == [("2024-03-21", "green", "nhc-2017-35 2017.1")])
+
+        # A stricter local variant: Hb below 120 g/L counts as anaemia (the blood routine has 118).
+        table = tmp_path / "mappings/rules/risk_five_colour.yaml"
+        edit(table, 'version: "2017.1"', 'version: "2017.1-local"')
+        edit(table, "fact: hb, ge: 60, lt: 110", "fact: hb, ge: 60, lt: 120")
+        plan = mch(routes, "check", "--diff")
+        assert plan.returncode == 0 and "file changed: mappings/rules/risk_five_colour.yaml" in plan.stdout
+        done = mch(routes, "reload")
+        assert done.returncode == 0 and "reloaded" in done.stdout, done.stdout + done.stderr
+
+        blood = samples / "lis/samples/003_ORU-R01_utf-8__lis-blood-routine.hl7"
+        assert msa(engine_send(engine.port(), blood.read_bytes()))[0] == "AA"
+        # The whole history is graded again with the new table, the registration day included.
+        wait_until(lambda: suggested() == [("2024-03-21", "yellow", "nhc-2017-35 2017.1-local")])
