@@ -429,3 +429,9 @@ def test_yes_written_as_a_kind_is_explained(tmp_path: Path) -> None:
     with pytest.raises((ConfigError, ConfigErrors)) as caught:
         load_risk_table(write(tmp_path, text))
     assert "risk.yaml:8:" in str(caught.value) and "yes_no" in str(caught.value)
+
+
+def test_the_rules_doc_lists_every_factor_of_the_shipped_table() -> None:
+    doc = (REPO / "docs/rules.md").read_text(encoding="utf-8")
+    for factor in TABLE.factors:
+        assert f"| `{factor.id}` | {factor.colour} | {factor.name} |" in doc, factor.id
