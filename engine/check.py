@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
+from core.audience import may_receive
 from core.errors import ConfigError, ConfigErrors
 from core.i18n import t
-from core.settings import Settings, read_settings
+from core.settings import LoadedSettings, Settings, read_settings
 from core.yaml_lines import problems_of
+from transforms.records import fixed_audience
 
 __all__ = ["check_config", "format_problems", "summarize"]
 
@@ -27,22 +30,57 @@ def check_config(
     """All problems of routes.yaml (YAML, `${VAR}`, schema, references, missing mapping
     files), then those `check_mapping(path, roots=...)` raises for each existing mapping file
     (`roots`: where its includes and code tables may be), then those in the files
-    destinations read (rule tables); empty if OK.
+    destinations read (rule tables), and routes that would send a record type with a fixed audience (a PMTCT
+    case) to a destination that may not receive it; empty if OK.
     `env` defaults to os.environ."""
     loaded = read_settings(path, env)
     problems = list(loaded.problems)
+    compiled: dict[Path, Any] = {}
     if check_mapping is not None:
         for mapping in loaded.mapping_files:
             try:
-                check_mapping(mapping, roots=loaded.roots)
+                compiled[mapping] = check_mapping(mapping, roots=loaded.roots)
             except (ConfigError, ConfigErrors) as exc:
                 problems.extend(problems_of(exc))
+    if loaded.settings is not None:
+        problems.extend(_audience_problems(loaded, compiled))
     if loaded.settings is not None:
         for name, file, _line in loaded.destination_files:
             try:
                 loaded.settings.destinations[name].check_file(file)
             except (ConfigError, ConfigErrors) as exc:
                 problems.extend(problems_of(exc))
+    return problems
+
+
+def _audience_problems(loaded: LoadedSettings, compiled: Mapping[Path, Any]) -> list[ConfigError]:
+    """A route whose mapping makes a record type with a fixed audience (a PMTCT case), sent
+    to a destination that may not receive it (core/audience.py), at that `to:` line. The
+    engine would withhold such records anyway; the route is a mistake to say so at once."""
+    settings = loaded.settings
+    assert settings is not None
+    problems: list[ConfigError] = []
+    for index, route in enumerate(settings.routes):
+        mapping = compiled.get(route.mapping_path(settings))
+        types = dict.fromkeys(rule.type for rule in getattr(mapping, "records", ()))
+        fixed = [(kind, audience) for kind in types if (audience := fixed_audience(kind))]
+        written = loaded.data["routes"][index].get("to")
+        for position, destination in enumerate(route.to):
+            reaches = settings.destinations[destination].reaches
+            loc: tuple[Any, ...] = ("routes", index, "to")
+            if isinstance(written, list):
+                loc = (*loc, position)
+            for kind, audience in fixed:
+                if not may_receive(reaches, audience):
+                    message = t(
+                        "check_audience_refused",
+                        route=route.name,
+                        record_type=kind,
+                        audience=audience,
+                        destination=destination,
+                        reaches=reaches,
+                    )
+                    problems.append(ConfigError(loaded.filename, loaded.lines.line_of(loc), message))
     return problems
 
 

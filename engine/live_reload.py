@@ -77,11 +77,12 @@ def compile_routes(settings: Settings) -> CompiledRoutes:
     """Compile each route's mapping (each file once) into a router."""
     compiled: dict[Path, Mapping] = {}
     routes = []
+    reaches = {name: d.reaches for name, d in settings.destinations.items()}
     for r in settings.routes:
         path = r.mapping_path(settings)
         if path not in compiled:
             compiled[path] = load_mapping(path, display=r.mapping, roots=settings.roots)
-        routes.append(Route.build(r, compiled[path]))
+        routes.append(Route.build(r, compiled[path], reaches))
     read = [f for m in compiled.values() for f in m.files] + destination_files(settings)
     files = list(dict.fromkeys(f.resolve() for f in read))
     return CompiledRoutes(Router(routes), files)

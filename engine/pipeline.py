@@ -3,6 +3,8 @@
 Runs in its own thread, fed by the journal writer after each commit (and by
 recovery at start). A message whose mapping fails is marked `failed` with the
 mapping's own error text (stage transform); one no route wants is `unrouted`.
+A record whose audience a destination may not reach (core/audience.py) is withheld from it
+here, before the bus: logged `record_withheld`, counted, never a failure or a dead letter.
 A batch's envelopes are published together (one confirmed queue message per
 partition) before the batch's statuses are saved; while the broker is away the
 worker waits and tries again, and the message stays `received` in the journal, so
@@ -24,13 +26,14 @@ import structlog
 from sqlalchemy import Engine
 
 from core import failpoints
+from core.audience import SYSTEM, audience_of
 from core.errors import InputError, MappingError
 from deadletter import store as dead_letters
 from engine import journal
 from engine.backoff import until_it_works
 from engine.batching import run_batches
 from engine.bus import Bus
-from engine.router import Router
+from engine.router import Route, Router
 from transforms.converters import CONVERTERS
 from transforms.decode import decode
 from transforms.hl7v2 import Message
@@ -45,6 +48,7 @@ LINGER = 0.005  # seconds the transform waits for more messages to fill a batch
 REQUIRED_EMPTY = "required value is empty"  # the mapping compiler's text for a required field
 MAX_WAITING = 40  # in-process queue messages (bundles) per destination before the transform waits
 ROW_TYPE = "ROW"  # the message type routes see for a row of a db_poll channel
+WITHHELD = "withheld"  # counter of records kept from a destination (core/audience.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +59,7 @@ class Outcome:
     published: list[tuple[str, str]]  # (destination, record_id)
     channel: str = ""
     route: str | None = None  # the route whose mapping failed, for the dead letter
+    withheld: int = 0  # records kept from a destination their audience may not reach
 
 
 def rule_name(exc: MappingError) -> str:
@@ -95,6 +100,25 @@ def _log_attention(
         control_id=_printable(control_id),
         message_type=message_type,
         **details,
+    )
+
+
+def _log_withheld(
+    item: journal.Accepted, control_id: Any, route: Route, destination: str, envelope: dict[str, Any]
+) -> None:
+    """A record not handed to a destination whose `reaches:` its audience excludes: done, not
+    a failure (core/audience.py). Names the destination and record type, never the record."""
+    log.warning(
+        "record_withheld",
+        journal_id=item.journal_id,
+        channel=item.channel,
+        control_id=_printable(control_id),
+        route=route.name,
+        destination=destination,
+        record_type=envelope["record_type"],
+        reason="audience",
+        audience=audience_of(envelope["record"]),
+        reaches=route.reaches.get(destination, SYSTEM),
     )
 
 
@@ -154,6 +178,7 @@ class TransformWorker:
             envelopes += produced
             outcomes.append(outcome)
             self.counts[outcome.status] += 1
+            self.counts[WITHHELD] += outcome.withheld
         if envelopes:
             self._publish(envelopes)
         self._save(outcomes)
@@ -190,6 +215,7 @@ class TransformWorker:
                 _log_attention("message_unrouted", item, control_id, message_type, reason="no_route")
                 return Outcome(item.journal_id, journal.UNROUTED, None, []), []
             envelopes: list[tuple[str, dict[str, Any]]] = []
+            withheld_count = 0
             for route in routes:
                 current = route.name
                 for rec in route.mapping.apply(message):
@@ -211,7 +237,11 @@ class TransformWorker:
                         "event_time": rec.event_time,
                         "record": canonical(rec.record_type, rec.record_id, rec.record, source),
                     }
-                    envelopes += [(dest, envelope) for dest in route.destinations]
+                    allowed, withheld = route.destinations_for(audience_of(envelope["record"]))
+                    envelopes += [(dest, envelope) for dest in allowed]
+                    for dest in withheld:
+                        withheld_count += 1
+                        _log_withheld(item, control_id, route, dest, envelope)
         except (InputError, ValueError) as exc:
             # The journal and the dead letter keep the whole text for the operator; the log
             # names the rule and the field only: a rule's text can quote the value.
@@ -232,7 +262,8 @@ class TransformWorker:
             control_id=_printable(control_id),
             records=len(published),
         )
-        return Outcome(item.journal_id, journal.ROUTED, None, published), envelopes
+        outcome = Outcome(item.journal_id, journal.ROUTED, None, published, withheld=withheld_count)
+        return outcome, envelopes
 
     def _publish(self, envelopes: list[tuple[str, dict[str, Any]]]) -> None:
         for attempt in until_it_works("publish"):

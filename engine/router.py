@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from core import settings
+from core.audience import SYSTEM, may_receive
 from transforms.hl7v2 import Message
-from transforms.mapping import Ctx, Mapping
+from transforms.mapping import Ctx
+from transforms.mapping import Mapping as MappingFile
 from transforms.mapping.compiler import compile_message_condition
 
 
@@ -16,13 +18,17 @@ class Route:
     """A route of routes.yaml with its mapping compiled."""
 
     spec: settings.Route
-    mapping: Mapping
+    mapping: MappingFile
     when: Callable[[Ctx], bool] | None = None
+    reaches: Mapping[str, str] = field(default_factory=dict)  # destination → whom it reaches
 
     @classmethod
-    def build(cls, spec: settings.Route, mapping: Mapping) -> Route:
+    def build(
+        cls, spec: settings.Route, mapping: MappingFile, reaches: Mapping[str, str] | None = None
+    ) -> Route:
+        """`reaches`: each destination's `reaches:` setting (absent: `system`)."""
         when = compile_message_condition(spec.when) if spec.when else None
-        return cls(spec, mapping, when)
+        return cls(spec, mapping, when, dict(reaches or {}))
 
     @property
     def name(self) -> str:
@@ -31,6 +37,17 @@ class Route:
     @property
     def destinations(self) -> tuple[str, ...]:
         return tuple(self.spec.to)
+
+    def destinations_for(self, audience: str | None) -> tuple[list[str], list[str]]:
+        """The destinations a record for `audience` goes to, and those it is withheld from
+        (core/audience.py: never a `patient` destination, whatever `to:` says)."""
+        if not audience:
+            return list(self.destinations), []
+        allowed: list[str] = []
+        withheld: list[str] = []
+        for dest in self.destinations:
+            (allowed if may_receive(self.reaches.get(dest, SYSTEM), audience) else withheld).append(dest)
+        return allowed, withheld
 
     def matches(self, channel: str, message_type: str) -> bool:
         """Channel and MSH-9 only (cacheable); `accepts` adds the `when:` condition."""

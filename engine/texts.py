@@ -169,6 +169,13 @@ _TEXT: dict[str, tuple[str, str]] = {
         "(`mch-engine records list --type Person` lists persons)",
     ),
     "bad_lang": ("--lang 只能是 zh 或 en（收到 {value!r}）", "--lang must be zh or en (got {value!r})"),
+    "check_audience_refused": (
+        "routes[{route}].to: {record_type} 记录只供 {audience} 接收，不能发往 {destination}"
+        "（reaches: {reaches}）；请从 to 中去掉它，或改用 reaches 为 system 或 {audience} 的目的地",
+        "routes[{route}].to: {record_type} records are for {audience} only and may not go to "
+        "{destination} (reaches: {reaches}); take it out of `to:` or use a destination that "
+        "reaches system or {audience}",
+    ),
     "check_problem": ("{files} 中共有 {n} 处问题", "{n} problem in {files}"),
     "check_problems": ("{files} 中共有 {n} 处问题", "{n} problems in {files}"),
     "send_refused": (

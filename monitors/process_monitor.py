@@ -127,7 +127,7 @@ class ProcessMonitor:
         """One line: what happened since the last summary (zeros included, so a quiet
         interval is visible as such)."""
         now = self.totals()
-        keys = (*SUMMED, "routed", "unrouted", "failed", "delivered", "retried", "dead_lettered")
+        keys = (*SUMMED, "routed", "unrouted", "failed", "withheld", "delivered", "retried", "dead_lettered")
         since = {k: now[k] - self._last_summary[k] for k in keys}
         self._last_summary = now
         log.info("summary", interval_s=self.summary_interval, **since)

@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from core import connectors
+from core.audience import Reach
 from core.config_paths import ConfigRoots
 from core.settings.values import (
     DEFAULT_BROKER,
@@ -157,6 +158,12 @@ class Destination(SettingsModel):
     """Base of every destination type's settings: `type` picks the registered model."""
 
     type: str = Field(description="Destination type.")
+    reaches: Reach = Field(
+        default="system",
+        description="Whom it reaches: `system` (a store, or a forwarder to another system), `staff`, "
+        "`pmtct_officer` or `patient`. A record with an audience (a PMTCT case: `pmtct_officer`) goes "
+        "only to `system` or exactly that audience, never to `patient`, whatever the routes say.",
+    )
 
     def fill_defaults(self, engine: EngineSettings) -> None:
         """Take what is left out from the engine's settings (a store's database, say)."""

@@ -68,6 +68,7 @@ __all__ = [
     "UnknownRecordType",
     "check_char",
     "describe_validation_error",
+    "fixed_audience",
     "parse_gestational_age",
     "validate_id_card",
     "validate_record",
@@ -91,6 +92,13 @@ RECORD_TYPES: dict[str, type[Record]] = {
         PmtctCase,
     )
 }
+
+
+def fixed_audience(record_type: str) -> str | None:
+    """The audience every record of `record_type` carries (a PMTCT case: `pmtct_officer`), or
+    None for a type without one or one the engine does not have."""
+    model = RECORD_TYPES.get(record_type)
+    return model.FIXED_AUDIENCE if model is not None else None
 
 
 class UnknownRecordType(ValueError):

@@ -520,6 +520,9 @@ class Record(RecordModel):
     """Fields every canonical record has: type, version, identity, provenance and flags."""
 
     SCHEMA_VERSION: ClassVar[int] = 1
+    FIXED_AUDIENCE: ClassVar[str | None] = None
+    """The audience every record of this type carries (core/audience.py), or None: a type
+    that sets it may only be routed to destinations that may receive that audience."""
 
     record_type: str = Field(description="记录类型 canonical record type")
     schema_version: int = Field(1, description="模式版本 version of this record type's schema (starts at 1)")

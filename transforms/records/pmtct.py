@@ -10,17 +10,18 @@ schedule is `mappings/rules/pmtct.yaml`.
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, computed_field, field_validator, model_validator
 
+from core.audience import PMTCT_OFFICER
 from transforms.records.base import Record, RecordModel, drop_computed, problem
 from transforms.records.pregnancy import ObservationRef
 
 __all__ = ["AUDIENCE", "Infection", "PmtctCase", "PmtctItem"]
 
 Infection = Literal["hiv", "syphilis", "hbv"]
-AUDIENCE = "pmtct_officer"
+AUDIENCE = PMTCT_OFFICER
 
 
 class PmtctItem(RecordModel):
@@ -60,6 +61,8 @@ class PmtctCase(Record):
     carried on the record so that a destination added later can check it; any other value is
     refused.
     """
+
+    FIXED_AUDIENCE: ClassVar[str | None] = AUDIENCE
 
     record_type: Literal["PmtctCase"] = Field("PmtctCase", description="记录类型 record type")
     infection: Infection = Field(description="感染类型 hiv 艾滋病, syphilis 梅毒, hbv 乙肝")
