@@ -230,6 +230,8 @@ class Stack:
             doc["routes"].append({**route, "mapping": str(REPO / route["mapping"])})
         for name, dest in shipped["destinations"].items():
             doc["destinations"][name] = {**dest, "database": self.database}
+            if dest.get("rules"):  # the shipped rule tables, read where they are
+                doc["destinations"][name]["rules"] = [str(REPO / rule) for rule in dest["rules"]]
             if self.partitions > 1:
                 doc["destinations"][name]["partitions"] = self.partitions
         path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
