@@ -19,6 +19,9 @@ make of it, field by field:
           MSH|^~\\&|LIS|10|…
         expect_error: needs a record_id
 
+A test file with `rules:` instead of `mapping:` tests a rule table the same way
+(transforms/rules/testing.py): a woman's records in, the derived records out.
+
 `expect` lists every record the message must produce, in order (so a missing or
 an extra record fails). Under `fields`, each key is a dotted path into the record
 (list items by index) and each value must equal what the mapping made; `{count: N}`
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +113,10 @@ def run_test_file(path: Path) -> list[CaseResult]:
     """Every case of one test file; a broken test file is one failed result saying why."""
     try:
         data, lines = load_yaml(path.read_text(encoding="utf-8"), str(path))
+        if isinstance(data, dict) and "rules" in data:
+            from transforms.rules.testing import run_rule_test_file  # a rule table's tests
+
+            return run_rule_test_file(path, data, lines)
         reference = str((data or {}).get("mapping") or path.name.replace("_test.yaml", ".yaml"))
         mapping_file = path.parent / reference
         roots = ConfigRoots.of([Path.cwd(), path.parent])
@@ -152,7 +160,7 @@ def _run_case(path: Path, lines: LineMap, mapping: Mapping, case: Any, index: in
         kinds = ", ".join(r.record_type for r in produced) or "-"
         result.problems.append(t("test_record_count", want=len(expect), n=len(produced), kinds=kinds))
     for i, (want, got) in enumerate(zip(expect, validated, strict=False)):
-        result.problems += [f"records[{i}] {p}" for p in _compare_record(want, got)]
+        result.problems += [f"records[{i}] {p}" for p in compare_record(want, got)]
     return result
 
 
@@ -181,7 +189,7 @@ def _validated(record: MappedRecord) -> MappedRecord:
     return MappedRecord(record.record_type, record.record_id, record.event_time, payload)
 
 
-def _compare_record(want: Any, got: MappedRecord) -> list[str]:
+def compare_record(want: Any, got: MappedRecord) -> list[str]:
     if not isinstance(want, dict):
         return [t("test_expectation_shape")]
     problems = []
@@ -213,6 +221,8 @@ def _compare_value(expected: Any, found: bool, actual: Any) -> Iterator[str]:
 
 
 def _equal(expected: Any, actual: Any) -> bool:
+    if isinstance(expected, date) and isinstance(actual, str):  # YAML reads 2024-03-01 as a date
+        return expected.isoformat() == actual
     if isinstance(expected, int | float) and isinstance(actual, int | float):
         return abs(expected - actual) < 1e-9
     if isinstance(expected, str) and not isinstance(actual, str) and actual is not None:
