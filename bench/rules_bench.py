@@ -290,6 +290,10 @@ def section(
         *table,
         "",
         f"Derived records of the last run with rules: {check} (women screened positive: {screened}).",
+        "",
+        "Reading: the rules cost most where bundles are large: each bundle re-reads and re-derives every "
+        "woman it touched, and a day's interleaved feed touches a different woman with almost every "
+        "record, so batching speeds the store up far less with rules than without.",
         *[f"{line}." for line in skipped],
         "",
         "Run again with `make bench-rules BENCH_ARGS='--output docs/benchmarks.md'` (PostgreSQL on "
