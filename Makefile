@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint check bench bench-sources clean
+.PHONY: run test lint check bench bench-sources bench-rules clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ bench: $(STAMP)
 
 bench-sources: $(STAMP)
 	$(BIN)/python -m bench.sources $(BENCH_ARGS)
+
+bench-rules: $(STAMP)
+	$(BIN)/python -m bench.rules_bench $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from bench.peers import PEER_NAMES
 from bench.report import Results, command_line, load_average, render, started_now, targets
+from bench.rules_bench import BEGIN as RULES_BEGIN
+from bench.rules_bench import END as RULES_END
 from bench.scenarios import Plan, Runner
 from bench.sources import carried
 from bench.stack import BACKENDS, REPO
@@ -231,7 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     output = args.output or (None if args.smoke else DEFAULT_OUTPUT)
     if output is not None and not args.no_write:
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(carried(output, page), encoding="utf-8")
+        kept = carried(output, carried(output, page), (RULES_BEGIN, RULES_END))  # the other benches' sections
+        output.write_text(kept, encoding="utf-8")
         print(f"\nwritten to {output}")
     print("\ntargets (as at the top of the page):")
     for target in targets(results):

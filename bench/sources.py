@@ -248,24 +248,26 @@ def section(rows: list[Row], args: argparse.Namespace, command: str, started: da
     return "\n".join(lines) + "\n"
 
 
-def write_section(page: Path, text: str) -> None:
-    """Replace this bench's section of `page`, or append it; the rest stays as it was."""
+def write_section(page: Path, text: str, markers: tuple[str, str] = (BEGIN, END)) -> None:
+    """Replace a bench's section of `page` (this one's by default), or append it; the rest stays."""
+    begin, end = markers
     old = page.read_text(encoding="utf-8") if page.exists() else ""
-    if BEGIN in old and END in old:
-        head, _, rest = old.partition(BEGIN)
-        new = head + text.rstrip("\n") + rest.partition(END)[2]
+    if begin in old and end in old:
+        head, _, rest = old.partition(begin)
+        new = head + text.rstrip("\n") + rest.partition(end)[2]
     else:
         new = (old.rstrip("\n") + "\n\n" if old else "") + text
     page.parent.mkdir(parents=True, exist_ok=True)
     page.write_text(new, encoding="utf-8")
 
 
-def carried(page: Path, text: str) -> str:
-    """`text` (a page `python -m bench` renders whole) with this bench's section of `page` kept."""
+def carried(page: Path, text: str, markers: tuple[str, str] = (BEGIN, END)) -> str:
+    """`text` (a page `python -m bench` renders whole) with a bench's section of `page` kept."""
+    begin, end = markers
     old = page.read_text(encoding="utf-8") if page.exists() else ""
-    if BEGIN not in old or END not in old:
+    if begin not in old or end not in old:
         return text
-    kept = BEGIN + old.partition(BEGIN)[2].partition(END)[0] + END
+    kept = begin + old.partition(begin)[2].partition(end)[0] + end
     return text.rstrip("\n") + "\n\n" + kept + "\n"
 
 
