@@ -10,8 +10,9 @@ channel `rules`; rows the rules no longer return are deleted.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime, time
+from datetime import date, datetime, time
 from typing import Any
 
 from sqlalchemy import Connection, Executable, and_, delete, select
@@ -105,8 +106,7 @@ class Derivations:
         made: dict[str, dict[str, Any]] = {}
         for deriver in self.derivers:
             for payload in deriver.derive(history, today):
-                kind, rid = payload["record_type"], payload["record_id"]
-                made[rid] = canonical(kind, rid, payload, {"channel": DERIVED_CHANNEL})
+                made[payload["record_id"]] = _canonical(payload, today)
         before = {r.record_id: r.payload for r in history.records if _derived(r)}
         gone = [rid for rid in before if rid not in made]
         if gone:
@@ -128,6 +128,27 @@ class Derivations:
             )
             self._upsert[conn.dialect.name] = found
         return found
+
+
+_CANONICAL: dict[str, dict[str, Any]] = {}
+_CANONICAL_MAX = 20_000
+_canonical_day: date | None = None
+
+
+def _canonical(payload: dict[str, Any], today: date) -> dict[str, Any]:
+    """The derived record as stored (validated by its model). A woman's gradings are made
+    again with each of her records and are mostly the same: their validation is kept, for
+    the day (a model checks dates against today)."""
+    global _canonical_day
+    if _canonical_day != today or len(_CANONICAL) >= _CANONICAL_MAX:
+        _CANONICAL.clear()
+        _canonical_day = today
+    key = json.dumps(payload, sort_keys=True, default=str, ensure_ascii=False)
+    found = _CANONICAL.get(key)
+    if found is None:
+        kind, rid = payload["record_type"], payload["record_id"]
+        found = _CANONICAL[key] = canonical(kind, rid, payload, {"channel": DERIVED_CHANNEL})
+    return found
 
 
 def _derived(record: StoredRecord) -> bool:

@@ -12,7 +12,7 @@ from typing import Any
 
 from transforms.rules.history import StoredRecord
 
-__all__ = ["codes_of", "number_of", "observations_in", "reads_positive"]
+__all__ = ["by_code", "codes_of", "number_of", "observations_in", "reads_positive"]
 
 _NEGATIVE = re.compile(
     r"阴性|无反应|未检出|非反应|non[- ]?reactive|negative|^\s*[（(]?\s*-\s*[）)]?\s*$", re.I
@@ -36,6 +36,16 @@ def observations_in(record: StoredRecord, codes: Iterable[str]) -> Iterator[dict
     for obs in record.payload.get("observations") or ():
         if isinstance(obs, dict) and codes_of(obs) & wanted:
             yield obs
+
+
+def by_code(record: StoredRecord) -> dict[str, list[dict[str, Any]]]:
+    """A record's observations under each code they answer to, for many look-ups in one record."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for obs in record.payload.get("observations") or ():
+        if isinstance(obs, dict):
+            for code in codes_of(obs):
+                found.setdefault(code, []).append(obs)
+    return found
 
 
 def number_of(obs: dict[str, Any]) -> float | None:

@@ -14,6 +14,7 @@ history: the same records in any order give the same assessments.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -28,7 +29,7 @@ from transforms.records.base import parse_yes_no
 from transforms.records.pregnancy import COLOURS, highest_colour
 from transforms.rules.episodes import Episode, episodes
 from transforms.rules.history import History, StoredRecord, as_date, derived_id
-from transforms.rules.observations import number_of, observations_in, reads_positive
+from transforms.rules.observations import by_code, number_of, reads_positive
 from transforms.rules.tables import TableModel, read_table
 
 __all__ = ["RiskTable", "load_risk_table", "suggest_assessments"]
@@ -210,7 +211,8 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def _readings(fact: Fact, record: StoredRecord) -> Iterator[Reading]:
+def _readings(fact: Fact, record: StoredRecord, coded: dict[str, list[dict[str, Any]]]) -> Iterator[Reading]:
+    """`coded`: the record's observations by code (`by_code`)."""
     if record.day is None:
         return
     for source in fact.from_:
@@ -222,7 +224,8 @@ def _readings(fact: Fact, record: StoredRecord) -> Iterator[Reading]:
             if value is not None:
                 yield Reading(value, record.day, record, source.field, fact.name, _shown(raw, fact.unit))
             continue
-        for obs in observations_in(record, source.codes):
+        matching = {id(o): o for code in source.codes for o in coded.get(code.upper(), ())}
+        for obs in matching.values():
             if fact.kind == "number":
                 value = number_of(obs)
             elif fact.kind == "positive":
@@ -262,27 +265,42 @@ def _bmi(episode: Episode) -> Reading | None:
 
 
 class _Facts:
-    """Every reading of every fact in one episode, oldest first."""
+    """Every reading of every fact in one episode, oldest first, read in one pass over her
+    records (a fact is looked for only in the record types it names)."""
 
     def __init__(self, table: RiskTable, episode: Episode, history: History, records: list[StoredRecord]):
-        self.readings: dict[str, list[Reading]] = {}
+        by_type: dict[str, list[tuple[str, Fact]]] = {}
+        for key, fact in table.facts.items():
+            for kind in dict.fromkeys(source.record for source in fact.from_):
+                by_type.setdefault(kind, []).append((key, fact))
+        found: dict[str, list[Reading]] = {key: [] for key in table.facts}
+        for record in records:
+            wanted = by_type.get(record.record_type)
+            if wanted:
+                coded = by_code(record)
+                for key, fact in wanted:
+                    found[key].extend(_readings(fact, record, coded))
         for key, fact in table.facts.items():
             if fact.kind == "age_at_registration":
-                found = [r for r in [_age(episode, history.person)] if r]
+                found[key] = [r for r in [_age(episode, history.person)] if r]
             elif fact.kind == "bmi_at_registration":
-                found = [r for r in [_bmi(episode)] if r]
-            else:
-                found = [reading for record in records for reading in _readings(fact, record)]
-            found.sort(key=lambda r: r.day)  # stable: records are in stored order
-            self.readings[key] = found
-        self.kinds = {key: fact.kind for key, fact in table.facts.items()}
+                found[key] = [r for r in [_bmi(episode)] if r]
+            found[key].sort(key=lambda r: r.day)  # stable: records are in stored order
+        self.readings = found
+        self._days = {key: [r.day for r in readings] for key, readings in found.items()}
+        self._first_yes = {
+            key: next((r for r in readings if r.value is True), None)
+            for key, readings in found.items()
+            if table.facts[key].kind in ("positive", "yes_no")
+        }
 
     def as_of(self, key: str, day: date) -> Reading | None:
         """The latest number, or the first positive or yes, recorded up to `day`."""
-        seen = [r for r in self.readings[key] if r.day <= day]
-        if self.kinds[key] in ("positive", "yes_no"):
-            return next((r for r in seen if r.value is True), None)
-        return seen[-1] if seen else None
+        if key in self._first_yes:
+            first = self._first_yes[key]
+            return first if first is not None and first.day <= day else None
+        seen = bisect_right(self._days[key], day)
+        return self.readings[key][seen - 1] if seen else None
 
 
 # --------------------------------------------------------------------------- grading
