@@ -45,6 +45,9 @@ DONE = "done"
 FAILED = "failed"
 ABORTED = "aborted"
 
+# Every action an entry can name; `deadletter audit` shows each through its `action_` text.
+ACTIONS = ("show", "replay", "reprocess", "reprocess_preview", "purge", "reload")
+
 audit_log = Table(
     "audit_log",
     metadata,
@@ -144,6 +147,8 @@ def _insert(
     detail: dict[str, Any] | None,
     outcome: str,
 ) -> int:
+    if action not in ACTIONS:
+        raise ValueError(f"unknown audit action {action!r}; add it to ACTIONS and its action_ text")
     now = now_utc()
     with engine.begin() as conn:
         result = conn.execute(
