@@ -148,6 +148,39 @@ def test_the_chinese_line_names_the_url_too(tmp_path: Path) -> None:
     assert "无法连接数据库" in result.stderr and shown in result.stderr
 
 
+def test_a_reader_that_leaves_early_is_not_an_unreachable_database(tmp_path: Path) -> None:
+    """`deadletter audit --all | head -1`: the reader leaving mid-listing is no database
+    error; the command stops quietly with the exit code of a closed pipe (0)."""
+    from sqlalchemy import insert
+
+    from core.clock import now_utc
+    from core.database import make_engine
+    from deadletter import audit
+
+    url = f"sqlite:///{tmp_path}/engine.db"
+    engine = make_engine(url)
+    audit.ensure_schema(engine)
+    row = {"at": now_utc(), "actor": "张三", "os_user": "zhangsan", "action": "show", "count": 1}
+    with engine.begin() as conn:  # far more than a pipe's buffer holds
+        conn.execute(
+            insert(audit.audit_log), [{**row, "target": str(i), "outcome": "done"} for i in range(3000)]
+        )
+    engine.dispose()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCH_")}
+    env.update(PYTHONPATH=str(REPO), MCH_DB_URL=url)
+    command = [*CLI, "deadletter", "audit", "--all", "--config", str(REPO / "routes.yaml")]
+    with subprocess.Popen(
+        command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.read(10)  # it has started printing; then the reader goes away
+        proc.stdout.close()
+        stderr = proc.stderr.read().decode("utf-8")
+        code = proc.wait(timeout=60)
+    assert "数据库" not in stderr and "Broken pipe" not in stderr and "Traceback" not in stderr, stderr
+    assert code == 0, stderr
+
+
 # --------------------------------------------------------------------------- language
 
 
