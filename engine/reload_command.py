@@ -242,7 +242,7 @@ def cmd_check_diff(args: argparse.Namespace) -> int:
 
     problems = _problems(args.config)
     if problems:
-        print(format_problems(problems), file=sys.stderr)
+        print(format_problems(problems, localized=True), file=sys.stderr)
         return 1
     settings = load_settings(args.config)
     on_disk = loaded_config.snapshot(settings, compile_routes(settings).files)
@@ -293,7 +293,7 @@ def cmd_reload(args: argparse.Namespace) -> int:
     problems = _problems(args.config)
     if problems:
         print(_t("reload_cmd_local_refused"), file=sys.stderr)
-        print(format_problems(problems), file=sys.stderr)
+        print(format_problems(problems, localized=True), file=sys.stderr)
         return 1
     settings = load_settings(args.config)
     engine = make_engine(settings.engine.database)

@@ -221,6 +221,23 @@ class TestLanguage:
         en = mch("check", "--config", str(routes), cwd=tmp_path)
         assert re.search(r"\d+ problems? in .*routes\.yaml$", en.stderr.strip()), en.stderr
 
+    @pytest.mark.parametrize("command", [["check", "--diff"], ["reload"]], ids=" ".join)
+    def test_diff_and_reload_count_problems_in_the_operators_language(
+        self, tmp_path: Path, command: list[str]
+    ) -> None:
+        """`check --diff` and `reload` refuse a bad file before anything else, counting its problems as `check` does."""
+        routes = tmp_path / "routes.yaml"
+        routes.write_text(
+            "version: 1\nchannels: {}\nroutes: []\ndestinations: {}\nbogus: 1\n", encoding="utf-8"
+        )
+        zh = mch(*command, "--config", str(routes), cwd=tmp_path, lang=None)
+        assert zh.returncode == 1
+        assert re.search(r"routes\.yaml 中共有 \d+ 处问题$", zh.stderr.strip()), zh.stderr
+        assert "problem" not in zh.stderr
+        en = mch(*command, "--config", str(routes), cwd=tmp_path)
+        assert en.returncode == 1
+        assert re.search(r"\d+ problems? in .*routes\.yaml$", en.stderr.strip()), en.stderr
+
 
 # --------------------------------------------------------------------------- send
 
