@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from sqlalchemy import Engine, func, select, text
@@ -22,6 +22,7 @@ from core.settings import Settings
 from deadletter import store as dead_letters
 from engine import journal
 from engine.bus import Bus, capabilities_for
+from engine.operator_time import iso_time
 from monitors import heartbeat
 
 UNDELIVERED = (journal.PENDING, journal.RETRYING)
@@ -92,18 +93,18 @@ class EngineStatus:
         self.ok = False
         self.problems.append(f"{key}:{subject}" if subject else key)
 
-    def to_json(self) -> dict[str, Any]:
-        """Plain JSON types, times in ISO 8601 with their offset."""
-        return _jsonable(asdict(self))
+    def to_json(self, tz: tzinfo) -> dict[str, Any]:
+        """Plain JSON types, times in ISO 8601 in the zone `tz` (`engine.timezone`) with its offset."""
+        return _jsonable(asdict(self), tz)
 
 
-def _jsonable(value: Any) -> Any:
+def _jsonable(value: Any, tz: tzinfo) -> Any:
     if isinstance(value, datetime):
-        return value.isoformat()
+        return iso_time(value, tz)
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: _jsonable(v, tz) for k, v in value.items()}
     if isinstance(value, list):
-        return [_jsonable(v) for v in value]
+        return [_jsonable(v, tz) for v in value]
     return value
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from core import i18n
+from engine.operator_time import local_time
 from monitors.engine_status import EngineStatus, Unreachable, collect
 
 EXIT_OK = 0
@@ -96,7 +97,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(_t("status_cmd_journal_unreachable", url=exc.url, error=exc.error), file=sys.stderr)
         return EXIT_DOWN
     if args.json:
-        print(json.dumps(status.to_json(), ensure_ascii=False))
+        print(json.dumps(status.to_json(settings.engine.tzinfo), ensure_ascii=False))
     else:
         print(render(status, settings.engine.tzinfo))
     return EXIT_OK if status.ok else EXIT_DOWN
@@ -106,7 +107,7 @@ def render(status: EngineStatus, tz: ZoneInfo) -> str:
     """Readable tables, one per kind, each with a header row, then the verdict."""
 
     def when(value: datetime | None) -> str:
-        return value.astimezone(tz).isoformat(sep=" ", timespec="seconds") if value else "-"
+        return local_time(value, tz)
 
     def yes(flag: bool) -> str:
         return _t("status_cmd_yes") if flag else _t("status_cmd_no")

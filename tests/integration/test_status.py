@@ -13,6 +13,7 @@ import sys
 import urllib.error
 import urllib.request
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +156,11 @@ class TestEmbeddedDefault:
                 "open_dead_letters": 0,
                 "error": None,
             }
-            assert hospital_numbers["last_message_at"].endswith("+00:00")
+            # The configured engine.timezone (Asia/Shanghai by default), as every other --json listing.
+            last = datetime.fromisoformat(hospital_numbers["last_message_at"])
+            assert hospital_numbers["last_message_at"].endswith("+08:00")
+            assert abs((datetime.now(UTC) - last).total_seconds()) < 120
+            assert datetime.fromisoformat(body["checked_at"]).utcoffset() == timedelta(hours=8)
             assert body["ok"] is True and body["problems"] == []
             [process] = body["processes"]
             assert process["pid"] == engine.proc.pid and process["alive"] is True
@@ -178,6 +183,7 @@ class TestEmbeddedDefault:
             assert code == 200
             assert served["channels"] == body["channels"]
             assert served["destinations"] == body["destinations"]
+            assert served["checked_at"].endswith("+08:00")
             assert "林晓雯" not in json.dumps(served, ensure_ascii=False)
         finally:
             engine.stop()
