@@ -240,6 +240,44 @@ class TestEmbeddedDefault:
         assert not [x for x in logs if x["event"] == "message_routed"]  # debug only
         assert "林晓雯" not in engine.log_path.read_text()
 
+    def test_a_delivery_failure_is_logged_with_channel_control_id_and_reason(
+        self, tmp_path: Path, sqlite_url: str
+    ) -> None:
+        """A record the store refuses ends as a dead letter: its error line names the channel,
+        the control id and a reason code, as transform failures do; never the patient."""
+        from channels.record_store import store as record_store
+
+        routes = routes_with_http(tmp_path, sqlite_url, extra="retry:\n  tiers: [1s]\n  max_attempts: 2\n")
+        store = create_engine(sqlite_url)
+        try:
+            record_store.ensure_schema(store)
+            with store.begin() as conn:
+                conn.execute(
+                    text(
+                        "CREATE TRIGGER refuse BEFORE INSERT ON persons "
+                        "BEGIN SELECT RAISE(ABORT, 'test: the store refuses'); END"
+                    )
+                )
+        finally:
+            store.dispose()
+        engine = EngineProcess(routes, tmp_path)
+        try:
+            send(port_of(routes), GOOD)
+            wait_until(lambda: [x for x in engine.logs() if x["event"] == "dead_letter"], timeout=60)
+        finally:
+            engine.stop()
+        [dead] = [x for x in engine.logs() if x["event"] == "dead_letter"]
+        assert (dead["channel"], dead["control_id"], dead["destination"]) == (
+            "hospital",
+            "ST-GOOD-1",
+            "record_store",
+        )
+        # The reason code is the kind of error the dead letter records (`deadletter show` has its text).
+        [reason] = _rows(sqlite_url, "SELECT reason FROM dead_letters")
+        assert dead["reason"] == reason[0].split(":")[0] == "TransientDeliveryError"
+        assert dead["message_type"] == "ADT^A04^ADT_A01" and dead["level"] == "error"
+        assert "林晓雯" not in engine.log_path.read_text()
+
     def test_a_killed_engine_counts_as_down(self, tmp_path: Path, sqlite_url: str) -> None:
         """kill -9 leaves the heartbeat row; once it is older than the bound, status says the
         process is down and exits 1; a new engine on the same host replaces the stale row."""
