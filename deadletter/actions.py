@@ -339,7 +339,8 @@ def _audited(
         with suppress(Exception):  # the database may be what failed
             _complete(engine, result, intent, audit.ABORTED, _one_line(exc))
         raise
-    _complete(engine, result, intent, audit.FAILED if result.failed else audit.DONE, None)
+    ended = audit.FAILED if result.failed else audit.QUEUED if result.sent else audit.DONE
+    _complete(engine, result, intent, ended, None)
 
 
 def _complete(

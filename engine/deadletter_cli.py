@@ -182,6 +182,10 @@ _TEXT: dict[str, tuple[str, str]] = {
         "  【未完成：操作中途被终止，请核对所列编号】",
         "  [not finished: the action was cut off, check the ids it names]",
     ),
+    "audit_sent": (
+        "  【已交付投递，未等待结果（加 --wait 可等待）】",
+        "  [sent for delivery; its outcome was not awaited (--wait awaits it)]",
+    ),
     "audit_aborted": ("  【中途停止：{error}】", "  [stopped part-way: {error}]"),
     "audit_failed": ("  【部分失败：{ids}】", "  [some failed: {ids}]"),
     # Per-id results (codes from deadletter.actions).
@@ -513,6 +517,8 @@ def _audit_line(row: dict[str, Any], tz: tzinfo) -> str:
         extra += _t("audit_aborted", error=detail.get("error") or "-")
     elif outcome == "failed":
         extra += _t("audit_failed", ids=",".join(map(str, detail.get("failed") or [])))
+    elif outcome == "queued":
+        extra += _t("audit_sent")
     actor, os_user = row["actor"], row.get("os_user")
     if os_user and os_user != actor:
         actor = _t("audit_as", actor=actor, os_user=os_user)
@@ -704,6 +710,7 @@ def _report_request(ctx: _Context, args: argparse.Namespace, request: Any, who: 
         statuses = follow.wait_for_deliveries(ctx.engine, everything, args.wait)
         errors = follow.delivery_errors(ctx.engine, [k for k, s in statuses.items() if s == "dead"])
     counts: dict[str, int] = {}
+    settled: dict[str, list[int]] = {}
     code = 0
     for kind, dl_id, item_code, detail in outcome["items"]:
         label, text = kind, _t("no_message_found" if item_code == "not_found" else item_code, detail=detail)
@@ -725,11 +732,24 @@ def _report_request(ctx: _Context, args: argparse.Namespace, request: Any, who: 
                     label = "pending"
                     text = _t("not_settled", seconds=args.wait, detail=", ".join(sorted(set(now))))
         counts[label] = counts.get(label, 0) + 1
+        settled.setdefault(label, []).append(dl_id)
         if label in ("failed", "failed_again"):
             code = 1
         elif label == "pending" and code == 0:
             code = follow.EXIT_NOT_CARRIED_OUT
         print(f"  #{dl_id:<6} {_t(f'label_{label}')}  {text}")
+    if args.wait is not None and "pending" not in settled:
+        # Waited for, and every delivery ended: the audit entry says how, not just that it was sent.
+        from deadletter import audit
+
+        failed_again = settled.get("failed_again", [])
+        audit.settle_audit(
+            ctx.engine,
+            outcome["audit_id"],
+            outcome=audit.FAILED if failed_again else audit.DONE,
+            delivered=settled.get("delivered", []),
+            failed=failed_again,
+        )
     order = ["delivered", "queued", "done", "pending", "failed_again", "skipped", "failed"]
     summary = ", ".join(_t("count", n=counts[k], label=_t(f"label_{k}")) for k in order if k in counts)
     print(

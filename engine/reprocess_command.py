@@ -209,6 +209,18 @@ def _carry_out(engine: Any, args: argparse.Namespace, selection: Any) -> int:
     statuses = follow.wait_for_deliveries(engine, sent, args.wait)
     ok = sum(s == "delivered" for s in statuses.values())
     dead = sum(s == "dead" for s in statuses.values())
+    if ok + dead == len(statuses):  # every delivery ended: the audit entry says how
+
+        def journal_ids(wanted: str) -> list[int]:
+            return sorted({int(k[0]) for k, s in statuses.items() if s == wanted})
+
+        audit.settle_audit(
+            engine,
+            audit_id,
+            outcome=audit.FAILED if dead else audit.DONE,
+            delivered=journal_ids("delivered"),
+            failed=journal_ids("dead"),
+        )
     print(_t("reprocess_cmd_delivered", ok=ok, dead=dead, other=len(statuses) - ok - dead))
     if dead:
         return 1
