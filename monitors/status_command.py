@@ -37,7 +37,10 @@ _TEXT: dict[str, tuple[str, str]] = {
         "channel|address|listening|connections|received|routed|unrouted|failed|rejected|waiting"
         "|duplicates|control_id_reused|last message|open dead letters",
     ),
-    "status_cmd_route_header": ("路由|来源通道|目的地|未处理死信", "route|from|to|open dead letters"),
+    "status_cmd_route_header": (
+        "路由|来源通道|目的地|收到|已路由|失败|最后消息|未处理死信",
+        "route|from|to|received|routed|failed|last message|open dead letters",
+    ),
     "status_cmd_destination_header": (
         "目的地|已送达|积压|队列深度|最早未送达|等待秒数|未处理死信",
         "destination|delivered|backlog|queue depth|oldest undelivered|age s|open dead letters",
@@ -156,7 +159,16 @@ def render(status: EngineStatus, tz: ZoneInfo) -> str:
         _t("status_cmd_routes"),
         _t("status_cmd_route_header"),
         [
-            [r.name, ",".join(r.channels), ",".join(r.destinations), r.open_dead_letters]
+            [
+                r.name,
+                ",".join(r.channels),
+                ",".join(r.destinations),
+                r.received,
+                r.routed,
+                r.failed,
+                when(r.last_message_at),
+                r.open_dead_letters,
+            ]
             for r in status.routes
         ],
     )

@@ -183,6 +183,8 @@ class TestEmbeddedDefault:
             assert code == 200
             assert served["channels"] == body["channels"]
             assert served["destinations"] == body["destinations"]
+            assert served["routes"] == body["routes"]
+            assert {r["name"]: r["routed"] for r in body["routes"]} == {"persons": 1, "lab-results": 0}
             assert served["checked_at"].endswith("+08:00")
             assert "林晓雯" not in json.dumps(served, ensure_ascii=False)
         finally:
@@ -239,6 +241,19 @@ class TestEmbeddedDefault:
         assert not any(summary[-1][k] for k in totals)
         assert not [x for x in logs if x["event"] == "message_routed"]  # debug only
         assert "林晓雯" not in engine.log_path.read_text()
+
+        # Per route: the registration route took the good and the failing message, routed one.
+        _, body = status_json(routes, tmp_path)
+        numbers = {r["name"]: r for r in body["routes"]}
+        persons = numbers["persons"]
+        assert (persons["received"], persons["routed"], persons["failed"]) == (2, 1, 1)
+        assert persons["open_dead_letters"] == 1 and persons["last_message_at"].endswith("+08:00")
+        lab = numbers["lab-results"]
+        assert (lab["received"], lab["routed"], lab["failed"], lab["last_message_at"]) == (0, 0, 0, None)
+        table = mch("status", "--config", str(routes), env=_env(), cwd=tmp_path).stdout
+        assert "route        from              to            received  routed  failed  last message" in table
+        [row] = [line for line in table.splitlines() if line.startswith("persons ")]
+        assert row.split()[3:6] == ["2", "1", "1"], row
 
     def test_a_delivery_failure_is_logged_with_channel_control_id_and_reason(
         self, tmp_path: Path, sqlite_url: str
