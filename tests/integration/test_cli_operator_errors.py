@@ -54,6 +54,9 @@ DATABASE_COMMANDS = [
     ["deadletter", "reprocess", "1"],
     ["deadletter", "purge", "1", "--why", "test"],
     ["deadletter", "audit"],
+    ["reload"],
+    ["reprocess", "--route", "persons", "--dry-run"],
+    ["check", "--diff"],
 ]
 
 
@@ -77,12 +80,14 @@ def _sqlite_folder_under_a_file(tmp_path: Path) -> tuple[str, str]:
 
 
 # `run` creates a missing SQLite folder on first start, as the README says: only a folder
-# that cannot be created stops it.
+# that cannot be created stops it. So do `reload` and `check --diff`, which then say that no
+# engine has run with that database.
+CREATING = (["run"], ["reload"], ["check", "--diff"])
 UNREACHABLE = [
     pytest.param(database, command, id=f"{database.__name__}-{'-'.join(command[:2])}")
     for database in (_closed_pg, _sqlite_missing_folder, _sqlite_folder_under_a_file)
     for command in DATABASE_COMMANDS
-    if not (command == ["run"] and database is _sqlite_missing_folder)
+    if not (command in CREATING and database is _sqlite_missing_folder)
 ]
 
 
@@ -120,22 +125,38 @@ def test_an_unreachable_record_store_names_its_own_setting(tmp_path: Path, comma
     assert "destinations.record_store.database" in lines[0]
 
 
+def _with_a_closed_broker(command: str, tmp_path: Path) -> tuple[int, subprocess.CompletedProcess[str]]:
+    """`command` with RabbitMQ on a port where nothing listens (password s3cret); the port and the result."""
+    port = free_port()
+    broker = f"amqp://guest:s3cret@127.0.0.1:{port}//"
+    config = ["--config", str(REPO / "routes.yaml")]
+    return port, mch(
+        command, *config, cwd=tmp_path, MCH_DB_URL=f"sqlite:///{tmp_path}/engine.db", MCH_BROKER_URL=broker
+    )
+
+
 def test_an_unreachable_broker_stops_run_with_one_line(tmp_path: Path) -> None:
     """`run` with RabbitMQ on a closed port: one line with the masked amqp URL, exit 2, nothing listens."""
-    port = free_port()
-    result = mch(
-        "run",
-        "--config",
-        str(REPO / "routes.yaml"),
-        cwd=tmp_path,
-        MCH_DB_URL=f"sqlite:///{tmp_path}/engine.db",
-        MCH_BROKER_URL=f"amqp://guest:s3cret@127.0.0.1:{port}//",
-    )
+    port, result = _with_a_closed_broker("run", tmp_path)
     lines = output_lines(result)
     assert result.returncode == 2, lines
     assert lines == [line for line in lines if "message broker" in line], lines
     assert f"amqp://guest:***@127.0.0.1:{port}//" in lines[0]
     assert "s3cret" not in result.stdout + result.stderr
+
+
+def test_status_with_an_unreachable_broker_names_it_on_one_line(tmp_path: Path) -> None:
+    """`status` is the only command besides `run` that talks to the broker (queue depths). A closed
+    port is one of its problem lines, with the masked URL; no traceback. It is a thing that is
+    down, so `status` exits 1 as documented for everything down, not 2."""
+    port, result = _with_a_closed_broker("status", tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    about_bus = [ln for ln in output_lines(result) if "message bus" in ln]
+    assert about_bus == [
+        f"cannot reach the message bus amqp://guest:***@127.0.0.1:{port}// (OperationalError)"
+    ]
+    assert "s3cret" not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and result.stderr == ""
 
 
 def test_the_chinese_line_names_the_url_too(tmp_path: Path) -> None:
