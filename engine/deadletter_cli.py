@@ -229,13 +229,11 @@ def _t(key: str, **values: object) -> str:
 
 def add_commands(subparsers: Any) -> None:
     """Add `deadletter` and its actions to `mch-engine`'s subcommands."""
-    top = subparsers.add_parser(
-        "deadletter", help="dead letters (死信): list, show, replay, reprocess, purge, audit"
-    )
+    top = subparsers.add_parser("deadletter", help=_t("help_cmd_deadletter"))
     top.set_defaults(func=lambda _args: _usage(top))
     sub = top.add_subparsers(metavar="ACTION")
 
-    ls = sub.add_parser("list", help="list dead letters, newest failure first (default: open ones)")
+    ls = sub.add_parser("list", help=_t("help_cmd_deadletter_list"))
     _config_arg(ls)
     _filter_args(ls)
     ls.add_argument(
@@ -248,22 +246,14 @@ def add_commands(subparsers: Any) -> None:
     add_limit_args(ls)
     ls.set_defaults(func=cmd_list)
 
-    show = sub.add_parser("show", help="one dead letter: reason, raw message, payload, every attempt")
+    show = sub.add_parser("show", help=_t("help_cmd_deadletter_show"))
     show.add_argument("id", type=int, metavar="ID")
     _config_arg(show)
     show.add_argument("--json", action="store_true", help="one JSON object")
     show.set_defaults(func=cmd_show)
 
-    for name, helptext, func in (
-        ("replay", "send the kept payload to the same destination again (重放)", cmd_replay),
-        (
-            "reprocess",
-            "run the raw message through the current mappings and routes (重新处理)",
-            cmd_reprocess,
-        ),
-        ("purge", "close dead letters for good, with a reason (清除)", cmd_purge),
-    ):
-        p = sub.add_parser(name, help=helptext)
+    for name, func in (("replay", cmd_replay), ("reprocess", cmd_reprocess), ("purge", cmd_purge)):
+        p = sub.add_parser(name, help=_t(f"help_cmd_deadletter_{name}"))
         p.add_argument("ids", nargs="*", type=int, metavar="ID")
         p.add_argument(
             "--all-matching",
@@ -285,7 +275,7 @@ def add_commands(subparsers: Any) -> None:
         _config_arg(p)
         p.set_defaults(func=func)
 
-    log = sub.add_parser("audit", help="the audit log of dead-letter actions, newest first")
+    log = sub.add_parser("audit", help=_t("help_cmd_deadletter_audit"))
     _config_arg(log)
     add_limit_args(log)
     log.add_argument("--json", action="store_true", help="one JSON object per line")

@@ -117,9 +117,7 @@ _t = i18n.t
 
 def add_commands(subparsers: Any) -> None:
     """Add `reload` to `mch-engine`'s subcommands (`check --diff` is on `check` itself)."""
-    p = subparsers.add_parser(
-        "reload", help="reload routes.yaml, mappings and code tables in the running engine (or SIGHUP)"
-    )
+    p = subparsers.add_parser("reload", help=_t("help_cmd_reload"))
     p.add_argument("--config", default=DEFAULT_CONFIG, help="routes.yaml to use (default ./routes.yaml)")
     p.add_argument(
         "--as",

@@ -69,7 +69,7 @@ _t = i18n.t
 def add_command(subparsers: Any) -> None:
     from engine.deadletter_cli import add_wait_arg
 
-    p = subparsers.add_parser("reprocess", help=_TEXT["reprocess_cmd_help"][1] + " (重新处理)")
+    p = subparsers.add_parser("reprocess", help=_t("reprocess_cmd_help"))
     p.add_argument("--route", help="only records of this route")
     p.add_argument("--channel", help="only messages received on this channel")
     p.add_argument("--since", metavar="WHEN", help="received since: 2h, 30m, 1d, or a date/time")

@@ -82,7 +82,7 @@ _t = i18n.t
 
 
 def add_commands(subparsers: Any, config_arg: Any) -> None:
-    p = subparsers.add_parser("status", help="what the engine is doing; exit 1 when something is down")
+    p = subparsers.add_parser("status", help=_t("help_cmd_status"))
     config_arg(p)
     p.add_argument("--json", action="store_true", help="one JSON object, times in ISO 8601")
     p.set_defaults(func=cmd_status)

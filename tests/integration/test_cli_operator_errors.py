@@ -231,6 +231,38 @@ class TestLanguage:
         en = mch("messages", "list", "--status", "bogus", "--lang", "en", cwd=tmp_path, lang=None)
         assert en.returncode == 2 and "invalid choice: 'bogus'" in en.stderr
 
+    @pytest.mark.parametrize(
+        "group", [[], ["deadletter"], ["mapping"], ["messages"], ["records"], ["schema"]]
+    )
+    def test_help_describes_every_command_in_the_operators_language(
+        self, tmp_path: Path, group: list[str]
+    ) -> None:
+        """`--help` lists each command with a description: Chinese by default, English with --lang en."""
+
+        def descriptions(lang: str | None, *extra: str) -> dict[str, str]:
+            result = mch(*group, "--help", *extra, cwd=tmp_path, lang=lang)
+            assert result.returncode == 0, result.stderr
+            lines = result.stdout.split("\n  COMMAND\n" if not group else "\n  ACTION\n")[1].split("\n\n")[0]
+            found: dict[str, str] = {}
+            name = ""
+            for line in lines.splitlines():
+                if line.startswith("    ") and not line.startswith("     "):
+                    name, _, text = line.strip().partition(" ")
+                    found[name] = text.strip()
+                else:  # a long name puts its description on the next line
+                    found[name] = (found[name] + " " + line.strip()).strip()
+            return found
+
+        zh = descriptions(None)
+        assert zh and all(re.search("[\u4e00-\u9fff]", text) for text in zh.values()), zh
+        assert not [text for text in zh.values() if re.search("[a-z]{4} [a-z]{3}", text)], zh
+        en = descriptions(None, "--lang", "en")
+        assert en.keys() == zh.keys()
+        assert all(re.match("[a-zA-Z]", text) for text in en.values()), en
+        if not group:
+            top = mch("--help", cwd=tmp_path, lang=None).stdout
+            assert "妇幼保健院集成引擎" in top and "操作提示的语言" in top
+
     def test_check_problem_count_is_translated(self, tmp_path: Path) -> None:
         routes = tmp_path / "routes.yaml"
         routes.write_text(
