@@ -251,7 +251,8 @@ def _reprocess_routed(
         result.failed.append(Item(dl_id, "publish_failed", error))
         return
     # The journal learns what was published, as the transform stage would have told it.
-    journal_status.record_routed(engine, [(row["journal_id"], ROUTED, targets)])
+    taken = {row["journal_id"]: [env["route"] for _, env in envelopes if env.get("route")]}
+    journal_status.record_routed(engine, [(row["journal_id"], ROUTED, targets)], taken)
     store.resolve(engine, [dl_id], store.REPROCESSED, actor, note, failed_at=row["last_failed_at"])
     result.sent[dl_id] = keys
     where = ", ".join(sorted({dest for dest, _ in targets}))
@@ -339,7 +340,8 @@ def _audited(
         with suppress(Exception):  # the database may be what failed
             _complete(engine, result, intent, audit.ABORTED, _one_line(exc))
         raise
-    _complete(engine, result, intent, audit.FAILED if result.failed else audit.DONE, None)
+    ended = audit.FAILED if result.failed else audit.QUEUED if result.sent else audit.DONE
+    _complete(engine, result, intent, ended, None)
 
 
 def _complete(

@@ -3,7 +3,10 @@
 Every operator action (replay, reprocess, purge) writes its entry BEFORE it touches
 anything, naming what it is about to do (outcome `started`), and completes that
 same entry once when it ends (`done`, `failed` when some ids failed, `aborted` when
-it stopped part-way, e.g. Ctrl+C or a database error). An entry still `started`
+it stopped part-way, e.g. Ctrl+C or a database error). An action that sent records
+for delivery ends `queued`: what became of them is known only once they are delivered
+or dead-lettered again, and a command that waited for that (`--wait`) settles the
+entry once more, to `done` or `failed`. An entry still `started`
 therefore means the action was cut off (kill -9, power loss): look at the ids it
 names. Nothing else changes or deletes an entry. Each entry names two people: the
 `actor` the operator claimed with `--as NAME` (the OS user when not given), and the
@@ -44,6 +47,10 @@ STARTED = "started"
 DONE = "done"
 FAILED = "failed"
 ABORTED = "aborted"
+QUEUED = "queued"  # records sent for delivery, their outcome not (yet) awaited
+
+# Every action an entry can name; `deadletter audit` shows each through its `action_` text.
+ACTIONS = ("show", "replay", "reprocess", "reprocess_preview", "purge", "reload")
 
 audit_log = Table(
     "audit_log",
@@ -122,6 +129,24 @@ def finish_audit(engine: Engine, entry_id: int, *, outcome: str, count: int, det
         )
 
 
+def settle_audit(
+    engine: Engine, entry_id: int, *, outcome: str, delivered: list[int], failed: list[int]
+) -> None:
+    """A `queued` entry gets what became of its deliveries (`done` or `failed`), once, from the
+    command that waited for them; the ids delivered and failed again join its detail."""
+    c = audit_log.c
+    with engine.begin() as conn:
+        detail = conn.execute(select(c.detail).where((c.id == entry_id) & (c.outcome == QUEUED))).first()
+        if detail is None:
+            return
+        settled = {**(detail[0] or {}), "delivered": delivered, "failed": failed}
+        conn.execute(
+            update(audit_log)
+            .where((c.id == entry_id) & (c.outcome == QUEUED))
+            .values(outcome=outcome, detail=settled, finished_at=now_utc())
+        )
+
+
 def write_audit(
     engine: Engine,
     *,
@@ -144,6 +169,8 @@ def _insert(
     detail: dict[str, Any] | None,
     outcome: str,
 ) -> int:
+    if action not in ACTIONS:
+        raise ValueError(f"unknown audit action {action!r}; add it to ACTIONS and its action_ text")
     now = now_utc()
     with engine.begin() as conn:
         result = conn.execute(

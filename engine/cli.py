@@ -86,16 +86,16 @@ def _log_level(args: argparse.Namespace) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mch-engine",
-        description="Integration engine for maternal and child health hospitals (妇幼保健院).",
+        description=i18n.t("help_engine"),
     )
     p.add_argument(
         "--lang",
         choices=["zh", "en"],
-        help="language of operator messages, anywhere on the line (default zh)",
+        help=i18n.t("help_lang"),
     )
     sub = p.add_subparsers(metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run the engine")
+    run = sub.add_parser("run", help=i18n.t("help_cmd_run"))
     _config_arg(run)
     run.add_argument(
         "--role",
@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=cmd_run)
 
-    check = sub.add_parser("check", help="validate routes.yaml and its mapping files")
+    check = sub.add_parser("check", help=i18n.t("help_cmd_check"))
     _config_arg(check)
     check.add_argument(
         "--diff", action="store_true", help="also show what `reload` would change in the running engine"
@@ -139,8 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_mapping_commands(sub)
     add_db_check_commands(sub)
 
-    schema = sub.add_parser("schema", help="canonical record schemas").add_subparsers(metavar="ACTION")
-    se = schema.add_parser("export", help="write one JSON Schema per record type")
+    schema = sub.add_parser("schema", help=i18n.t("help_cmd_schema")).add_subparsers(metavar="ACTION")
+    se = schema.add_parser("export", help=i18n.t("help_cmd_schema_export"))
     se.add_argument("directory", metavar="DIR")
     se.set_defaults(func=cmd_schema_export)
 
@@ -148,12 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_status_commands(sub, _config_arg)
     add_reprocess_command(sub)
 
-    docs = sub.add_parser("docs", help="write docs/routes.md from the settings models")
+    docs = sub.add_parser("docs", help=i18n.t("help_cmd_docs"))
     docs.add_argument("--output", default="docs/routes.md")
     docs.add_argument("--check", action="store_true", help="exit 1 if the file is out of date")
     docs.set_defaults(func=cmd_docs)
 
-    send = sub.add_parser("send", help="send HL7 files over MLLP and print each ACK")
+    send = sub.add_parser("send", help=i18n.t("help_cmd_send"))
     send.add_argument("files", nargs="+", metavar="FILE")
     send.add_argument("--to", required=True, metavar="HOST:PORT")
     send.add_argument("--encoding", help="charset to send in (e.g. gb18030); default: bytes as they are")

@@ -41,9 +41,7 @@ i18n.register(_TEXT)
 
 
 def add_commands(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "db-check", help="connect to a HIS database and show rows of a view as a db_poll channel reads them"
-    )
+    p = subparsers.add_parser("db-check", help=i18n.t("help_cmd_db_check"))
     p.add_argument("url", help="SQLAlchemy URL (mssql+pyodbc://…) or odbc:DRIVER={…};SERVER=…")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--view", default="", help="view or table to read, e.g. v_child_exam")

@@ -106,6 +106,9 @@ _TEXT: dict[str, tuple[str, str]] = {
     "action_replay": ("重放", "replay"),
     "action_reprocess": ("重新处理", "reprocess"),
     "action_purge": ("清除", "purge"),
+    "action_show": ("查看", "show"),
+    "action_reload": ("重新加载", "reload"),
+    "action_reprocess_preview": ("重新处理预览", "reprocess preview"),
     "item_done": ("完成", "done"),
     "item_skipped": ("跳过", "skipped"),
     "item_failed": ("失败", "failed"),
@@ -179,6 +182,10 @@ _TEXT: dict[str, tuple[str, str]] = {
         "  【未完成：操作中途被终止，请核对所列编号】",
         "  [not finished: the action was cut off, check the ids it names]",
     ),
+    "audit_sent": (
+        "  【已交付投递，未等待结果（加 --wait 可等待）】",
+        "  [sent for delivery; its outcome was not awaited (--wait awaits it)]",
+    ),
     "audit_aborted": ("  【中途停止：{error}】", "  [stopped part-way: {error}]"),
     "audit_failed": ("  【部分失败：{ids}】", "  [some failed: {ids}]"),
     # Per-id results (codes from deadletter.actions).
@@ -222,13 +229,11 @@ def _t(key: str, **values: object) -> str:
 
 def add_commands(subparsers: Any) -> None:
     """Add `deadletter` and its actions to `mch-engine`'s subcommands."""
-    top = subparsers.add_parser(
-        "deadletter", help="dead letters (死信): list, show, replay, reprocess, purge, audit"
-    )
+    top = subparsers.add_parser("deadletter", help=_t("help_cmd_deadletter"))
     top.set_defaults(func=lambda _args: _usage(top))
     sub = top.add_subparsers(metavar="ACTION")
 
-    ls = sub.add_parser("list", help="list dead letters, newest failure first (default: open ones)")
+    ls = sub.add_parser("list", help=_t("help_cmd_deadletter_list"))
     _config_arg(ls)
     _filter_args(ls)
     ls.add_argument(
@@ -241,22 +246,14 @@ def add_commands(subparsers: Any) -> None:
     add_limit_args(ls)
     ls.set_defaults(func=cmd_list)
 
-    show = sub.add_parser("show", help="one dead letter: reason, raw message, payload, every attempt")
+    show = sub.add_parser("show", help=_t("help_cmd_deadletter_show"))
     show.add_argument("id", type=int, metavar="ID")
     _config_arg(show)
     show.add_argument("--json", action="store_true", help="one JSON object")
     show.set_defaults(func=cmd_show)
 
-    for name, helptext, func in (
-        ("replay", "send the kept payload to the same destination again (重放)", cmd_replay),
-        (
-            "reprocess",
-            "run the raw message through the current mappings and routes (重新处理)",
-            cmd_reprocess,
-        ),
-        ("purge", "close dead letters for good, with a reason (清除)", cmd_purge),
-    ):
-        p = sub.add_parser(name, help=helptext)
+    for name, func in (("replay", cmd_replay), ("reprocess", cmd_reprocess), ("purge", cmd_purge)):
+        p = sub.add_parser(name, help=_t(f"help_cmd_deadletter_{name}"))
         p.add_argument("ids", nargs="*", type=int, metavar="ID")
         p.add_argument(
             "--all-matching",
@@ -278,7 +275,7 @@ def add_commands(subparsers: Any) -> None:
         _config_arg(p)
         p.set_defaults(func=func)
 
-    log = sub.add_parser("audit", help="the audit log of dead-letter actions, newest first")
+    log = sub.add_parser("audit", help=_t("help_cmd_deadletter_audit"))
     _config_arg(log)
     add_limit_args(log)
     log.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -510,6 +507,8 @@ def _audit_line(row: dict[str, Any], tz: tzinfo) -> str:
         extra += _t("audit_aborted", error=detail.get("error") or "-")
     elif outcome == "failed":
         extra += _t("audit_failed", ids=",".join(map(str, detail.get("failed") or [])))
+    elif outcome == "queued":
+        extra += _t("audit_sent")
     actor, os_user = row["actor"], row.get("os_user")
     if os_user and os_user != actor:
         actor = _t("audit_as", actor=actor, os_user=os_user)
@@ -701,6 +700,7 @@ def _report_request(ctx: _Context, args: argparse.Namespace, request: Any, who: 
         statuses = follow.wait_for_deliveries(ctx.engine, everything, args.wait)
         errors = follow.delivery_errors(ctx.engine, [k for k, s in statuses.items() if s == "dead"])
     counts: dict[str, int] = {}
+    settled: dict[str, list[int]] = {}
     code = 0
     for kind, dl_id, item_code, detail in outcome["items"]:
         label, text = kind, _t("no_message_found" if item_code == "not_found" else item_code, detail=detail)
@@ -722,11 +722,24 @@ def _report_request(ctx: _Context, args: argparse.Namespace, request: Any, who: 
                     label = "pending"
                     text = _t("not_settled", seconds=args.wait, detail=", ".join(sorted(set(now))))
         counts[label] = counts.get(label, 0) + 1
+        settled.setdefault(label, []).append(dl_id)
         if label in ("failed", "failed_again"):
             code = 1
         elif label == "pending" and code == 0:
             code = follow.EXIT_NOT_CARRIED_OUT
         print(f"  #{dl_id:<6} {_t(f'label_{label}')}  {text}")
+    if args.wait is not None and "pending" not in settled:
+        # Waited for, and every delivery ended: the audit entry says how, not just that it was sent.
+        from deadletter import audit
+
+        failed_again = settled.get("failed_again", [])
+        audit.settle_audit(
+            ctx.engine,
+            outcome["audit_id"],
+            outcome=audit.FAILED if failed_again else audit.DONE,
+            delivered=settled.get("delivered", []),
+            failed=failed_again,
+        )
     order = ["delivered", "queued", "done", "pending", "failed_again", "skipped", "failed"]
     summary = ", ".join(_t("count", n=counts[k], label=_t(f"label_{k}")) for k in order if k in counts)
     print(

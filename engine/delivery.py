@@ -164,12 +164,17 @@ class DeliveryWorker:
             self.journal_engine, jid, self.destination, rid, reason, status=journal.DEAD
         )
         self.dead += 1
-        log.error(
+        control_id = envelope.get("control_id")
+        log.error(  # which message and why, as a reason code; never its content
             "dead_letter",
+            channel=envelope.get("channel", ""),
+            control_id=control_id[:64] if isinstance(control_id, str) else "",
+            message_type=envelope.get("message_type", ""),
             destination=self.destination,
             journal_id=jid,
             record_id=rid,
             attempts=attempt,
+            reason=type(exc).__name__,
             error=type(exc).__name__,
         )
 

@@ -28,17 +28,12 @@ DEFAULT_CONFIG = "routes.yaml"
 
 def add_commands(sub: Any) -> None:
     """Register `mapping …` on the `mch-engine` parser's subcommands."""
-    mapping = sub.add_parser("mapping", help="mapping files: test, explain and run").add_subparsers(
-        metavar="ACTION"
-    )
-    mt = mapping.add_parser("test", help="run the tests beside the mapping files (no broker or database)")
+    mapping = sub.add_parser("mapping", help=t("help_cmd_mapping")).add_subparsers(metavar="ACTION")
+    mt = mapping.add_parser("test", help=t("help_cmd_mapping_test"))
     mt.add_argument("paths", nargs="*", default=["mappings"], metavar="PATH")
     mt.set_defaults(func=cmd_mapping_test)
-    for name, func, text in (
-        ("explain", cmd_mapping_explain, "which record fields each field of a message could fill"),
-        ("run", cmd_mapping_run, "the records a message becomes, as JSON, and which route took it"),
-    ):
-        p = mapping.add_parser(name, help=text)
+    for name, func in (("explain", cmd_mapping_explain), ("run", cmd_mapping_run)):
+        p = mapping.add_parser(name, help=t(f"help_cmd_mapping_{name}"))
         p.add_argument("file", metavar="FILE.hl7")
         p.add_argument("--channel", help="as received on this channel (default: the first in routes.yaml)")
         p.add_argument("--config", default=DEFAULT_CONFIG, help="routes.yaml to use (default ./routes.yaml)")

@@ -108,7 +108,8 @@ class OperatorActions:
             detail = {"selection": selection.to_params(), "dry_run": report.dry_run, **counts}
             detail.update(messages=report.messages, request=request.id)
             sent = 0 if report.dry_run else len(outcome["sent"])
-            audit.finish_audit(self.journal_engine, audit_id, outcome=audit.DONE, count=sent, detail=detail)
+            ended = audit.QUEUED if sent else audit.DONE  # the delivery outcome is the waiting CLI's to add
+            audit.finish_audit(self.journal_engine, audit_id, outcome=ended, count=sent, detail=detail)
         return outcome
 
     @contextmanager

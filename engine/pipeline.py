@@ -60,6 +60,7 @@ class Outcome:
     channel: str = ""
     route: str | None = None  # the route whose mapping failed, for the dead letter
     withheld: int = 0  # records kept from a destination their audience may not reach
+    routes: tuple[str, ...] = ()  # the routes that took a routed message
 
 
 def rule_name(exc: MappingError) -> str:
@@ -262,7 +263,10 @@ class TransformWorker:
             control_id=_printable(control_id),
             records=len(published),
         )
-        outcome = Outcome(item.journal_id, journal.ROUTED, None, published, withheld=withheld_count)
+        taken = tuple(route.name for route in routes)
+        outcome = Outcome(
+            item.journal_id, journal.ROUTED, None, published, withheld=withheld_count, routes=taken
+        )
         return outcome, envelopes
 
     def _publish(self, envelopes: list[tuple[str, dict[str, Any]]]) -> None:
@@ -289,11 +293,12 @@ class TransformWorker:
 
     def _save(self, outcomes: list[Outcome]) -> None:
         routed = [(o.journal_id, o.status, o.published) for o in outcomes if o.status == journal.ROUTED]
+        taken = {o.journal_id: o.routes for o in outcomes if o.status == journal.ROUTED}
         others = [o for o in outcomes if o.status != journal.ROUTED]
         for attempt in until_it_works("journal_status"):
             with attempt:
                 if routed:
-                    journal.record_routed(self.journal_engine, routed)
+                    journal.record_routed(self.journal_engine, routed, taken)
                 if others:
                     self._save_unrouted_and_failed(others)
 

@@ -82,6 +82,8 @@ def reaching_database(url: str, setting: str = "engine.database") -> Iterator[No
         if exc.connection_invalidated or _is_connect_error(exc):
             raise database_unreachable(url, setting, exc) from None
         raise
+    except BrokenPipeError:  # output printed inside the block met a closed pipe: not the database
+        raise
     except OSError as exc:
         raise database_unreachable(url, setting, exc) from None
 

@@ -117,9 +117,7 @@ _t = i18n.t
 
 def add_commands(subparsers: Any) -> None:
     """Add `reload` to `mch-engine`'s subcommands (`check --diff` is on `check` itself)."""
-    p = subparsers.add_parser(
-        "reload", help="reload routes.yaml, mappings and code tables in the running engine (or SIGHUP)"
-    )
+    p = subparsers.add_parser("reload", help=_t("help_cmd_reload"))
     p.add_argument("--config", default=DEFAULT_CONFIG, help="routes.yaml to use (default ./routes.yaml)")
     p.add_argument(
         "--as",
@@ -233,20 +231,21 @@ def _problems(config: str) -> list[Any]:
 
 def cmd_check_diff(args: argparse.Namespace) -> int:
     """`check --diff`: check, then what a reload would change."""
-    from core.database import make_engine
     from core.settings import load_settings
     from engine import loaded_config
     from engine.check import format_problems
     from engine.config_diff import compare, empty_snapshot
     from engine.live_reload import compile_routes
+    from engine.reachability import open_database
 
     problems = _problems(args.config)
     if problems:
-        print(format_problems(problems), file=sys.stderr)
+        print(format_problems(problems, localized=True), file=sys.stderr)
         return 1
     settings = load_settings(args.config)
     on_disk = loaded_config.snapshot(settings, compile_routes(settings).files)
-    engine = make_engine(settings.engine.database)
+    # A SQLite file that is not there yet is made, as `run` makes it: no engine has run with it.
+    engine = open_database(settings.engine.database, create=True)
     try:
         rows = _database_call(settings.engine.database, lambda: loaded_config.read_all(engine))
     finally:
@@ -286,17 +285,18 @@ def _database_call(url: str, call: Any) -> Any:
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
-    from core.database import make_engine
     from core.settings import load_settings
     from engine.check import format_problems
+    from engine.reachability import open_database
 
     problems = _problems(args.config)
     if problems:
         print(_t("reload_cmd_local_refused"), file=sys.stderr)
-        print(format_problems(problems), file=sys.stderr)
+        print(format_problems(problems, localized=True), file=sys.stderr)
         return 1
     settings = load_settings(args.config)
-    engine = make_engine(settings.engine.database)
+    # A SQLite file that is not there yet is made, as `run` makes it: no engine has run with it.
+    engine = open_database(settings.engine.database, create=True)
     try:
         code = _database_call(settings.engine.database, lambda: _reload(engine, settings, args))
     finally:

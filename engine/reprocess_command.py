@@ -69,7 +69,7 @@ _t = i18n.t
 def add_command(subparsers: Any) -> None:
     from engine.deadletter_cli import add_wait_arg
 
-    p = subparsers.add_parser("reprocess", help=_TEXT["reprocess_cmd_help"][1] + " (重新处理)")
+    p = subparsers.add_parser("reprocess", help=_t("reprocess_cmd_help"))
     p.add_argument("--route", help="only records of this route")
     p.add_argument("--channel", help="only messages received on this channel")
     p.add_argument("--since", metavar="WHEN", help="received since: 2h, 30m, 1d, or a date/time")
@@ -209,6 +209,18 @@ def _carry_out(engine: Any, args: argparse.Namespace, selection: Any) -> int:
     statuses = follow.wait_for_deliveries(engine, sent, args.wait)
     ok = sum(s == "delivered" for s in statuses.values())
     dead = sum(s == "dead" for s in statuses.values())
+    if ok + dead == len(statuses):  # every delivery ended: the audit entry says how
+
+        def journal_ids(wanted: str) -> list[int]:
+            return sorted({int(k[0]) for k, s in statuses.items() if s == wanted})
+
+        audit.settle_audit(
+            engine,
+            audit_id,
+            outcome=audit.FAILED if dead else audit.DONE,
+            delivered=journal_ids("delivered"),
+            failed=journal_ids("dead"),
+        )
     print(_t("reprocess_cmd_delivered", ok=ok, dead=dead, other=len(statuses) - ok - dead))
     if dead:
         return 1

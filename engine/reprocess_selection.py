@@ -223,7 +223,9 @@ def reprocess_selection(
                 publish(dest, env)
             # New record ids get their delivery rows, as the transform stage would add them.
             journal.record_routed(
-                journal_engine, [(item.journal_id, journal.ROUTED, [(d, r) for _, d, r in keys])]
+                journal_engine,
+                [(item.journal_id, journal.ROUTED, [(d, r) for _, d, r in keys])],
+                {item.journal_id: [env["route"] for _, env in to_send if env.get("route")]},
             )
             report.sent += keys
     return report

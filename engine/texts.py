@@ -7,6 +7,79 @@ from core import i18n
 
 _TEXT: dict[str, tuple[str, str]] = {
     # key: (zh, en)
+    # Command descriptions in `--help` (engine/cli.py and the modules adding commands).
+    "help_engine": (
+        "妇幼保健院集成引擎（Integration engine for maternal and child health hospitals）。",
+        "Integration engine for maternal and child health hospitals (妇幼保健院).",
+    ),
+    "help_lang": (
+        "操作提示的语言，可写在命令行任意位置（默认 zh）",
+        "language of operator messages, anywhere on the line (default zh)",
+    ),
+    "help_cmd_run": ("运行引擎", "run the engine"),
+    "help_cmd_check": ("检查 routes.yaml 及其映射文件", "validate routes.yaml and its mapping files"),
+    "help_cmd_reload": (
+        "让运行中的引擎重新加载 routes.yaml、映射和代码表（或发送 SIGHUP）",
+        "reload routes.yaml, mappings and code tables in the running engine (or SIGHUP)",
+    ),
+    "help_cmd_mapping": ("映射文件：测试、解释、试运行", "mapping files: test, explain and run"),
+    "help_cmd_mapping_test": (
+        "运行映射文件旁的测试（不需要消息总线或数据库）",
+        "run the tests beside the mapping files (no broker or database)",
+    ),
+    "help_cmd_mapping_explain": (
+        "消息的每个字段可能填入哪些记录字段",
+        "which record fields each field of a message could fill",
+    ),
+    "help_cmd_mapping_run": (
+        "消息转换成的记录（JSON）以及由哪条路由处理",
+        "the records a message becomes, as JSON, and which route took it",
+    ),
+    "help_cmd_db_check": (
+        "连接 HIS 数据库，按 db_poll 通道的读法显示视图中的行",
+        "connect to a HIS database and show rows of a view as a db_poll channel reads them",
+    ),
+    "help_cmd_schema": ("标准记录的数据结构", "canonical record schemas"),
+    "help_cmd_schema_export": ("为每种记录类型写出一个 JSON Schema", "write one JSON Schema per record type"),
+    "help_cmd_deadletter": (
+        "死信：列出、查看、重放、重新处理、清除、审计",
+        "dead letters (死信): list, show, replay, reprocess, purge, audit",
+    ),
+    "help_cmd_deadletter_list": (
+        "列出死信，最近失败的在前（默认只列未处理的）",
+        "list dead letters, newest failure first (default: open ones)",
+    ),
+    "help_cmd_deadletter_show": (
+        "一条死信：原因、原始消息、载荷、每次尝试",
+        "one dead letter: reason, raw message, payload, every attempt",
+    ),
+    "help_cmd_deadletter_replay": (
+        "把保存的载荷再次发送到原目的地",
+        "send the kept payload to the same destination again (重放)",
+    ),
+    "help_cmd_deadletter_reprocess": (
+        "用当前的映射和路由重新处理原始消息",
+        "run the raw message through the current mappings and routes (重新处理)",
+    ),
+    "help_cmd_deadletter_purge": (
+        "注明原因后永久关闭死信",
+        "close dead letters for good, with a reason (清除)",
+    ),
+    "help_cmd_deadletter_audit": (
+        "死信操作的审计日志，最新的在前",
+        "the audit log of dead-letter actions, newest first",
+    ),
+    "help_cmd_status": (
+        "引擎正在做什么；有部分停止时退出码为 1",
+        "what the engine is doing; exit 1 when something is down",
+    ),
+    "help_cmd_docs": ("根据配置模型生成 docs/routes.md", "write docs/routes.md from the settings models"),
+    "help_cmd_send": ("通过 MLLP 发送 HL7 文件并显示每条应答", "send HL7 files over MLLP and print each ACK"),
+    "help_cmd_messages": ("消息日志", "the message journal"),
+    "help_cmd_messages_list": ("列出日志中的消息，最新的在前", "list journaled messages, newest first"),
+    "help_cmd_records": ("健康档案库", "the health-record store"),
+    "help_cmd_records_list": ("列出已保存的记录，最新的在前", "list stored records, newest first"),
+    "help_cmd_records_timeline": ("一个人的完整周期，最早的在前", "one person's whole cycle, oldest first"),
     "check_ok": (
         "{file}: 配置正确（{channels} 个通道，{routes} 条路由，{destinations} 个目的地）",
         "{file}: OK ({channels} channels, {routes} routes, {destinations} destinations)",

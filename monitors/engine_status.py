@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Connection, Engine, func, select, text, union
 
 from core.database import make_engine
 from core.masking import masked_url
@@ -22,6 +22,7 @@ from core.settings import Settings
 from deadletter import store as dead_letters
 from engine import journal
 from engine.bus import Bus, capabilities_for
+from engine.operator_time import iso_time
 from monitors import heartbeat
 
 UNDELIVERED = (journal.PENDING, journal.RETRYING)
@@ -51,6 +52,10 @@ class RouteNumbers:
     name: str
     channels: list[str]
     destinations: list[str]
+    received: int = 0  # messages the route took: routed, or its mapping failed on them
+    routed: int = 0
+    failed: int = 0  # dead letters ever made on this route (transform or delivery), open or not
+    last_message_at: datetime | None = None
     open_dead_letters: int = 0
 
 
@@ -92,18 +97,18 @@ class EngineStatus:
         self.ok = False
         self.problems.append(f"{key}:{subject}" if subject else key)
 
-    def to_json(self) -> dict[str, Any]:
-        """Plain JSON types, times in ISO 8601 with their offset."""
-        return _jsonable(asdict(self))
+    def to_json(self, tz: tzinfo) -> dict[str, Any]:
+        """Plain JSON types, times in ISO 8601 in the zone `tz` (`engine.timezone`) with its offset."""
+        return _jsonable(asdict(self), tz)
 
 
-def _jsonable(value: Any) -> Any:
+def _jsonable(value: Any, tz: tzinfo) -> Any:
     if isinstance(value, datetime):
-        return value.isoformat()
+        return iso_time(value, tz)
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: _jsonable(v, tz) for k, v in value.items()}
     if isinstance(value, list):
-        return [_jsonable(v) for v in value]
+        return [_jsonable(v, tz) for v in value]
     return value
 
 
@@ -208,8 +213,18 @@ def _reported(status: EngineStatus, name: str, ch: Any, live: list[heartbeat.Bea
 
 def _routes(status: EngineStatus, settings: Settings, counts: dict[str, Any]) -> None:
     for r in settings.routes:
+        received, last = counts["route_received"].get(r.name, (0, None))
         status.routes.append(
-            RouteNumbers(r.name, list(r.from_), list(r.to), counts["dead_by_route"].get(r.name, 0))
+            RouteNumbers(
+                r.name,
+                list(r.from_),
+                list(r.to),
+                received=received,
+                routed=counts["route_routed"].get(r.name, 0),
+                failed=counts["route_failed"].get(r.name, 0),
+                last_message_at=last,
+                open_dead_letters=counts["dead_by_route"].get(r.name, 0),
+            )
         )
 
 
@@ -295,8 +310,33 @@ def _journal_counts(db: Engine) -> dict[str, Any]:
         ):
             query = select(column, func.count()).where(open_rows).group_by(column)
             out[f"dead_by_{key}"] = {k: n for k, n in conn.execute(query) if k}
+        out.update(_route_counts(conn))
     out["reused"] = journal.count_reused_by_channel(db)
     return out
+
+
+def _route_counts(conn: Connection) -> dict[str, Any]:
+    """Per route: messages routed (journal_routes), dead letters made (any status), and the
+    messages it took (routed or failed in its mapping) with the newest one's time."""
+    m, taken, dl = journal.messages, journal.routes_taken, dead_letters.dead_letters
+    routed = select(taken.c.route, func.count()).group_by(taken.c.route)
+    failed = select(dl.c.route, func.count()).where(dl.c.route != "").group_by(dl.c.route)
+    took = union(
+        select(taken.c.journal_id, taken.c.route),
+        select(dl.c.journal_id, dl.c.route).where(
+            (dl.c.stage == dead_letters.TRANSFORM) & (dl.c.route != "")
+        ),
+    ).subquery()
+    received = (
+        select(took.c.route, func.count(), func.max(m.c.received_at))
+        .join(m, m.c.id == took.c.journal_id)
+        .group_by(took.c.route)
+    )
+    return {
+        "route_routed": dict(conn.execute(routed).tuples().all()),
+        "route_failed": dict(conn.execute(failed).tuples().all()),
+        "route_received": {r: (n, _aware(last)) for r, n, last in conn.execute(received)},
+    }
 
 
 def _aware(value: datetime | str | None) -> datetime | None:

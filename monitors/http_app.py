@@ -29,6 +29,6 @@ def build_app(settings: Settings) -> Starlette:
         except Unreachable as exc:
             body = {"ok": False, "problems": [f"journal_unreachable:{exc.url}"]}
             return JSONResponse(body, status_code=503)
-        return JSONResponse(result.to_json(), status_code=200 if result.ok else 503)
+        return JSONResponse(result.to_json(settings.engine.tzinfo), status_code=200 if result.ok else 503)
 
     return Starlette(routes=[Route("/healthz", healthz), Route("/status", status)])

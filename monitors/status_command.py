@@ -17,6 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from core import i18n
+from engine.operator_time import local_time
 from monitors.engine_status import EngineStatus, Unreachable, collect
 
 EXIT_OK = 0
@@ -36,7 +37,10 @@ _TEXT: dict[str, tuple[str, str]] = {
         "channel|address|listening|connections|received|routed|unrouted|failed|rejected|waiting"
         "|duplicates|control_id_reused|last message|open dead letters",
     ),
-    "status_cmd_route_header": ("路由|来源通道|目的地|未处理死信", "route|from|to|open dead letters"),
+    "status_cmd_route_header": (
+        "路由|来源通道|目的地|收到|已路由|失败|最后消息|未处理死信",
+        "route|from|to|received|routed|failed|last message|open dead letters",
+    ),
     "status_cmd_destination_header": (
         "目的地|已送达|积压|队列深度|最早未送达|等待秒数|未处理死信",
         "destination|delivered|backlog|queue depth|oldest undelivered|age s|open dead letters",
@@ -78,7 +82,7 @@ _t = i18n.t
 
 
 def add_commands(subparsers: Any, config_arg: Any) -> None:
-    p = subparsers.add_parser("status", help="what the engine is doing; exit 1 when something is down")
+    p = subparsers.add_parser("status", help=_t("help_cmd_status"))
     config_arg(p)
     p.add_argument("--json", action="store_true", help="one JSON object, times in ISO 8601")
     p.set_defaults(func=cmd_status)
@@ -96,7 +100,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(_t("status_cmd_journal_unreachable", url=exc.url, error=exc.error), file=sys.stderr)
         return EXIT_DOWN
     if args.json:
-        print(json.dumps(status.to_json(), ensure_ascii=False))
+        print(json.dumps(status.to_json(settings.engine.tzinfo), ensure_ascii=False))
     else:
         print(render(status, settings.engine.tzinfo))
     return EXIT_OK if status.ok else EXIT_DOWN
@@ -106,7 +110,7 @@ def render(status: EngineStatus, tz: ZoneInfo) -> str:
     """Readable tables, one per kind, each with a header row, then the verdict."""
 
     def when(value: datetime | None) -> str:
-        return value.astimezone(tz).isoformat(sep=" ", timespec="seconds") if value else "-"
+        return local_time(value, tz)
 
     def yes(flag: bool) -> str:
         return _t("status_cmd_yes") if flag else _t("status_cmd_no")
@@ -155,7 +159,16 @@ def render(status: EngineStatus, tz: ZoneInfo) -> str:
         _t("status_cmd_routes"),
         _t("status_cmd_route_header"),
         [
-            [r.name, ",".join(r.channels), ",".join(r.destinations), r.open_dead_letters]
+            [
+                r.name,
+                ",".join(r.channels),
+                ",".join(r.destinations),
+                r.received,
+                r.routed,
+                r.failed,
+                when(r.last_message_at),
+                r.open_dead_letters,
+            ]
             for r in status.routes
         ],
     )

@@ -76,6 +76,16 @@ deliveries = Table(
 )
 Index("ix_deliveries_status", deliveries.c.status)
 
+# Which routes took a message (written with its deliveries): per-route numbers for `status`.
+routes_taken = Table(
+    "journal_routes",
+    metadata,
+    Column("journal_id", RowId, nullable=False),
+    Column("route", String(64), nullable=False),
+    PrimaryKeyConstraint("journal_id", "route"),
+)
+Index("ix_journal_routes_route", routes_taken.c.route)
+
 
 def ensure_schema(engine: Engine) -> None:
     """Create the tables, or bring a journal written by an older version up to date."""

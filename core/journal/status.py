@@ -3,7 +3,7 @@ outcome, read and moved by the transform and delivery stages and the operator's 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Engine, func, select, true, update
 
 from core.clock import now_utc
 from core.journal import DELIVERED, PENDING, RECEIVED, RETRYING, ROUTED, Accepted
-from core.journal.schema import deliveries, messages
+from core.journal.schema import deliveries, messages, routes_taken
 from core.upsert import insert_for
 
 
@@ -90,8 +90,13 @@ def count_reused_by_channel(engine: Engine) -> dict[str, int]:
         return {c: n for c, n in conn.execute(query)}
 
 
-def record_routed(engine: Engine, done: Iterable[tuple[int, str, list[tuple[str, str]]]]) -> None:
-    """Set each message's status and add its pending deliveries, in one transaction.
+def record_routed(
+    engine: Engine,
+    done: Iterable[tuple[int, str, list[tuple[str, str]]]],
+    routes: Mapping[int, Iterable[str]] | None = None,
+) -> None:
+    """Set each message's status and add its pending deliveries, and the routes that took
+    it (`routes`, per journal id), in one transaction.
 
     A delivery a fast consumer already marked `delivered` stays delivered.
     """
@@ -114,6 +119,9 @@ def record_routed(engine: Engine, done: Iterable[tuple[int, str, list[tuple[str,
         if pending:
             stmt = insert_for(conn, deliveries).on_conflict_do_nothing()
             conn.execute(stmt, pending)
+        taken = [{"journal_id": jid, "route": r} for jid, names in (routes or {}).items() for r in set(names)]
+        if taken:
+            conn.execute(insert_for(conn, routes_taken).on_conflict_do_nothing(), taken)
 
 
 def mark_delivered(engine: Engine, done: Iterable[tuple[int, str, str]], attempts: int = 1) -> None:

@@ -27,7 +27,7 @@ from core.journal import (
     Written,
     content_hash,
 )
-from core.journal.schema import deliveries, ensure_schema, messages, metadata
+from core.journal.schema import deliveries, ensure_schema, messages, metadata, routes_taken
 from core.journal.status import (
     count_by_status,
     count_reused_by_channel,
@@ -78,6 +78,7 @@ __all__ = [
     "now_utc",
     "record_routed",
     "reopen_deliveries",
+    "routes_taken",
     "set_statuses",
     "set_statuses_in",
     "sqlite_time",

@@ -54,6 +54,9 @@ DATABASE_COMMANDS = [
     ["deadletter", "reprocess", "1"],
     ["deadletter", "purge", "1", "--why", "test"],
     ["deadletter", "audit"],
+    ["reload"],
+    ["reprocess", "--route", "persons", "--dry-run"],
+    ["check", "--diff"],
 ]
 
 
@@ -77,12 +80,14 @@ def _sqlite_folder_under_a_file(tmp_path: Path) -> tuple[str, str]:
 
 
 # `run` creates a missing SQLite folder on first start, as the README says: only a folder
-# that cannot be created stops it.
+# that cannot be created stops it. So do `reload` and `check --diff`, which then say that no
+# engine has run with that database.
+CREATING = (["run"], ["reload"], ["check", "--diff"])
 UNREACHABLE = [
     pytest.param(database, command, id=f"{database.__name__}-{'-'.join(command[:2])}")
     for database in (_closed_pg, _sqlite_missing_folder, _sqlite_folder_under_a_file)
     for command in DATABASE_COMMANDS
-    if not (command == ["run"] and database is _sqlite_missing_folder)
+    if not (command in CREATING and database is _sqlite_missing_folder)
 ]
 
 
@@ -120,22 +125,38 @@ def test_an_unreachable_record_store_names_its_own_setting(tmp_path: Path, comma
     assert "destinations.record_store.database" in lines[0]
 
 
+def _with_a_closed_broker(command: str, tmp_path: Path) -> tuple[int, subprocess.CompletedProcess[str]]:
+    """`command` with RabbitMQ on a port where nothing listens (password s3cret); the port and the result."""
+    port = free_port()
+    broker = f"amqp://guest:s3cret@127.0.0.1:{port}//"
+    config = ["--config", str(REPO / "routes.yaml")]
+    return port, mch(
+        command, *config, cwd=tmp_path, MCH_DB_URL=f"sqlite:///{tmp_path}/engine.db", MCH_BROKER_URL=broker
+    )
+
+
 def test_an_unreachable_broker_stops_run_with_one_line(tmp_path: Path) -> None:
     """`run` with RabbitMQ on a closed port: one line with the masked amqp URL, exit 2, nothing listens."""
-    port = free_port()
-    result = mch(
-        "run",
-        "--config",
-        str(REPO / "routes.yaml"),
-        cwd=tmp_path,
-        MCH_DB_URL=f"sqlite:///{tmp_path}/engine.db",
-        MCH_BROKER_URL=f"amqp://guest:s3cret@127.0.0.1:{port}//",
-    )
+    port, result = _with_a_closed_broker("run", tmp_path)
     lines = output_lines(result)
     assert result.returncode == 2, lines
     assert lines == [line for line in lines if "message broker" in line], lines
     assert f"amqp://guest:***@127.0.0.1:{port}//" in lines[0]
     assert "s3cret" not in result.stdout + result.stderr
+
+
+def test_status_with_an_unreachable_broker_names_it_on_one_line(tmp_path: Path) -> None:
+    """`status` is the only command besides `run` that talks to the broker (queue depths). A closed
+    port is one of its problem lines, with the masked URL; no traceback. It is a thing that is
+    down, so `status` exits 1 as documented for everything down, not 2."""
+    port, result = _with_a_closed_broker("status", tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    about_bus = [ln for ln in output_lines(result) if "message bus" in ln]
+    assert about_bus == [
+        f"cannot reach the message bus amqp://guest:***@127.0.0.1:{port}// (OperationalError)"
+    ]
+    assert "s3cret" not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and result.stderr == ""
 
 
 def test_the_chinese_line_names_the_url_too(tmp_path: Path) -> None:
@@ -146,6 +167,39 @@ def test_the_chinese_line_names_the_url_too(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert output_lines(result) == [result.stderr.strip()]
     assert "无法连接数据库" in result.stderr and shown in result.stderr
+
+
+def test_a_reader_that_leaves_early_is_not_an_unreachable_database(tmp_path: Path) -> None:
+    """`deadletter audit --all | head -1`: the reader leaving mid-listing is no database
+    error; the command stops quietly with the exit code of a closed pipe (0)."""
+    from sqlalchemy import insert
+
+    from core.clock import now_utc
+    from core.database import make_engine
+    from deadletter import audit
+
+    url = f"sqlite:///{tmp_path}/engine.db"
+    engine = make_engine(url)
+    audit.ensure_schema(engine)
+    row = {"at": now_utc(), "actor": "张三", "os_user": "zhangsan", "action": "show", "count": 1}
+    with engine.begin() as conn:  # far more than a pipe's buffer holds
+        conn.execute(
+            insert(audit.audit_log), [{**row, "target": str(i), "outcome": "done"} for i in range(3000)]
+        )
+    engine.dispose()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCH_")}
+    env.update(PYTHONPATH=str(REPO), MCH_DB_URL=url)
+    command = [*CLI, "deadletter", "audit", "--all", "--config", str(REPO / "routes.yaml")]
+    with subprocess.Popen(
+        command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.read(10)  # it has started printing; then the reader goes away
+        proc.stdout.close()
+        stderr = proc.stderr.read().decode("utf-8")
+        code = proc.wait(timeout=60)
+    assert "数据库" not in stderr and "Broken pipe" not in stderr and "Traceback" not in stderr, stderr
+    assert code == 0, stderr
 
 
 # --------------------------------------------------------------------------- language
@@ -177,6 +231,38 @@ class TestLanguage:
         en = mch("messages", "list", "--status", "bogus", "--lang", "en", cwd=tmp_path, lang=None)
         assert en.returncode == 2 and "invalid choice: 'bogus'" in en.stderr
 
+    @pytest.mark.parametrize(
+        "group", [[], ["deadletter"], ["mapping"], ["messages"], ["records"], ["schema"]]
+    )
+    def test_help_describes_every_command_in_the_operators_language(
+        self, tmp_path: Path, group: list[str]
+    ) -> None:
+        """`--help` lists each command with a description: Chinese by default, English with --lang en."""
+
+        def descriptions(lang: str | None, *extra: str) -> dict[str, str]:
+            result = mch(*group, "--help", *extra, cwd=tmp_path, lang=lang)
+            assert result.returncode == 0, result.stderr
+            lines = result.stdout.split("\n  COMMAND\n" if not group else "\n  ACTION\n")[1].split("\n\n")[0]
+            found: dict[str, str] = {}
+            name = ""
+            for line in lines.splitlines():
+                if line.startswith("    ") and not line.startswith("     "):
+                    name, _, text = line.strip().partition(" ")
+                    found[name] = text.strip()
+                else:  # a long name puts its description on the next line
+                    found[name] = (found[name] + " " + line.strip()).strip()
+            return found
+
+        zh = descriptions(None)
+        assert zh and all(re.search("[\u4e00-\u9fff]", text) for text in zh.values()), zh
+        assert not [text for text in zh.values() if re.search("[a-z]{4} [a-z]{3}", text)], zh
+        en = descriptions(None, "--lang", "en")
+        assert en.keys() == zh.keys()
+        assert all(re.match("[a-zA-Z]", text) for text in en.values()), en
+        if not group:
+            top = mch("--help", cwd=tmp_path, lang=None).stdout
+            assert "妇幼保健院集成引擎" in top and "操作提示的语言" in top
+
     def test_check_problem_count_is_translated(self, tmp_path: Path) -> None:
         routes = tmp_path / "routes.yaml"
         routes.write_text(
@@ -186,6 +272,23 @@ class TestLanguage:
         assert zh.returncode == 1
         assert re.search(r"routes\.yaml 中共有 \d+ 处问题$", zh.stderr.strip()), zh.stderr
         en = mch("check", "--config", str(routes), cwd=tmp_path)
+        assert re.search(r"\d+ problems? in .*routes\.yaml$", en.stderr.strip()), en.stderr
+
+    @pytest.mark.parametrize("command", [["check", "--diff"], ["reload"]], ids=" ".join)
+    def test_diff_and_reload_count_problems_in_the_operators_language(
+        self, tmp_path: Path, command: list[str]
+    ) -> None:
+        """`check --diff` and `reload` refuse a bad file before anything else, counting its problems as `check` does."""
+        routes = tmp_path / "routes.yaml"
+        routes.write_text(
+            "version: 1\nchannels: {}\nroutes: []\ndestinations: {}\nbogus: 1\n", encoding="utf-8"
+        )
+        zh = mch(*command, "--config", str(routes), cwd=tmp_path, lang=None)
+        assert zh.returncode == 1
+        assert re.search(r"routes\.yaml 中共有 \d+ 处问题$", zh.stderr.strip()), zh.stderr
+        assert "problem" not in zh.stderr
+        en = mch(*command, "--config", str(routes), cwd=tmp_path)
+        assert en.returncode == 1
         assert re.search(r"\d+ problems? in .*routes\.yaml$", en.stderr.strip()), en.stderr
 
 

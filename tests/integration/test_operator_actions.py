@@ -178,7 +178,13 @@ def test_replay_waits_for_the_real_outcome_and_numbers_attempts_once(
 
         replays = [a for a in audit_log(config) if a["action"] == "replay"]
         me = getpass.getuser()
-        assert [(a["actor"], a["os_user"], a["outcome"]) for a in replays] == [("王芳", me, "done")] * 2
+        # Newest first: what --wait saw, not that the record was sent (the first one failed again).
+        assert [(a["actor"], a["os_user"], a["outcome"]) for a in replays] == [
+            ("王芳", me, "done"),
+            ("王芳", me, "failed"),
+        ]
+        assert (replays[0]["detail"]["delivered"], replays[1]["detail"]["failed"]) == ([dl["id"]], [dl["id"]])
+        assert f"[some failed: {dl['id']}]" in mch(config, "deadletter", "audit").stdout
 
         # Nothing left to do: answered at once, audited, nothing queued.
         repeat = mch(config, "deadletter", "replay", str(dl["id"]))
@@ -196,6 +202,9 @@ def test_replay_without_wait_says_queued_not_done(backend: Backend, tmp_path: Pa
         assert done.returncode == 0, done.stdout + done.stderr
         assert "queued for delivery to record_store" in done.stdout and "1 queued" in done.stdout
         assert "delivered" not in done.stdout
+        entry = next(a for a in audit_log(config) if a["action"] == "replay")
+        assert entry["outcome"] == "queued"  # sent for delivery; nobody waited to see it delivered
+        assert "sent for delivery; its outcome was not awaited" in mch(config, "deadletter", "audit").stdout
         zh = subprocess.run(
             [
                 sys.executable,
@@ -238,7 +247,7 @@ def test_with_no_engine_running_the_request_waits_and_says_so(backend: Backend, 
         wait_until(lambda: scalar(engine.store(), "select count(*) from records") == 1, 30)
         assert dead_letters(config) == []
         entry = next(a for a in audit_log(config) if a["action"] == "replay")
-        assert (entry["actor"], entry["outcome"], entry["count"]) == ("夜班", "done", 1)
+        assert (entry["actor"], entry["outcome"], entry["count"]) == ("夜班", "queued", 1)
 
 
 def test_transform_dead_letter_fixed_mapping_reprocessed(backend: Backend, tmp_path: Path) -> None:

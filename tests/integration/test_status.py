@@ -13,6 +13,7 @@ import sys
 import urllib.error
 import urllib.request
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +156,11 @@ class TestEmbeddedDefault:
                 "open_dead_letters": 0,
                 "error": None,
             }
-            assert hospital_numbers["last_message_at"].endswith("+00:00")
+            # The configured engine.timezone (Asia/Shanghai by default), as every other --json listing.
+            last = datetime.fromisoformat(hospital_numbers["last_message_at"])
+            assert hospital_numbers["last_message_at"].endswith("+08:00")
+            assert abs((datetime.now(UTC) - last).total_seconds()) < 120
+            assert datetime.fromisoformat(body["checked_at"]).utcoffset() == timedelta(hours=8)
             assert body["ok"] is True and body["problems"] == []
             [process] = body["processes"]
             assert process["pid"] == engine.proc.pid and process["alive"] is True
@@ -178,6 +183,9 @@ class TestEmbeddedDefault:
             assert code == 200
             assert served["channels"] == body["channels"]
             assert served["destinations"] == body["destinations"]
+            assert served["routes"] == body["routes"]
+            assert {r["name"]: r["routed"] for r in body["routes"]} == {"persons": 1, "lab-results": 0}
+            assert served["checked_at"].endswith("+08:00")
             assert "林晓雯" not in json.dumps(served, ensure_ascii=False)
         finally:
             engine.stop()
@@ -232,6 +240,57 @@ class TestEmbeddedDefault:
         # Counts since the previous line, not since the start: the quiet interval is all zeros.
         assert not any(summary[-1][k] for k in totals)
         assert not [x for x in logs if x["event"] == "message_routed"]  # debug only
+        assert "林晓雯" not in engine.log_path.read_text()
+
+        # Per route: the registration route took the good and the failing message, routed one.
+        _, body = status_json(routes, tmp_path)
+        numbers = {r["name"]: r for r in body["routes"]}
+        persons = numbers["persons"]
+        assert (persons["received"], persons["routed"], persons["failed"]) == (2, 1, 1)
+        assert persons["open_dead_letters"] == 1 and persons["last_message_at"].endswith("+08:00")
+        lab = numbers["lab-results"]
+        assert (lab["received"], lab["routed"], lab["failed"], lab["last_message_at"]) == (0, 0, 0, None)
+        table = mch("status", "--config", str(routes), env=_env(), cwd=tmp_path).stdout
+        assert "route        from              to            received  routed  failed  last message" in table
+        [row] = [line for line in table.splitlines() if line.startswith("persons ")]
+        assert row.split()[3:6] == ["2", "1", "1"], row
+
+    def test_a_delivery_failure_is_logged_with_channel_control_id_and_reason(
+        self, tmp_path: Path, sqlite_url: str
+    ) -> None:
+        """A record the store refuses ends as a dead letter: its error line names the channel,
+        the control id and a reason code, as transform failures do; never the patient."""
+        from channels.record_store import store as record_store
+
+        routes = routes_with_http(tmp_path, sqlite_url, extra="retry:\n  tiers: [1s]\n  max_attempts: 2\n")
+        store = create_engine(sqlite_url)
+        try:
+            record_store.ensure_schema(store)
+            with store.begin() as conn:
+                conn.execute(
+                    text(
+                        "CREATE TRIGGER refuse BEFORE INSERT ON persons "
+                        "BEGIN SELECT RAISE(ABORT, 'test: the store refuses'); END"
+                    )
+                )
+        finally:
+            store.dispose()
+        engine = EngineProcess(routes, tmp_path)
+        try:
+            send(port_of(routes), GOOD)
+            wait_until(lambda: [x for x in engine.logs() if x["event"] == "dead_letter"], timeout=60)
+        finally:
+            engine.stop()
+        [dead] = [x for x in engine.logs() if x["event"] == "dead_letter"]
+        assert (dead["channel"], dead["control_id"], dead["destination"]) == (
+            "hospital",
+            "ST-GOOD-1",
+            "record_store",
+        )
+        # The reason code is the kind of error the dead letter records (`deadletter show` has its text).
+        [reason] = _rows(sqlite_url, "SELECT reason FROM dead_letters")
+        assert dead["reason"] == reason[0].split(":")[0] == "TransientDeliveryError"
+        assert dead["message_type"] == "ADT^A04^ADT_A01" and dead["level"] == "error"
         assert "林晓雯" not in engine.log_path.read_text()
 
     def test_a_killed_engine_counts_as_down(self, tmp_path: Path, sqlite_url: str) -> None:

@@ -68,6 +68,7 @@ def test_every_key_the_code_asks_for_exists() -> None:
 def test_generated_keys_exist_for_every_value_they_are_made_from() -> None:
     """Statuses, stages and record types are looked up by value: each value has its key."""
     from channels.record_store.queries import STAGES as TIMELINE_STAGES
+    from deadletter import audit
     from deadletter.store import STAGES, STATUSES
     from engine.listing_commands import JOURNAL_STATUSES
     from transforms.records import RECORD_TYPES
@@ -81,7 +82,27 @@ def test_generated_keys_exist_for_every_value_they_are_made_from() -> None:
     wanted += [f"record_{name}" for name in RECORD_TYPES]
     wanted += [f"outcome_{o}" for o in ("retry", "dead_letter", "replayed", "reprocessed")]
     wanted += [f"outcome_{o}" for o in ("replay_failed", "reprocess_failed")]
+    wanted += [f"action_{a}" for a in audit.ACTIONS]
     assert [key for key in wanted if key not in catalogue] == []
+
+
+def test_the_audit_names_only_actions_it_has_texts_for() -> None:
+    """Every action the code writes to the audit log is one of audit.ACTIONS (checked above
+    for its text); an entry for any other name is refused before it reaches the database."""
+    from deadletter import audit
+
+    written = set()
+    for path in SOURCES:
+        source = path.read_text(encoding="utf-8")
+        for call in re.finditer(r"(?:begin_audit|write_audit)\((.*?)\)\n", source, re.S):
+            written |= set(re.findall(r"\baction=\"(\w+)\"", call.group(1)))
+        written |= set(re.findall(r"ActionResult\(\"(\w+)\"", source))
+        written |= set(re.findall(r"\baction = \"(\w+)\" if", source))
+        written |= set(re.findall(r"\" if args\.dry_run else \"(\w+)\"", source))
+    assert {"show", "reload", "reprocess_preview", "replay", "purge"} <= written
+    assert written <= set(audit.ACTIONS)
+    with pytest.raises(ValueError):
+        audit.begin_audit(None, actor=audit.Actor("a", "a"), action="bogus", target="1", detail={})  # type: ignore[arg-type]
 
 
 def test_a_key_defined_twice_with_other_texts_is_refused() -> None:
