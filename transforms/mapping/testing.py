@@ -132,16 +132,21 @@ def run_test_file(path: Path) -> list[CaseResult]:
     return [_run_case(path, lines, mapping, case, i) for i, case in enumerate(cases)]
 
 
-def _run_case(path: Path, lines: LineMap, mapping: Mapping, case: Any, index: int) -> CaseResult:
-    loc = ("tests", index)
+def open_case(path: Path, lines: LineMap, case: Any, index: int, known: set[str]) -> CaseResult:
+    """A case's result, named and placed; with a problem already when the case is not a
+    mapping or has keys other than `known`."""
     name = str(case.get("name", f"case {index + 1}")) if isinstance(case, dict) else f"case {index + 1}"
-    result = CaseResult(path, lines.line_of(loc), name)
+    result = CaseResult(path, lines.line_of(("tests", index)), name)
     if not isinstance(case, dict):
         result.problems.append(t("test_case_not_mapping"))
-        return result
-    unknown = set(case) - CASE_KEYS
-    if unknown:
-        result.problems.append(t("test_unknown_keys", keys=sorted(unknown), known=sorted(CASE_KEYS)))
+    elif unknown := set(case) - known:
+        result.problems.append(t("test_unknown_keys", keys=sorted(unknown), known=sorted(known)))
+    return result
+
+
+def _run_case(path: Path, lines: LineMap, mapping: Mapping, case: Any, index: int) -> CaseResult:
+    result = open_case(path, lines, case, index, CASE_KEYS)
+    if result.problems:
         return result
     try:
         produced = [r for source in _inputs(path, case) for r in mapping.apply(source)]
@@ -241,4 +246,4 @@ def _dig(value: Any, dotted: str) -> tuple[bool, Any]:
     return True, value
 
 
-__all__ = ["CaseResult", "MappingError", "find_test_files", "run_test_file"]
+__all__ = ["CaseResult", "MappingError", "compare_record", "find_test_files", "open_case", "run_test_file"]

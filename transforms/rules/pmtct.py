@@ -24,7 +24,7 @@ from transforms.records.pmtct import Infection, PmtctCase
 from transforms.rules.episodes import Episode, episodes
 from transforms.rules.history import History, StoredRecord, as_date, derived_id
 from transforms.rules.observations import codes_of, reads_positive
-from transforms.rules.tables import TableModel, read_table
+from transforms.rules.tables import TableModel, known_record_type, read_table
 
 __all__ = ["Offset", "PmtctSchedule", "load_pmtct_schedule", "pmtct_cases"]
 
@@ -99,9 +99,7 @@ class DoneWhen(TableModel):
     @field_validator("record_type")
     @classmethod
     def _known_type(cls, value: str) -> str:
-        if value not in RECORD_TYPES:
-            raise ValueError(f"unknown record type {value!r} (known: {', '.join(RECORD_TYPES)})")
-        return value
+        return known_record_type(value)
 
     @model_validator(mode="after")
     def _one_way(self) -> DoneWhen:

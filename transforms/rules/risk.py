@@ -24,13 +24,12 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from core.yaml_lines import Loc, hint
-from transforms.records import RECORD_TYPES
 from transforms.records.base import parse_yes_no
 from transforms.records.pregnancy import COLOURS, highest_colour
 from transforms.rules.episodes import Episode, episodes
 from transforms.rules.history import History, StoredRecord, as_date, derived_id
 from transforms.rules.observations import by_code, number_of, reads_positive
-from transforms.rules.tables import TableModel, read_table
+from transforms.rules.tables import TableModel, known_record_type, read_table
 
 __all__ = ["RiskTable", "load_risk_table", "suggest_assessments"]
 
@@ -50,9 +49,7 @@ class FactSource(TableModel):
     @field_validator("record")
     @classmethod
     def _known_type(cls, value: str) -> str:
-        if value not in RECORD_TYPES:
-            raise ValueError(f"unknown record type {value!r}; known: {', '.join(sorted(RECORD_TYPES))}")
-        return value
+        return known_record_type(value)
 
     @model_validator(mode="after")
     def _one_way(self) -> FactSource:

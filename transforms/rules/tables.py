@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from core.errors import ConfigError
 from core.yaml_lines import Loc, dotted, parse_yaml, raise_problems, try_validate
 
-__all__ = ["TableModel", "read_table"]
+__all__ = ["TableModel", "known_record_type", "read_table"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -27,6 +27,15 @@ class TableModel(BaseModel):
     def problems(self) -> list[tuple[Loc, str]]:
         """Mistakes between entries (a name used but not defined), each at its place."""
         return []
+
+
+def known_record_type(value: str) -> str:
+    """A record type a table names, refused with the known ones when there is no such type."""
+    from transforms.records import RECORD_TYPES
+
+    if value not in RECORD_TYPES:
+        raise ValueError(f"unknown record type {value!r}; known: {', '.join(sorted(RECORD_TYPES))}")
+    return value
 
 
 def _shown(path: Path) -> str:

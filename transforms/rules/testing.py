@@ -34,7 +34,7 @@ from core.errors import ConfigError, ConfigErrors, InputError
 from core.i18n import t
 from core.yaml_lines import LineMap
 from transforms.mapping.compiler import MappedRecord
-from transforms.mapping.testing import CaseResult, compare_record
+from transforms.mapping.testing import CaseResult, compare_record, open_case
 from transforms.rules.derivers import load_deriver
 from transforms.rules.history import History, StoredRecord
 from transforms.validate import canonical
@@ -71,14 +71,8 @@ def _history(
 
 
 def _run_case(path: Path, lines: LineMap, deriver: Any, case: Any, index: int) -> CaseResult:
-    name = str(case.get("name", f"case {index + 1}")) if isinstance(case, dict) else f"case {index + 1}"
-    result = CaseResult(path, lines.line_of(("tests", index)), name)
-    if not isinstance(case, dict):
-        result.problems.append(t("test_case_not_mapping"))
-        return result
-    unknown = set(case) - CASE_KEYS
-    if unknown:
-        result.problems.append(t("test_unknown_keys", keys=sorted(unknown), known=sorted(CASE_KEYS)))
+    result = open_case(path, lines, case, index, CASE_KEYS)
+    if result.problems:
         return result
     try:
         person = dict(case.get("person") or {})
