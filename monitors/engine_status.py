@@ -333,8 +333,8 @@ def _route_counts(conn: Connection) -> dict[str, Any]:
         .group_by(took.c.route)
     )
     return {
-        "route_routed": dict(conn.execute(routed).tuples().all()),
-        "route_failed": dict(conn.execute(failed).tuples().all()),
+        "route_routed": {key: value for key, value in conn.execute(routed)},
+        "route_failed": {key: value for key, value in conn.execute(failed)},
         "route_received": {r: (n, _aware(last)) for r, n, last in conn.execute(received)},
     }
 
