@@ -50,7 +50,7 @@ ABORTED = "aborted"
 QUEUED = "queued"  # records sent for delivery, their outcome not (yet) awaited
 
 # Every action an entry can name; `deadletter audit` shows each through its `action_` text.
-ACTIONS = ("show", "replay", "reprocess", "reprocess_preview", "purge", "reload")
+ACTIONS = ("show", "replay", "reprocess", "reprocess_preview", "purge", "reload", "wechat_bind_import")
 
 audit_log = Table(
     "audit_log",

@@ -33,6 +33,7 @@ from engine.listing_commands import add_commands as add_listing_commands
 from engine.mapping_cli import add_commands as add_mapping_commands
 from engine.reload_command import add_commands as add_reload_commands
 from engine.reprocess_command import add_command as add_reprocess_command
+from engine.wechat_cli import add_commands as add_wechat_commands
 from monitors.status_command import add_commands as add_status_commands
 
 DEFAULT_CONFIG = "routes.yaml"
@@ -164,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.set_defaults(func=cmd_send)
 
     add_listing_commands(sub)
+    add_wechat_commands(sub)
     return p
 
 

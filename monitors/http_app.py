@@ -1,4 +1,5 @@
-"""The engine's HTTP app (Starlette): `/healthz` and `/status` today; the dashboard,
+"""The engine's HTTP app (Starlette): `/healthz`, `/status` and the WeChat callback
+(`/wechat/callback`, channels/wechat/callback.py) today; the dashboard,
 `/metrics` and login are added to this same app later.
 
 `/status` is `mch-engine status --json`: counts, times and names of channels, routes and
@@ -14,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from channels.wechat import callback as wechat_callback
 from core.settings import Settings
 from monitors.engine_status import Unreachable, collect
 
@@ -31,4 +33,6 @@ def build_app(settings: Settings) -> Starlette:
             return JSONResponse(body, status_code=503)
         return JSONResponse(result.to_json(settings.engine.tzinfo), status_code=200 if result.ok else 503)
 
-    return Starlette(routes=[Route("/healthz", healthz), Route("/status", status)])
+    wechat = wechat_callback.endpoint(settings.engine.database)
+    callback = Route(wechat_callback.PATH, wechat, methods=["GET", "POST"])
+    return Starlette(routes=[Route("/healthz", healthz), Route("/status", status), callback])
