@@ -69,7 +69,7 @@ _TEXT: dict[str, tuple[str, str]] = {
         "手机号与该人已有绑定的手机号不一致",
         "the phone disagrees with this person's existing binding",
     ),
-    "wx_col_openid": ("openid", "openid"),
+    "wx_col_openid": ("微信 openid", "openid"),
     "wx_col_id_card": ("身份证号", "ID card"),
     "wx_col_his": ("HIS 号", "HIS id"),
     "wx_col_phone": ("手机", "phone"),
