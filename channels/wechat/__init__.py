@@ -1,0 +1,1 @@
+"""The WeChat notifier (issue 13): API client, shared token, bindings, notices."""
