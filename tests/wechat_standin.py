@@ -192,7 +192,9 @@ class WechatStandIn:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="wechat-standin", daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="wechat-standin", daemon=True
+        ).start()
         return self
 
     def __exit__(self, *_exc: object) -> None:
