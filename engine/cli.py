@@ -33,6 +33,7 @@ from engine.listing_commands import add_commands as add_listing_commands
 from engine.mapping_cli import add_commands as add_mapping_commands
 from engine.reload_command import add_commands as add_reload_commands
 from engine.reprocess_command import add_command as add_reprocess_command
+from engine.wechat_cli import register as add_wechat_commands
 from monitors.status_command import add_commands as add_status_commands
 
 DEFAULT_CONFIG = "routes.yaml"
@@ -147,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_deadletter_commands(sub)
     add_status_commands(sub, _config_arg)
     add_reprocess_command(sub)
+    add_wechat_commands(sub)
 
     docs = sub.add_parser("docs", help=i18n.t("help_cmd_docs"))
     docs.add_argument("--output", default="docs/routes.md")
