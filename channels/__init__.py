@@ -7,5 +7,6 @@ from channels.file import connector as file
 from channels.mllp import connector as mllp
 from channels.mllp_out import connector as mllp_out
 from channels.record_store import connector as record_store
+from channels.wechat import connector as wechat
 
-__all__ = ["db_poll", "file", "http_out", "mllp", "mllp_out", "record_store"]
+__all__ = ["db_poll", "file", "http_out", "mllp", "mllp_out", "record_store", "wechat"]

@@ -148,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_deadletter_commands(sub)
     add_status_commands(sub, _config_arg)
     add_reprocess_command(sub)
+    add_wechat_commands(sub)
 
     docs = sub.add_parser("docs", help=i18n.t("help_cmd_docs"))
     docs.add_argument("--output", default="docs/routes.md")
@@ -165,7 +166,6 @@ def build_parser() -> argparse.ArgumentParser:
     send.set_defaults(func=cmd_send)
 
     add_listing_commands(sub)
-    add_wechat_commands(sub)
     return p
 
 

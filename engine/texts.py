@@ -343,6 +343,27 @@ _TEXT: dict[str, tuple[str, str]] = {
     "argparse_positionals": ("位置参数", "positional arguments"),
     "argparse_options": ("选项", "options"),
     "argparse_help": ("显示此帮助并退出", "show this help message and exit"),
+    # WeChat notices (engine/wechat_cli.py, channels/wechat/).
+    "help_cmd_wechat": ("微信通知：发件箱、绑定", "WeChat notices: outbox, bindings"),
+    "help_cmd_wechat_outbox": (
+        "列出微信通知（发件箱与台账），最新的在前；openid 已脱敏",
+        "list WeChat notices (outbox and ledger), newest first; openids masked",
+    ),
+    "wechat_col_id": ("编号", "id"),
+    "wechat_col_created": ("生成时间", "created"),
+    "wechat_col_status": ("状态", "status"),
+    "wechat_col_recipient": ("接收人", "recipient"),
+    "wechat_col_template": ("模板", "template"),
+    "wechat_col_due": ("发送时间", "due/sent"),
+    "wechat_col_data": ("模板内容", "key values"),
+    "wechat_unbound": ("（未绑定）", "(not bound)"),
+    "wechat_status_outbox": ("发件箱（未发送）", "outbox (not sent)"),
+    "wechat_status_held": ("暂缓（免打扰时段）", "held (quiet hours)"),
+    "wechat_status_queued": ("待发送", "queued"),
+    "wechat_status_sent": ("已发送", "sent"),
+    "wechat_status_undeliverable": ("无法送达", "undeliverable"),
+    "wechat_status_stale": ("已过时，未发送", "stale, not sent"),
+    "wechat_status_failed": ("发送失败", "failed"),
 }
 
 

@@ -1,5 +1,7 @@
-"""`mch-engine wechat …`: the bindings of WeChat openids to persons.
+"""`mch-engine wechat …`: the bindings of WeChat openids to persons, and (from
+engine/wechat_outbox_cli.py) the notice outbox.
 
+    wechat outbox [--status S] [--limit N | --all] [--json]   the notices made (engine/wechat_outbox_cli.py)
     wechat bind import FILE.csv [--as NAME]   load a binding list; each rejected row reported
     wechat bindings [--role R] [--limit N] [--json]   the bindings, every identifier masked
 
@@ -21,13 +23,13 @@ from typing import Any
 
 from core import i18n
 from engine.listing_table import pad, width
+from engine.wechat_outbox_cli import add_outbox_command
 
 DEFAULT_CONFIG = "routes.yaml"
 AUDIT_ACTION = "wechat_bind_import"
 
 _TEXT: dict[str, tuple[str, str]] = {
     # key: (zh, en)
-    "help_cmd_wechat": ("微信服务号：绑定关系", "WeChat service account: bindings"),
     "help_cmd_wechat_bind": ("绑定关系：导入", "bindings: import"),
     "help_cmd_wechat_bind_import": (
         "从 CSV 导入绑定关系（列：openid,id_card,his_id,his_system,phone,role），逐行报告被拒绝的行",
@@ -89,6 +91,7 @@ def add_commands(sub: Any) -> None:
     wechat = sub.add_parser("wechat", help=_t("help_cmd_wechat"))
     actions = wechat.add_subparsers(metavar="ACTION")
     wechat.set_defaults(func=lambda _args: _usage(wechat))
+    add_outbox_command(actions)
 
     bind = actions.add_parser("bind", help=_t("help_cmd_wechat_bind"))
     bind_actions = bind.add_subparsers(metavar="ACTION")

@@ -92,7 +92,7 @@ def test_unregistered_type_is_an_unknown_type_at_its_line(workdir: Path) -> None
     problems = [str(p) for p in check_config("routes.yaml", {})]
     assert problems == [
         "routes.yaml:4: channels.drop.type: unknown channel type 'toy_drop' (known: db_poll, file, mllp)",
-        "routes.yaml:15: destinations.kept.type: unknown destination type 'toy_sink' (known: http_out, mllp_out, record_store)",
+        "routes.yaml:15: destinations.kept.type: unknown destination type 'toy_sink' (known: http_out, mllp_out, record_store, wechat)",
     ]
 
 
@@ -112,12 +112,12 @@ def test_check_types_lists_a_registered_type(capsys: pytest.CaptureFixture[str])
         assert main(["check", "--types", "--lang", "en"]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "channel types: db_poll, file, mllp, toy_drop",
-        "destination types: http_out, mllp_out, record_store, toy_sink",
+        "destination types: http_out, mllp_out, record_store, wechat, toy_sink",
     ]
     assert main(["check", "--types", "--lang", "en"]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "channel types: db_poll, file, mllp",
-        "destination types: http_out, mllp_out, record_store",
+        "destination types: http_out, mllp_out, record_store, wechat",
     ]
 
 
@@ -132,7 +132,7 @@ def test_check_types_command_names_the_shipped_types_in_chinese() -> None:
     )
     assert (done.returncode, done.stdout) == (
         0,
-        "通道类型：db_poll, file, mllp\n目的地类型：http_out, mllp_out, record_store\n",
+        "通道类型：db_poll, file, mllp\n目的地类型：http_out, mllp_out, record_store, wechat\n",
     ), done.stderr
 
 

@@ -185,7 +185,7 @@ def test_unknown_destination_type_lists_known_types(workdir: Path) -> None:
     """Destinations are a union on `type` too, with the same kind of message."""
     assert _errors("version: 1\ndestinations:\n  store:\n    type: recordstore\n", workdir) == [
         "routes.yaml:4: destinations.store.type: unknown destination type 'recordstore' "
-        "(known: http_out, mllp_out, record_store; did you mean 'record_store'?)"
+        "(known: http_out, mllp_out, record_store, wechat; did you mean 'record_store'?)"
     ]
 
 

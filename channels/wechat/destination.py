@@ -1,0 +1,295 @@
+"""The `wechat` sink: records in, notices out, each written once in the ledger first.
+
+For each envelope: a record whose audience this destination may not reach is left alone
+(the router withholds it already; this is the second guard). Each notice rule the record
+matches is filled and checked key by key (a refused value is a dead letter, nothing
+written), its recipients resolved (the patient's bound openids, or the staff of a role),
+and one ledger row per recipient inserted once by its dedup key. Then:
+
+- no credentials (outbox mode): the row says `outbox`, nothing is sent;
+- no openid bound: `undeliverable`, reason `no_binding`;
+- a patient inside quiet hours: `held` until they end; the scheduler thread sends it then,
+  or marks it `stale` when it is older than `stale_after`;
+- otherwise sent now (staff notices always now), at most `max_per_minute`.
+
+Times come from an injectable clock (tests drive quiet hours with it).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime, timedelta, tzinfo
+from typing import Any
+
+import structlog
+from sqlalchemy import Engine, select
+
+from channels.record_store.schema import identifiers_of, person_key_for
+from channels.wechat import ledger
+from channels.wechat.notices import Notice, fill
+from channels.wechat.sending import NoBindings, Recipients, Sender, undeliverable_reason
+from channels.wechat.settings import WechatDestination
+from core.audience import audience_of, may_receive
+from core.clock import now_utc
+from core.errors import PermanentDeliveryError, TransientDeliveryError
+
+__all__ = ["RateLimit", "WechatSink", "quiet_until"]
+
+log = structlog.get_logger("channels.wechat")
+
+
+def quiet_until(now: datetime, quiet: tuple[int, int] | None, tz: tzinfo) -> datetime | None:
+    """When the quiet hours `now` falls in end (UTC), or None outside them."""
+    if quiet is None:
+        return None
+    start, end = quiet
+    local = now.astimezone(tz)
+    minute = local.hour * 60 + local.minute
+    inside = start <= minute < end if start < end else (minute >= start or minute < end)
+    if not inside:
+        return None
+    ends = local.replace(hour=end // 60, minute=end % 60, second=0, microsecond=0)
+    if ends <= local:
+        ends += timedelta(days=1)
+    return ends.astimezone(now.tzinfo)
+
+
+class RateLimit:
+    """At most `per_minute` sends in any 60 seconds (monotonic time): waits for a slot."""
+
+    def __init__(self, per_minute: int, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.per_minute = per_minute
+        self.sleep = sleep
+        self.sent: deque[float] = deque()
+        self.lock = threading.Lock()
+
+    def acquire(self) -> None:
+        with self.lock:
+            while True:
+                now = time.monotonic()
+                while self.sent and now - self.sent[0] >= 60.0:
+                    self.sent.popleft()
+                if len(self.sent) < self.per_minute:
+                    self.sent.append(now)
+                    return
+                self.sleep(60.0 - (now - self.sent[0]))
+
+
+def person_of(record: dict[str, Any]) -> str:
+    """The person a notice is about, by her strongest identifier (the record's id if none)."""
+    found = identifiers_of(record.get("person"))
+    return person_key_for(found) if found else f"record:{record.get('record_id', '')}"
+
+
+class WechatSink:
+    """Delivers records to the `wechat` destination `name` (one instance for all its partitions)."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: WechatDestination,
+        engine: Engine,
+        tz: tzinfo,
+        *,
+        sender: Sender | None,
+        recipients: Recipients | None = None,
+        clock: Callable[[], datetime] = now_utc,
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.engine = engine
+        self.tz = tz
+        self.sender = sender
+        self.recipients = recipients or NoBindings()
+        self.clock = clock
+        self.rate = RateLimit(settings.max_per_minute)
+        self.paused_until: datetime | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def outbox_mode(self) -> bool:
+        return self.sender is None
+
+    # ------------------------------------------------------------------ delivery
+
+    def store(self, envelopes: list[dict[str, Any]]) -> None:
+        for envelope in envelopes:
+            self.deliver(envelope)
+
+    def deliver(self, envelope: dict[str, Any]) -> None:
+        record = envelope["record"]
+        record_type = envelope["record_type"]
+        audience = audience_of(record)
+        if not may_receive(self.settings.reaches, audience):
+            log.warning(
+                "wechat_audience_refused",
+                destination=self.name,
+                record_type=record_type,
+                record_id=envelope["record_id"],
+                audience=audience,
+                reaches=self.settings.reaches,
+            )
+            return
+        rules = [r for r in self.settings.notices if r.matches(record_type, record)]
+        # Every key of every matching rule is checked before any row is written.
+        made = [fill(rule, record, self.tz) for rule in rules]
+        for notice in made:
+            self._notice(envelope, notice)
+
+    def _openids(self, record: dict[str, Any]) -> list[str]:
+        role = self.settings.role
+        if role is None:
+            return self.recipients.openids_for(record.get("person") or {})
+        return self.recipients.staff_openids(role)
+
+    def _notice(self, envelope: dict[str, Any], notice: Notice) -> None:
+        record = envelope["record"]
+        rule = notice.rule
+        person = person_of(record)
+        event = rule.event if rule.once_per == "person" else f"{rule.event}:{envelope['record_id']}"
+        now = self.clock()
+        for openid in self._openids(record) or [""]:
+            key = ledger.dedup_key(person, event, rule.template_id, openid)
+            status, reason, due_at = "queued", None, None
+            if self.outbox_mode:
+                status = "outbox"
+            elif not openid:
+                status, reason = "undeliverable", "no_binding"
+            elif (until := quiet_until(now, self.settings.quiet, self.tz)) is not None:
+                status, due_at = "held", until
+            row = {
+                "dedup_key": key,
+                "destination": self.name,
+                "event": rule.event,
+                "person": person,
+                "record_id": envelope["record_id"],
+                "record_type": envelope["record_type"],
+                "recipient": openid,
+                "role": self.settings.role,
+                "template_id": rule.template_id,
+                "data": notice.data,
+                "url": notice.url,
+                "status": status,
+                "reason": reason,
+                "client_msg_id": key,
+                "created_at": now,
+                "due_at": due_at,
+            }
+            with self.engine.begin() as conn:
+                existing = ledger.insert_once(conn, row)
+            if existing is not None:
+                if existing["status"] in ("queued", "failed") and not self.outbox_mode:
+                    self._send(existing)  # a crash or a refusal before: this delivery tries again
+                else:
+                    log.info(
+                        "wechat_notice_exists",
+                        destination=self.name,
+                        record_id=envelope["record_id"],
+                        notice=rule.event,
+                        status=existing["status"],
+                    )
+                continue
+            log.info(
+                "wechat_notice_recorded",
+                destination=self.name,
+                record_id=envelope["record_id"],
+                notice=rule.event,
+                template_id=rule.template_id,
+                status=status,
+            )
+            if status == "queued":
+                with self.engine.connect() as conn:
+                    fresh = conn.execute(select(ledger.notices).where(ledger.notices.c.dedup_key == key))
+                    self._send(dict(fresh.mappings().one()))
+
+    def _send(self, row: dict[str, Any]) -> None:
+        """Send one ledger row now and record the outcome; raises what the delivery must see."""
+        assert self.sender is not None
+        now = self.clock()
+        if self.paused_until is not None and now < self.paused_until:
+            raise TransientDeliveryError(
+                f"WeChat daily quota used up; sending resumes at {self.paused_until}"
+            )
+        self.rate.acquire()
+        try:
+            msgid = self.sender.send_template(
+                row["recipient"], row["template_id"], row["data"], row["url"], row["client_msg_id"]
+            )
+        except Exception as exc:
+            reason = undeliverable_reason(exc)
+            if reason is not None:
+                self._mark(row, "undeliverable", reason=reason)
+                return  # done: this person cannot get it; no retry
+            if isinstance(exc, PermanentDeliveryError):
+                self._mark(row, "failed", reason=str(exc)[:500])
+                raise
+            if getattr(exc, "until", None) is not None:
+                self.paused_until = exc.until  # type: ignore[attr-defined]
+            if isinstance(exc, TransientDeliveryError):
+                raise
+            raise TransientDeliveryError(f"WeChat send: {type(exc).__name__}") from exc
+        self._mark(row, "sent", msgid=str(msgid), sent_at=self.clock())
+
+    def _mark(self, row: dict[str, Any], status: str, **values: Any) -> None:
+        with self.engine.begin() as conn:
+            ledger.mark(conn, row["id"], status, **values)
+        log.info(
+            "wechat_notice_" + status,
+            destination=self.name,
+            record_id=row["record_id"],
+            notice=row["event"],
+            template_id=row["template_id"],
+            reason=values.get("reason"),
+        )
+
+    # ------------------------------------------------------------------ held notices
+
+    def send_due(self) -> int:
+        """Send the held notices whose quiet hours are over; stale ones are dropped. How many
+        were looked at (the scheduler thread calls this every `check_every`)."""
+        if self.outbox_mode:
+            return 0
+        now = self.clock()
+        with self.engine.connect() as conn:
+            rows = ledger.due(conn, self.name, now)
+        for row in rows:
+            if now - row["created_at"] > timedelta(seconds=self.settings.stale_after):
+                with self.engine.begin() as conn:
+                    ledger.mark(conn, row["id"], "stale", reason="held past stale_after", expect="held")
+                log.info("wechat_notice_stale", destination=self.name, record_id=row["record_id"])
+                continue
+            with self.engine.begin() as conn:
+                if not ledger.mark(conn, row["id"], "queued", expect="held"):
+                    continue  # another process took it
+            try:
+                self._send(row)
+            except TransientDeliveryError as exc:
+                later = now + timedelta(seconds=self.settings.check_every)
+                with self.engine.begin() as conn:
+                    ledger.mark(conn, row["id"], "held", reason=str(exc)[:500], due_at=later)
+            except PermanentDeliveryError:
+                pass  # marked failed; the outbox listing shows why
+        return len(rows)
+
+    def start(self) -> None:
+        """Start the scheduler thread (only a sending patient destination has quiet hours)."""
+        if self.outbox_mode or self.settings.quiet is None or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name=f"wechat-due-{self.name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.settings.check_every):
+            try:
+                self.send_due()
+            except Exception as exc:  # the database away: next round
+                log.warning("wechat_due_failed", destination=self.name, error=type(exc).__name__)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
