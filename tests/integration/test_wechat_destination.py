@@ -24,6 +24,7 @@ from sqlalchemy import select
 from channels.mllp.ack import parse_acks
 from channels.wechat import ledger
 from channels.wechat.destination import WechatSink
+from channels.wechat.errors import Undeliverable
 from channels.wechat.keys import KeyValueRefused
 from channels.wechat.notices import fill
 from channels.wechat.settings import WechatDestination
@@ -51,14 +52,6 @@ SHIPPED = load_settings(REPO / "routes.yaml", env={})
 
 
 # --------------------------------------------------------------------------- stand-ins
-
-
-class WechatError(Exception):
-    """As channels/wechat/errors.py words WeChat's answers: a code and a message."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(f"{code} {message}")
-        self.code = code
 
 
 class RecordingSender:
@@ -282,7 +275,7 @@ def test_a_transient_failure_is_sent_on_redelivery_with_the_same_client_msg_id(d
 
 def test_not_following_is_undeliverable_without_retry(db: Any) -> None:
     sender = RecordingSender()
-    sender.errors.append(WechatError(43004, "require subscribe"))
+    sender.errors.append(Undeliverable(43004, "require subscribe"))
     target = sink(db, sender=sender, clock=Clock(DAYTIME))
     target.store([lab_result()])  # no exception: the delivery is done
     target.store([lab_result()])
