@@ -17,6 +17,8 @@ ENV = "MCH_TEST_FAILPOINT"
 TRANSFORM_DEAD_LETTER = "transform_dead_letter"
 # A db_poll channel has read rows the journal lacks and not yet committed them with its cursor.
 DB_POLL_FETCHED = "db_poll_fetched"
+# A derived channel has journaled outbox rows and not yet deleted them from the outbox.
+DERIVED_JOURNALED = "derived_journaled"
 
 
 def reach(name: str) -> None:

@@ -16,7 +16,7 @@ from core.errors import ConfigError, ConfigErrors
 from core.i18n import t
 from core.settings import LoadedSettings, Settings, read_settings
 from core.yaml_lines import problems_of
-from transforms.records import fixed_audience
+from transforms.records import RECORD_TYPES, fixed_audience
 
 __all__ = ["check_config", "format_problems", "summarize"]
 
@@ -61,8 +61,11 @@ def _audience_problems(loaded: LoadedSettings, compiled: Mapping[Path, Any]) -> 
     assert settings is not None
     problems: list[ConfigError] = []
     for index, route in enumerate(settings.routes):
-        mapping = compiled.get(route.mapping_path(settings))
-        types = dict.fromkeys(rule.type for rule in getattr(mapping, "records", ()))
+        path = route.mapping_path(settings)
+        if path is None:  # records passed on: the types the route selects by name
+            types = dict.fromkeys(_record_type_named(t) for t in route.message_type if t != "*")
+        else:
+            types = dict.fromkeys(rule.type for rule in getattr(compiled.get(path), "records", ()))
         fixed = [(kind, audience) for kind in types if (audience := fixed_audience(kind))]
         written = loaded.data["routes"][index].get("to")
         for position, destination in enumerate(route.to):
@@ -82,6 +85,11 @@ def _audience_problems(loaded: LoadedSettings, compiled: Mapping[Path, Any]) -> 
                     )
                     problems.append(ConfigError(loaded.filename, loaded.lines.line_of(loc), message))
     return problems
+
+
+def _record_type_named(message_type: str) -> str:
+    """A record type as a route's `message_type:` holds it (upper case), spelt as its model."""
+    return next((kind for kind in RECORD_TYPES if kind.upper() == message_type), message_type)
 
 
 def _plural(count: int, noun: str) -> str:

@@ -42,6 +42,7 @@ from engine.config_diff import ConfigDiff, compare
 from engine.operator_requests import Request, process_name
 from engine.router import Route, Router
 from transforms.mapping import Mapping, load_mapping
+from transforms.mapping.passthrough import PASS_THROUGH
 
 if TYPE_CHECKING:
     from engine.runtime import EngineRuntime
@@ -80,6 +81,9 @@ def compile_routes(settings: Settings) -> CompiledRoutes:
     reaches = {name: d.reaches for name, d in settings.destinations.items()}
     for r in settings.routes:
         path = r.mapping_path(settings)
+        if path is None:  # records passed on unchanged (every `from:` channel carries records)
+            routes.append(Route.build(r, PASS_THROUGH, reaches))
+            continue
         if path not in compiled:
             compiled[path] = load_mapping(path, display=r.mapping, roots=settings.roots)
         routes.append(Route.build(r, compiled[path], reaches))
@@ -331,6 +335,9 @@ class LiveReload:
                 n for n, ch in new.channels.items() if getattr(ch, "strict", False)
             )
             rt.transform.row_channels = frozenset(n for n, ch in new.channels.items() if ch.carries_rows)
+            rt.transform.record_channels = frozenset(
+                n for n, ch in new.channels.items() if ch.carries_records
+            )
             rt.transform.router = compiled.router
         if "ingest" in rt.roles:
             self._on_loop(self._switch_channels(new, diff, bound, outcome))

@@ -84,6 +84,14 @@ def _row(raw: bytes) -> dict[str, Any]:
     return row
 
 
+def _record(raw: bytes) -> dict[str, Any]:
+    """A journaled canonical record: {record_type, record_id, event_time, record} (UTF-8 JSON)."""
+    data = json.loads(raw.decode("utf-8"))
+    if not isinstance(data, dict) or not isinstance(data.get("record"), dict) or not data.get("record_type"):
+        raise ValueError("a record channel's message must be a JSON object with record_type and record")
+    return data
+
+
 def _printable(control_id: Any) -> str:
     """MSH-10 for a log line: a short string, never a structure or a long value."""
     return control_id[:64] if isinstance(control_id, str) else ""
@@ -135,11 +143,13 @@ class TransformWorker:
         batch: int = 200,
         strict_channels: frozenset[str] = frozenset(),
         row_channels: frozenset[str] = frozenset(),
+        record_channels: frozenset[str] = frozenset(),
         on_saved: Callable[[list[int]], None] | None = None,
     ) -> None:
         self.router = router
         self.strict_channels = strict_channels
         self.row_channels = row_channels  # their messages are database rows, not HL7
+        self.record_channels = record_channels  # their messages are canonical records (derived)
         self.journal_engine = journal_engine
         self.bus_factory = bus_factory
         self.batch = batch
@@ -194,7 +204,16 @@ class TransformWorker:
         message_type = ""
         try:
             message: Message | dict[str, Any]
-            if item.channel in self.row_channels:
+            if item.channel in self.record_channels:
+                # A canonical record ({record_type, record_id, event_time, record}), routed by
+                # its record type; a route without a mapping passes it on (PassThrough).
+                message = _record(item.raw)
+                message_type, sender = str(message["record_type"]), item.channel
+                ctx = Ctx(row=message)
+                routes = [
+                    r for r in self.router.match(item.channel, message_type) if r.when is None or r.when(ctx)
+                ]
+            elif item.channel in self.row_channels:
                 # A polled row: canonical JSON (channels/db_poll/rows.py), routed as ROW; a
                 # route's `when:` reads HL7 fields, finds none in a row and does not hold.
                 message, message_type, sender = _row(item.raw), ROW_TYPE, item.channel
@@ -220,13 +239,18 @@ class TransformWorker:
             for route in routes:
                 current = route.name
                 for rec in route.mapping.apply(message):
-                    source = {
-                        "channel": item.channel,
-                        "sending_system": sender,
-                        "control_id": control_id if isinstance(control_id, str) else None,
-                        "event_time": rec.event_time,
-                        "journal_id": str(item.journal_id),
-                    }
+                    # A record passed on keeps its own source (what it was derived from).
+                    source = (
+                        None
+                        if item.channel in self.record_channels
+                        else {
+                            "channel": item.channel,
+                            "sending_system": sender,
+                            "control_id": control_id if isinstance(control_id, str) else None,
+                            "event_time": rec.event_time,
+                            "journal_id": str(item.journal_id),
+                        }
+                    )
                     envelope = {
                         "journal_id": item.journal_id,
                         "channel": item.channel,

@@ -11,6 +11,7 @@ from transforms.hl7v2 import Message
 from transforms.mapping import Ctx
 from transforms.mapping import Mapping as MappingFile
 from transforms.mapping.compiler import compile_message_condition
+from transforms.mapping.passthrough import PassThrough
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,13 +19,16 @@ class Route:
     """A route of routes.yaml with its mapping compiled."""
 
     spec: settings.Route
-    mapping: MappingFile
+    mapping: MappingFile | PassThrough
     when: Callable[[Ctx], bool] | None = None
     reaches: Mapping[str, str] = field(default_factory=dict)  # destination → whom it reaches
 
     @classmethod
     def build(
-        cls, spec: settings.Route, mapping: MappingFile, reaches: Mapping[str, str] | None = None
+        cls,
+        spec: settings.Route,
+        mapping: MappingFile | PassThrough,
+        reaches: Mapping[str, str] | None = None,
     ) -> Route:
         """`reaches`: each destination's `reaches:` setting (absent: `system`)."""
         when = compile_message_condition(spec.when) if spec.when else None

@@ -102,8 +102,14 @@ class EngineRuntime:
                 log.warning("failed_messages_dead_lettered", count=recovered)
             strict = frozenset(name for name, ch in s.channels.items() if ch.checks_structure)
             rows = frozenset(name for name, ch in s.channels.items() if ch.carries_rows)
+            records = frozenset(name for name, ch in s.channels.items() if ch.carries_records)
             self.transform = TransformWorker(
-                compiled.router, self.journal_engine, self.bus, strict_channels=strict, row_channels=rows
+                compiled.router,
+                self.journal_engine,
+                self.bus,
+                strict_channels=strict,
+                row_channels=rows,
+                record_channels=records,
             )
             self.feed = TransformFeed(
                 self.journal_engine, self.transform.submit, redrive_pending=not durable, shard=self.shard

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Executable, and_, delete, select
 
-from channels.record_store.schema import persons, records
+from channels.record_store.schema import derived_outbox, persons, records
 from core.clock import now_utc
 from core.upsert import insert_for
 from transforms.records.base import HOSPITAL_TZ
@@ -25,7 +25,7 @@ from transforms.rules.derivers import DERIVED_TYPES, Deriver, load_deriver
 from transforms.rules.history import History, StoredRecord, as_date
 from transforms.validate import canonical
 
-__all__ = ["DERIVED_CHANNEL", "Derivations", "derivations_for"]
+__all__ = ["DERIVED_CHANNEL", "Derivations", "derivations_for", "event_time_of"]
 
 DERIVED_CHANNEL = "rules"
 _CHUNK = 300
@@ -34,14 +34,16 @@ _EVENT_DAY = {"RiskAssessment": "assessment_date", "PmtctCase": "opened_on"}
 
 def derivations_for(destination: Any, settings: Any) -> Derivations:
     """The rule tables a record store destination lists, loaded."""
-    return Derivations([load_deriver(destination.file_path(p, settings)) for p in destination.rules])
+    derivers = [load_deriver(destination.file_path(p, settings)) for p in destination.rules]
+    return Derivations(derivers, publish=destination.publish_derived)
 
 
 class Derivations:
     """The store's derivers, and how to run them for the persons a bundle touched."""
 
-    def __init__(self, derivers: Sequence[Deriver]) -> None:
+    def __init__(self, derivers: Sequence[Deriver], *, publish: bool = False) -> None:
         self.derivers = list(derivers)
+        self.publish = publish  # new or changed derived records also go to `derived_outbox`
         self.triggers = frozenset(t for d in self.derivers for t in d.triggers)
         self.writes = tuple(dict.fromkeys(t for d in self.derivers for t in d.writes))
         self._upsert: dict[str, Executable] = {}
@@ -116,6 +118,8 @@ class Derivations:
         rows = [_row(key, record, stored_at) for rid, record in made.items() if before.get(rid) != record]
         if rows:
             conn.execute(self._upsert_for(conn), rows)
+            if self.publish:
+                conn.execute(derived_outbox.insert(), [_outbox_row(row) for row in rows])
 
     def _upsert_for(self, conn: Connection) -> Executable:
         """Insert or replace: a derived row is rewritten whole, whatever its event time."""
@@ -171,9 +175,25 @@ def _records_of(conn: Connection, keys: list[str]) -> dict[str, list[StoredRecor
     return found
 
 
-def _row(key: str, record: dict[str, Any], stored_at: datetime) -> dict[str, Any]:
+def _outbox_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored derived row as the outbox keeps it, for the `derived` channel to relay."""
+    return {
+        "record_id": row["record_id"],
+        "record_type": row["record_type"],
+        "person_key": row["person_key"],
+        "payload": row["payload"],
+        "created_at": row["stored_at"],
+    }
+
+
+def event_time_of(record: dict[str, Any]) -> datetime | None:
+    """A derived record's event time: the start of its day (graded, opened) in the hospital's zone."""
     day = as_date(record.get(_EVENT_DAY.get(record["record_type"], "")))
-    event_time = datetime.combine(day, time(0), tzinfo=HOSPITAL_TZ) if day else None
+    return datetime.combine(day, time(0), tzinfo=HOSPITAL_TZ) if day else None
+
+
+def _row(key: str, record: dict[str, Any], stored_at: datetime) -> dict[str, Any]:
+    event_time = event_time_of(record)
     return {
         "record_id": record["record_id"],
         "record_type": record["record_type"],

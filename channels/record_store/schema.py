@@ -60,6 +60,22 @@ records = Table(
 Index("ix_records_person", records.c.person_key, records.c.event_time)
 Index("ix_records_type", records.c.record_type)
 
+derived_outbox = Table(
+    "derived_outbox",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("record_id", String(300), nullable=False),
+    Column("record_type", String(40), nullable=False),
+    Column("person_key", String(300)),
+    Column("payload", JSON, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    # Never reuse an id of a deleted row (SQLite would, once the table is empty): the id is the
+    # relayed message's control id, and the same id with the same bytes is a duplicate.
+    sqlite_autoincrement=True,
+)
+"""Derived records new or changed, written with them when the store publishes them
+(`publish_derived: true`); a `derived` channel journals them in id order and deletes them."""
+
 # Identifier kinds, strongest first, and the PersonRef keys they come from.
 IDENTIFIER_KINDS = (
     ("id_card", "id_card", None),

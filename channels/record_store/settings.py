@@ -37,6 +37,13 @@ class RecordStoreDestination(Destination):
         "as they are stored: suggested five-colour risk grading, PMTCT follow-up. See docs/rules.md.",
     )
 
+    publish_derived: bool = Field(
+        default=False,
+        description="Also write every derived record that is new or changed to the table "
+        "`derived_outbox`, in the same transaction, for a `derived` channel to route onwards "
+        "(staff alerts, the PMTCT officer). Off: derived records stay in the store only.",
+    )
+
     @property
     def database_url(self) -> str | None:
         return self.database

@@ -162,6 +162,66 @@ def _destination_file_problems(loaded: LoadedSettings, settings: Settings) -> li
     return problems
 
 
+def _channel_problems(loaded: LoadedSettings, settings: Settings) -> list[ConfigError]:
+    """What a channel names elsewhere in routes.yaml (a derived channel's record store)."""
+    problems: list[ConfigError] = []
+    for name, channel in settings.channels.items():
+        for key, message in channel.problems_with(settings):
+            loc: Loc = ("channels", name, key)
+            problems.append(
+                ConfigError(loaded.filename, loaded.lines.line_of(loc), f"{dotted(loc)}: {message}")
+            )
+    return problems
+
+
+def _mapping_needed_problems(loaded: LoadedSettings, settings: Settings) -> list[ConfigError]:
+    """A route without `mapping:` must take only channels that carry canonical records."""
+    problems: list[ConfigError] = []
+    for index, route in enumerate(settings.routes):
+        if route.mapping is not None:
+            continue
+        others = [
+            c for c in route.from_ if c in settings.channels and not settings.channels[c].carries_records
+        ]
+        if others:
+            loc: Loc = ("routes", index)
+            message = (
+                f"{dotted(loc)}: route {route.name!r} needs `mapping:`: channel {others[0]!r} "
+                "does not carry canonical records (only a `derived` channel's pass on unchanged)"
+            )
+            problems.append(ConfigError(loaded.filename, loaded.lines.line_of(loc), message))
+    return problems
+
+
+def _record_type_problems(loaded: LoadedSettings, settings: Settings) -> list[ConfigError]:
+    """A route's `message_type:` fits its channels: record types (RiskAssessment) for channels
+    that carry records, HL7 types (ORU^R01) for the others."""
+    problems: list[ConfigError] = []
+    for index, route in enumerate(settings.routes):
+        channels = [(n, settings.channels[n]) for n in route.from_ if n in settings.channels]
+        written = loaded.data["routes"][index].get("message_type")
+        for position, wanted in enumerate(route.message_type):
+            if wanted == "*":
+                continue
+            message = None
+            for name, channel in channels:
+                known = {kind.upper(): kind for kind in channel.record_types}
+                if channel.carries_records and wanted not in known:
+                    message = f"channel {name!r} carries records of type {', '.join(known.values())}"
+                elif not channel.carries_records and "^" not in wanted and len(wanted) > 3:
+                    message = f"{wanted!r} is a record type; channel {name!r} carries HL7 messages"
+                if message:
+                    break
+            if message:
+                loc: Loc = ("routes", index, "message_type")
+                if isinstance(written, list):
+                    loc = (*loc, position)
+                problems.append(
+                    ConfigError(loaded.filename, loaded.lines.line_of(loc), f"{dotted(loc)}: {message}")
+                )
+    return problems
+
+
 def read_settings(path: str | Path, env: Mapping[str, str] | None = None) -> LoadedSettings:
     """Read and check routes.yaml, collecting every problem rather than raising, for
     `mch-engine check`. `env` defaults to os.environ."""
@@ -201,6 +261,9 @@ def read_settings(path: str | Path, env: Mapping[str, str] | None = None) -> Loa
         settings._base_dir = loaded.base_dir
         settings._source = source.resolve()
         loaded.problems.extend(_destination_file_problems(loaded, settings))
+        loaded.problems.extend(_channel_problems(loaded, settings))
+        loaded.problems.extend(_mapping_needed_problems(loaded, settings))
+        loaded.problems.extend(_record_type_problems(loaded, settings))
         if not loaded.problems:
             loaded.settings = settings
     return loaded

@@ -150,6 +150,22 @@ class Channel(SettingsModel):
         """Whether its messages are database rows (JSON, routed as `ROW`), not HL7 text."""
         return False
 
+    @property
+    def carries_records(self) -> bool:
+        """Whether its messages are canonical records (JSON, routed by record type), which a
+        route may pass on unchanged, without `mapping:`."""
+        return False
+
+    @property
+    def record_types(self) -> tuple[str, ...]:
+        """The record types a channel that carries records may send (a route's `message_type:`)."""
+        return ()
+
+    def problems_with(self, settings: Settings) -> list[tuple[str, str]]:
+        """(key, message) for each setting that names something the rest of routes.yaml
+        does not have as it should (a destination it reads from, say); `check` reports them."""
+        return []
+
 
 # --------------------------------------------------------------------------- destinations
 
@@ -216,15 +232,21 @@ class Route(SettingsModel):
         "`MSH-3 == HIS and OBR-4.1 in [MCH-REG, MCH-ANC]` (see docs/mapping.md); "
         "absent: every message of the channels and types above.",
     )
-    mapping: str = Field(min_length=1, description="Mapping file, relative to the directory of routes.yaml.")
+    mapping: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Mapping file, relative to the directory of routes.yaml. May be left out only when "
+        "every `from:` channel carries canonical records (a `derived` channel): they pass on unchanged.",
+    )
     to: Annotated[list[str], BeforeValidator(as_list)] = Field(
         min_length=1,
         description="Destination names to deliver to (a single name is accepted too).",
     )
 
-    def mapping_path(self, settings: Settings) -> Path:
-        """Absolute path of the mapping file (relative paths start at routes.yaml's folder)."""
-        return resolve_path(self.mapping, settings.base_dir)
+    def mapping_path(self, settings: Settings) -> Path | None:
+        """Absolute path of the mapping file (relative paths start at routes.yaml's folder);
+        None for a route that passes records on unchanged."""
+        return resolve_path(self.mapping, settings.base_dir) if self.mapping else None
 
     def matches(self, message_type: str, trigger_event: str = "") -> bool:
         """Whether MSH-9 (`"ADT^A04"`, or type and event apart) is one this route takes."""

@@ -40,7 +40,9 @@ _SIZE_UNITS = {
 }
 _HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
 _NAME = re.compile(r"[a-z0-9_-]+")
-_MESSAGE_TYPE = re.compile(r"\*|[A-Z0-9]{3}(\^[A-Z0-9]{3})?")
+RECORD_TYPE_NAME = r"[A-Z][A-Z0-9]{3,39}"
+"""A record type as a route selects it from a channel that carries records (RiskAssessment)."""
+_MESSAGE_TYPE = re.compile(r"\*|[A-Z0-9]{3}(\^[A-Z0-9]{3})?|" + RECORD_TYPE_NAME)
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
@@ -160,7 +162,8 @@ def _message_type(value: str) -> str:
     text = value.strip().upper()
     if not _MESSAGE_TYPE.fullmatch(text):
         raise ValueError(
-            f"invalid message type {value!r} (use TYPE^EVENT like ADT^A04, TYPE alone like ORU, or *)"
+            f"invalid message type {value!r} (use TYPE^EVENT like ADT^A04, TYPE alone like ORU, "
+            "a record type like RiskAssessment for a channel that carries records, or *)"
         )
     return text
 

@@ -177,7 +177,7 @@ def test_unknown_channel_type_lists_known_types(workdir: Path) -> None:
         """,
         workdir,
     ) == [
-        "routes.yaml:4: channels.his_adt.type: unknown channel type 'mlp' (known: db_poll, file, mllp; did you mean 'mllp'?)"
+        "routes.yaml:4: channels.his_adt.type: unknown channel type 'mlp' (known: db_poll, derived, file, mllp; did you mean 'mllp'?)"
     ]
 
 
@@ -289,7 +289,8 @@ def test_route_name_and_message_type_are_checked(workdir: Path) -> None:
     assert errors == [
         "routes.yaml:7: routes[0].name: invalid name 'His Persons' (use only a-z, 0-9, '_' and '-')",
         "routes.yaml:9: routes[0].message_type[0]: invalid message type 'ADT-A04' (use "
-        "TYPE^EVENT like ADT^A04, TYPE alone like ORU, or *)",
+        "TYPE^EVENT like ADT^A04, TYPE alone like ORU, "
+        "a record type like RiskAssessment for a channel that carries records, or *)",
         f"routes.yaml:10: routes[0].mapping: mapping file not found: {workdir.resolve() / 'm.yaml'}",
         "routes.yaml:11: routes[0].to: list should have at least 1 item after validation, not 0",
     ]
