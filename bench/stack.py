@@ -227,9 +227,13 @@ class Stack:
             port = self.port if name == "hospital" else self.gbk_port if name == "lis_gbk" else free_port()
             doc["channels"][name] = {**ch, "listen": f"127.0.0.1:{port}"}
         for route in shipped["routes"]:
-            doc["routes"].append({**route, "mapping": str(REPO / route["mapping"])})
+            if "mapping" in route:  # a route from a channel of records has none
+                route = {**route, "mapping": str(REPO / route["mapping"])}
+            doc["routes"].append(route)
         for name, dest in shipped["destinations"].items():
-            doc["destinations"][name] = {**dest, "database": self.database}
+            doc["destinations"][name] = dict(dest)
+            if dest.get("type") == "record_store":  # the store in this stack's database
+                doc["destinations"][name]["database"] = self.database
             if dest.get("rules"):  # the shipped rule tables, read where they are
                 doc["destinations"][name]["rules"] = [str(REPO / rule) for rule in dest["rules"]]
             if self.partitions > 1:

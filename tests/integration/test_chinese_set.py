@@ -64,7 +64,7 @@ def _records_of(engine: RunningEngine, control_id: str) -> list[dict[str, Any]]:
             r[0]
             for r in conn.execute(
                 text(
-                    "select d.record_id from journal_deliveries d join journal_messages m "
+                    "select distinct d.record_id from journal_deliveries d join journal_messages m "
                     "on m.id = d.journal_id where m.control_id = :c"
                 ),
                 {"c": control_id},
