@@ -78,7 +78,9 @@ def cmd_outbox(args: argparse.Namespace) -> int:
         cells = [
             str(row["id"]),
             local_time(row["created_at"], tz),
-            t(f"wechat_status_{row['status']}") + (f" ({row['reason']})" if row["reason"] else ""),
+            t(f"wechat_status_{row['status']}")
+            + (f" ({row['reason']})" if row["reason"] else "")
+            + (f" [{row['delivery']}]" if row.get("delivery") else ""),
             shown["recipient"],
             row["template_id"],
             local_time(when, tz) if when else "-",
@@ -104,6 +106,8 @@ def _shown(row: dict[str, Any], tz: Any) -> dict[str, Any]:
         "status": row["status"],
         "reason": row["reason"],
         "msgid": row["msgid"],
+        "delivery": row.get("delivery"),
+        "delivery_at": iso_time(row.get("delivery_at"), tz),
         "created_at": iso_time(row["created_at"], tz),
         "due_at": iso_time(row["due_at"], tz),
         "sent_at": iso_time(row["sent_at"], tz),

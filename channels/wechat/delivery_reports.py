@@ -1,7 +1,8 @@
 """WeChat's `TEMPLATESENDJOBFINISH` results, by msgid: `success`, `failed:user block`,
-`failed: system failed`. Kept in `wechat_delivery_reports` until the notice ledger
-(`wechat_notices`) offers a function to record them against the notice itself; a repeated
-callback for the same msgid keeps the latest status."""
+`failed: system failed`. Kept by msgid in `wechat_delivery_reports` (a report may arrive
+before the notice's own row is committed), and read with the notice ledger
+(`ledger.list_notices`, `mch-engine wechat outbox`); a repeated callback for the same msgid
+keeps the latest status."""
 
 from __future__ import annotations
 

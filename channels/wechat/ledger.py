@@ -32,6 +32,7 @@ from sqlalchemy import (
     update,
 )
 
+from channels.wechat import delivery_reports
 from core.database import RowId, UtcDateTime
 from core.upsert import insert_for
 
@@ -83,7 +84,9 @@ Index("ix_wechat_notices_msgid", notices.c.msgid)
 
 
 def ensure_schema(engine: Engine) -> None:
+    """The ledger, and the delivery reports it is read with."""
     metadata.create_all(engine)
+    delivery_reports.ensure_schema(engine)
 
 
 def dedup_key(person: str, event: str, template_id: str, recipient: str) -> str:
@@ -138,8 +141,15 @@ def due(conn: Connection, destination: str, now: datetime, limit: int = 100) -> 
 
 
 def list_notices(conn: Connection, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-    """The newest notices first, of one status or all."""
-    query = select(notices).order_by(notices.c.id.desc()).limit(limit)
+    """The newest notices first, of one status or all, each with what WeChat later reported
+    of its delivery (`TEMPLATESENDJOBFINISH`, by msgid): `delivery`, `delivery_at`."""
+    reports = delivery_reports.wechat_delivery_reports
+    query = (
+        select(notices, reports.c.status.label("delivery"), reports.c.at.label("delivery_at"))
+        .select_from(notices.outerjoin(reports, reports.c.msgid == notices.c.msgid))
+        .order_by(notices.c.id.desc())
+        .limit(limit)
+    )
     if status:
         query = query.where(notices.c.status == status)
     return [dict(r) for r in conn.execute(query).mappings()]

@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import select
 
 from channels.mllp.ack import parse_acks
-from channels.wechat import ledger
+from channels.wechat import delivery_reports, ledger
 from channels.wechat.destination import WechatSink
 from channels.wechat.errors import Undeliverable
 from channels.wechat.keys import KeyValueRefused
@@ -271,6 +271,18 @@ def test_a_transient_failure_is_sent_on_redelivery_with_the_same_client_msg_id(d
     target.store([lab_result()])
     [row] = rows(db)
     assert row["status"] == "sent" and [r["id"] for r in sender.received] == [row["client_msg_id"]]
+
+
+def test_wechats_delivery_report_shows_against_the_notice(db: Any) -> None:
+    """TEMPLATESENDJOBFINISH, recorded by msgid by the callback, is read with the notice."""
+    target = sink(db, clock=Clock(DAYTIME))
+    target.store([lab_result()])
+    [row] = rows(db)
+    with db.begin() as conn:
+        delivery_reports.record_delivery_report(conn, row["msgid"], "failed:user block", DAYTIME)
+    with db.connect() as conn:
+        [listed] = ledger.list_notices(conn)
+    assert (listed["status"], listed["delivery"]) == ("sent", "failed:user block")
 
 
 def test_not_following_is_undeliverable_without_retry(db: Any) -> None:
