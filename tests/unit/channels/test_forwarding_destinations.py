@@ -151,7 +151,7 @@ def test_the_commented_examples_in_routes_yaml_are_valid(tmp_path: Path) -> None
     (tmp_path / "routes.yaml").write_text(text + "\n", encoding="utf-8")
     assert [str(p) for p in check_config(tmp_path / "routes.yaml", {})] == []
     kinds = {d.type for d in load_settings(tmp_path / "routes.yaml", env={}).destinations.values()}
-    assert kinds == {"record_store", "mllp_out", "http_out"}
+    assert kinds == {"record_store", "wechat", "mllp_out", "http_out"}
 
 
 def test_the_run_banner_shows_where_forwarding_goes_without_secrets(tmp_path: Path) -> None:
