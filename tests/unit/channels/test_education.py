@@ -13,6 +13,7 @@ from channels.wechat.catalogue import EducationCatalogue, load_catalogue
 from channels.wechat.education import age_in_months, due_items
 from channels.wechat.settings import WechatDestination
 from core.errors import ConfigError, ConfigErrors
+from support import WECHAT_PATIENT_DESTINATION
 from transforms.rules.history import History, StoredRecord
 
 REPO = Path(__file__).resolve().parents[3]
@@ -170,19 +171,6 @@ GOOD_ITEM = """\
 """
 
 
-PATIENT_DESTINATION: dict[str, Any] = {
-    "type": "wechat",
-    "notices": [
-        {
-            "record_type": "LabResult",
-            "event": "report_ready",
-            "template_id": "TPL_REPORT",
-            "keys": {"thing1": {"type": "thing", "value": "{record.order.display}"}},
-        }
-    ],
-}
-
-
 def write(tmp_path: Path, items: str, head: str = "kind: education_catalogue\nversion: 1\n") -> Path:
     path = tmp_path / "education.yaml"
     path.write_text(head + "items:\n" + items, encoding="utf-8")
@@ -245,7 +233,7 @@ def test_a_title_the_template_key_would_refuse_is_named_at_its_line(tmp_path: Pa
     load_catalogue(path)  # a long title is a fine catalogue…
     destination = WechatDestination.model_validate(
         {
-            **PATIENT_DESTINATION,
+            **WECHAT_PATIENT_DESTINATION,
             "education": "education.yaml",
             "education_template_id": "TPL_EDU",
             "education_keys": {"thing1": {"type": "thing", "value": "{title}"}},
@@ -258,7 +246,7 @@ def test_a_title_the_template_key_would_refuse_is_named_at_its_line(tmp_path: Pa
 
 
 def test_education_settings_need_a_template_and_know_their_placeholders() -> None:
-    base = {**PATIENT_DESTINATION, "education": "mappings/education.yaml"}
+    base = {**WECHAT_PATIENT_DESTINATION, "education": "mappings/education.yaml"}
     with pytest.raises(ValueError, match="education_template_id"):
         WechatDestination.model_validate(base)
     with pytest.raises(ValueError, match="unknown placeholder"):
