@@ -393,6 +393,7 @@ class WechatDestination(Destination):
         from channels.wechat.catalogue import AUDIENCE_LABELS, load_catalogue
         from core.errors import ConfigError
         from core.yaml_lines import parse_yaml, raise_problems
+        from transforms.rules.tables import shown_path
 
         catalogue = load_catalogue(path)
         lines = parse_yaml(path.read_text(encoding="utf-8-sig"), str(path)).lines
@@ -404,7 +405,7 @@ class WechatDestination(Destination):
                 if problem is not None:
                     line = lines.line_of(("items", i, "title"))
                     message = f"items[{i}] ({item.id}): key {key} ({spec.type}) would be refused: {problem}"
-                    problems.append(ConfigError(path.name, line, message))
+                    problems.append(ConfigError(shown_path(path), line, message))
         raise_problems(problems)
 
     @property
