@@ -4,6 +4,8 @@ engine/wechat_outbox_cli.py) the notice outbox.
     wechat outbox [--status S] [--limit N | --all] [--json]   the notices made (engine/wechat_outbox_cli.py)
     wechat bind import FILE.csv [--as NAME]   load a binding list; each rejected row reported
     wechat bindings [--role R] [--limit N] [--json]   the bindings, every identifier masked
+    wechat history --person ID [--json]   what was sent to one person (or waits in the outbox),
+                                          health-education items included; identifiers masked
 
 `bind import` exits 0 when every row was imported (or already there), 1 when some were
 rejected (the rest are imported), 2 on a usage problem (no such file, wrong columns). The
@@ -82,6 +84,15 @@ _TEXT: dict[str, tuple[str, str]] = {
     "wx_yes": ("是", "yes"),
     "wx_no": ("否", "no"),
     "wx_no_bindings": ("没有绑定关系。", "no bindings."),
+    "help_cmd_wechat_history": (
+        "某人收到（或在发件箱中待发）的通知，含宣教推送；标识均已脱敏",
+        "what was sent to one person (or waits in the outbox), health-education items included; "
+        "identifiers masked",
+    ),
+    "wx_history_person": ("对象：{person}", "person: {person}"),
+    "wx_history_none": ("没有给 {person} 的通知。", "no notices for {person}."),
+    "wx_col_notice": ("通知", "notice"),
+    "wx_col_link": ("链接", "link"),
 }
 i18n.register(_TEXT)
 _t = i18n.t
@@ -113,6 +124,17 @@ def add_commands(sub: Any) -> None:
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     _config_arg(listing)
     listing.set_defaults(func=cmd_bindings)
+
+    history = actions.add_parser("history", help=_t("help_cmd_wechat_history"))
+    history.add_argument(
+        "--person",
+        required=True,
+        metavar="ID",
+        help="an ID card number, an HIS id, or a person key (id_card:…, his:SYSTEM:…)",
+    )
+    history.add_argument("--json", action="store_true", help="one JSON object per line")
+    _config_arg(history)
+    history.set_defaults(func=cmd_history)
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -255,4 +277,43 @@ def cmd_bindings(args: argparse.Namespace) -> int:
     widths = [max(width(row[i]) for row in table) for i in range(len(cols))]
     for row in table:
         print("  ".join(pad(cell, w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from channels.wechat import ledger
+    from core.masking import mask_key
+    from engine.operator_time import local_time
+    from engine.reachability import reaching_database
+    from engine.wechat_outbox_cli import notice_view
+
+    settings, engine = _open(args)
+    ledger.ensure_schema(engine)
+    tz = settings.engine.tzinfo
+    try:
+        with reaching_database(settings.engine.database), engine.connect() as conn:
+            rows = ledger.for_person(conn, args.person)
+    finally:
+        engine.dispose()
+    shown_person = mask_key(args.person if ":" in args.person else f"person:{args.person}")
+    if args.json:
+        for row in rows:
+            print(json.dumps({**notice_view(row, tz), "person": mask_key(row["person"])}, ensure_ascii=False))
+        return 0
+    if not rows:
+        print(_t("wx_history_none", person=shown_person))
+        return 0
+    print(_t("wx_history_person", person=mask_key(rows[0]["person"])))
+    cols = ["wechat_col_created", "wechat_col_status", "wx_col_notice", "wechat_col_recipient"]
+    cols += ["wechat_col_data", "wx_col_link"]
+    table = [[_t(c) for c in cols]]
+    for row in rows:
+        view = notice_view(row, tz)
+        status = _t(f"wechat_status_{row['status']}") + (f" ({row['reason']})" if row["reason"] else "")
+        data = " ".join(f"{k}={v}" for k, v in view["data"].items())
+        cells = [local_time(row["created_at"], tz), status, row["event"], view["recipient"], data]
+        table.append([*cells, row["url"] or "-"])
+    widths = [max(width(r[i]) for r in table) for i in range(len(cols))]
+    for r in table:
+        print("  ".join(pad(cell, w) for cell, w in zip(r, widths, strict=True)).rstrip())
     return 0

@@ -57,7 +57,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
         engine.dispose()
     if args.json:
         for row in rows:
-            print(json.dumps(_shown(row, tz), ensure_ascii=False))
+            print(json.dumps(notice_view(row, tz), ensure_ascii=False))
         return 0
     if not rows:
         print(t("nothing_found"))
@@ -73,7 +73,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     ]
     print(header(columns))
     for row in rows:
-        shown = _shown(row, tz)
+        shown = notice_view(row, tz)
         when = row["sent_at"] or row["due_at"]
         cells = [
             str(row["id"]),
@@ -90,7 +90,8 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     return 0
 
 
-def _shown(row: dict[str, Any], tz: Any) -> dict[str, Any]:
+def notice_view(row: dict[str, Any], tz: Any) -> dict[str, Any]:
+    """A ledger row as an operator may see it (also `wechat history`): openid and record id masked."""
     data = row["data"] if isinstance(row["data"], dict) else json.loads(row["data"])
     return {
         "id": row["id"],

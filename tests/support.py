@@ -303,3 +303,38 @@ def oru(control_id: str, filler: str, his_id: str) -> bytes:
         f"OBR|1|JC1|{filler}|BLD01^血常规^L|||20240321083000||||||||BLD^全血|||||||20240321113000||HEM|F",
         "OBX|1|NM|HGB^血红蛋白^L||118|g/L|115-150|N|||F|||20240321112000",
     )
+
+
+_journal_ids = iter(range(1, 1_000_000))
+
+
+def stored_envelope(
+    kind: str, record_id: str, person: dict[str, Any], at: str, **fields: Any
+) -> dict[str, Any]:
+    """An envelope as the record store receives it: a canonical record of `kind` from `hospital`."""
+    from transforms.validate import canonical
+
+    journal_id = next(_journal_ids)
+    return {
+        "journal_id": journal_id,
+        "channel": "hospital",
+        "control_id": f"C{journal_id}",
+        "record_type": kind,
+        "record_id": record_id,
+        "event_time": at,
+        "record": canonical(kind, record_id, {"person": person, **fields}),
+    }
+
+
+WECHAT_PATIENT_DESTINATION: dict[str, Any] = {
+    "type": "wechat",
+    "notices": [
+        {
+            "record_type": "LabResult",
+            "event": "report_ready",
+            "template_id": "TPL_REPORT",
+            "keys": {"thing1": {"type": "thing", "value": "{record.order.display}"}},
+        }
+    ],
+}
+"""The smallest patient `wechat` destination's settings (one report-ready rule)."""

@@ -25,7 +25,7 @@ from transforms.rules.derivers import DERIVED_TYPES, Deriver, load_deriver
 from transforms.rules.history import History, StoredRecord, as_date
 from transforms.validate import canonical
 
-__all__ = ["DERIVED_CHANNEL", "Derivations", "derivations_for", "event_time_of"]
+__all__ = ["DERIVED_CHANNEL", "Derivations", "derivations_for", "event_time_of", "read_histories"]
 
 DERIVED_CHANNEL = "rules"
 _CHUNK = 300
@@ -81,28 +81,7 @@ class Derivations:
         return keys
 
     def _histories(self, conn: Connection, keys: list[str]) -> dict[str, History]:
-        """Each person's row and records, and her children's, in as few reads as the chunks."""
-        out: dict[str, History] = {}
-        for i in range(0, len(keys), _CHUNK):
-            chunk = keys[i : i + _CHUNK]
-            children: dict[str, list[str]] = {}
-            people: dict[str, dict[str, Any]] = {}
-            p = persons.c
-            wanted = select(p.person_key, p.mother_key, p.payload, p.birth_date).where(
-                p.person_key.in_(chunk) | p.mother_key.in_(chunk)
-            )
-            for key, mother, payload, birth in conn.execute(wanted):
-                people[key] = {**(payload or {}), "birth_date": (payload or {}).get("birth_date") or birth}
-                if mother in chunk:
-                    children.setdefault(mother, []).append(key)
-            stored = _records_of(conn, list(people))
-            for key in chunk:
-                kids = tuple(
-                    History(kid, people.get(kid, {}), tuple(stored.get(kid, ())))
-                    for kid in children.get(key, [])
-                )
-                out[key] = History(key, people.get(key, {}), tuple(stored.get(key, ())), kids)
-        return out
+        return read_histories(conn, keys)
 
     def _replace(self, conn: Connection, key: str, history: History, today: Any) -> None:
         made: dict[str, dict[str, Any]] = {}
@@ -132,6 +111,30 @@ class Derivations:
             )
             self._upsert[conn.dialect.name] = found
         return found
+
+
+def read_histories(conn: Connection, keys: list[str]) -> dict[str, History]:
+    """Each person's row and records, and her children's, in as few reads as the chunks."""
+    out: dict[str, History] = {}
+    for i in range(0, len(keys), _CHUNK):
+        chunk = keys[i : i + _CHUNK]
+        children: dict[str, list[str]] = {}
+        people: dict[str, dict[str, Any]] = {}
+        p = persons.c
+        wanted = select(p.person_key, p.mother_key, p.payload, p.birth_date).where(
+            p.person_key.in_(chunk) | p.mother_key.in_(chunk)
+        )
+        for key, mother, payload, birth in conn.execute(wanted):
+            people[key] = {**(payload or {}), "birth_date": (payload or {}).get("birth_date") or birth}
+            if mother in chunk:
+                children.setdefault(mother, []).append(key)
+        stored = _records_of(conn, list(people))
+        for key in chunk:
+            kids = tuple(
+                History(kid, people.get(kid, {}), tuple(stored.get(kid, ()))) for kid in children.get(key, [])
+            )
+            out[key] = History(key, people.get(key, {}), tuple(stored.get(key, ())), kids)
+    return out
 
 
 _CANONICAL: dict[str, dict[str, Any]] = {}

@@ -17,7 +17,7 @@ from channels.wechat import bindings, ledger
 from channels.wechat.api import WechatApi
 from channels.wechat.destination import WechatSink
 from channels.wechat.sending import Sender
-from channels.wechat.settings import KeySpec, NoticeRule, WechatDestination
+from channels.wechat.settings import EducationKey, KeySpec, NoticeRule, WechatDestination
 from channels.wechat.tokens import TokenStore
 from core.connectors import ConnectorContext, DestinationType, register_destination
 
@@ -84,7 +84,31 @@ def build(name: str, destination: WechatDestination, context: ConnectorContext) 
         recipients=BoundRecipients(engine),
     )
     sink.start()
+    if destination.education:
+        sink.education = education_schedule(sink, destination, context)
+        sink.education.start()
     return sink
+
+
+def education_schedule(sink: WechatSink, destination: WechatDestination, context: ConnectorContext) -> Any:
+    """The destination's education schedule, reading the record store's database (the one
+    `education_store` names, else the first record store of routes.yaml)."""
+    from channels.record_store import schema as store_schema
+    from channels.wechat.catalogue import load_catalogue
+    from channels.wechat.education_schedule import EducationSchedule
+
+    settings = context.settings
+    assert destination.education is not None
+    stores = [
+        (name, d)
+        for name, d in settings.destinations.items()
+        if d.type == "record_store" and (destination.education_store in (None, name))
+    ]
+    url = stores[0][1].database_url if stores else None
+    store = context.engine_for(url or settings.engine.database)
+    store_schema.ensure_schema(store)
+    catalogue = load_catalogue(destination.file_path(destination.education, settings))
+    return EducationSchedule(sink, catalogue, store)
 
 
 WECHAT = register_destination(
@@ -93,6 +117,10 @@ WECHAT = register_destination(
         WechatDestination,
         build,
         prepare,
-        parts=(("notices[]", NoticeRule), ("notices[].keys.<key>", KeySpec)),
+        parts=(
+            ("notices[]", NoticeRule),
+            ("notices[].keys.<key>", KeySpec),
+            ("education_keys.<key>", EducationKey),
+        ),
     )
 )

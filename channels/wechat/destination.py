@@ -12,6 +12,9 @@ and one ledger row per recipient inserted once by its dedup key. Then:
   or marks it `stale` when it is older than `stale_after`;
 - otherwise sent now (staff notices always now), at most `max_per_minute`.
 
+A destination with an `education:` catalogue also owns an education schedule
+(channels/wechat/education_schedule.py), started and closed with it.
+
 Times come from an injectable clock (tests drive quiet hours with it).
 """
 
@@ -109,6 +112,7 @@ class WechatSink:
         self.paused_until: datetime | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.education: Any = None  # the education schedule (channels/wechat/education_schedule.py)
 
     @property
     def outbox_mode(self) -> bool:
@@ -206,6 +210,10 @@ class WechatSink:
                     fresh = conn.execute(select(ledger.notices).where(ledger.notices.c.dedup_key == key))
                     self._send(dict(fresh.mappings().one()))
 
+    def send_row(self, row: dict[str, Any]) -> None:
+        """Send one ledger row (status `queued`) now; the education schedule's way out."""
+        self._send(row)
+
     def _send(self, row: dict[str, Any]) -> None:
         """Send one ledger row now and record the outcome; raises what the delivery must see."""
         assert self.sender is not None
@@ -290,6 +298,8 @@ class WechatSink:
                 log.warning("wechat_due_failed", destination=self.name, error=type(exc).__name__)
 
     def close(self) -> None:
+        if self.education is not None:
+            self.education.close()
         self._stop.set()
         if self._thread is not None:
             self._thread.join(10)

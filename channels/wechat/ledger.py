@@ -42,6 +42,7 @@ __all__ = [
     "dedup_key",
     "due",
     "ensure_schema",
+    "for_person",
     "insert_once",
     "list_notices",
     "mark",
@@ -152,4 +153,20 @@ def list_notices(conn: Connection, status: str | None = None, limit: int = 50) -
     )
     if status:
         query = query.where(notices.c.status == status)
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def for_person(conn: Connection, person: str) -> list[dict[str, Any]]:
+    """Every notice made for one person, oldest first. `person` is a ledger person key
+    (`id_card:…`, `his:SYSTEM:…`), or a bare ID card number or HIS id."""
+    c = notices.c
+    if ":" in person:
+        where = c.person == person
+    else:
+        from transforms.records.idcard import normalise_id_card
+
+        where = (c.person == f"id_card:{normalise_id_card(person)}") | (
+            c.person.like("his:%") & c.person.endswith(f":{person}", autoescape=True)
+        )
+    query = select(notices).where(where).order_by(c.created_at, c.id)
     return [dict(r) for r in conn.execute(query).mappings()]

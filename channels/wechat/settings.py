@@ -27,19 +27,22 @@ diagnosis, a full name or an ID number, whatever a rule says.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from channels.wechat.keys import KEY_TYPES
+from channels.wechat.keys import KEY_TYPES, key_problem
 from core.settings import Destination, PositiveDuration
 from core.settings.models import SettingsModel
 from core.settings.values import parse_duration
 
 __all__ = [
+    "EDUCATION_FIELDS",
     "FILTERS",
     "PATIENT_FIELDS",
     "Condition",
+    "EducationKey",
     "KeySpec",
     "NoticeRule",
     "StaffRecipients",
@@ -241,6 +244,38 @@ class NoticeRule(SettingsModel):
         return found + ([("url", self.url)] if self.url else [])
 
 
+EDUCATION_FIELDS = ("title", "audience", "date")
+"""What an education notice may say: the item's title, its audience (孕期, 产后, 儿童保健) and
+the day it is sent."""
+_EDU_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+class EducationKey(SettingsModel):
+    """One typed key of the education template: `{title}`, `{audience}` or `{date}` fill it."""
+
+    type: Literal[
+        "thing", "phrase", "character_string", "name", "time", "date", "number", "phone_number", "amount"
+    ] = Field(description="WeChat key type, as for notices.")
+    value: str = Field(description="Text with {title}, {audience} or {date}.")
+
+    @field_validator("value")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        for name in _EDU_PLACEHOLDER.findall(value):
+            if name not in EDUCATION_FIELDS:
+                raise ValueError(
+                    f"{value!r}: unknown placeholder {{{name}}} (known: "
+                    + ", ".join("{" + f + "}" for f in EDUCATION_FIELDS)
+                    + ")"
+                )
+        if _BRACE.search(_EDU_PLACEHOLDER.sub("", value)):
+            raise ValueError(f"{value!r}: a placeholder is written {{title}}, {{audience}} or {{date}}")
+        return value
+
+    def render(self, values: dict[str, str]) -> str:
+        return _EDU_PLACEHOLDER.sub(lambda m: values[m.group(1)], self.value).strip()
+
+
 def parse_quiet_hours(text: str) -> tuple[int, int]:
     """`"21:00-08:00"` → (start, end) in minutes after midnight."""
     match = _QUIET.fullmatch(text)
@@ -285,6 +320,35 @@ class WechatDestination(Destination):
         default=30.0, description="How often held notices are looked at (quiet hours over?)."
     )
     partitions: int = Field(default=1, ge=1, le=64, description="Queues this destination is split into.")
+    education: str | None = Field(
+        default=None,
+        description="Health-education catalogue (宣教目录, path relative to routes.yaml), e.g. "
+        "mappings/education.yaml: each bound woman gets the items of her pregnancy week, of the days "
+        "after her delivery and of her child's age, once each. Patient destinations only.",
+    )
+    education_store: str | None = Field(
+        default=None,
+        description="The record_store destination whose records the education schedule reads "
+        "(default: the first one of routes.yaml).",
+    )
+    education_every: PositiveDuration = Field(
+        default=parse_duration("1h"), description="How often the education schedule runs."
+    )
+    education_per_month: int = Field(
+        default=4,
+        ge=1,
+        le=31,
+        description="Education notices per person and calendar month (engine.timezone) at most; "
+        "4 is WeChat's mass-send limit.",
+    )
+    education_template_id: str | None = Field(
+        default=None, description="Template id of education notices (required with `education`)."
+    )
+    education_keys: dict[str, EducationKey] = Field(
+        default={"thing1": {"type": "thing", "value": "{title}"}},
+        validate_default=True,
+        description="Template keys of education notices, filled from {title}, {audience}, {date}.",
+    )
 
     @field_validator("quiet_hours")
     @classmethod
@@ -301,6 +365,11 @@ class WechatDestination(Destination):
             raise ValueError(
                 f"reaches: {self.reaches} sends to designated staff: write recipients: {{role: ...}}"
             )
+        if self.education is not None:
+            if self.reaches != "patient":
+                raise ValueError("education: health-education pushes go to patients: reaches must be patient")
+            if not self.education_template_id:
+                raise ValueError("education: needs education_template_id (the template of education notices)")
         if self.reaches == "patient":
             for i, rule in enumerate(self.notices):
                 for where, template in rule.templates():
@@ -315,6 +384,29 @@ class WechatDestination(Destination):
                                 f"{', '.join(sorted(PATIENT_FIELDS))}{how})"
                             )
         return self
+
+    def config_files(self) -> list[tuple[str, int, str]]:
+        return [("education", 0, self.education)] if self.education else []
+
+    def check_file(self, path: Path) -> None:
+        """The catalogue's own mistakes, then every title checked against the template's keys."""
+        from channels.wechat.catalogue import AUDIENCE_LABELS, load_catalogue
+        from core.errors import ConfigError
+        from core.yaml_lines import parse_yaml, raise_problems
+        from transforms.rules.tables import shown_path
+
+        catalogue = load_catalogue(path)
+        lines = parse_yaml(path.read_text(encoding="utf-8-sig"), str(path)).lines
+        problems = []
+        for i, item in enumerate(catalogue.items):
+            values = {"title": item.title, "audience": AUDIENCE_LABELS[item.audience], "date": "2026-01-01"}
+            for key, spec in self.education_keys.items():
+                problem = key_problem(spec.type, spec.render(values))
+                if problem is not None:
+                    line = lines.line_of(("items", i, "title"))
+                    message = f"items[{i}] ({item.id}): key {key} ({spec.type}) would be refused: {problem}"
+                    problems.append(ConfigError(shown_path(path), line, message))
+        raise_problems(problems)
 
     @property
     def role(self) -> str | None:

@@ -15,9 +15,8 @@ from channels.record_store.derive import Derivations
 from channels.record_store.queries import timeline
 from channels.record_store.store import RecordStore, ensure_schema
 from core.database import make_engine
-from support import REPO, pg_schema
+from support import REPO, pg_schema, stored_envelope
 from transforms.rules.derivers import load_derivers
-from transforms.validate import canonical
 
 MOTHER = {"id_card": "500112199403151525", "his_id": "0010023456", "his_system": "HIS", "name": "陈思雨"}
 RULES = [REPO / "mappings/rules/risk_five_colour.yaml", REPO / "mappings/rules/pmtct.yaml"]
@@ -39,21 +38,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RecordStor
         engine.dispose()
 
 
-_journal = iter(range(1, 10_000))
-
-
-def env(kind: str, record_id: str, person: dict[str, Any], at: str, **fields: Any) -> dict[str, Any]:
-    journal_id = next(_journal)
-    record = canonical(kind, record_id, {"person": person, **fields})
-    return {
-        "journal_id": journal_id,
-        "channel": "hospital",
-        "control_id": f"C{journal_id}",
-        "record_type": kind,
-        "record_id": record_id,
-        "event_time": at,
-        "record": record,
-    }
+env = stored_envelope
 
 
 def registration() -> dict[str, Any]:

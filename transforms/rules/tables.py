@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from core.errors import ConfigError
 from core.yaml_lines import Loc, dotted, parse_yaml, raise_problems, try_validate
 
-__all__ = ["TableModel", "known_record_type", "read_table"]
+__all__ = ["TableModel", "known_record_type", "read_table", "shown_path"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -38,7 +38,7 @@ def known_record_type(value: str) -> str:
     return value
 
 
-def _shown(path: Path) -> str:
+def shown_path(path: Path) -> str:
     """The path as an operator would type it: relative to where the command runs, when below it."""
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
@@ -48,7 +48,7 @@ def _shown(path: Path) -> str:
 
 def read_table(path: Path, model: type[M]) -> M:
     """Parse and validate one table; raises ConfigErrors naming each bad line."""
-    name = _shown(path)
+    name = shown_path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
