@@ -234,8 +234,11 @@ class Stack:
             doc["destinations"][name] = dict(dest)
             if dest.get("type") == "record_store":  # the store in this stack's database
                 doc["destinations"][name]["database"] = self.database
-            if dest.get("rules"):  # the shipped rule tables, read where they are
-                doc["destinations"][name]["rules"] = [str(REPO / rule) for rule in dest["rules"]]
+            for key in ("rules", "education"):  # tables the destination reads, where they are
+                if isinstance(dest.get(key), list):
+                    doc["destinations"][name][key] = [str(REPO / path) for path in dest[key]]
+                elif isinstance(dest.get(key), str):
+                    doc["destinations"][name][key] = str(REPO / dest[key])
             if self.partitions > 1:
                 doc["destinations"][name]["partitions"] = self.partitions
         path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import socket
 import threading
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from sqlalchemy import create_engine, text
 
 from channels.mllp.client import MllpConnection, send_all
@@ -225,6 +227,37 @@ class RunningEngine:
 
     def connect(self, channel: str = "hospital") -> MllpConnection:
         return asyncio.run(MllpConnection.open("127.0.0.1", self.port(channel)))
+
+
+def shipped_mappings(*, included: bool = False) -> list[Path]:
+    """The mapping files under mappings/: not their tests, not the tables that declare a
+    `kind:` (rule tables, the education catalogue), and, unless `included`, not the rules of
+    common/ that mappings include."""
+    found = []
+    for path in sorted((REPO / "mappings").rglob("*.yaml")):
+        if path.name.endswith("_test.yaml") or ("common" in path.parts and not included):
+            continue
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if not (isinstance(data, dict) and "kind" in data):
+            found.append(path)
+    return found
+
+
+def shipped_routes_copy(directory: Path) -> Path:
+    """The shipped routes.yaml and a copy of mappings/ in `directory`, with this test's
+    SQLite database and free ports: what an engineer edits, run as the hospital runs it."""
+    shutil.copytree(REPO / "mappings", directory / "mappings")
+    text = (REPO / "routes.yaml").read_text(encoding="utf-8")
+    for old, new in (
+        ("${MCH_DB_URL:-sqlite:///var/engine.db}", f"sqlite:///{directory}/engine.db"),
+        ("${MCH_MLLP_LISTEN:-127.0.0.1:2575}", f"127.0.0.1:{free_port()}"),
+        ("${MCH_MLLP_GBK_LISTEN:-127.0.0.1:2576}", f"127.0.0.1:{free_port()}"),
+    ):
+        assert old in text, old
+        text = text.replace(old, new)
+    routes = directory / "routes.yaml"
+    routes.write_text(text, encoding="utf-8")
+    return routes
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:

@@ -38,6 +38,7 @@ from support import (
     pg_schema,
     require_service,
     scalar,
+    shipped_routes_copy,
     wait_until,
     write_routes,
 )
@@ -503,17 +504,7 @@ def test_check_diff_names_what_a_reload_would_change(tmp_path: Path) -> None:
 
 def test_an_edited_rule_table_is_used_after_reload(tmp_path: Path) -> None:
     """A province's variant of the risk table takes effect on reload, without a restart."""
-    shutil.copytree(REPO / "mappings", tmp_path / "mappings")
-    routes = tmp_path / "routes.yaml"
-    shipped = (REPO / "routes.yaml").read_text(encoding="utf-8")
-    for old, new in (
-        ("${MCH_DB_URL:-sqlite:///var/engine.db}", f"sqlite:///{tmp_path}/engine.db"),
-        ("${MCH_MLLP_LISTEN:-127.0.0.1:2575}", f"127.0.0.1:{free_port()}"),
-        ("${MCH_MLLP_GBK_LISTEN:-127.0.0.1:2576}", f"127.0.0.1:{free_port()}"),
-    ):
-        assert old in shipped
-        shipped = shipped.replace(old, new)
-    routes.write_text(shipped, encoding="utf-8")
+    routes = shipped_routes_copy(tmp_path)
     samples = tmp_path / "mappings"
     with RunningEngine(routes) as engine:
 

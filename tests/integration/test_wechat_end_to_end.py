@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,27 +13,20 @@ from faults.engine_process import mch
 from wechat_standin import WechatStandIn
 
 from channels.mllp.ack import parse_acks
-from support import REPO, RunningEngine, free_port, wait_until
+from support import REPO, RunningEngine, shipped_routes_copy, wait_until
 
 OPENID = "oPATIENT_chen_siyu_01"
 SAMPLE = REPO / "mappings/lis/samples/003_ORU-R01_utf-8__lis-blood-routine.hl7"
 
 
 def shipped_routes(tmp_path: Path) -> Path:
-    """The shipped routes.yaml with this test's database and ports; quiet hours off, since
-    the test runs at any hour (quiet hours have their own tests with a controlled clock)."""
-    shutil.copytree(REPO / "mappings", tmp_path / "mappings")
-    text = (REPO / "routes.yaml").read_text(encoding="utf-8")
-    for old, new in (
-        ("${MCH_DB_URL:-sqlite:///var/engine.db}", f"sqlite:///{tmp_path}/engine.db"),
-        ("${MCH_MLLP_LISTEN:-127.0.0.1:2575}", f"127.0.0.1:{free_port()}"),
-        ("${MCH_MLLP_GBK_LISTEN:-127.0.0.1:2576}", f"127.0.0.1:{free_port()}"),
-    ):
-        assert old in text
-        text = text.replace(old, new)
-    text, quiet = re.subn(r'quiet_hours: "21:00-08:00"', "quiet_hours: null", text)
+    """The shipped routes with quiet hours off, since the test runs at any hour (quiet hours
+    have their own tests with a controlled clock)."""
+    routes = shipped_routes_copy(tmp_path)
+    text, quiet = re.subn(
+        r'quiet_hours: "21:00-08:00"', "quiet_hours: null", routes.read_text(encoding="utf-8")
+    )
     assert quiet == 1
-    routes = tmp_path / "routes.yaml"
     routes.write_text(text, encoding="utf-8")
     return routes
 

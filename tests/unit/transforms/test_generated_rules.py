@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from support import shipped_mappings
 from transforms.decode import decode
 from transforms.hl7v2 import Message, read_msh
 from transforms.mapping.compiler import Mapping, load_mapping, mapping_source
@@ -24,15 +25,8 @@ from transforms.mapping.getters import Ctx, _groups
 
 REPO = Path(__file__).resolve().parents[3]
 CORPUS = Path(os.environ.get("MCH_CONFORMANCE_DIR", REPO.parent / "shared" / "conformance" / "hl7v2"))
-# Every mapping file that reads HL7 (the shipped row mappings read DB rows; files under
-# common/ are included rules, not mappings of their own; rules/ holds clinical rule tables).
-MAPPINGS = sorted(
-    p
-    for p in (REPO / "mappings").rglob("*.yaml")
-    if not p.name.endswith("_test.yaml")
-    and p.parent.name not in ("common", "rules")
-    and "input: row" not in p.read_text("utf-8")
-)
+# Every mapping file that reads HL7 (the shipped row mappings read DB rows).
+MAPPINGS = [p for p in shipped_mappings() if "input: row" not in p.read_text("utf-8")]
 ODD = ['""', "\\S\\x", "a&b", "x~y", "", "1^2^3", "\\H\\", "a\\T\\b", "20250310", "ID", "L", "HH"]
 
 

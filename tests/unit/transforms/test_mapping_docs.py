@@ -17,7 +17,7 @@ import yaml
 
 from core.errors import ConfigErrors
 from core.settings import load_settings
-from support import REPO
+from support import REPO, shipped_mappings
 from transforms.mapping import load_mapping
 from transforms.mapping.compiler import FILE_KEYS, RECORD_KEYS, SPEC_KEYS
 
@@ -33,11 +33,7 @@ def _documented_keys() -> set[str]:
 
 
 def _shipped() -> list[Path]:
-    return [
-        p
-        for p in sorted((REPO / "mappings").rglob("*.yaml"))
-        if not p.name.endswith("_test.yaml") and p.parent.name != "rules"  # rules/: clinical rule tables
-    ]
+    return shipped_mappings(included=True)
 
 
 def _walk(node: Any, found: dict[str, set[str]]) -> None:

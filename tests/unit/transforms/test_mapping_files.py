@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from support import shipped_mappings
 from transforms.mapping.testing import find_test_files, run_test_file
 
 REPO = Path(__file__).resolve().parents[3]
@@ -14,11 +15,10 @@ FILES = find_test_files([REPO / "mappings"])
 
 def test_every_shipped_mapping_has_tests() -> None:
     """Each mapping file and rule table in mappings/ has a *_test.yaml beside it."""
-    mappings = [
-        p
-        for p in (REPO / "mappings").rglob("*.yaml")
-        if not p.name.endswith("_test.yaml") and "common" not in p.parts
+    tables = [
+        p for p in sorted((REPO / "mappings/rules").glob("*.yaml")) if not p.name.endswith("_test.yaml")
     ]
+    mappings = shipped_mappings() + tables
     untested = [
         str(p.relative_to(REPO)) for p in mappings if not p.with_name(f"{p.stem}_test.yaml").is_file()
     ]
