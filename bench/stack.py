@@ -202,10 +202,13 @@ class Stack:
             self.broker = AMQP_URL
 
     def routes(self) -> Path:
-        """The repository's routes.yaml with this stack's addresses (and absolute mapping paths)."""
+        """The repository's routes.yaml with this stack's addresses, beside a link to the
+        repository's mappings/, so every path routes.yaml names (mappings, rule tables, the
+        education catalogue) is read as shipped."""
         path = self.dir / "routes.yaml"
         if path.exists():
             return path
+        (self.dir / "mappings").symlink_to(REPO / "mappings", target_is_directory=True)
         shipped = yaml.safe_load((REPO / "routes.yaml").read_text(encoding="utf-8"))
         doc: dict[str, Any] = {
             "version": 1,
@@ -226,19 +229,11 @@ class Stack:
                 continue
             port = self.port if name == "hospital" else self.gbk_port if name == "lis_gbk" else free_port()
             doc["channels"][name] = {**ch, "listen": f"127.0.0.1:{port}"}
-        for route in shipped["routes"]:
-            if "mapping" in route:  # a route from a channel of records has none
-                route = {**route, "mapping": str(REPO / route["mapping"])}
-            doc["routes"].append(route)
+        doc["routes"] = shipped["routes"]
         for name, dest in shipped["destinations"].items():
             doc["destinations"][name] = dict(dest)
             if dest.get("type") == "record_store":  # the store in this stack's database
                 doc["destinations"][name]["database"] = self.database
-            for key in ("rules", "education"):  # tables the destination reads, where they are
-                if isinstance(dest.get(key), list):
-                    doc["destinations"][name][key] = [str(REPO / path) for path in dest[key]]
-                elif isinstance(dest.get(key), str):
-                    doc["destinations"][name][key] = str(REPO / dest[key])
             if self.partitions > 1:
                 doc["destinations"][name]["partitions"] = self.partitions
         path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import socket
 import threading
@@ -243,18 +244,25 @@ def shipped_mappings(*, included: bool = False) -> list[Path]:
     return found
 
 
+def shipped_env(directory: Path) -> dict[str, str]:
+    """The variables that point the shipped routes.yaml at this test's SQLite database and
+    free ports."""
+    return {
+        "MCH_DB_URL": f"sqlite:///{directory}/engine.db",
+        "MCH_MLLP_LISTEN": f"127.0.0.1:{free_port()}",
+        "MCH_MLLP_GBK_LISTEN": f"127.0.0.1:{free_port()}",
+    }
+
+
 def shipped_routes_copy(directory: Path) -> Path:
-    """The shipped routes.yaml and a copy of mappings/ in `directory`, with this test's
-    SQLite database and free ports: what an engineer edits, run as the hospital runs it."""
+    """The shipped routes.yaml and a copy of mappings/ in `directory`, with `shipped_env`
+    written in: what an engineer edits, run as the hospital runs it (and by CLI processes,
+    which do not see the test's variables)."""
     shutil.copytree(REPO / "mappings", directory / "mappings")
     text = (REPO / "routes.yaml").read_text(encoding="utf-8")
-    for old, new in (
-        ("${MCH_DB_URL:-sqlite:///var/engine.db}", f"sqlite:///{directory}/engine.db"),
-        ("${MCH_MLLP_LISTEN:-127.0.0.1:2575}", f"127.0.0.1:{free_port()}"),
-        ("${MCH_MLLP_GBK_LISTEN:-127.0.0.1:2576}", f"127.0.0.1:{free_port()}"),
-    ):
-        assert old in text, old
-        text = text.replace(old, new)
+    for variable, value in shipped_env(directory).items():
+        text, found = re.subn(r"\$\{" + variable + r":-[^}]*\}", value, text)
+        assert found == 1, variable
     routes = directory / "routes.yaml"
     routes.write_text(text, encoding="utf-8")
     return routes

@@ -20,7 +20,7 @@ from sqlalchemy import text
 
 from channels.mllp.ack import parse_acks
 from channels.record_store.queries import resolve_person, timeline
-from support import CHINESE, REPO, REPORT, RunningEngine, free_port, scalar, wait_until
+from support import CHINESE, REPO, REPORT, RunningEngine, scalar, shipped_env, wait_until
 
 MOTHER_ID = "500112199403151525"
 
@@ -32,12 +32,7 @@ def _rows() -> list[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEngine]:
-    tmp = tmp_path_factory.mktemp("chinese")
-    env = {
-        "MCH_DB_URL": f"sqlite:///{tmp}/engine.db",
-        "MCH_MLLP_LISTEN": f"127.0.0.1:{free_port()}",
-        "MCH_MLLP_GBK_LISTEN": f"127.0.0.1:{free_port()}",
-    }
+    env = shipped_env(tmp_path_factory.mktemp("chinese"))
     with RunningEngine(REPO / "routes.yaml", env=env) as running:
         for name in sorted({r["file"] for r in _rows()}):
             rows = [r for r in _rows() if r["file"] == name]

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from channels.mllp.ack import parse_acks
-from support import REPO, RunningEngine, free_port, hl7, scalar, wait_until
+from support import REPO, RunningEngine, hl7, scalar, shipped_env, wait_until
 
 SAMPLES = REPO / "mappings"
 PID = (
@@ -53,12 +53,7 @@ MESSAGES: list[tuple[str, bytes]] = [
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEngine]:
-    tmp = tmp_path_factory.mktemp("rules")
-    env = {
-        "MCH_DB_URL": f"sqlite:///{tmp}/engine.db",
-        "MCH_MLLP_LISTEN": f"127.0.0.1:{free_port()}",
-        "MCH_MLLP_GBK_LISTEN": f"127.0.0.1:{free_port()}",
-    }
+    env = shipped_env(tmp_path_factory.mktemp("rules"))
     with RunningEngine(REPO / "routes.yaml", env=env) as running:
         yield running
 

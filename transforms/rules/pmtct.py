@@ -23,7 +23,7 @@ from transforms.records.base import HOSPITAL_TZ, parse_yes_no
 from transforms.records.pmtct import Infection, PmtctCase
 from transforms.rules.episodes import Episode, episodes
 from transforms.rules.history import History, StoredRecord, as_date, derived_id
-from transforms.rules.observations import codes_of, reads_positive
+from transforms.rules.observations import observations_in, reads_positive
 from transforms.rules.tables import TableModel, known_record_type, read_table
 
 __all__ = ["Offset", "PmtctSchedule", "load_pmtct_schedule", "pmtct_cases"]
@@ -193,13 +193,11 @@ class _Reading:
 
 
 def _readings(history: History, codes: tuple[str, ...]) -> list[_Reading]:
-    wanted = {c.upper() for c in codes}
     found = []
     for record in history.of_type("LabResult"):
-        for obs in record.payload.get("observations") or ():
-            if isinstance(obs, dict) and codes_of(obs) & wanted:
-                status = str(obs.get("status") or record.payload.get("report_status") or "F").upper()
-                found.append(_Reading(record, obs, reads_positive(obs), status == "P"))
+        for obs in observations_in(record, codes):
+            status = str(obs.get("status") or record.payload.get("report_status") or "F").upper()
+            found.append(_Reading(record, obs, reads_positive(obs), status == "P"))
     return found
 
 
@@ -245,9 +243,8 @@ def _done_by(record: StoredRecord, rule: DoneWhen) -> date | None:
         if record.payload.get(rule.field) is not True:
             return None
         return (as_date(record.payload.get(rule.time_field)) if rule.time_field else None) or record.day
-    wanted = {c.upper() for c in rule.codes}
-    for obs in record.payload.get("observations") or ():
-        if not isinstance(obs, dict) or not codes_of(obs) & wanted or obs.get("status") == "X":
+    for obs in observations_in(record, rule.codes):
+        if obs.get("status") == "X":
             continue
         try:
             if parse_yes_no(obs.get("value")) is False:
