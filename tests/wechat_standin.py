@@ -13,10 +13,10 @@ new one and is counted), `cgi-bin/token` (a new token that invalidates the previ
 WeChat does: 40001/42001 for an unknown or expired token, 43004 to a non-follower, 43101
 without consent, 40003 for a malformed openid, 40037 for an unknown template, 47003 for a
 value its key type refuses, 45009 past the daily limit (`daily_limit`, settable; quota/get
-reports the sends it accepted against it, and `new_day()` starts a new day at zero).
-`script(path, [codes])` makes the next
-calls to `path` answer those codes; `fail_next(path, status=…)` answers one call with an HTTP
-error, or `drop=True` closes the connection without an answer.
+reports the sends it accepted against it, and `new_day()` starts a new day at zero; each
+accepted send is in `received` with its time). `script(path, [codes])` makes the next calls to
+`path` answer those codes; `fail_next(path, status=…)` answers one call with an HTTP error, or
+`drop=True` closes the connection without an answer.
 """
 
 from __future__ import annotations

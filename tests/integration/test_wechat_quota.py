@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from faults.engine_process import mch
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from wechat_standin import QUOTA_GET, TEMPLATE_SEND, WechatStandIn
 
 from channels.wechat import ledger, quota
@@ -247,6 +247,15 @@ def test_errcodes_are_counted_per_destination(
     assert counts.destination == "wechat_patient"
     assert counts.by_status == {"sent": 1, "undeliverable": 1, "failed": 1}
     assert counts.by_errcode == {43004: 1, 47003: 1}
+
+
+def test_a_ledger_made_before_the_errcode_column_gets_it(db: Any) -> None:
+    with db.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE wechat_notices DROP COLUMN errcode")
+    ledger.ensure_schema(db)
+    ledger.ensure_schema(db)  # and again: nothing more to add
+    with db.connect() as conn:
+        assert "errcode" in {c["name"] for c in inspect(conn).get_columns("wechat_notices")}
 
 
 def test_the_quota_is_read_at_start_and_every_quota_every(db: Any, wx: WechatStandIn) -> None:
