@@ -24,6 +24,7 @@ from engine import journal
 from engine.bus import Bus, capabilities_for
 from engine.operator_time import iso_time
 from monitors import heartbeat
+from monitors.wechat_status import WechatNumbers, wechat_numbers
 
 UNDELIVERED = (journal.PENDING, journal.RETRYING)
 
@@ -92,6 +93,7 @@ class EngineStatus:
     channels: list[ChannelNumbers] = field(default_factory=list)
     routes: list[RouteNumbers] = field(default_factory=list)
     destinations: list[DestinationNumbers] = field(default_factory=list)
+    wechat: list[WechatNumbers] = field(default_factory=list)
 
     def problem(self, key: str, subject: str = "") -> None:
         self.ok = False
@@ -139,6 +141,7 @@ def collect(settings: Settings, now: datetime | None = None) -> EngineStatus:
         _routes(status, settings, counts)
         _destinations(status, settings, counts, now)
         _stores(status, settings)
+        _wechat(status, settings, db, now)
     finally:
         db.dispose()
     return status
@@ -250,6 +253,14 @@ def _destinations(status: EngineStatus, settings: Settings, counts: dict[str, An
                 open_dead_letters=counts["dead_by_destination"].get(name, 0),
             )
         )
+
+
+def _wechat(status: EngineStatus, settings: Settings, db: Engine, now: datetime) -> None:
+    """Quota, pause and send outcomes of the `wechat` destinations; a pause is a problem."""
+    status.wechat = wechat_numbers(settings, db, now)
+    for numbers in status.wechat:
+        if numbers.paused_until is not None:
+            status.problem("wechat_quota_exhausted", numbers.name)
 
 
 def _queue_depths(settings: Settings) -> dict[str, int]:

@@ -1,7 +1,8 @@
 """`mch-engine status [--json]`: what the engine is doing, from any process, on any backend.
 
 Exit 0 when all is well; 1 when something is down (no engine heartbeat, a process whose
-heartbeat stopped, a channel not listening, the journal, a store or the broker unreachable);
+heartbeat stopped, a channel not listening, the journal, a store or the broker unreachable,
+a WeChat API paused by its daily quota);
 2 on a configuration problem. The numbers come from monitors/engine_status.py.
 """
 
@@ -44,6 +45,15 @@ _TEXT: dict[str, tuple[str, str]] = {
     "status_cmd_destination_header": (
         "目的地|已送达|积压|队列深度|最早未送达|等待秒数|未处理死信",
         "destination|delivered|backlog|queue depth|oldest undelivered|age s|open dead letters",
+    ),
+    "status_cmd_wechat": ("微信通知", "WeChat notices"),
+    "status_cmd_wechat_header": (
+        "目的地|剩余额度|暂停至|已发送|无法送达|失败|微信错误码",
+        "destination|quota left|paused until|sent|undeliverable|failed|WeChat errcodes",
+    ),
+    "status_cmd_wechat_quota_exhausted": (
+        "微信目的地 {subject} 当日接口额度已用完（45009），暂停发送至额度重置",
+        "WeChat destination {subject} used up its daily API quota (45009): sending is paused until it resets",
     ),
     "status_cmd_yes": ("是", "yes"),
     "status_cmd_no": ("否", "no"),
@@ -188,12 +198,33 @@ def render(status: EngineStatus, tz: ZoneInfo) -> str:
             for d in status.destinations
         ],
     )
+    out += _wechat_table(status, when)
     if status.ok:
         out.append(_t("status_cmd_all_well"))
     for problem in status.problems:
         key, _, subject = problem.partition(":")
         out.append(_t(f"status_cmd_{key}", subject=subject))
     return "\n".join(out)
+
+
+def _wechat_table(status: EngineStatus, when: Any) -> list[str]:
+    """The `wechat` destinations, if any: quota left per API (remain/daily limit), the pause,
+    the notices sent, undeliverable and failed, and WeChat's errcodes with their counts."""
+    if not status.wechat:
+        return []
+    rows = [
+        [
+            w.name,
+            " ".join(f"{q.api.rsplit('/', 2)[-2]}:{q.remain}/{q.daily_limit}" for q in w.quota) or "-",
+            when(w.paused_until),
+            w.sent,
+            w.undeliverable,
+            w.failed,
+            " ".join(f"{code}×{n}" for code, n in w.by_errcode.items()) or "-",
+        ]
+        for w in status.wechat
+    ]
+    return _table(_t("status_cmd_wechat"), _t("status_cmd_wechat_header"), rows)
 
 
 def _table(title: str, header: str, rows: Sequence[Sequence[object]]) -> list[str]:

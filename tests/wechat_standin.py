@@ -12,9 +12,11 @@ new one and is counted), `cgi-bin/token` (a new token that invalidates the previ
 `message/template/send`, `message/subscribe/bizsend` and `openapi/quota/get`. It answers as
 WeChat does: 40001/42001 for an unknown or expired token, 43004 to a non-follower, 43101
 without consent, 40003 for a malformed openid, 40037 for an unknown template, 47003 for a
-value its key type refuses, 45009 past the daily limit. `script(path, [codes])` makes the next
-calls to `path` answer those codes; `fail_next(path, status=…)` answers one call with an HTTP
-error, or `drop=True` closes the connection without an answer.
+value its key type refuses, 45009 past the daily limit (`daily_limit`, settable; quota/get
+reports the sends it accepted against it, and `new_day()` starts a new day at zero; each
+accepted send is in `received` with its time). `script(path, [codes])` makes the next calls to
+`path` answer those codes; `fail_next(path, status=…)` answers one call with an HTTP error, or
+`drop=True` closes the connection without an answer.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ class Received:
     url: str | None
     client_msg_id: str | None
     msgid: int
+    at: float = 0.0  # time.time() when accepted
 
 
 @dataclass
@@ -142,6 +145,11 @@ class WechatStandIn:
         """The next call to `path` gets an HTTP error status, or no answer at all (`drop`)."""
         with self._lock:
             self._failures[_norm(path)].append(_Failure(status=None if drop else status, drop=drop))
+
+    def new_day(self) -> None:
+        """Midnight in Shanghai: every API's daily count starts again at zero."""
+        with self._lock:
+            self.used.clear()
 
     def expire_token(self) -> None:
         """The current token expires now (as after two hours)."""
@@ -311,6 +319,7 @@ class WechatStandIn:
                 url=body.get("url") if path == TEMPLATE_SEND else body.get("page"),
                 client_msg_id=str(client_msg_id) if client_msg_id else None,
                 msgid=msgid,
+                at=time.time(),
             )
         )
         answer: dict[str, Any] = {"errcode": 0, "errmsg": "ok"}

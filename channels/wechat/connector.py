@@ -82,6 +82,7 @@ def build(name: str, destination: WechatDestination, context: ConnectorContext) 
         context.settings.engine.tzinfo,
         sender=sender,
         recipients=BoundRecipients(engine),
+        appid=found[1] if found else None,
     )
     sink.start()
     if destination.education:

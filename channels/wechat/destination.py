@@ -10,7 +10,12 @@ and one ledger row per recipient inserted once by its dedup key. Then:
 - no openid bound: `undeliverable`, reason `no_binding`;
 - a patient inside quiet hours: `held` until they end; the scheduler thread sends it then,
   or marks it `stale` when it is older than `stale_after`;
-- otherwise sent now (staff notices always now), at most `max_per_minute`.
+- otherwise sent now (staff notices always now), at most `max_per_minute` for the WeChat
+  account across every engine process, and nothing while a 45009 has paused the API
+  (channels/wechat/quota.py).
+
+A sending destination also reads WeChat's quota of the APIs it uses at start and every
+`quota_every`, into the engine database, where `mch-engine status` reads it.
 
 A destination with an `education:` catalogue also owns an education schedule
 (channels/wechat/education_schedule.py), started and closed with it.
@@ -22,7 +27,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
@@ -31,7 +35,8 @@ import structlog
 from sqlalchemy import Engine, select
 
 from channels.record_store.schema import identifiers_of, person_key_for
-from channels.wechat import ledger
+from channels.wechat import ledger, quota
+from channels.wechat.errors import QuotaExhausted, QuotaPaused
 from channels.wechat.notices import Notice, fill
 from channels.wechat.sending import NoBindings, Recipients, Sender, undeliverable_reason
 from channels.wechat.settings import WechatDestination
@@ -39,9 +44,12 @@ from core.audience import audience_of, may_receive
 from core.clock import now_utc
 from core.errors import PermanentDeliveryError, TransientDeliveryError
 
-__all__ = ["RateLimit", "WechatSink", "quiet_until"]
+__all__ = ["QUOTA_APIS", "WechatSink", "quiet_until"]
 
 log = structlog.get_logger("channels.wechat")
+
+QUOTA_APIS = (quota.TEMPLATE_SEND,)
+"""The APIs whose quota a sending destination reads (the ones it calls)."""
 
 
 def quiet_until(now: datetime, quiet: tuple[int, int] | None, tz: tzinfo) -> datetime | None:
@@ -58,27 +66,6 @@ def quiet_until(now: datetime, quiet: tuple[int, int] | None, tz: tzinfo) -> dat
     if ends <= local:
         ends += timedelta(days=1)
     return ends.astimezone(now.tzinfo)
-
-
-class RateLimit:
-    """At most `per_minute` sends in any 60 seconds (monotonic time): waits for a slot."""
-
-    def __init__(self, per_minute: int, sleep: Callable[[float], None] = time.sleep) -> None:
-        self.per_minute = per_minute
-        self.sleep = sleep
-        self.sent: deque[float] = deque()
-        self.lock = threading.Lock()
-
-    def acquire(self) -> None:
-        with self.lock:
-            while True:
-                now = time.monotonic()
-                while self.sent and now - self.sent[0] >= 60.0:
-                    self.sent.popleft()
-                if len(self.sent) < self.per_minute:
-                    self.sent.append(now)
-                    return
-                self.sleep(60.0 - (now - self.sent[0]))
 
 
 def person_of(record: dict[str, Any]) -> str:
@@ -100,6 +87,8 @@ class WechatSink:
         sender: Sender | None,
         recipients: Recipients | None = None,
         clock: Callable[[], datetime] = now_utc,
+        appid: str | None = None,
+        rate_window: float = 60.0,
     ) -> None:
         self.name = name
         self.settings = settings
@@ -108,8 +97,12 @@ class WechatSink:
         self.sender = sender
         self.recipients = recipients or NoBindings()
         self.clock = clock
-        self.rate = RateLimit(settings.max_per_minute)
-        self.paused_until: datetime | None = None
+        self.appid = appid or getattr(sender, "appid", None) or name
+        self.limits = None
+        if sender is not None:
+            self.limits = quota.AccountLimits(
+                engine, name, self.appid, settings.max_per_minute, window=rate_window
+            )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.education: Any = None  # the education schedule (channels/wechat/education_schedule.py)
@@ -216,33 +209,57 @@ class WechatSink:
 
     def _send(self, row: dict[str, Any]) -> None:
         """Send one ledger row now and record the outcome; raises what the delivery must see."""
-        assert self.sender is not None
-        now = self.clock()
-        if self.paused_until is not None and now < self.paused_until:
-            raise TransientDeliveryError(
-                f"WeChat daily quota used up; sending resumes at {self.paused_until}"
-            )
-        self.rate.acquire()
+        assert self.sender is not None and self.limits is not None
+        try:
+            self.limits.acquire(quota.TEMPLATE_SEND, self.clock)
+        except quota.Paused as paused:
+            raise QuotaPaused(paused.until, self.clock()) from None
         try:
             msgid = self.sender.send_template(
                 row["recipient"], row["template_id"], row["data"], row["url"], row["client_msg_id"]
             )
         except Exception as exc:
+            code = getattr(exc, "code", None)
             reason = undeliverable_reason(exc)
             if reason is not None:
-                self._mark(row, "undeliverable", reason=reason)
+                self._mark(row, "undeliverable", reason=reason, errcode=code)
                 return  # done: this person cannot get it; no retry
             if isinstance(exc, PermanentDeliveryError):
-                self._mark(row, "failed", reason=str(exc)[:500])
+                self._mark(row, "failed", reason=str(exc)[:500], errcode=code)
                 raise
-            if getattr(exc, "until", None) is not None:
-                self.paused_until = exc.until  # type: ignore[attr-defined]
+            if code is not None:
+                with self.engine.begin() as conn:
+                    ledger.refused(conn, row["id"], code)
+            if isinstance(exc, QuotaExhausted):
+                self._pause(quota.TEMPLATE_SEND, exc.until)
             if isinstance(exc, TransientDeliveryError):
                 raise
             raise TransientDeliveryError(f"WeChat send: {type(exc).__name__}") from exc
         self._mark(row, "sent", msgid=str(msgid), sent_at=self.clock())
 
+    def _pause(self, api: str, until: datetime) -> None:
+        """Every engine process stops sending through `api` until `until`; the alert is raised
+        by the process that records the pause, once."""
+        with self.engine.begin() as conn:
+            started = quota.record_pause(conn, self.appid, api, until)
+        if started:
+            log.error("wechat_quota_exhausted", destination=self.name, api=api, until=until.isoformat())
+
+    def read_quota(self) -> None:
+        """Read the daily quota of each API used and keep it; a failure waits for the next round."""
+        reader = getattr(self.sender, "quota", None)
+        if reader is None:
+            return
+        for api in QUOTA_APIS:
+            try:
+                found = reader(api)
+                with self.engine.begin() as conn:
+                    quota.record_quota(conn, self.appid, api, found, self.clock())
+            except Exception as exc:
+                log.warning("wechat_quota_read_failed", destination=self.name, api=api, error=str(exc)[:200])
+
     def _mark(self, row: dict[str, Any], status: str, **values: Any) -> None:
+        """Record the outcome (`errcode`: WeChat's refusal, when it refused)."""
         with self.engine.begin() as conn:
             ledger.mark(conn, row["id"], status, **values)
         log.info(
@@ -252,6 +269,7 @@ class WechatSink:
             notice=row["event"],
             template_id=row["template_id"],
             reason=values.get("reason"),
+            errcode=values.get("errcode"),
         )
 
     # ------------------------------------------------------------------ held notices
@@ -277,25 +295,39 @@ class WechatSink:
                 self._send(row)
             except TransientDeliveryError as exc:
                 later = now + timedelta(seconds=self.settings.check_every)
+                code = getattr(exc, "code", None)
                 with self.engine.begin() as conn:
-                    ledger.mark(conn, row["id"], "held", reason=str(exc)[:500], due_at=later)
+                    ledger.mark(conn, row["id"], "held", reason=str(exc)[:500], due_at=later, errcode=code)
             except PermanentDeliveryError:
                 pass  # marked failed; the outbox listing shows why
         return len(rows)
 
     def start(self) -> None:
-        """Start the scheduler thread (only a sending patient destination has quiet hours)."""
-        if self.outbox_mode or self.settings.quiet is None or self._thread is not None:
+        """Start the scheduler thread of a sending destination: the quota read at once and every
+        `quota_every`; held notices (patients' quiet hours) looked at every `check_every`."""
+        if self.outbox_mode or self._thread is not None:
             return
-        self._thread = threading.Thread(target=self._run, name=f"wechat-due-{self.name}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"wechat-{self.name}", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.settings.check_every):
-            try:
-                self.send_due()
-            except Exception as exc:  # the database away: next round
-                log.warning("wechat_due_failed", destination=self.name, error=type(exc).__name__)
+        quiet = self.settings.quiet is not None
+        next_quota = time.monotonic()
+        next_due = next_quota + self.settings.check_every
+        while True:
+            now = time.monotonic()
+            if now >= next_quota:
+                self.read_quota()
+                next_quota = now + self.settings.quota_every
+            if quiet and now >= next_due:
+                try:
+                    self.send_due()
+                except Exception as exc:  # the database away: next round
+                    log.warning("wechat_due_failed", destination=self.name, error=type(exc).__name__)
+                next_due = now + self.settings.check_every
+            wake = min(next_quota, next_due) if quiet else next_quota
+            if self._stop.wait(max(0.0, wake - time.monotonic())):
+                return
 
     def close(self) -> None:
         if self.education is not None:

@@ -8,6 +8,7 @@
     ├── WechatBusy                             -1: the caller's retry policy tries again
     └── TokenRefused                           40001/40014/42001 again after a fresh token
     WechatUnreachable                          no answer, or not HTTP 200: transient
+    QuotaPaused(until)                         not sent: a 45009 (any process's) paused the API
 
 An errcode without a rule is a plain `WechatError`, which deadletter/policy.py treats as
 transient: it is retried and ends in dead letters after `max_attempts`.
@@ -23,6 +24,7 @@ from core.errors import DeliveryError, PermanentDeliveryError, TransientDelivery
 
 __all__ = [
     "QuotaExhausted",
+    "QuotaPaused",
     "TemplateDataError",
     "TemplateIdRejected",
     "TokenRefused",
@@ -99,6 +101,16 @@ class TokenRefused(WechatError, TransientDeliveryError):
 
 class WechatUnreachable(TransientDeliveryError):
     """No usable answer: connection refused, timeout, or an HTTP status other than 200."""
+
+
+class QuotaPaused(TransientDeliveryError):
+    """Nothing was sent: the API is paused until `until` (a 45009 this or another engine process
+    got); the retry policy waits until then."""
+
+    def __init__(self, until: datetime, now: datetime) -> None:
+        self.until = until
+        self.retry_after = max(0.0, (until - now).total_seconds())
+        super().__init__(f"WeChat daily quota used up; sending resumes at {until.isoformat()}")
 
 
 def next_quota_reset(now: datetime) -> datetime:

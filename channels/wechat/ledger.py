@@ -9,6 +9,7 @@ when `due_at` comes), `queued` (about to be sent; a crash here sends again on re
 with the same client_msg_id), `sent` (with WeChat's msgid), `undeliverable` (not following,
 no consent, bad openid, or no openid bound: with the reason; no retry), `stale` (held past
 `stale_after`), `failed` (WeChat refused the data or the template: a dead letter says why).
+`errcode` is WeChat's errcode when it last refused the notice (none once it is sent).
 """
 
 from __future__ import annotations
@@ -23,14 +24,17 @@ from sqlalchemy import (
     Connection,
     Engine,
     Index,
+    Integer,
     MetaData,
     String,
     Table,
     Text,
     and_,
+    inspect,
     select,
     update,
 )
+from sqlalchemy.schema import CreateColumn
 
 from channels.wechat import delivery_reports
 from core.database import RowId, UtcDateTime
@@ -48,6 +52,7 @@ __all__ = [
     "mark",
     "metadata",
     "notices",
+    "refused",
 ]
 
 STATUSES = ("outbox", "held", "queued", "sent", "undeliverable", "stale", "failed")
@@ -79,14 +84,22 @@ notices = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Column("due_at", UtcDateTime()),
     Column("sent_at", UtcDateTime()),
+    Column("errcode", Integer),
 )
 Index("ix_wechat_notices_due", notices.c.status, notices.c.due_at)
 Index("ix_wechat_notices_msgid", notices.c.msgid)
 
 
 def ensure_schema(engine: Engine) -> None:
-    """The ledger, and the delivery reports it is read with."""
+    """The ledger, and the delivery reports it is read with; a ledger made before a column
+    existed gets it (nullable: old rows keep NULL)."""
     metadata.create_all(engine)
+    with engine.begin() as conn:
+        present = {c["name"] for c in inspect(conn).get_columns(notices.name)}
+        for column in notices.columns:
+            if column.name not in present:
+                spec = CreateColumn(column).compile(dialect=conn.dialect)
+                conn.exec_driver_sql(f"ALTER TABLE {notices.name} ADD COLUMN {spec}")
     delivery_reports.ensure_schema(engine)
 
 
@@ -114,10 +127,11 @@ def mark(
     msgid: str | None = None,
     sent_at: datetime | None = None,
     due_at: datetime | None = None,
+    errcode: int | None = None,
     expect: str | None = None,
 ) -> bool:
     """Set a notice's status (only from `expect` when given); whether a row changed."""
-    values: dict[str, Any] = {"status": status, "reason": reason}
+    values: dict[str, Any] = {"status": status, "reason": reason, "errcode": errcode}
     if msgid is not None:
         values["msgid"] = msgid
     if sent_at is not None:
@@ -128,6 +142,11 @@ def mark(
     if expect is not None:
         where = and_(where, notices.c.status == expect)
     return conn.execute(update(notices).where(where).values(**values)).rowcount == 1
+
+
+def refused(conn: Connection, row_id: int, errcode: int) -> None:
+    """WeChat refused the notice with `errcode` and it stays to be tried again."""
+    conn.execute(update(notices).where(notices.c.id == row_id).values(errcode=errcode))
 
 
 def due(conn: Connection, destination: str, now: datetime, limit: int = 100) -> list[dict[str, Any]]:

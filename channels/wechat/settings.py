@@ -311,13 +311,22 @@ class WechatDestination(Destination):
         description="Patients only: notices made in these hours (engine.timezone) wait until they end. "
         "null: none.",
     )
-    max_per_minute: int = Field(default=600, ge=1, le=100_000, description="Sends per minute at most.")
+    max_per_minute: int = Field(
+        default=600,
+        ge=1,
+        le=100_000,
+        description="Sends per minute at most for the WeChat account, across every engine process.",
+    )
     stale_after: PositiveDuration = Field(
         default=parse_duration("24h"),
         description="A held notice older than this when it falls due is dropped (status stale).",
     )
     check_every: PositiveDuration = Field(
         default=30.0, description="How often held notices are looked at (quiet hours over?)."
+    )
+    quota_every: PositiveDuration = Field(
+        default=parse_duration("10m"),
+        description="How often WeChat's daily quota of the APIs used is read (mch-engine status shows it).",
     )
     partitions: int = Field(default=1, ge=1, le=64, description="Queues this destination is split into.")
     education: str | None = Field(
