@@ -56,8 +56,9 @@ def check_config(
 
 
 def _wechat_env_problems(path: str | Path, env: Mapping[str, str]) -> list[ConfigError]:
-    """A malformed `MCH_WECHAT_ENCODING_AES_KEY` would stop the callback at start: said here
-    first, without its value."""
+    """A malformed `MCH_WECHAT_ENCODING_AES_KEY` would stop the callback at start, and one
+    without `MCH_WECHAT_APPID` would refuse every encrypted callback: said here first, without
+    the key's value."""
     from channels.wechat.crypto import AES_KEY_ENV, BadAesKey, parse_aes_key
 
     text = env.get(AES_KEY_ENV, "").strip()
@@ -67,6 +68,8 @@ def _wechat_env_problems(path: str | Path, env: Mapping[str, str]) -> list[Confi
         parse_aes_key(text)
     except BadAesKey as exc:
         return [ConfigError(str(path), None, str(exc))]
+    if not env.get("MCH_WECHAT_APPID", "").strip():
+        return [ConfigError(str(path), None, t("wx_aes_key_without_appid", env=AES_KEY_ENV))]
     return []
 
 

@@ -42,6 +42,10 @@ i18n.register(
             "{env} must be {want} characters (the EncodingAESKey of the account's server "
             "configuration); it has {have}",
         ),
+        "wx_aes_key_without_appid": (
+            "已设置 {env}，但未设置 MCH_WECHAT_APPID：加密的回调消息将全部被拒绝",
+            "{env} is set but MCH_WECHAT_APPID is not: every encrypted callback would be refused",
+        ),
         "wx_aes_key_base64": (
             "{env} 不是有效的 EncodingAESKey：只能包含字母、数字、+ 和 /",
             "{env} is not an EncodingAESKey: letters, digits, + and / only",
