@@ -7,6 +7,7 @@ failure and `summarize` on success.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,26 @@ def check_config(
                 loaded.settings.destinations[name].check_file(file)
             except (ConfigError, ConfigErrors) as exc:
                 problems.extend(problems_of(exc))
+    problems.extend(_wechat_env_problems(path, os.environ if env is None else env))
     return problems
+
+
+def _wechat_env_problems(path: str | Path, env: Mapping[str, str]) -> list[ConfigError]:
+    """A malformed `MCH_WECHAT_ENCODING_AES_KEY` would stop the callback at start, and one
+    without `MCH_WECHAT_APPID` would refuse every encrypted callback: said here first, without
+    the key's value."""
+    from channels.wechat.crypto import AES_KEY_ENV, BadAesKey, parse_aes_key
+
+    text = env.get(AES_KEY_ENV, "").strip()
+    if not text:
+        return []
+    try:
+        parse_aes_key(text)
+    except BadAesKey as exc:
+        return [ConfigError(str(path), None, str(exc))]
+    if not env.get("MCH_WECHAT_APPID", "").strip():
+        return [ConfigError(str(path), None, t("wx_aes_key_without_appid", env=AES_KEY_ENV))]
+    return []
 
 
 def _audience_problems(loaded: LoadedSettings, compiled: Mapping[Path, Any]) -> list[ConfigError]:

@@ -50,6 +50,20 @@ def test_valid_example_has_no_problems() -> None:
     assert check_config(FIXTURES / "routes.yaml", {}) == []
 
 
+def test_the_callback_key_is_checked_without_being_shown() -> None:
+    """MCH_WECHAT_ENCODING_AES_KEY: 43 characters of base64, and useless without the appid."""
+    key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+    routes = FIXTURES / "routes.yaml"
+    env = {"MCH_WECHAT_APPID": "wx5823bf96d3bd56c7"}
+    assert check_config(routes, {**env, "MCH_WECHAT_ENCODING_AES_KEY": key}) == []
+    for bad in (key[:-2], key[:-1] + "*"):
+        problems = [str(p) for p in check_config(routes, {**env, "MCH_WECHAT_ENCODING_AES_KEY": bad})]
+        assert len(problems) == 1 and "MCH_WECHAT_ENCODING_AES_KEY" in problems[0]
+        assert bad not in problems[0]
+    alone = [str(p) for p in check_config(routes, {"MCH_WECHAT_ENCODING_AES_KEY": key})]
+    assert len(alone) == 1 and "MCH_WECHAT_APPID" in alone[0] and key not in alone[0]
+
+
 def test_many_problems_are_reported_in_one_run(workdir: Path) -> None:
     """A schema typo, a bad port, an unset variable, an unknown channel type and broken
     references all come out together, each on its own line."""
