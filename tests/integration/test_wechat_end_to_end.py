@@ -54,8 +54,12 @@ def test_a_lab_result_over_mllp_reaches_the_bound_mother_as_a_notice_without_cli
             assert [a.code for a in parse_acks((ack or b"").decode("latin-1"))] == ["AA"]
             wait_until(lambda: len(wx.received) == 1, timeout=20)
 
-            # The same message again (a re-drive, a replay) sends nothing more.
+            # The same message again is a duplicate, and a reprocess of the route finds the
+            # record unchanged: neither sends anything more (the ledger's own guard against a
+            # redelivered envelope is test_wechat_destination's).
             engine.send([SAMPLE.read_bytes()])
+            again = mch(routes, "reprocess", "--route", "lab-results", "--wait", "60", "--as", "test")
+            assert again.returncode == 0, again.stdout + again.stderr
             [sent] = wx.received
 
     assert (sent.openid, sent.template_id) == (OPENID, "TPL_REPORT_READY")
