@@ -1,0 +1,55 @@
+"""What every page handler shares: the settings, the journal and store databases (one
+pool each for the app's life), and who is acting, for the audit log."""
+
+from __future__ import annotations
+
+import threading
+from datetime import tzinfo
+
+from sqlalchemy import Engine
+from starlette.requests import Request
+
+from core.database import make_engine
+from core.settings import Settings
+from deadletter import audit
+from deadletter import store as dead_letter_store
+from deadletter.audit import Actor
+from engine import journal
+from monitors.web.access import User
+
+
+class Site:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._engines: dict[str, Engine] = {}
+        self._lock = threading.Lock()
+        self._ready = False
+
+    @property
+    def tz(self) -> tzinfo:
+        return self.settings.engine.tzinfo
+
+    def engine_for(self, url: str) -> Engine:
+        with self._lock:
+            if url not in self._engines:
+                self._engines[url] = make_engine(url)
+            return self._engines[url]
+
+    @property
+    def journal(self) -> Engine:
+        """The engine database, its tables made on first use (the pages may be read before
+        the engine ever ran)."""
+        db = self.engine_for(self.settings.engine.database)
+        if not self._ready:
+            journal.ensure_schema(db)
+            dead_letter_store.ensure_schema(db)
+            audit.ensure_schema(db)
+            self._ready = True
+        return db
+
+
+def actor(request: Request, user: User) -> Actor:
+    """The signed-in user, and where the request came from in place of the OS account the
+    CLI records (the audit's "from where")."""
+    host = request.client.host if request.client else "-"
+    return Actor(user.name[:128], f"web:{host}"[:128])
