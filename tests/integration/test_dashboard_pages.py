@@ -1,10 +1,11 @@
-"""The dashboard pages in headless Chromium, against a running engine (embedded SQLite +
-memory://): counters move as messages arrive over MLLP, a message is found by 身份证号 and
-opened, a dead letter is replayed from the page and delivered, and a viewer neither sees
-the operate buttons nor gets past them by posting.
+"""The dashboard pages in headless Chromium, against a running engine: counters move as
+messages arrive over MLLP, a message is found by 身份证号 and opened, a dead letter is
+replayed from the page and delivered, and a viewer neither sees the operate buttons nor
+gets past them by posting.
 
-The engine runs in the test process (support.RunningEngine); the pages are its HTTP app
-served beside it, with the login stood in by a cookie (tests/dashboard_browser.py).
+The engine runs in the test process (support.RunningEngine), on the embedded default and on
+PostgreSQL + RabbitMQ; the pages are its HTTP app served beside it, with the login stood in
+by a cookie (tests/dashboard_browser.py).
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from typing import Any
 
 import pytest
 from dashboard_browser import browser, monitored, require_chromium, serving, signed_in
-from test_operator_actions import EMBEDDED, RETRY, lab, refusing_store
+from test_operator_actions import Backend, backend, lab, refusing_store
 
 from monitors.web.access import Role
-from support import RunningEngine, adt, scalar, wait_until, write_routes
+from support import RunningEngine, adt, scalar, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -29,11 +30,15 @@ ID_CARD = "11010519491231002X"
 HIS_ID = "0010077001"
 
 
+__all__ = ["backend"]  # the fixture: embedded SQLite + memory://, and PostgreSQL + RabbitMQ
+
+
 @dataclass
 class Dashboard:
     engine: RunningEngine
     base: str
     chromium: Any
+    kind: str
 
     def send(self, payloads: list[bytes]) -> list[bytes | None]:
         """Over MLLP from a thread of its own: Playwright's sync API holds this thread's loop."""
@@ -45,16 +50,16 @@ class Dashboard:
 
 
 @pytest.fixture
-def dashboard(tmp_path: Path) -> Iterator[Dashboard]:
+def dashboard(backend: Backend, tmp_path: Path) -> Iterator[Dashboard]:
     require_chromium()
-    config = write_routes(tmp_path, database=f"sqlite:///{tmp_path / 'engine.db'}", extra=RETRY)
+    config = backend.routes(tmp_path)
     with (
         RunningEngine(config) as engine,
         monitored(engine),
         serving(engine.settings) as base,
         browser() as chromium,
     ):
-        yield Dashboard(engine, base, chromium)
+        yield Dashboard(engine, base, chromium, backend.kind)
 
 
 def registration(control_id: str) -> bytes:
@@ -121,7 +126,7 @@ def test_replay_a_dead_letter_from_the_page_and_see_it_delivered(dashboard: Dash
     from playwright.sync_api import expect
 
     store = dashboard.engine.store()
-    with refusing_store(store, EMBEDDED):
+    with refusing_store(store, dashboard.kind):
         dashboard.send([lab("DB-LAB-1", "F-DB-1")])
         wait_until(lambda: scalar(dashboard.engine.journal, "select count(*) from dead_letters") == 1, 30)
 
@@ -153,7 +158,7 @@ def test_replay_a_dead_letter_from_the_page_and_see_it_delivered(dashboard: Dash
 def test_a_viewer_sees_no_operate_buttons_and_is_refused_when_posting(dashboard: Dashboard) -> None:
     from playwright.sync_api import expect
 
-    with refusing_store(dashboard.engine.store(), EMBEDDED):
+    with refusing_store(dashboard.engine.store(), dashboard.kind):
         dashboard.send([lab("DB-LAB-2", "F-DB-2")])
         wait_until(lambda: scalar(dashboard.engine.journal, "select count(*) from dead_letters") == 1, 30)
 

@@ -1,5 +1,9 @@
-"""What every page handler shares: the settings, the journal and store databases (one
-pool each for the app's life), and who is acting, for the audit log."""
+"""What every page handler shares: the settings, the journal and store databases, and who
+is acting, for the audit log.
+
+The databases are opened without a pool (a connection per page, closed with it): the HTTP
+app has no shutdown hook to close a pool with, and a dashboard's few queries a page do not
+need one (`collect` opens and closes its own too)."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import threading
 from datetime import tzinfo
 
 from sqlalchemy import Engine
+from sqlalchemy.pool import NullPool
 from starlette.requests import Request
 
 from core.database import make_engine
@@ -32,7 +37,7 @@ class Site:
     def engine_for(self, url: str) -> Engine:
         with self._lock:
             if url not in self._engines:
-                self._engines[url] = make_engine(url)
+                self._engines[url] = make_engine(url, poolclass=NullPool)
             return self._engines[url]
 
     @property
