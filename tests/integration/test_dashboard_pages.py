@@ -178,3 +178,40 @@ def test_a_viewer_sees_no_operate_buttons_and_is_refused_when_posting(dashboard:
         assert answer.status == 403, action
     assert scalar(dashboard.engine.journal, "select status from dead_letters") == "open"
     assert scalar(dashboard.engine.journal, "select count(*) from operator_requests") in (0, None)
+
+
+def test_purge_needs_a_reason_and_keeps_it(dashboard: Dashboard) -> None:
+    from playwright.sync_api import expect
+
+    with refusing_store(dashboard.engine.store(), dashboard.kind):
+        dashboard.send([lab("DB-LAB-3", "F-DB-3")])
+        wait_until(lambda: scalar(dashboard.engine.journal, "select count(*) from dead_letters") == 1, 30)
+
+    page = dashboard.page(Role.operator)
+    page.goto(dashboard.base + "/deadletters")
+    page.locator('#deadletters input[type="checkbox"]').first.check()
+    page.click('button[value="purge"]')
+    expect(page.locator("#notice")).to_have_text("清除必须写明原因")
+    assert scalar(dashboard.engine.journal, "select status from dead_letters") == "open"
+
+    page.locator('#deadletters input[type="checkbox"]').first.check()
+    page.fill('input[name="why"]', "检验科确认：重复标本，作废")
+    page.click('button[value="purge"]')
+    expect(page.locator("#notice")).to_have_text("清除：完成 1，跳过 0，失败 0")
+    expect(page.locator("#deadletters tr[data-deadletter]")).to_have_count(0)  # open ones only
+    row = "select status || ' ' || resolved_by || ' ' || resolution_note from dead_letters"
+    assert scalar(dashboard.engine.journal, row) == "purged 王芳 检验科确认：重复标本，作废"
+
+
+def test_the_language_switch_is_kept_from_page_to_page(dashboard: Dashboard) -> None:
+    from playwright.sync_api import expect
+
+    page = dashboard.page(Role.viewer)
+    page.goto(dashboard.base + "/messages")
+    expect(page.locator("h1")).to_have_text("消息")
+    page.click("a.lang")
+    expect(page.locator("h1")).to_have_text("Messages")
+    page.click("nav >> text=Dead letters")
+    expect(page.locator("h1")).to_have_text("Dead letters")
+    page.click("a.lang")
+    expect(page.locator("h1")).to_have_text("死信")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -147,5 +147,7 @@ def _summary(result: actions.ActionResult) -> dict[str, str]:
 
 
 def _redirect(back: str, **params: str) -> RedirectResponse:
-    sep = "&" if "?" in back else "?"
-    return RedirectResponse(f"{back}{sep}{urlencode(params)}", status_code=303)
+    """Back to the page the form was on, with its filters and this action's outcome only."""
+    path, _, query = back.partition("?")
+    kept = [(k, v) for k, v in parse_qsl(query) if k not in NOTICES]
+    return RedirectResponse(f"{path}?{urlencode([*kept, *params.items()])}", status_code=303)
