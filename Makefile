@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint check bench bench-sources bench-rules clean
+.PHONY: run test lint check bench bench-sources bench-rules clean screenshots
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,3 +38,7 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis
+
+# The dashboard pictures in README.md (docs/images/), from sample messages sent to an engine.
+screenshots: $(STAMP)
+	$(BIN)/python -m tests.screenshots

@@ -50,6 +50,18 @@ def status(value: str) -> str:
     return t_or(f"status_{value}", value)
 
 
+def t_in(lang: str, key: str, **values: object) -> str:
+    """`t(key)` in the language of one web request, not the process's (`set_language`)."""
+    zh, en = _CATALOGUE[key]
+    return (en if lang == "en" else zh).format(**values)
+
+
+def status_in(lang: str, value: str) -> str:
+    """`status(value)` in the language of one web request."""
+    key = f"status_{value}"
+    return t_in(lang, key) if key in _CATALOGUE else value
+
+
 def pick(texts: tuple[str, str], **values: object) -> str:
     """The (zh, en) pair in the chosen language, formatted."""
     zh, en = texts

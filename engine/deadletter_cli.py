@@ -650,41 +650,19 @@ def _through_engine(
     ctx: _Context, args: argparse.Namespace, action: str, ids: list[int], target: str | None
 ) -> int:
     """Replay or reprocess carried out by the running engine; the audit entry comes first."""
-    from deadletter import actions, audit, store
+    from engine import deadletter_queue
     from engine import request_follow as follow
 
-    wanted = sorted(set(ids))
-    rows = store.get_many(ctx.engine, wanted)
     who = _actor(args)
-    if not any(_engine_would_act(action, rows.get(i)) for i in wanted):
-        # Nothing for the engine to do: say why at once (audited like every action).
-        def refuse(*_: Any) -> Any:
-            raise AssertionError("nothing to publish")
-
-        if action == "replay":
-            result = actions.replay(ctx.engine, wanted, refuse, who, target=target)
-        else:
-            result = actions.reprocess(ctx.engine, wanted, refuse, refuse, who, target=target)
-        return _report(result, args)
-    audit_id = audit.begin_audit(
-        ctx.engine,
-        actor=who,
-        action=action,
-        target=target or ",".join(map(str, wanted)),
-        detail={"ids": wanted, "queued": True},
-    )
-    params = {"ids": wanted, "audit_id": audit_id, "target": target}
-    followed = follow.submit_and_follow(ctx.engine, action, params, actor=who.name, os_user=who.os_user)
+    queued = deadletter_queue.queue(ctx.engine, action, ids, who, target)
+    if queued.request_id is None:
+        assert queued.result is not None
+        return _report(queued.result, args)
+    followed = follow.follow(ctx.engine, queued.request_id)
     unfinished = followed.report_unfinished()
     if unfinished is not None:
         return unfinished
     return _report_request(ctx, args, followed.request, who)
-
-
-def _engine_would_act(action: str, row: dict[str, Any] | None) -> bool:
-    if row is None or row["status"] != _OPEN:
-        return False
-    return action != "replay" or (row["stage"] == _DELIVER and row["payload"] is not None)
 
 
 def _report_request(ctx: _Context, args: argparse.Namespace, request: Any, who: Actor) -> int:

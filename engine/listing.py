@@ -4,10 +4,13 @@ own (`records list`, `person`) are in channels/record_store/queries.py."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Select, func, select, true
+from sqlalchemy import Boolean, Engine, LargeBinary, Select, func, literal, select, true
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import ColumnElement
 
 from core.journal.schema import deliveries, messages
 
@@ -17,6 +20,41 @@ MESSAGE_COLUMNS = (
 )  # fmt: skip
 
 
+@dataclass(frozen=True, slots=True)
+class Search:
+    """The dashboard's message search, beside the CLI's filters. `identifier` is a 身份证号,
+    HIS id or any other value written in the raw message (matched in its bytes: an ASCII
+    identifier reads the same in every charset a channel accepts)."""
+
+    control_id: str | None = None
+    identifier: str | None = None
+    message_type: str | None = None  # a prefix: `ADT`, `ADT^A04`
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+class RawContains(ColumnElement[bool]):
+    """`raw` holds these bytes: byte-wise, with no pattern characters to escape and whatever
+    the charset (LIKE on SQLite stops at bytes that are not UTF-8)."""
+
+    inherit_cache = True
+    type = Boolean()
+
+    def __init__(self, column: ColumnElement[Any], wanted: bytes) -> None:
+        self.column, self.wanted = column, literal(wanted, LargeBinary())
+
+
+@compiles(RawContains)
+def _instr(element: RawContains, compiler: Any, **kw: Any) -> str:
+    return f"(instr({compiler.process(element.column, **kw)}, {compiler.process(element.wanted, **kw)}) > 0)"
+
+
+@compiles(RawContains, "postgresql")
+def _position(element: RawContains, compiler: Any, **kw: Any) -> str:
+    inner = f"{compiler.process(element.wanted, **kw)} IN {compiler.process(element.column, **kw)}"
+    return f"(position({inner}) > 0)"
+
+
 def list_messages(
     engine: Engine,
     *,
@@ -24,10 +62,12 @@ def list_messages(
     status: str | None,
     limit: int | None,
     reused_only: bool = False,
+    search: Search | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Newest first; each row with its deliveries (destination, status, attempts, error)."""
     cols = [messages.c[name] for name in MESSAGE_COLUMNS]
-    query = _message_filters(select(*cols), channel, status, reused_only).order_by(messages.c.id.desc())
+    query = _message_filters(select(*cols), channel, status, reused_only, search)
+    query = query.order_by(messages.c.id.desc())
     if limit:
         query = query.limit(limit)
     with engine.connect() as conn:
@@ -52,7 +92,7 @@ def list_messages(
 
 
 def _message_filters(
-    query: Select[Any], channel: str | None, status: str | None, reused: bool
+    query: Select[Any], channel: str | None, status: str | None, reused: bool, search: Search | None = None
 ) -> Select[Any]:
     if channel:
         query = query.where(messages.c.channel == channel)
@@ -60,14 +100,35 @@ def _message_filters(
         query = query.where(messages.c.status == status)
     if reused:
         query = query.where(messages.c.control_id_reused == true())
+    return _searched(query, search) if search else query
+
+
+def _searched(query: Select[Any], s: Search) -> Select[Any]:
+    m = messages.c
+    if s.control_id:
+        query = query.where(m.control_id == s.control_id.strip())
+    if s.message_type:
+        query = query.where(m.message_type.startswith(s.message_type.strip(), autoescape=True))
+    if s.since is not None:
+        query = query.where(m.received_at >= s.since)
+    if s.until is not None:
+        query = query.where(m.received_at < s.until)
+    if s.identifier and s.identifier.strip():
+        query = query.where(RawContains(m.raw, s.identifier.strip().encode("utf-8")))
     return query
 
 
 def count_messages(
-    engine: Engine, *, channel: str | None, status: str | None, reused_only: bool = False
+    engine: Engine,
+    *,
+    channel: str | None,
+    status: str | None,
+    reused_only: bool = False,
+    search: Search | None = None,
 ) -> int:
     """How many rows `list_messages` would give without a limit."""
-    query = _message_filters(select(func.count()).select_from(messages), channel, status, reused_only)
+    counted = select(func.count()).select_from(messages)
+    query = _message_filters(counted, channel, status, reused_only, search)
     with engine.connect() as conn:
         return int(conn.execute(query).scalar() or 0)
 

@@ -107,6 +107,13 @@ def submit_and_follow(
 ) -> Followed:
     """Queue a request; wait `pickup` seconds for an engine to take it, then `finish` for the end."""
     rid = ops.submit(engine, kind, params, actor=actor, os_user=os_user)
+    return follow(engine, rid, pickup=pickup, finish=finish)
+
+
+def follow(
+    engine: Engine, rid: int, *, pickup: float = PICKUP_SECONDS, finish: float = FINISH_SECONDS
+) -> Followed:
+    """Wait `pickup` seconds for an engine to take a queued request, then `finish` for the end."""
     request = ops.wait(engine, rid, pickup, done=lambda r: r.status != ops.QUEUED)
     if request is not None and request.status != ops.QUEUED and not request.finished:
         request = ops.wait(engine, rid, finish)

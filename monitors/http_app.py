@@ -18,6 +18,7 @@ from starlette.routing import Route
 from channels.wechat import callback as wechat_callback
 from core.settings import Settings
 from monitors.engine_status import Unreachable, collect
+from monitors.web import pages
 
 
 def build_app(settings: Settings) -> Starlette:
@@ -35,4 +36,6 @@ def build_app(settings: Settings) -> Starlette:
 
     wechat = wechat_callback.endpoint(settings.engine.database)
     callback = Route(wechat_callback.PATH, wechat, methods=["GET", "POST"])
-    return Starlette(routes=[Route("/healthz", healthz), Route("/status", status), callback])
+    return Starlette(
+        routes=[Route("/healthz", healthz), Route("/status", status), callback, *pages.routes(settings)]
+    )

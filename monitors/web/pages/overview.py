@@ -1,0 +1,117 @@
+"""The overview (`/`) and a channel's page (`/channels/{name}`).
+
+The overview reads the engine's numbers (monitors/engine_status.py `collect`, the same as
+`mch-engine status`) and one rate query for every channel's sparkline; its live part
+(`/overview/live`) is what htmx fetches again every few seconds. What is alerting goes at
+the top: the status problems today; the open alerts of monitors/alerts once it exists
+(`open_alerts`, the seam).
+"""
+
+from __future__ import annotations
+
+import importlib
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from engine.listing import list_messages
+from monitors.engine_status import ChannelNumbers, EngineStatus, Unreachable, collect
+from monitors.web.access import Permission, require
+from monitors.web.pages import sparkline
+from monitors.web.pages.render import render
+from monitors.web.pages.site import Site
+
+RECENT = 50
+
+
+def routes(site: Site) -> list[Route]:
+    async def overview(request: Request) -> Response:
+        require(request, Permission.view)
+        context = await run_in_threadpool(numbers, site)
+        return render(request, "pages/overview.html", site.tz, context, status_code=_code(context))
+
+    async def live(request: Request) -> Response:
+        require(request, Permission.view)
+        context = await run_in_threadpool(numbers, site)
+        return render(request, "pages/overview_live.html", site.tz, context)
+
+    async def channel(request: Request) -> Response:
+        require(request, Permission.view)
+        name = request.path_params["name"]
+        context = await run_in_threadpool(channel_numbers, site, name)
+        code = 404 if context.get("missing") else _code(context)
+        return render(request, "pages/channel.html", site.tz, context, status_code=code)
+
+    return [
+        Route("/", overview, name="overview"),
+        Route("/overview/live", live, name="overview_live"),
+        Route("/channels/{name}", channel, name="channel"),
+    ]
+
+
+def _code(context: dict[str, Any]) -> int:
+    return 503 if context.get("unreachable") else 200
+
+
+def numbers(site: Site, now: datetime | None = None) -> dict[str, Any]:
+    """The overview's context: status, a sparkline per channel, what is alerting."""
+    now = now or datetime.now(UTC)
+    try:
+        status = collect(site.settings, now)
+    except Unreachable as exc:
+        return {"unreachable": exc.url, "status": None, "channels": [], "alerts": []}
+    rates = sparkline.per_minute(site.journal, now)
+    channels = [_channel_row(c, rates.get(c.name, [0] * sparkline.MINUTES), site) for c in status.channels]
+    return {
+        "status": status,
+        "channels": channels,
+        "destinations": status.destinations,
+        "alerts": open_alerts(site),
+        "problems": status.problems,
+    }
+
+
+def _channel_row(c: ChannelNumbers, counts: list[int], site: Site) -> dict[str, Any]:
+    return {
+        "numbers": c,
+        "state": state(c, site),
+        "spark": sparkline.svg(counts, f"{c.name}: {sum(counts)} / {sparkline.MINUTES} min"),
+        "last_minute": counts[-1] if counts else 0,
+        "total_recent": sum(counts),
+    }
+
+
+def state(c: ChannelNumbers, site: Site) -> str:
+    """`up`, `problem`, `down` or `off` (switched off in routes.yaml)."""
+    settings = site.settings.channels.get(c.name)
+    if settings is not None and not getattr(settings, "enabled", True):
+        return "off"
+    if c.error:
+        return "problem"
+    return "up" if c.listening else "down"
+
+
+def open_alerts(site: Site) -> list[Any]:
+    """The open alerts from monitors/alerts (table `alerts`), when that package is there."""
+    try:
+        store = importlib.import_module("monitors.alerts.store")
+    except ModuleNotFoundError:
+        return []
+    return list(store.open_alerts(site.journal))
+
+
+def channel_numbers(site: Site, name: str) -> dict[str, Any]:
+    if name not in site.settings.channels:
+        return {"missing": name, "name": name}
+    context = numbers(site)
+    status: EngineStatus | None = context["status"]
+    if status is None:
+        return {**context, "name": name}
+    row = next(r for r in context["channels"] if r["numbers"].name == name)
+    recent = list(list_messages(site.journal, channel=name, status=None, limit=RECENT))
+    routes = [r for r in status.routes if name in r.channels]
+    return {**context, "name": name, "row": row, "recent": recent, "routes": routes}
