@@ -4,12 +4,14 @@ own (`records list`, `person`) are in channels/record_store/queries.py."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, Select, func, select, true
 
 from core.journal.schema import deliveries, messages
+from deadletter.store import attempts, dead_letters, decode_for_display
 
 MESSAGE_COLUMNS = (
     "id", "received_at", "channel", "sender", "message_type", "control_id",
@@ -24,10 +26,12 @@ def list_messages(
     status: str | None,
     limit: int | None,
     reused_only: bool = False,
+    search: MessageSearch | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Newest first; each row with its deliveries (destination, status, attempts, error)."""
     cols = [messages.c[name] for name in MESSAGE_COLUMNS]
-    query = _message_filters(select(*cols), channel, status, reused_only).order_by(messages.c.id.desc())
+    query = _message_filters(select(*cols), channel, status, reused_only, search)
+    query = query.order_by(messages.c.id.desc())
     if limit:
         query = query.limit(limit)
     with engine.connect() as conn:
@@ -51,9 +55,36 @@ def list_messages(
         yield _jsonable(row)
 
 
+@dataclass(frozen=True, slots=True)
+class MessageSearch:
+    """The JSON API's search beyond channel and status: control id, message type (`ADT^A04`,
+    or a prefix such as `ADT`), received between `since` and `until`."""
+
+    control_id: str | None = None
+    message_type: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
 def _message_filters(
-    query: Select[Any], channel: str | None, status: str | None, reused: bool
+    query: Select[Any],
+    channel: str | None,
+    status: str | None,
+    reused: bool,
+    search: MessageSearch | None = None,
 ) -> Select[Any]:
+    m = messages.c
+    if search is not None:
+        if search.control_id:
+            query = query.where(m.control_id == search.control_id)
+        if search.message_type:
+            query = query.where(
+                (m.message_type == search.message_type) | m.message_type.startswith(search.message_type + "^")
+            )
+        if search.since:
+            query = query.where(m.received_at >= search.since)
+        if search.until:
+            query = query.where(m.received_at < search.until)
     if channel:
         query = query.where(messages.c.channel == channel)
     if status:
@@ -64,12 +95,49 @@ def _message_filters(
 
 
 def count_messages(
-    engine: Engine, *, channel: str | None, status: str | None, reused_only: bool = False
+    engine: Engine,
+    *,
+    channel: str | None,
+    status: str | None,
+    reused_only: bool = False,
+    search: MessageSearch | None = None,
 ) -> int:
     """How many rows `list_messages` would give without a limit."""
-    query = _message_filters(select(func.count()).select_from(messages), channel, status, reused_only)
+    query = _message_filters(select(func.count()).select_from(messages), channel, status, reused_only, search)
     with engine.connect() as conn:
         return int(conn.execute(query).scalar() or 0)
+
+
+def get_message(engine: Engine, journal_id: int) -> dict[str, Any] | None:
+    """One journaled message: its row, the raw text, each destination's delivery with every
+    attempt, and its dead letters (no payloads)."""
+    m = messages.c
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(*[m[n] for n in MESSAGE_COLUMNS], m.raw, m.encoding, m.ack).where(m.id == journal_id)
+        ).first()
+        if row is None:
+            return None
+        out = dict(row._mapping)
+        raw = bytes(out.pop("raw"))
+        out["raw"] = decode_for_display(raw, out["encoding"])
+        out["size"] = len(raw)
+        tried: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        q = select(attempts).where(attempts.c.journal_id == journal_id).order_by(attempts.c.attempt)
+        for a in conn.execute(q):
+            tried.setdefault((a.destination, a.record_id), []).append(
+                _jsonable({"attempt": a.attempt, "at": a.at, "outcome": a.outcome, "error": a.error})
+            )
+        out["deliveries"] = [
+            _jsonable({**dict(d._mapping), "attempt_log": tried.get((d.destination, d.record_id), [])})
+            for d in conn.execute(select(deliveries).where(deliveries.c.journal_id == journal_id))
+        ]
+        d = dead_letters.c
+        q2 = select(d.id, d.stage, d.destination, d.record_id, d.status, d.reason, d.last_failed_at)
+        out["dead_letters"] = [
+            _jsonable(dict(r._mapping)) for r in conn.execute(q2.where(d.journal_id == journal_id))
+        ]
+    return _jsonable(out)
 
 
 def journal_channels(engine: Engine) -> list[str]:
