@@ -116,7 +116,8 @@ class EngineSettings(SettingsModel):
     )
     http: HttpSettings | None = Field(
         default=None,
-        description="Optional HTTP listener serving /healthz and /status (JSON, no patient data).",
+        description="Optional HTTP listener: /healthz, /status, the dashboard and its JSON API "
+        "(docs/dashboard.md).",
     )
     allowed_paths: list[str] = Field(
         default_factory=list,

@@ -33,7 +33,7 @@ from engine.operator_actions import action_outcome
 from engine.operator_requests import DONE
 from monitors.engine_status import Unreachable, collect
 from monitors.web import sessions, users
-from monitors.web.access import Permission, Role, User, require
+from monitors.web.access import Permission, Role, User, needs, require
 from monitors.web.auth import source_of
 from monitors.web.context import WebContext
 
@@ -140,7 +140,11 @@ async def list_messages(request: Request, ctx: WebContext, user: User) -> Respon
     limit = _limit(request)
 
     def find() -> dict[str, Any]:
-        common = {"channel": q.get("channel") or None, "status": q.get("status") or None, "search": search}
+        common: dict[str, Any] = {
+            "channel": q.get("channel") or None,
+            "status": q.get("status") or None,
+            "search": search,
+        }
         rows = list(listing.list_messages(ctx.engine, limit=limit, **common))
         total = listing.count_messages(ctx.engine, **common)
         return {"total": total, "messages": rows}
@@ -215,7 +219,7 @@ async def list_dead_letters(request: Request, ctx: WebContext, user: User) -> Re
     stage = q.get("stage") or None
     if stage not in (None, "transform", "deliver"):
         raise _bad("stage: transform or deliver")
-    filters = {
+    filters: dict[str, Any] = {
         "channel": q.get("channel") or None,
         "destination": q.get("destination") or None,
         "reason": q.get("reason") or None,
@@ -473,6 +477,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 
 def routes(context: WebContext) -> list[BaseRoute]:
     def bind(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+        @needs(endpoint.permission)
         async def handle(request: Request) -> Response:
             user = require(request, endpoint.permission)
             try:
@@ -482,7 +487,6 @@ def routes(context: WebContext) -> list[BaseRoute]:
                     return _json({"error": "bad_request", "detail": exc.detail}, 400)
                 raise
 
-        handle.permission = endpoint.permission  # type: ignore[attr-defined]
         handle.__doc__ = endpoint.summary
         return handle
 

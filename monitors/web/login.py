@@ -12,7 +12,7 @@ from core import i18n
 from deadletter import audit
 from deadletter.audit import Actor
 from monitors.web import sessions, users
-from monitors.web.access import current_user
+from monitors.web.access import current_user, needs
 from monitors.web.auth import is_https, source_of
 from monitors.web.context import WebContext
 from monitors.web.rendering import render
@@ -68,6 +68,7 @@ def routes(context: WebContext) -> list[BaseRoute]:
         )
         return response
 
+    @needs(None)
     async def logout(request: Request) -> Response:
         user = current_user(request)
         sid = request.cookies.get(sessions.COOKIE, "")
@@ -85,7 +86,6 @@ def routes(context: WebContext) -> list[BaseRoute]:
         response.delete_cookie(sessions.COOKIE, path="/", httponly=True, samesite="strict")
         return response
 
-    logout.permission = None  # type: ignore[attr-defined]  # any signed-in user
     return [
         Route("/login", login_page, methods=["GET"]),
         Route("/login", login, methods=["POST"]),

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
 from core.settings import Settings, load_settings
 from deadletter import audit
+from deadletter import store as dead_letters
 from deadletter.audit import Actor
 from monitors.http_app import build_app
 from monitors.web import users
@@ -23,7 +24,7 @@ from monitors.web.access import POLICY, Role
 from monitors.web.api import ENDPOINTS, openapi_document
 from monitors.web.auth import PUBLIC_PATHS
 from monitors.web.context import context_for
-from support import free_port, pg_schema, write_routes
+from support import RunningEngine, free_port, hl7, pg_schema, scalar, wait_until, write_routes
 
 PASSWORD = "马上好-correct-horse-7"
 ADMIN = Actor("root", "root")
@@ -116,7 +117,9 @@ def test_every_route_answers_every_role_as_the_policy_says(tmp_path: Path) -> No
             continue
         assert is_gate(anon), (method, path, anon.status_code)
         endpoint = endpoints[(path, method)]
-        assert hasattr(endpoint, "permission"), f"{method} {path} declares no permission"
+        assert hasattr(endpoint, "permission"), (
+            f"{method} {path} declares no permission: wrap it in access.needs()"
+        )
         needed = endpoint.permission
         for role, c in clients.items():
             answer = request(c, method, url, tokens[role])
@@ -334,3 +337,56 @@ def test_a_user_admin_adds_and_disables_users_through_the_api(tmp_path: Path) ->
             select(users.users.c.password_hash).where(users.users.c.name == "李娜")
         ).scalar_one()
     assert stored.startswith("$argon2id$") and PASSWORD not in stored
+
+
+def lab_result(control_id: str) -> bytes:
+    return hl7(
+        f"MSH|^~\\&|LIS|10|MCHENGINE|FY01|20240321113000||ORU^R01|{control_id}|P|2.4|||AL|NE|CHN|UNICODE UTF-8",
+        "PID|1||0010090001^^^HIS^PI||刘晓梅||19940315|F",
+        "OBR|1|JC7|LAB7|BLD01^血常规^L|||20240321083000||||||||BLD^全血|||||||20240321113000||HEM|F",
+        "OBX|1|NM|HGB^血红蛋白^L||118|g/L|115-150|N|||F|||20240321112000",
+    )
+
+
+def test_a_dead_letter_replayed_through_the_api_is_delivered_and_audited(tmp_path: Path) -> None:
+    """A real engine run: the record store refuses lab results, the result is dead-lettered;
+    the store is back; an operator replays it through the API and it is stored."""
+    routes = write_routes(
+        tmp_path,
+        database=f"sqlite:///{tmp_path / 'engine.db'}",
+        channels={"hospital": {"encoding": "utf-8"}},
+        extra="retry:\n  tiers: [1s]\n  max_attempts: 2\n",
+    )
+    with RunningEngine(routes) as running:
+        store = running.store()
+        with store.begin() as conn:
+            conn.execute(
+                text(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON records WHEN NEW.record_type = 'LabResult' "
+                    "BEGIN SELECT RAISE(ABORT, 'test: the store refuses'); END"
+                )
+            )
+        [ack] = running.send([lab_result("LIS-API-1")])
+        assert ack is not None and b"MSA|AA" in ack
+        letters = wait_until(
+            lambda: dead_letters.list_dead_letters(running.journal, stage="deliver"), timeout=60
+        )
+        with store.begin() as conn:
+            conn.execute(text("DROP TRIGGER refuse"))
+
+        users.add_user(journal(running.settings), "值班员", Role.operator, PASSWORD, by=ADMIN)
+        c = signed_in(running.settings, "值班员")
+        listed = c.get("/api/deadletters").json()["dead_letters"]
+        assert [d["id"] for d in listed] == [letters[0]["id"]]
+        answer = c.post(
+            "/api/deadletters/replay", json={"ids": [letters[0]["id"]], "wait": 60}, headers=csrf(c)
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["deliveries"] == {str(letters[0]["id"]): "delivered"}
+        stored = scalar(store, "SELECT count(*) FROM records WHERE record_type = 'LabResult'")
+        assert stored == 1
+        assert dead_letters.list_dead_letters(running.journal) == []
+
+        [entry] = audit.list_audit(running.journal, None, action="replay")
+        assert (entry["actor"], entry["role"], entry["source"]) == ("值班员", "operator", "web:testclient")
+        assert entry["outcome"] == "done" and entry["detail"]["delivered"] == [letters[0]["id"]]
