@@ -58,12 +58,14 @@ def list_messages(
 @dataclass(frozen=True, slots=True)
 class MessageSearch:
     """The JSON API's search beyond channel and status: control id, message type (`ADT^A04`,
-    or a prefix such as `ADT`), received between `since` and `until`."""
+    or a prefix such as `ADT`), received between `since` and `until`, a set of ids."""
 
     control_id: str | None = None
     message_type: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    journal_ids: frozenset[int] | None = None
+    """Only these messages (those that became a person's records, found by 身份证号 or HIS id)."""
 
 
 def _message_filters(
@@ -85,6 +87,8 @@ def _message_filters(
             query = query.where(m.received_at >= search.since)
         if search.until:
             query = query.where(m.received_at < search.until)
+        if search.journal_ids is not None:
+            query = query.where(m.id.in_(sorted(search.journal_ids)))
     if channel:
         query = query.where(messages.c.channel == channel)
     if status:

@@ -13,7 +13,7 @@ ids, raw messages, payloads) are masked unless the role may see them.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from channels.record_store import queries as record_queries
 from core.masking import mask_text, mask_value
 from deadletter import actions, audit
 from deadletter import store as dead_letters
@@ -131,6 +132,9 @@ async def get_status(_request: Request, ctx: WebContext, _user: User) -> Respons
 
 async def list_messages(request: Request, ctx: WebContext, user: User) -> Response:
     q = request.query_params
+    person = (q.get("person") or "").strip()
+    if person and not user.may(Permission.see_identifiers):
+        raise HTTPException(403)  # a search by 身份证号 would tell a viewer who was here
     search = listing.MessageSearch(
         control_id=q.get("control_id") or None,
         message_type=q.get("type") or None,
@@ -140,6 +144,9 @@ async def list_messages(request: Request, ctx: WebContext, user: User) -> Respon
     limit = _limit(request)
 
     def find() -> dict[str, Any]:
+        nonlocal search
+        if person:
+            search = replace(search, journal_ids=frozenset(_messages_of_person(ctx, person)))
         common: dict[str, Any] = {
             "channel": q.get("channel") or None,
             "status": q.get("status") or None,
@@ -162,6 +169,8 @@ async def get_message(request: Request, ctx: WebContext, user: User) -> Response
 
     def find() -> dict[str, Any] | None:
         found = listing.get_message(ctx.engine, journal_id)
+        if found is not None:
+            found["records"] = _records_of(ctx, journal_id)
         if found is not None and shown:  # patient data shown: who looked is audited
             audit.write_audit(
                 ctx.engine,
@@ -179,8 +188,24 @@ async def get_message(request: Request, ctx: WebContext, user: User) -> Response
     return _json(found if shown else _masked_message(found))
 
 
+def _messages_of_person(ctx: WebContext, ident: str) -> set[int]:
+    """The journal ids of the messages that became records of the person with this key,
+    身份证号 or HIS id, in every record store."""
+    found: set[int] = set()
+    for store in ctx.store_engines():
+        key = record_queries.resolve_person(store, ident)
+        if key is not None:
+            found |= record_queries.journal_ids_of_person(store, key)
+    return found
+
+
+def _records_of(ctx: WebContext, journal_id: int) -> list[dict[str, Any]]:
+    return [r for store in ctx.store_engines() for r in record_queries.records_of_message(store, journal_id)]
+
+
 def _masked_message(row: dict[str, Any]) -> dict[str, Any]:
-    """What a role without `see_identifiers` sees: no raw message or ACK, errors masked."""
+    """What a role without `see_identifiers` sees: no raw message, ACK or record payloads;
+    record ids and errors masked."""
     out = {k: v for k, v in row.items() if k not in ("raw", "ack")}
     if "raw" in row:
         out["raw"] = None
@@ -195,6 +220,17 @@ def _masked_message(row: dict[str, Any]) -> dict[str, Any]:
         }
         for d in row.get("deliveries", [])
     ]
+    if "records" in row:
+        out["records"] = [
+            {
+                **r,
+                "record_id": mask_value("record_id", r["record_id"]),
+                "person_key": mask_value("person_key", r["person_key"]),
+                "record": None,  # names, ids and addresses all through it: left out
+                "record_hidden": True,
+            }
+            for r in row["records"]
+        ]
     if "dead_letters" in row:
         out["dead_letters"] = [
             {
@@ -378,6 +414,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             ("channel", "string", "channel name"),
             ("status", "string", "journal status (routed, failed, unrouted, …)"),
             ("control_id", "string", "MSH-10 message control id"),
+            ("person", "string", "身份证号, HIS id or person key: messages that became her records"),
             ("type", "string", "message type, e.g. ADT^A04, or ADT"),
             _SINCE,
             ("until", "string", "received before this ISO 8601 date/time"),
@@ -388,7 +425,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "/api/messages/{id}",
         "GET",
         Permission.view,
-        "One message: raw text (see_identifiers only), deliveries with every attempt, dead letters",
+        "One message: raw text (see_identifiers only), the records it became, deliveries with every "
+        "attempt, dead letters",
         get_message,
     ),
     Endpoint(

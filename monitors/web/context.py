@@ -9,11 +9,13 @@ from datetime import timedelta
 
 from sqlalchemy import Engine
 
+from channels.record_store import store as record_store
 from core.database import make_engine
 from core.settings import Settings
 from deadletter import audit
 from deadletter import store as dead_letters
 from engine import journal
+from engine.listing_commands import store_urls
 from monitors.web import sessions, users
 
 
@@ -22,6 +24,7 @@ class WebContext:
     settings: Settings
     lifetimes: sessions.Lifetimes
     _engine: Engine | None = None
+    _stores: dict[str, Engine] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -38,6 +41,19 @@ class WebContext:
                 sessions.ensure_schema(engine)
                 self._engine = engine
             return self._engine
+
+    def store_engines(self) -> list[Engine]:
+        """One engine per record store database (the journal's own when a store has none)."""
+        journal_engine = self.engine
+        with self._lock:
+            for url, _setting in store_urls(self.settings):
+                if url not in self._stores:
+                    if url == self.settings.engine.database:
+                        self._stores[url] = journal_engine
+                    else:
+                        self._stores[url] = make_engine(url)
+                    record_store.ensure_schema(self._stores[url])
+            return list(self._stores.values())
 
 
 _contexts: dict[int, tuple[Settings, WebContext]] = {}

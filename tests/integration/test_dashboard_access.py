@@ -348,9 +348,18 @@ def lab_result(control_id: str) -> bytes:
     )
 
 
+def registration(control_id: str) -> bytes:
+    return hl7(
+        f"MSH|^~\\&|HIS|FY01|MCHENGINE|FY01|20240321083200||ADT^A04^ADT_A01|{control_id}|P|2.5|||AL|NE|CHN|UNICODE UTF-8",
+        "EVN|A04|20240321083200",
+        "PID|1||0010090001^^^HIS^PI||刘晓梅^^^^^^L||19940315|F",
+    )
+
+
 def test_a_dead_letter_replayed_through_the_api_is_delivered_and_audited(tmp_path: Path) -> None:
     """A real engine run: the record store refuses lab results, the result is dead-lettered;
-    the store is back; an operator replays it through the API and it is stored."""
+    the store is back; an operator replays it through the API and it is stored. Her messages
+    are then found by her HIS id, with the records they became."""
     routes = write_routes(
         tmp_path,
         database=f"sqlite:///{tmp_path / 'engine.db'}",
@@ -366,8 +375,8 @@ def test_a_dead_letter_replayed_through_the_api_is_delivered_and_audited(tmp_pat
                     "BEGIN SELECT RAISE(ABORT, 'test: the store refuses'); END"
                 )
             )
-        [ack] = running.send([lab_result("LIS-API-1")])
-        assert ack is not None and b"MSA|AA" in ack
+        acks = running.send([registration("HIS-API-0"), lab_result("LIS-API-1")])
+        assert all(ack is not None and b"MSA|AA" in ack for ack in acks)
         letters = wait_until(
             lambda: dead_letters.list_dead_letters(running.journal, stage="deliver"), timeout=60
         )
@@ -390,3 +399,17 @@ def test_a_dead_letter_replayed_through_the_api_is_delivered_and_audited(tmp_pat
         [entry] = audit.list_audit(running.journal, None, action="replay")
         assert (entry["actor"], entry["role"], entry["source"]) == ("值班员", "operator", "web:testclient")
         assert entry["outcome"] == "done" and entry["detail"]["delivered"] == [letters[0]["id"]]
+
+        found = c.get("/api/messages", params={"person": "0010090001"}).json()["messages"]
+        assert sorted(m["control_id"] for m in found) == ["HIS-API-0", "LIS-API-1"]
+        viewer_user = users.add_user(journal(running.settings), "看板", Role.viewer, PASSWORD, by=ADMIN)
+        assert viewer_user is None
+        viewer = signed_in(running.settings, "看板")
+        assert viewer.get("/api/messages", params={"person": "0010090001"}).status_code == 403
+        [registered] = [m["id"] for m in found if m["control_id"] == "HIS-API-0"]
+        shown = c.get(f"/api/messages/{registered}").json()
+        assert [r["record_type"] for r in shown["records"]] == ["Person"]
+        assert "刘晓梅" in str(shown["records"]) and "0010090001" in shown["raw"]
+        masked = viewer.get(f"/api/messages/{registered}").json()
+        assert [r["record_type"] for r in masked["records"]] == ["Person"]
+        assert "刘晓梅" not in str(masked) and "0010090001" not in str(masked)
