@@ -413,3 +413,20 @@ def test_a_dead_letter_replayed_through_the_api_is_delivered_and_audited(tmp_pat
         masked = viewer.get(f"/api/messages/{registered}").json()
         assert [r["record_type"] for r in masked["records"]] == ["Person"]
         assert "刘晓梅" not in str(masked) and "0010090001" not in str(masked)
+
+
+def test_a_hash_made_with_older_parameters_is_replaced_at_the_next_good_login(tmp_path: Path) -> None:
+    from argon2 import PasswordHasher
+
+    settings = _site(tmp_path, f"sqlite:///{tmp_path}/engine.db")
+    with_users(settings)
+    weak = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(PASSWORD)
+    table = users.users
+    with journal(settings).begin() as conn:
+        conn.execute(table.update().where(table.c.name == "viewer").values(password_hash=weak))
+    signed_in(settings, "viewer")
+    with journal(settings).connect() as conn:
+        now = conn.execute(select(table.c.password_hash).where(table.c.name == "viewer")).scalar_one()
+    assert now != weak and now.startswith("$argon2id$")
+    assert not PasswordHasher().check_needs_rehash(now)
+    signed_in(settings, "viewer")  # and the new hash verifies
