@@ -34,7 +34,7 @@ from engine.operator_actions import action_outcome
 from engine.operator_requests import DONE
 from monitors.engine_status import Unreachable, collect
 from monitors.web import sessions, users
-from monitors.web.access import Permission, Role, User, needs, require
+from monitors.web.access import Permission, Role, User, require
 from monitors.web.auth import source_of
 from monitors.web.context import WebContext
 
@@ -515,20 +515,25 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 
 def routes(context: WebContext) -> list[BaseRoute]:
     def bind(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
-        @needs(endpoint.permission)
         async def handle(request: Request) -> Response:
-            user = require(request, endpoint.permission)
             try:
+                user = require(request, endpoint.permission)
                 return await endpoint.handler(request, context, user)
             except HTTPException as exc:
-                if exc.status_code == 400:
-                    return _json({"error": "bad_request", "detail": exc.detail}, 400)
-                raise
+                error = _ERRORS.get(exc.status_code)
+                if error is None:
+                    raise
+                detail = {"detail": exc.detail} if exc.status_code == 400 else {}
+                return _json({"error": error, **detail}, exc.status_code)
 
+        handle.permission = endpoint.permission  # type: ignore[attr-defined]  # read by the route walk
         handle.__doc__ = endpoint.summary
         return handle
 
     return [Route(e.path, bind(e), methods=[e.method]) for e in ENDPOINTS]
+
+
+_ERRORS = {400: "bad_request", 401: "login_required", 403: "forbidden"}
 
 
 def openapi_document() -> dict[str, Any]:

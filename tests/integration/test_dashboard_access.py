@@ -134,6 +134,8 @@ def test_every_route_answers_every_role_as_the_policy_says(tmp_path: Path) -> No
                 )
             else:
                 assert answer.status_code == 403, (method, path, role, answer.status_code)
+                if path.startswith("/api/"):
+                    assert answer.json() == {"error": "forbidden"}
     assert TestClient(app).get("/static/mch.css").status_code == 200
 
 
