@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import structlog
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Boolean, Column, Engine, MetaData, String, Table, select, update
@@ -31,6 +32,7 @@ from deadletter import audit
 from deadletter.audit import Actor
 from monitors.web.access import Role, User
 
+log = structlog.get_logger("monitors.web.users")
 metadata = MetaData()
 
 users = Table(
@@ -176,12 +178,15 @@ def authenticate(engine: Engine, name: str, password: str, source: str) -> User 
         if _hasher.check_needs_rehash(row[1]):
             _change(engine, name, password_hash=_hasher.hash(password))
         audit.write_audit(engine, actor=who, action="login", target=name, count=1, detail={})
+        log.info("web_login", user=name, source=source)
         return User(name, Role(row[0]))
     why = "locked" if locked else "disabled" if good else "bad_password" if row else "unknown_user"
     audit.write_audit(engine, actor=who, action="login_failed", target=name, count=1, detail={"why": why})
+    log.info("web_login_refused", user=name, why=why, source=source)
     if not locked and failures + 1 >= LOCK_FAILURES:
         detail = {"failures": failures + 1, "window_s": int(LOCK_WINDOW.total_seconds())}
         audit.write_audit(engine, actor=who, action="lockout", target=name, count=1, detail=detail)
+        log.warning("web_user_locked_out", user=name, source=source, failures=failures + 1)
     return Refused(locked=locked or failures + 1 >= LOCK_FAILURES)
 
 

@@ -24,7 +24,7 @@ from monitors.web.access import POLICY, Role
 from monitors.web.api import ENDPOINTS, openapi_document
 from monitors.web.auth import PUBLIC_PATHS
 from monitors.web.context import context_for
-from support import RunningEngine, free_port, hl7, pg_schema, scalar, wait_until, write_routes
+from support import ENGINE_LOG, RunningEngine, free_port, hl7, pg_schema, scalar, wait_until, write_routes
 
 PASSWORD = "马上好-correct-horse-7"
 ADMIN = Actor("root", "root")
@@ -208,11 +208,15 @@ def test_a_refusal_does_not_say_whether_the_user_exists(settings: Settings) -> N
 def test_five_failures_lock_the_name_and_many_lock_the_address(settings: Settings) -> None:
     with_users(settings)
     c = TestClient(build_app(settings))
+    mark = ENGINE_LOG.mark()
     for _ in range(users.LOCK_FAILURES):
         assert c.post("/login", data={"name": "admin", "password": "guess"}).status_code == 401
     locked = c.post("/login", data={"name": "admin", "password": PASSWORD}, follow_redirects=False)
     assert locked.status_code == 401, "the right password is refused while locked"
     assert [e["target"] for e in audit.list_audit(journal(settings), None, action="lockout")] == ["admin"]
+    [locked_out] = ENGINE_LOG.events(since=mark, name="web_user_locked_out")
+    assert locked_out["user"] == "admin"
+    assert PASSWORD not in "".join(str(e) for e in ENGINE_LOG.events(since=mark))
     assert (
         c.post("/login", data={"name": "viewer", "password": PASSWORD}, follow_redirects=False).status_code
         == 303
