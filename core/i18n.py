@@ -27,6 +27,12 @@ def catalogue() -> dict[str, tuple[str, str]]:
     return dict(_CATALOGUE)
 
 
+def catalogue_entry(key: str) -> tuple[str, str]:
+    """The (zh, en) texts of one key, for a caller that picks the language itself (the web,
+    where each request has its own)."""
+    return _CATALOGUE[key]
+
+
 def set_language(lang: str) -> None:
     global _lang
     _lang = "en" if lang.lower().startswith("en") else "zh"

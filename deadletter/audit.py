@@ -1,4 +1,9 @@
-"""The audit log: who did what to dead letters, when, to which ids, and how it ended.
+"""The audit log: who did what, when, from where, to which ids, and how it ended.
+
+One table for every action by anyone: the dead-letter actions of the CLI and of the web,
+`reload`, and the dashboard's own events (logins, failed logins, lockouts, logouts, user
+changes). Each entry says where it came from (`source`: `cli:OSUSER` for a command, the
+remote address for the web) and, for the web, the signed-in user's `role`.
 
 Every operator action (replay, reprocess, purge) writes its entry BEFORE it touches
 anything, naming what it is about to do (outcome `started`), and completes that
@@ -19,6 +24,7 @@ from __future__ import annotations
 import getpass
 import os
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -30,6 +36,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
     inspect,
     select,
     text,
@@ -50,7 +57,25 @@ ABORTED = "aborted"
 QUEUED = "queued"  # records sent for delivery, their outcome not (yet) awaited
 
 # Every action an entry can name; `deadletter audit` shows each through its `action_` text.
-ACTIONS = ("show", "replay", "reprocess", "reprocess_preview", "purge", "reload", "wechat_bind_import")
+ACTIONS = (
+    "show",
+    "replay",
+    "reprocess",
+    "reprocess_preview",
+    "purge",
+    "reload",
+    "wechat_bind_import",
+    # The dashboard and its users (monitors/web/).
+    "login",
+    "login_failed",
+    "lockout",
+    "logout",
+    "user_add",
+    "user_disable",
+    "user_passwd",
+    "user_token",
+    "message_show",
+)
 
 audit_log = Table(
     "audit_log",
@@ -66,6 +91,10 @@ audit_log = Table(
     Column("os_user", String(128)),
     Column("outcome", String(16)),
     Column("finished_at", UtcDateTime()),
+    # Added with the dashboard: the signed-in user's role (NULL from the CLI) and where the
+    # action came from (`cli:OSUSER`, or the web client's address).
+    Column("role", String(16)),
+    Column("source", String(128), index=True),
 )
 
 
@@ -75,6 +104,13 @@ class Actor:
 
     name: str
     os_user: str
+    role: str | None = None
+    source: str | None = None
+    """Where the action came from; None means a command run as `os_user` (`cli:OS_USER`)."""
+
+    @property
+    def origin(self) -> str:
+        return (self.source or f"cli:{self.os_user}")[:128]
 
     @classmethod
     def of(cls, who: str | Actor) -> Actor:
@@ -179,6 +215,8 @@ def _insert(
                 at=now,
                 actor=actor.name[:128],
                 os_user=actor.os_user[:128],
+                role=actor.role,
+                source=actor.origin,
                 action=action[:32],
                 target=target,
                 count=count,
@@ -191,12 +229,41 @@ def _insert(
         return int(result.scalar_one())
 
 
-def list_audit(engine: Engine, limit: int | None = 50, *, action: str | None = None) -> list[dict[str, Any]]:
+def list_audit(
+    engine: Engine,
+    limit: int | None = 50,
+    *,
+    action: str | None = None,
+    actor: str | None = None,
+    source: str | None = None,
+    since: datetime | None = None,
+) -> list[dict[str, Any]]:
     """Newest first."""
-    query = select(audit_log).order_by(audit_log.c.id.desc())
+    c = audit_log.c
+    query = select(audit_log).order_by(c.id.desc())
     if action:
-        query = query.where(audit_log.c.action == action)
+        query = query.where(c.action == action)
+    if actor:
+        query = query.where(c.actor == actor)
+    if source:
+        query = query.where(c.source == source)
+    if since:
+        query = query.where(c.at >= since)
     if limit:
         query = query.limit(limit)
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def count_audit(
+    engine: Engine, action: str, since: datetime, *, actor: str | None = None, source: str | None = None
+) -> int:
+    """How many `action` entries since `since`, for one actor or one source (login throttling)."""
+    c = audit_log.c
+    query = select(func.count()).select_from(audit_log).where((c.action == action) & (c.at >= since))
+    if actor is not None:
+        query = query.where(c.actor == actor)
+    if source is not None:
+        query = query.where(c.source == source)
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar() or 0)

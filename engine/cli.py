@@ -35,6 +35,7 @@ from engine.reload_command import add_commands as add_reload_commands
 from engine.reprocess_command import add_command as add_reprocess_command
 from engine.wechat_cli import add_commands as add_wechat_commands
 from monitors.status_command import add_commands as add_status_commands
+from monitors.web.users_cli import add_commands as add_users_commands
 
 DEFAULT_CONFIG = "routes.yaml"
 STOP_GRACE = 30.0  # seconds a SIGTERM waits for in-flight work
@@ -147,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_deadletter_commands(sub)
     add_status_commands(sub, _config_arg)
+    add_users_commands(sub, _config_arg)
     add_reprocess_command(sub)
     add_wechat_commands(sub)
 

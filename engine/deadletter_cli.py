@@ -109,6 +109,15 @@ _TEXT: dict[str, tuple[str, str]] = {
     "action_show": ("查看", "show"),
     "action_reload": ("重新加载", "reload"),
     "action_reprocess_preview": ("重新处理预览", "reprocess preview"),
+    "action_login": ("登录", "login"),
+    "action_login_failed": ("登录失败", "login failed"),
+    "action_lockout": ("账号锁定", "lockout"),
+    "action_logout": ("退出", "logout"),
+    "action_user_add": ("添加用户", "add user"),
+    "action_user_disable": ("停用用户", "disable user"),
+    "action_user_passwd": ("修改密码", "set password"),
+    "action_user_token": ("生成令牌", "new API token"),
+    "action_message_show": ("查看消息", "view message"),
     "item_done": ("完成", "done"),
     "item_skipped": ("跳过", "skipped"),
     "item_failed": ("失败", "failed"),
@@ -173,6 +182,7 @@ _TEXT: dict[str, tuple[str, str]] = {
         "#{id:<5} {at}  {actor:<12} {action} {count:>4}     {target}{extra}",
     ),
     "audit_why": ("  原因：{why}", "  reason: {why}"),
+    "audit_from": ("{actor}（网页 {source}）", "{actor} (web {source})"),
     "audit_as": ("{actor}（系统用户 {os_user}）", "{actor} (OS user {os_user})"),
     "audit_queued": (
         "  【已排队：等待引擎执行】",
@@ -509,8 +519,10 @@ def _audit_line(row: dict[str, Any], tz: tzinfo) -> str:
         extra += _t("audit_failed", ids=",".join(map(str, detail.get("failed") or [])))
     elif outcome == "queued":
         extra += _t("audit_sent")
-    actor, os_user = row["actor"], row.get("os_user")
-    if os_user and os_user != actor:
+    actor, os_user, source = row["actor"], row.get("os_user"), row.get("source")
+    if source and not source.startswith("cli:"):  # the dashboard or its API: where from
+        actor = _t("audit_from", actor=actor, source=source.removeprefix("web:"))
+    elif os_user and os_user != actor:
         actor = _t("audit_as", actor=actor, os_user=os_user)
     return _t(
         "audit_line",
@@ -649,20 +661,18 @@ def add_wait_arg(p: argparse.ArgumentParser) -> None:
 def _through_engine(
     ctx: _Context, args: argparse.Namespace, action: str, ids: list[int], target: str | None
 ) -> int:
-    """Replay or reprocess carried out by the running engine; the audit entry comes first."""
-    from engine import deadletter_queue
-    from engine import request_follow as follow
+    """Replay or reprocess carried out by the running engine (engine/deadletter_requests.py)."""
+    from engine.deadletter_requests import carry_out
 
     who = _actor(args)
-    queued = deadletter_queue.queue(ctx.engine, action, ids, who, target)
-    if queued.request_id is None:
-        assert queued.result is not None
-        return _report(queued.result, args)
-    followed = follow.follow(ctx.engine, queued.request_id)
-    unfinished = followed.report_unfinished()
+    carried = carry_out(ctx.engine, action, ids, who, target=target)
+    if carried.result is not None:  # nothing for the engine to do: said at once
+        return _report(carried.result, args)
+    assert carried.followed is not None
+    unfinished = carried.followed.report_unfinished()
     if unfinished is not None:
         return unfinished
-    return _report_request(ctx, args, followed.request, who)
+    return _report_request(ctx, args, carried.followed.request, who)
 
 
 def _report_request(ctx: _Context, args: argparse.Namespace, request: Any, who: Actor) -> int:

@@ -13,6 +13,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement
 
 from core.journal.schema import deliveries, messages
+from deadletter.store import attempts, dead_letters, decode_for_display
 
 MESSAGE_COLUMNS = (
     "id", "received_at", "channel", "sender", "message_type", "control_id",
@@ -28,9 +29,11 @@ class Search:
 
     control_id: str | None = None
     identifier: str | None = None
-    message_type: str | None = None  # a prefix: `ADT`, `ADT^A04`
+    message_type: str | None = None  # `ADT^A04`, or its event's prefix `ADT`
     since: datetime | None = None
     until: datetime | None = None
+    journal_ids: frozenset[int] | None = None
+    """Only these messages (those that became a person's records, found through the store)."""
 
 
 class RawContains(ColumnElement[bool]):
@@ -108,13 +111,16 @@ def _searched(query: Select[Any], s: Search) -> Select[Any]:
     if s.control_id:
         query = query.where(m.control_id == s.control_id.strip())
     if s.message_type:
-        query = query.where(m.message_type.startswith(s.message_type.strip(), autoescape=True))
+        wanted = s.message_type.strip()
+        query = query.where((m.message_type == wanted) | m.message_type.startswith(wanted + "^", autoescape=True))
     if s.since is not None:
         query = query.where(m.received_at >= s.since)
     if s.until is not None:
         query = query.where(m.received_at < s.until)
     if s.identifier and s.identifier.strip():
         query = query.where(RawContains(m.raw, s.identifier.strip().encode("utf-8")))
+    if s.journal_ids is not None:
+        query = query.where(m.id.in_(sorted(s.journal_ids)))
     return query
 
 
@@ -131,6 +137,38 @@ def count_messages(
     query = _message_filters(counted, channel, status, reused_only, search)
     with engine.connect() as conn:
         return int(conn.execute(query).scalar() or 0)
+
+
+def get_message(engine: Engine, journal_id: int) -> dict[str, Any] | None:
+    """One journaled message: its row, the raw text, each destination's delivery with every
+    attempt, and its dead letters (no payloads)."""
+    m = messages.c
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(*[m[n] for n in MESSAGE_COLUMNS], m.raw, m.encoding, m.ack).where(m.id == journal_id)
+        ).first()
+        if row is None:
+            return None
+        out = dict(row._mapping)
+        raw = bytes(out.pop("raw"))
+        out["raw"] = decode_for_display(raw, out["encoding"])
+        out["size"] = len(raw)
+        tried: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        q = select(attempts).where(attempts.c.journal_id == journal_id).order_by(attempts.c.attempt)
+        for a in conn.execute(q):
+            tried.setdefault((a.destination, a.record_id), []).append(
+                _jsonable({"attempt": a.attempt, "at": a.at, "outcome": a.outcome, "error": a.error})
+            )
+        out["deliveries"] = [
+            _jsonable({**dict(d._mapping), "attempt_log": tried.get((d.destination, d.record_id), [])})
+            for d in conn.execute(select(deliveries).where(deliveries.c.journal_id == journal_id))
+        ]
+        d = dead_letters.c
+        q2 = select(d.id, d.stage, d.destination, d.record_id, d.status, d.reason, d.last_failed_at)
+        out["dead_letters"] = [
+            _jsonable(dict(r._mapping)) for r in conn.execute(q2.where(d.journal_id == journal_id))
+        ]
+    return _jsonable(out)
 
 
 def journal_channels(engine: Engine) -> list[str]:

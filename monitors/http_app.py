@@ -1,6 +1,7 @@
-"""The engine's HTTP app (Starlette): `/healthz`, `/status` and the WeChat callback
-(`/wechat/callback`, channels/wechat/callback.py) today; the dashboard,
-`/metrics` and login are added to this same app later.
+"""The engine's HTTP app (Starlette): `/healthz`, `/status`, the WeChat callback
+(`/wechat/callback`, channels/wechat/callback.py), and the dashboard's login and JSON API
+(monitors/web/), all behind the login gate, which leaves the health, status, metrics and
+callback paths public.
 
 `/status` is `mch-engine status --json`: counts, times and names of channels, routes and
 destinations, no patient data, so it may be served before login exists. It answers 200
@@ -17,8 +18,8 @@ from starlette.routing import Route
 
 from channels.wechat import callback as wechat_callback
 from core.settings import Settings
+from monitors import web
 from monitors.engine_status import Unreachable, collect
-from monitors.web import pages
 
 
 def build_app(settings: Settings) -> Starlette:
@@ -36,6 +37,5 @@ def build_app(settings: Settings) -> Starlette:
 
     wechat = wechat_callback.endpoint(settings.engine.database)
     callback = Route(wechat_callback.PATH, wechat, methods=["GET", "POST"])
-    return Starlette(
-        routes=[Route("/healthz", healthz), Route("/status", status), callback, *pages.routes(settings)]
-    )
+    routes = [Route("/healthz", healthz), Route("/status", status), callback, *web.routes(settings)]
+    return Starlette(routes=routes, middleware=web.middleware(settings))

@@ -88,6 +88,27 @@ STAGES = {
 }
 
 
+def records_of_message(engine: Engine, journal_id: int) -> list[dict[str, Any]]:
+    """The records (and the person) a journaled message became, as `list_records` shows them."""
+    out: list[dict[str, Any]] = []
+    with engine.connect() as conn:
+        for r in conn.execute(select(persons).where(persons.c.journal_id == journal_id)):
+            out.append(_jsonable(_stored(r, r.person_key, "Person")))
+        for r in conn.execute(select(records).where(records.c.journal_id == journal_id)):
+            out.append(_jsonable(_stored(r, r.record_id, r.record_type)))
+    return out
+
+
+def journal_ids_of_person(engine: Engine, person_key: str) -> set[int]:
+    """The journal ids of every message that became one of this person's records."""
+    found: set[Any] = set()
+    with engine.connect() as conn:
+        for table in (records, persons):
+            query = select(table.c.journal_id).where(table.c.person_key == person_key)
+            found |= set(conn.execute(query).scalars())
+    return {int(j) for j in found if j is not None}
+
+
 def resolve_person(engine: Engine, ident: str) -> str | None:
     """A person key from a key, an ID card, a HIS id or any other identifier value."""
     with engine.connect() as conn:

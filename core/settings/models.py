@@ -71,9 +71,15 @@ class JournalSettings(SettingsModel):
 
 
 class HttpSettings(SettingsModel):
-    """The engine's own HTTP listener: `/healthz` and `/status` (the dashboard comes later)."""
+    """The engine's own HTTP listener: health, status, metrics, the dashboard and its JSON API."""
 
     listen: Listen = Field(description="HOST:PORT to listen on, e.g. 127.0.0.1:8080.")
+    session_idle: PositiveDuration = Field(
+        default=1800, description="A dashboard session ends after this long without a request."
+    )
+    session_max: PositiveDuration = Field(
+        default=43200, description="A dashboard session ends this long after login, whatever happens."
+    )
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -110,7 +116,8 @@ class EngineSettings(SettingsModel):
     )
     http: HttpSettings | None = Field(
         default=None,
-        description="Optional HTTP listener serving /healthz and /status (JSON, no patient data).",
+        description="Optional HTTP listener: /healthz, /status, the dashboard and its JSON API "
+        "(docs/dashboard.md).",
     )
     allowed_paths: list[str] = Field(
         default_factory=list,

@@ -8,8 +8,11 @@ against every role.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import wraps
+from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
@@ -61,3 +64,25 @@ def require(conn: HTTPConnection, permission: Permission) -> User:
     if not user.may(permission):
         raise HTTPException(403)
     return user
+
+
+Endpoint = Callable[..., Awaitable[Any]]
+
+
+def needs(permission: Permission | None) -> Callable[[Endpoint], Endpoint]:
+    """Mark an endpoint with the permission it needs (None: any signed-in user) and check it
+    first. The test that walks every route reads the mark, so a route without one fails it."""
+
+    def mark(endpoint: Endpoint) -> Endpoint:
+        @wraps(endpoint)
+        async def checked(conn: Any, *args: Any, **kwargs: Any) -> Any:
+            if permission is not None:
+                require(conn, permission)
+            elif current_user(conn) is None:
+                raise HTTPException(401)
+            return await endpoint(conn, *args, **kwargs)
+
+        checked.permission = permission  # type: ignore[attr-defined]
+        return checked
+
+    return mark

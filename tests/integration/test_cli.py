@@ -33,6 +33,7 @@ def env(tmp_path: Path) -> dict[str, str]:
         MCH_DB_URL=f"sqlite:///{tmp_path}/engine.db",
         MCH_MLLP_LISTEN=f"127.0.0.1:{free_port()}",
         MCH_MLLP_GBK_LISTEN=f"127.0.0.1:{free_port()}",
+        MCH_HTTP_LISTEN=f"127.0.0.1:{free_port()}",
         MCH_LANG="en",
     )
     return env

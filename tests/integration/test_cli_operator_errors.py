@@ -118,6 +118,7 @@ def test_an_unreachable_record_store_names_its_own_setting(tmp_path: Path, comma
         cwd=tmp_path,
         MCH_DB_URL=f"sqlite:///{tmp_path}/engine.db",
         MCH_STORE_URL=url,
+        MCH_HTTP_LISTEN=f"127.0.0.1:{free_port()}",
     )
     lines = output_lines(result)
     assert result.returncode == 2, lines

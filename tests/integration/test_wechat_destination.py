@@ -381,6 +381,7 @@ def _env(tmp: Path) -> dict[str, str]:
         "MCH_DB_URL": f"sqlite:///{tmp}/engine.db",
         "MCH_MLLP_LISTEN": f"127.0.0.1:{free_port()}",
         "MCH_MLLP_GBK_LISTEN": f"127.0.0.1:{free_port()}",
+        "MCH_HTTP_LISTEN": f"127.0.0.1:{free_port()}",
     }
 
 

@@ -8,18 +8,13 @@ it needs (monitors/web/access.py); the login middleware puts the user on the req
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from starlette.routing import BaseRoute, Mount
-from starlette.staticfiles import StaticFiles
+from starlette.routing import BaseRoute
 
 from core.settings import Settings
 
-STATIC = Path(__file__).parent.parent / "static"
-
 
 def routes(settings: Settings) -> list[BaseRoute]:
-    """The pages' routes and the static files they use (htmx, the style sheet)."""
+    """The pages' routes (their static files are served by monitors/web/__init__.py)."""
     from monitors.web.pages import deadletters, messages, overview
     from monitors.web.pages.site import Site
 
@@ -28,5 +23,4 @@ def routes(settings: Settings) -> list[BaseRoute]:
         *overview.routes(site),
         *messages.routes(site),
         *deadletters.routes(site),
-        Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]

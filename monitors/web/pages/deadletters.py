@@ -2,7 +2,7 @@
 (`/deadletters/{id}`), and the actions as POST forms for the operate permission.
 
 The actions are the CLI's (engine/deadletter_cli.py) through the same code: replay and
-reprocess are queued for the running engine by engine/deadletter_queue.py, purge is
+reprocess are queued for the running engine by engine/deadletter_requests.py, purge is
 deadletter.actions.purge; every one is audited with the signed-in user and the address the
 request came from.
 """
@@ -22,7 +22,7 @@ from starlette.routing import Route
 from core.masking import mask_key, mask_text
 from deadletter import actions, audit
 from deadletter import store as dl_store
-from engine import deadletter_queue
+from engine import deadletter_requests
 from monitors.web.access import Permission, require
 from monitors.web.pages.message_view import lay_out, masked_record
 from monitors.web.pages.render import render
@@ -94,7 +94,7 @@ def routes(site: Site) -> list[Route]:
                 return _redirect(back, problem="web_purge_needs_reason")
             result = await run_in_threadpool(actions.purge, site.journal, ids, reason, who)
             return _redirect(back, **_summary(result))
-        queued = await run_in_threadpool(deadletter_queue.queue, site.journal, action, ids, who)
+        queued = await run_in_threadpool(deadletter_requests.queue, site.journal, action, ids, who)
         if queued.request_id is not None:
             return _redirect(back, queued=str(queued.request_id))
         assert queued.result is not None
