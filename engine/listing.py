@@ -112,7 +112,8 @@ def _searched(query: Select[Any], s: Search) -> Select[Any]:
         query = query.where(m.control_id == s.control_id.strip())
     if s.message_type:
         wanted = s.message_type.strip()
-        query = query.where((m.message_type == wanted) | m.message_type.startswith(wanted + "^", autoescape=True))
+        prefix = m.message_type.startswith(wanted + "^", autoescape=True)
+        query = query.where((m.message_type == wanted) | prefix)
     if s.since is not None:
         query = query.where(m.received_at >= s.since)
     if s.until is not None:
