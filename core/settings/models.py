@@ -32,6 +32,7 @@ from pydantic import (
 from core import connectors
 from core.audience import Reach
 from core.config_paths import ConfigRoots
+from core.settings.alerts import AlertSettings
 from core.settings.values import (
     DEFAULT_BROKER,
     DEFAULT_DATABASE,
@@ -293,6 +294,10 @@ class Settings(SettingsModel):
     destinations: dict[Name, Destination] = Field(default_factory=dict, description="Destinations by name.")
     retry: RetrySettings = Field(
         default_factory=RetrySettings, description="Redelivery of failed deliveries."
+    )
+    alerts: AlertSettings = Field(
+        default_factory=AlertSettings,
+        description="Bounds of the engine's own alert rules (docs/alerts.md).",
     )
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
