@@ -162,6 +162,12 @@ class Channel(SettingsModel):
         """The record types a channel that carries records may send (a route's `message_type:`)."""
         return ()
 
+    @property
+    def reads_sections(self) -> tuple[str, ...]:
+        """Top-level sections of routes.yaml its configuration reads besides its own keys (a
+        reload that changes one reconfigures the channel)."""
+        return ()
+
     def problems_with(self, settings: Settings) -> list[tuple[str, str]]:
         """(key, message) for each setting that names something the rest of routes.yaml
         does not have as it should (a destination it reads from, say); `check` reports them."""

@@ -35,6 +35,10 @@ class AlertsChannel(Channel):
     def record_types(self) -> tuple[str, ...]:
         return RECORD_TYPES
 
+    @property
+    def reads_sections(self) -> tuple[str, ...]:
+        return ("alerts",)
+
     def problems_with(self, settings: Any) -> list[tuple[str, str]]:
         others = [n for n, ch in settings.channels.items() if ch is not self and ch.type == "alerts"]
         return [("type", f"one alerts channel is enough; {others[0]!r} is another")] if others else []

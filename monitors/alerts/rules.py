@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, Literal
 
+from core import i18n
 from core.settings import AlertSettings
 
 __all__ = ["RULES", "Finding", "Look", "Rule", "Sample", "rule", "sample_of"]
@@ -362,6 +363,8 @@ RULES: tuple[Rule, ...] = (
 )
 
 _BY_KEY = {r.key: r for r in RULES}
+
+i18n.register({f"alert_rule_{r.key}": r.title for r in RULES})  # the dashboard names a rule by t()
 
 
 def rule(key: str) -> Rule:

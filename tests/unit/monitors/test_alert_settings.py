@@ -10,6 +10,8 @@ import pytest
 
 from core.errors import ConfigErrors
 from core.settings import load_settings
+from engine.config_diff import compare
+from engine.loaded_config import snapshot
 
 HEAD = """
 version: 1
@@ -75,3 +77,13 @@ def test_one_alerts_channel_only(tmp_path: Path) -> None:
 """,
     )
     assert any("one alerts channel is enough" in e for e in found), found
+
+
+def test_a_reload_that_changes_a_bound_reconfigures_the_alerts_channel(tmp_path: Path) -> None:
+    before = load(tmp_path, "alerts:\n  repeat_every: 1h\n")
+    after = load(tmp_path, 'alerts:\n  repeat_every: 2h\n  feeds: {lis: {hours: "07:30-21:00"}}\n')
+    diff = compare(snapshot(before, []), snapshot(after, []))  # type: ignore[arg-type]
+    assert diff.channels.changed == {
+        "alerts": ["alerts.feeds.lis.hours", "alerts.feeds.lis.silent", "alerts.repeat_every"]
+    }
+    assert diff.restart_needed == []
