@@ -154,7 +154,9 @@ class AlertSource:
                     )
                 else:
                     self._unsaved.pop(key, None)
-            level = log.error if t.severity == "critical" and t.kind != "resolve" else log.warning
+            # A logger per event (they are rare): it writes where logging is configured now.
+            events = structlog.get_logger("monitors.alerts")
+            level = events.error if t.severity == "critical" and t.kind != "resolve" else events.warning
             level(
                 EVENTS[t.kind],
                 channel=self.name,
