@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 __all__ = [
     "CONNECTOR_PACKAGE",
+    "CONNECTOR_PACKAGES",
     "ConnectorContext",
     "DestinationType",
     "SourceType",
@@ -33,6 +34,8 @@ __all__ = [
 
 CONNECTOR_PACKAGE = "channels"
 """Imported once before settings are read: importing it registers every shipped connector."""
+CONNECTOR_PACKAGES = (CONNECTOR_PACKAGE, "monitors.alerts.connector")
+"""…and the one channel type that reads the engine's own numbers (the `alerts` channel)."""
 
 
 class ConnectorContext(Protocol):
@@ -105,8 +108,9 @@ def unregister(entry: SourceType | DestinationType) -> None:
 
 
 def load() -> None:
-    """Import the connector package once, so its modules register their types."""
-    importlib.import_module(CONNECTOR_PACKAGE)
+    """Import the connector packages once, so their modules register their types."""
+    for package in CONNECTOR_PACKAGES:
+        importlib.import_module(package)
 
 
 def generation() -> int:
@@ -115,13 +119,14 @@ def generation() -> int:
 
 
 def source_types() -> list[SourceType]:
+    """By name, so every list of them reads the same whatever imported first."""
     load()
-    return list(_sources.values())
+    return sorted(_sources.values(), key=lambda entry: entry.name)
 
 
 def destination_types() -> list[DestinationType]:
     load()
-    return list(_destinations.values())
+    return sorted(_destinations.values(), key=lambda entry: entry.name)
 
 
 def source_type(name: str) -> SourceType:

@@ -3,9 +3,11 @@ outcomes for what it handed over); a source type adds counters of its own by sub
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from dataclasses import dataclass, fields
 
-__all__ = ["SUMMED", "SourceCounters"]
+__all__ = ["SUMMED", "SourceCounters", "stop_thread"]
 
 
 @dataclass(slots=True)
@@ -19,3 +21,11 @@ class SourceCounters:
 
 
 SUMMED = tuple(f.name for f in fields(SourceCounters) if f.name != "journal_errors")
+
+
+async def stop_thread(stop: threading.Event, thread: threading.Thread | None, grace: float) -> None:
+    """End a source's worker thread: tell it to stop, and wait for it up to `grace` (at least
+    a second, so a look in progress can finish its commit)."""
+    stop.set()
+    if thread is not None:
+        await asyncio.get_running_loop().run_in_executor(None, thread.join, max(grace, 1.0))

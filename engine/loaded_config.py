@@ -117,11 +117,20 @@ def snapshot(settings: Settings, files: Iterable[Path]) -> dict[str, Any]:
     return {
         "engine": _flatten(data["engine"]),
         "retry": _flatten(data["retry"]),
-        "channels": {name: _flatten(c) for name, c in data["channels"].items()},
+        "channels": {name: _channel(name, c, settings, data) for name, c in data["channels"].items()},
         "destinations": {name: _flatten(d) for name, d in data["destinations"].items()},
         "routes": {r["name"]: _flatten(r) for r in data["routes"]},
         "files": file_hashes(files, settings),
     }
+
+
+def _channel(name: str, channel: dict[str, Any], settings: Settings, data: dict[str, Any]) -> dict[str, Any]:
+    """A channel's keys, and those of the sections it reads (the `alerts` channel: `alerts:`),
+    so a change there reconfigures it."""
+    flat = _flatten(channel)
+    for section in settings.channels[name].reads_sections:
+        flat.update(_flatten(data.get(section) or {}, f"{section}."))
+    return flat
 
 
 def record(

@@ -54,6 +54,8 @@ def sections() -> list[tuple[str, type[BaseModel]]]:
         ("`routes[]`", settings.Route),
         *destinations,
         ("`retry`", settings.RetrySettings),
+        ("`alerts`", settings.AlertSettings),
+        ("`alerts.feeds.<channel>`", settings.FeedAlerts),
     ]
 
 

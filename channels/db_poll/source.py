@@ -27,7 +27,7 @@ from channels.db_poll.reader import COLUMNS, JOURNAL, PollError, Reader, masked_
 from channels.db_poll.sql import PollQueries
 from core import failpoints, journal
 from core.journal.schema import messages as journal_messages
-from core.sources import SourceCounters
+from core.sources import SourceCounters, stop_thread
 
 log = structlog.get_logger("channels.db_poll")
 
@@ -115,9 +115,7 @@ class DbPollSource:
         )
 
     async def stop(self, grace: float) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self._thread.join, max(grace, 1.0))
+        await stop_thread(self._stop, self._thread, grace)
         if self._reader is not None:
             self._reader.close()
 

@@ -25,7 +25,7 @@ from channels.derived.relay import entry
 from channels.record_store.schema import derived_outbox, ensure_schema
 from core import failpoints, journal
 from core.masking import mask_text, masked_url
-from core.sources import SourceCounters
+from core.sources import SourceCounters, stop_thread
 
 log = structlog.get_logger("channels.derived")
 
@@ -81,9 +81,7 @@ class DerivedSource:
         log.info("derived_relay_started", channel=self.name, store=self.config.store, every=self.config.every)
 
     async def stop(self, grace: float) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self._thread.join, max(grace, 1.0))
+        await stop_thread(self._stop, self._thread, grace)
 
     def reconfigure(self, config: DerivedConfig) -> None:
         """Taken at the next look (`every`, `batch`; another store takes a restart)."""

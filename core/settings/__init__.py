@@ -2,6 +2,7 @@
 reading it with every problem collected (loading.py). Connector settings models extend
 `Channel` or `Destination` from here and live with their connector under `channels/`."""
 
+from core.settings.alerts import AlertSettings, FeedAlerts, parse_hours
 from core.settings.loading import LoadedSettings, load_settings, read_settings
 from core.settings.models import (
     Channel,
@@ -35,11 +36,13 @@ from core.settings.values import (
 __all__ = [
     "DEFAULT_BROKER",
     "DEFAULT_DATABASE",
+    "AlertSettings",
     "Channel",
     "Destination",
     "Duration",
     "Encoding",
     "EngineSettings",
+    "FeedAlerts",
     "HttpSettings",
     "JournalSettings",
     "Listen",
@@ -55,6 +58,7 @@ __all__ = [
     "TimeZone",
     "load_settings",
     "parse_duration",
+    "parse_hours",
     "parse_listen",
     "parse_size",
     "read_settings",

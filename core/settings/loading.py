@@ -141,6 +141,9 @@ def _reference_problems(loaded: LoadedSettings, skip: set[Loc]) -> list[ConfigEr
                     loaded.mapping_files.append(path)
             else:
                 problem((*base, "mapping"), f"mapping file not found: {path}")
+    for channel in _section(_section(data, "alerts"), "feeds"):
+        if channel not in channels and ("alerts", "feeds", channel) not in skip:
+            problem(("alerts", "feeds", channel), f"unknown channel {channel!r}{hint(channel, channels)}")
     return problems
 
 

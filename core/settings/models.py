@@ -32,6 +32,7 @@ from pydantic import (
 from core import connectors
 from core.audience import Reach
 from core.config_paths import ConfigRoots
+from core.settings.alerts import AlertSettings
 from core.settings.values import (
     DEFAULT_BROKER,
     DEFAULT_DATABASE,
@@ -168,6 +169,12 @@ class Channel(SettingsModel):
         """The record types a channel that carries records may send (a route's `message_type:`)."""
         return ()
 
+    @property
+    def reads_sections(self) -> tuple[str, ...]:
+        """Top-level sections of routes.yaml its configuration reads besides its own keys (a
+        reload that changes one reconfigures the channel)."""
+        return ()
+
     def problems_with(self, settings: Settings) -> list[tuple[str, str]]:
         """(key, message) for each setting that names something the rest of routes.yaml
         does not have as it should (a destination it reads from, say); `check` reports them."""
@@ -300,6 +307,10 @@ class Settings(SettingsModel):
     destinations: dict[Name, Destination] = Field(default_factory=dict, description="Destinations by name.")
     retry: RetrySettings = Field(
         default_factory=RetrySettings, description="Redelivery of failed deliveries."
+    )
+    alerts: AlertSettings = Field(
+        default_factory=AlertSettings,
+        description="Bounds of the engine's own alert rules (docs/alerts.md).",
     )
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)

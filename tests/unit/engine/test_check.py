@@ -100,7 +100,7 @@ def test_many_problems_are_reported_in_one_run(workdir: Path) -> None:
         "(use ${MCH_DB:-default} for a fallback)",
         "routes.yaml:7: channels.his_adt: unknown key 'listn' (did you mean 'listen'?)",
         "routes.yaml:10: channels.lis.listen: port 99999 is out of range 1..65535",
-        "routes.yaml:12: channels.pacs.type: unknown channel type 'mlp' (known: db_poll, derived, file, mllp; did you mean 'mllp'?)",
+        "routes.yaml:12: channels.pacs.type: unknown channel type 'mlp' (known: alerts, db_poll, derived, file, mllp; did you mean 'mllp'?)",
         "routes.yaml:16: routes[0].from[1]: unknown channel 'lsi' (did you mean 'lis'?)",
         "routes.yaml:18: routes[0].to[0]: unknown destination 'record_stor' (did you mean 'record_store'?)",
         "routes.yaml:19: routes[1].name: duplicate route name 'persons' (first at line 15)",

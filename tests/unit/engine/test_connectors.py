@@ -91,7 +91,7 @@ def test_unregistered_type_is_an_unknown_type_at_its_line(workdir: Path) -> None
     _write(workdir, TOY_ROUTES)
     problems = [str(p) for p in check_config("routes.yaml", {})]
     assert problems == [
-        "routes.yaml:4: channels.drop.type: unknown channel type 'toy_drop' (known: db_poll, derived, file, mllp)",
+        "routes.yaml:4: channels.drop.type: unknown channel type 'toy_drop' (known: alerts, db_poll, derived, file, mllp)",
         "routes.yaml:15: destinations.kept.type: unknown destination type 'toy_sink' (known: http_out, mllp_out, record_store, wechat)",
     ]
 
@@ -102,7 +102,7 @@ def test_unknown_type_lists_registered_types_too(workdir: Path) -> None:
     with toy_connectors():
         problems = [str(p) for p in check_config("routes.yaml", {})]
     assert problems == [
-        "routes.yaml:4: channels.pacs.type: unknown channel type 'x' (known: db_poll, derived, file, mllp, toy_drop)"
+        "routes.yaml:4: channels.pacs.type: unknown channel type 'x' (known: alerts, db_poll, derived, file, mllp, toy_drop)"
     ]
 
 
@@ -111,12 +111,12 @@ def test_check_types_lists_a_registered_type(capsys: pytest.CaptureFixture[str])
     with toy_connectors():
         assert main(["check", "--types", "--lang", "en"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        "channel types: db_poll, derived, file, mllp, toy_drop",
-        "destination types: http_out, mllp_out, record_store, wechat, toy_sink",
+        "channel types: alerts, db_poll, derived, file, mllp, toy_drop",
+        "destination types: http_out, mllp_out, record_store, toy_sink, wechat",
     ]
     assert main(["check", "--types", "--lang", "en"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        "channel types: db_poll, derived, file, mllp",
+        "channel types: alerts, db_poll, derived, file, mllp",
         "destination types: http_out, mllp_out, record_store, wechat",
     ]
 
@@ -132,7 +132,7 @@ def test_check_types_command_names_the_shipped_types_in_chinese() -> None:
     )
     assert (done.returncode, done.stdout) == (
         0,
-        "通道类型：db_poll, derived, file, mllp\n目的地类型：http_out, mllp_out, record_store, wechat\n",
+        "通道类型：alerts, db_poll, derived, file, mllp\n目的地类型：http_out, mllp_out, record_store, wechat\n",
     ), done.stderr
 
 

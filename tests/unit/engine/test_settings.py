@@ -177,7 +177,7 @@ def test_unknown_channel_type_lists_known_types(workdir: Path) -> None:
         """,
         workdir,
     ) == [
-        "routes.yaml:4: channels.his_adt.type: unknown channel type 'mlp' (known: db_poll, derived, file, mllp; did you mean 'mllp'?)"
+        "routes.yaml:4: channels.his_adt.type: unknown channel type 'mlp' (known: alerts, db_poll, derived, file, mllp; did you mean 'mllp'?)"
     ]
 
 
