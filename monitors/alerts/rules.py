@@ -228,29 +228,14 @@ def _disk_low(look: Look) -> list[Finding]:
     return []
 
 
-def _quotas(entry: Mapping[str, Any]) -> list[tuple[str, float, float]]:
-    """(api, remaining, limit) from one destination's WeChat numbers, as far as it has them."""
-    quota = entry.get("quota")
-    out = []
-    if isinstance(quota, Mapping):
-        for api, q in quota.items():
-            if isinstance(q, Mapping):
-                remain, limit = q.get("remain", q.get("remaining")), q.get("limit")
-                if isinstance(remain, int | float) and isinstance(limit, int | float) and limit > 0:
-                    out.append((str(api), float(remain), float(limit)))
-    return out
-
-
 def _wechat_quota(look: Look) -> list[Finding]:
+    """Each API of each `wechat` destination (monitors/wechat_status.py) below the ratio left."""
     found: dict[str, Finding] = {}
-    for entry in _get(look.status, "wechat") or []:
-        if not isinstance(entry, Mapping):
-            continue
-        for api, remain, limit in _quotas(entry):
-            if remain / limit < look.config.wechat_quota_ratio:
-                found[api] = Finding(
-                    api, f"{remain:.0f}/{limit:.0f}", f"{look.config.wechat_quota_ratio:.0%}"
-                )
+    ratio = look.config.wechat_quota_ratio
+    for numbers in _get(look.status, "wechat") or []:
+        for q in numbers.quota:
+            if q.remain is not None and q.daily_limit and q.remain / q.daily_limit < ratio:
+                found[q.api] = Finding(q.api, f"{q.remain}/{q.daily_limit}", f"{ratio:.0%}")
     return list(found.values())
 
 

@@ -13,6 +13,7 @@ from core.settings import AlertSettings, FeedAlerts
 from monitors.alerts.evaluate import OPEN, REPEAT, RESOLVE, OpenAlert, Transition, evaluate
 from monitors.alerts.rules import RULES, sample_of
 from monitors.engine_status import ChannelNumbers, DestinationNumbers, EngineStatus, ProcessNumbers
+from monitors.wechat_status import QuotaNumbers, WechatNumbers
 
 TZ = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=TZ).astimezone(UTC)  # a Monday, 10:00 in Shanghai
@@ -159,10 +160,13 @@ def test_services_down_disk_quota_and_processes() -> None:
         disk_free_ratio=0.05,
         disk_free_bytes=5 << 30,
         wechat=[
-            {
-                "destination": "wechat_oncall",
-                "quota": {"message/template/send": {"remain": 50, "limit": 1000}},
-            }
+            WechatNumbers(
+                "wechat_oncall",
+                quota=[QuotaNumbers("message/template/send", 1000, 950, 50, T0)],
+            ),
+            WechatNumbers(
+                "wechat_patient", quota=[QuotaNumbers("message/template/send", None, None, None, None)]
+            ),
         ],
     )
     s.processes.append(
