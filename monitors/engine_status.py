@@ -55,6 +55,7 @@ class ChannelNumbers:
     ack_latency_p99_s: float | None = None
     poll_lag_s: float | None = None  # db_poll: age of the last successful poll
     silent_for_s: float | None = None  # now - last_message_at
+    type: str = ""  # mllp, db_poll, file, ...
 
 
 @dataclass
@@ -115,6 +116,8 @@ class EngineStatus:
     disk_free_ratio: float | None = None
     dead_letters_open: int = 0
     dead_letters_total: int = 0
+    transform_dead_letters_open: int = 0  # a route's mapping failed: no destination
+    transform_dead_letters_total: int = 0
     wechat: list[dict[str, Any]] = field(default_factory=list)
 
     def problem(self, key: str, subject: str = "") -> None:
@@ -213,6 +216,7 @@ def _channels(
         numbers.control_id_reused = counts["reused"].get(name, 0)
         numbers.last_message_at = counts["last"].get(name)
         numbers.open_dead_letters = counts["dead_by_channel"].get(name, 0)
+        numbers.type = ch.type
         _recent_channel(numbers, counts["recent"], now)
         status.channels.append(numbers)
 
@@ -278,7 +282,7 @@ def _destinations(status: EngineStatus, settings: Settings, counts: dict[str, An
     if broker:
         status.broker_reachable = True
         try:
-            depths = _queue_depths(settings)
+            depths = queue_depths(settings)
         except Exception as exc:
             status.broker_reachable = False
             status.problem("broker_unreachable", f"{masked_url(eng.broker)} ({type(exc).__name__})")
@@ -304,11 +308,12 @@ def _destinations(status: EngineStatus, settings: Settings, counts: dict[str, An
                 delivery_latency_p99_s=p99,
             )
         )
-    status.dead_letters_open = counts["dead_open"]
-    status.dead_letters_total = counts["dead_total"]
+    ever, still_open = counts["dead_ever_by_destination"], counts["dead_open_by_destination"]
+    status.dead_letters_open, status.dead_letters_total = sum(still_open.values()), sum(ever.values())
+    status.transform_dead_letters_open, status.transform_dead_letters_total = still_open[""], ever[""]
 
 
-def _queue_depths(settings: Settings) -> dict[str, int]:
+def queue_depths(settings: Settings) -> dict[str, int]:
     partitions = {name: getattr(d, "partitions", 1) for name, d in settings.destinations.items()}
     bus = Bus(settings.engine.broker, settings.engine.queue_prefix, partitions)
     try:
@@ -318,19 +323,28 @@ def _queue_depths(settings: Settings) -> dict[str, int]:
 
 
 def _stores(status: EngineStatus, settings: Settings) -> None:
-    """Each destination database other than the journal's answers a trivial query."""
+    for url, error in store_errors(settings).items():
+        status.stores_reachable[url] = error is None
+        if error is not None:
+            status.problem("store_unreachable", f"{url} ({error})")
+
+
+def store_errors(settings: Settings) -> dict[str, str | None]:
+    """Each destination database other than the journal's, by masked URL: None when it
+    answers a trivial query, else the kind of error."""
+    out: dict[str, str | None] = {}
     urls = {d.database_url for d in settings.destinations.values() if d.database_url}
     for url in sorted(urls - {settings.engine.database}):
         store = make_engine(url)
-        status.stores_reachable[masked_url(url)] = True
+        out[masked_url(url)] = None
         try:
             with store.connect() as conn:
                 conn.execute(text("SELECT 1"))
         except Exception as exc:
-            status.stores_reachable[masked_url(url)] = False
-            status.problem("store_unreachable", f"{masked_url(url)} ({type(exc).__name__})")
+            out[masked_url(url)] = type(exc).__name__
         finally:
             store.dispose()
+    return out
 
 
 def _disk(status: EngineStatus, db: Engine) -> None:
@@ -383,11 +397,11 @@ def _journal_counts(db: Engine, now: datetime) -> dict[str, Any]:
             out[f"dead_by_{key}"] = {k: n for k, n in conn.execute(query) if k}
         ever = select(dl.c.destination, dl.c.status, func.count()).group_by(dl.c.destination, dl.c.status)
         ever_by: Counter[str] = Counter()
-        out["dead_ever_by_destination"], out["dead_open"], out["dead_total"] = ever_by, 0, 0
+        open_by: Counter[str] = Counter()
         for dest, st, n in conn.execute(ever):
             ever_by[dest or ""] += n
-            out["dead_total"] += n
-            out["dead_open"] += n if st == dead_letters.OPEN else 0
+            open_by[dest or ""] += n if st == dead_letters.OPEN else 0
+        out["dead_ever_by_destination"], out["dead_open_by_destination"] = ever_by, open_by
         out["recent"] = recent_window.read(conn, now)
         out.update(_route_counts(conn))
     out["reused"] = journal.count_reused_by_channel(db)

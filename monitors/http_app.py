@@ -1,6 +1,6 @@
-"""The engine's HTTP app (Starlette): `/healthz`, `/status` and the WeChat callback
-(`/wechat/callback`, channels/wechat/callback.py) today; the dashboard,
-`/metrics` and login are added to this same app later.
+"""The engine's HTTP app (Starlette): `/status`, `/healthz`, `/readyz` and `/metrics`
+(monitors/probes.py) and the WeChat callback (`/wechat/callback`, channels/wechat/callback.py);
+the dashboard and login are added to this same app.
 
 `/status` is `mch-engine status --json`: counts, times and names of channels, routes and
 destinations, no patient data, so it may be served before login exists. It answers 200
@@ -17,14 +17,11 @@ from starlette.routing import Route
 
 from channels.wechat import callback as wechat_callback
 from core.settings import Settings
+from monitors import probes
 from monitors.engine_status import Unreachable, collect
 
 
 def build_app(settings: Settings) -> Starlette:
-    async def healthz(_request: Request) -> JSONResponse:
-        """Alive: this process answers (what it can reach is `/status`'s business)."""
-        return JSONResponse({"status": "ok"})
-
     async def status(_request: Request) -> JSONResponse:
         try:
             result = await run_in_threadpool(collect, settings)
@@ -35,4 +32,4 @@ def build_app(settings: Settings) -> Starlette:
 
     wechat = wechat_callback.endpoint(settings.engine.database)
     callback = Route(wechat_callback.PATH, wechat, methods=["GET", "POST"])
-    return Starlette(routes=[Route("/healthz", healthz), Route("/status", status), callback])
+    return Starlette(routes=[*probes.routes(settings), Route("/status", status), callback])

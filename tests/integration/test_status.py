@@ -162,6 +162,7 @@ class TestEmbeddedDefault:
             assert body["disk_free_bytes"] > 0 and 0 < body["disk_free_ratio"] <= 1
             assert hospital_numbers | {"last_message_at": None} == {
                 "name": "hospital",
+                "type": "mllp",
                 "listen": f"127.0.0.1:{hospital}",
                 "listening": True,
                 "open_connections": 0,
