@@ -191,6 +191,8 @@ class TestEmbeddedDefault:
             table = mch("status", "--config", str(routes), env=_env(), cwd=tmp_path)
             assert table.returncode == 0, table.stderr
             assert "channel   address" in table.stdout and "all well" in table.stdout
+            assert "per min (1m)  per min (15m)  ACK p95 s  silent s" in table.stdout
+            assert "disk free where the journal lives:" in table.stdout
             zh = mch("status", "--config", str(routes), env=_env(MCH_LANG="zh"), cwd=tmp_path)
             assert "通道      地址" in zh.stdout and "一切正常" in zh.stdout
 
