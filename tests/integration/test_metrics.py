@@ -9,8 +9,6 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,7 @@ from test_status import FAILING, GOOD, REJECTED, UNROUTED, EngineProcess, port_o
 from core.masking import masked_url
 from core.settings import load_settings
 from monitors import engine_status
-from support import AMQP_URL, free_port, pg_schema, require_service, wait_until, write_routes
+from support import AMQP_URL, engine_backend, free_port, pg_schema, require_service, wait_until, write_routes
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -49,30 +47,18 @@ def get(port: int, path: str) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-@contextmanager
-def journal_url(kind: str) -> Iterator[tuple[str, str]]:
-    """(database, broker) of the backend `kind`."""
-    if kind == "sqlite":
-        yield f"sqlite:///{Path.cwd()}/engine-{uuid.uuid4().hex[:6]}.db", "memory://"
-        return
-    require_service("127.0.0.1", 5672, "RabbitMQ")
-    with pg_schema() as url:
-        yield url, AMQP_URL
-
-
 def delivered(port: int, n: int) -> Samples | None:
     _, samples = scrape(port)
     done = value(samples, "mch_deliveries_delivered_total", destination="record_store") == n
     return samples if done else None
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql+rabbitmq"])
-def test_metrics_count_what_was_sent(tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("backend", ["embedded", "postgresql+rabbitmq"])
+def test_metrics_count_what_was_sent(tmp_path: Path, backend: str) -> None:
     """Counters equal what was sent; an idle channel has its series at 0; the latencies are there;
     no patient data in the text."""
-    monkeypatch.chdir(tmp_path)
     http = free_port()
-    with journal_url("sqlite" if backend == "sqlite" else "pg") as (database, broker):
+    with engine_backend(backend, tmp_path) as (database, broker):
         routes = routes_with_http(tmp_path, database, http, broker=broker)
         engine = EngineProcess(routes, tmp_path, banner=4)
         try:
@@ -111,7 +97,7 @@ def test_metrics_count_what_was_sent(tmp_path: Path, backend: str, monkeypatch: 
     assert value(samples, "mch_journal_up") == 1 and value(samples, "mch_broker_up") == 1
     [(_, up)] = [(k, v) for k, v in samples.items() if k[0] == "mch_engine_process_up"]
     assert up == 1
-    if backend == "sqlite":
+    if backend == "embedded":
         assert value(samples, "mch_disk_free_bytes") > 0
     else:
         assert ("mch_disk_free_bytes", frozenset()) not in samples
