@@ -3,7 +3,7 @@ dashboard and `/metrics` all read `collect()`.
 
 Persistent facts (what was received, routed, failed, what waits, dead letters) come from the
 journal database; live facts (listening, open connections, roles) from the heartbeat rows
-the running processes write (monitors/heartbeat.py); queue depth on RabbitMQ from the broker.
+the running processes write (engine/heartbeat.py); queue depth on RabbitMQ from the broker.
 Nothing here holds patient data: counts, times, and names of channels, routes, destinations.
 """
 
@@ -22,10 +22,10 @@ from core.database import make_engine
 from core.masking import masked_url
 from core.settings import Settings
 from deadletter import store as dead_letters
-from engine import journal
+from engine import heartbeat, journal
 from engine.bus import Bus, capabilities_for
 from engine.operator_time import iso_time
-from monitors import heartbeat, recent_window
+from monitors import recent_window
 from monitors.recent_window import aware as _aware
 
 UNDELIVERED = (journal.PENDING, journal.RETRYING)
@@ -430,7 +430,3 @@ def _route_counts(conn: Connection) -> dict[str, Any]:
         "route_failed": {key: value for key, value in conn.execute(failed)},
         "route_received": {r: (n, _aware(last)) for r, n, last in conn.execute(received)},
     }
-
-
-def this_host() -> str:
-    return os.uname().nodename

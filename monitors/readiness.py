@@ -2,7 +2,7 @@
 
 Ready means the journal database, every record store and the message bus answer, and,
 in a process that has the ingest role, every configured listening channel listens here.
-The channels are read from this process's own heartbeat row (monitors/heartbeat.py), so
+The channels are read from this process's own heartbeat row (engine/heartbeat.py), so
 the answer is about this process even when the roles run as several. Cheap on purpose:
 no counting over the journal, unlike `status`.
 """
@@ -14,9 +14,9 @@ import os
 from core.database import make_engine
 from core.masking import masked_url
 from core.settings import Settings
+from engine import heartbeat
 from engine.bus import capabilities_for
-from monitors import heartbeat
-from monitors.engine_status import queue_depths, store_errors, this_host
+from monitors.engine_status import queue_depths, store_errors
 
 
 def problems(settings: Settings) -> list[str]:
@@ -39,7 +39,7 @@ def problems(settings: Settings) -> list[str]:
             out.append(f"broker_unreachable:{masked_url(eng.broker)} ({type(exc).__name__})")
     if out:
         return out
-    mine = [b for b in beats if b.host == this_host() and b.pid == os.getpid()]
+    mine = [b for b in beats if b.host == heartbeat.this_host() and b.pid == os.getpid()]
     if not mine:
         return ["no_heartbeat:this process has not written its heartbeat yet"]
     if "ingest" in mine[0].roles:

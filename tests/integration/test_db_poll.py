@@ -14,7 +14,6 @@ from db_poll_support import BACKENDS, his_database, journaled, poll_routes, stor
 from sqlalchemy import text
 
 from channels.db_poll.reader import PollError, reader_for
-from monitors import heartbeat
 from monitors.engine_status import collect
 from monitors.process_monitor import ProcessMonitor
 from support import RunningEngine, free_port, wait_until
@@ -86,8 +85,7 @@ def test_without_look_back_a_late_commit_is_lost(tmp_path: Path) -> None:
 def _status_problems(engine: RunningEngine) -> tuple[list[str], dict[str, object]]:
     """What `mch-engine status` reports, after the process wrote its heartbeat."""
     monitor = ProcessMonitor(engine.runtime)
-    heartbeat.ensure_schema(engine.journal)
-    asyncio.run_coroutine_threadsafe(monitor._write(), engine.loop).result(10)
+    asyncio.run_coroutine_threadsafe(monitor.beat_now(), engine.loop).result(10)
     status = collect(engine.settings)
     channel = next(c for c in status.channels if c.name == "his_view")
     return status.problems, {"listening": channel.listening, "error": channel.error}

@@ -220,7 +220,10 @@ class TestEmbeddedDefault:
         assert "the engine is not running" in stopped.stdout
         assert "channel hospital is not listening" in stopped.stdout
         assert "Traceback" not in stopped.stderr
-        assert _rows(sqlite_url, "SELECT pid FROM engine_processes") == []
+        # A clean stop marks the row stopped; what the process loaded stays for `check --diff`.
+        assert _rows(sqlite_url, "SELECT pid FROM engine_processes WHERE stopped_at IS NULL") == []
+        [(pid, loaded)] = _rows(sqlite_url, "SELECT pid, snapshot FROM engine_processes")
+        assert pid == engine.proc.pid and "hospital" in json.loads(loaded)["channels"]
 
     def test_log_lines_for_rejected_and_unrouted_messages_and_the_summary(
         self, tmp_path: Path, sqlite_url: str
