@@ -115,6 +115,9 @@ def test_a_column_gone_from_the_view_stops_the_channel_and_moves_nothing(tmp_pat
         wait_until(lambda: source.health.error is None, 10)
         problems, shown = _status_problems(engine)
         assert shown == {"listening": True, "error": None} and problems == []
+        # Poll lag: the age of the last successful poll (whole seconds), a few seconds at most.
+        channel = next(c for c in collect(engine.settings).channels if c.name == "his_view")
+        assert channel.poll_lag_s is not None and 0 <= channel.poll_lag_s < 10
 
 
 def test_an_unreachable_his_is_reported_and_retried_ever_later(tmp_path: Path) -> None:

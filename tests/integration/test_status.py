@@ -225,6 +225,25 @@ class TestEmbeddedDefault:
         [(pid, loaded)] = _rows(sqlite_url, "SELECT pid, snapshot FROM engine_processes")
         assert pid == engine.proc.pid and "hospital" in json.loads(loaded)["channels"]
 
+    def test_one_process_row_serves_status_and_check_diff(self, tmp_path: Path, sqlite_url: str) -> None:
+        """The running process's row says what it loaded (check --diff against it); after a clean
+        stop status no longer lists it and check --diff compares with what it last loaded."""
+        routes = routes_with_http(tmp_path, sqlite_url)
+        engine = EngineProcess(routes, tmp_path)
+        name = f"{socket.gethostname()}:{engine.proc.pid}"
+        try:
+            running = mch("check", "--config", str(routes), "--diff", env=_env(), cwd=tmp_path)
+            assert f"compared with what the running engine {name} loaded" in running.stdout
+            assert "no changes: a reload would change nothing" in running.stdout
+        finally:
+            engine.stop()
+        code, body = status_json(routes, tmp_path)
+        assert (code, body["processes"]) == (1, [])
+        routes.write_text(routes.read_text(encoding="utf-8").replace("utf-8", "gb18030", 1), encoding="utf-8")
+        after = mch("check", "--config", str(routes), "--diff", env=_env(), cwd=tmp_path)
+        assert f"no engine is running; compared with what engine {name} last loaded" in after.stdout
+        assert "encoding" in after.stdout and "no changes" not in after.stdout
+
     def test_log_lines_for_rejected_and_unrouted_messages_and_the_summary(
         self, tmp_path: Path, sqlite_url: str
     ) -> None:
