@@ -160,6 +160,8 @@ def test_roles_as_two_processes_give_the_same_totals(tmp_path: Path) -> None:
             send(hospital, GOOD, REJECTED, UNROUTED)
             wait_until(lambda: delivered(ports[1], 1))
             scraped = [scrape(port)[1] for port in ports]
+            # Each process is ready for its own roles: the deliver process listens on nothing.
+            assert [get(port, "/readyz")[0] for port in ports] == [200, 200]
         finally:
             back.stop()
             front.stop()
