@@ -233,8 +233,8 @@ class LiveReload:
         outcome = ReloadOutcome(RELOADED, self.process, diff)
         self._apply(new, compiled, diff, bound, outcome)
         self.loaded = snap
-        assert rt.journal_engine is not None
-        loaded_config.record(rt.journal_engine, self.process, rt.roles, snap, started=False)
+        if rt.heartbeat is not None:
+            rt.heartbeat.loaded(snap)  # its row says what it runs now (engine/heartbeat.py)
         return outcome
 
     def _refusals(self, diff: ConfigDiff) -> list[dict[str, Any]]:

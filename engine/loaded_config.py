@@ -1,60 +1,34 @@
-"""What each running engine process has loaded, kept in its database.
+"""What each running engine process has loaded.
 
 `mch-engine check --diff` compares the files on disk with what the running engine
 uses, and `mch-engine reload` needs to know which processes should answer. So every
-engine process writes one row here at start and after each reload: a snapshot of its
-settings (secrets as fingerprints, never the URL itself) and the content hash of every
-mapping file, include and code table it compiled; and it marks the row as seen every
-few seconds while it runs, and as stopped when it stops cleanly.
+engine process keeps, in its heartbeat row (engine/heartbeat.py, the one table of
+running processes), a snapshot of its settings (secrets as fingerprints, never the URL
+itself) and the content hash of every mapping file, include and code table it compiled,
+written at start and after each reload.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import structlog
-from sqlalchemy import Column, Engine, MetaData, String, Table, Text, insert, select, update
+from sqlalchemy import Engine
 
-from core.database import UtcDateTime
 from core.settings import Settings
+from engine import heartbeat
 
-log = structlog.get_logger("engine.loaded_config")
-
-metadata = MetaData()
-
-loaded_config = Table(
-    "engine_loaded_config",
-    metadata,
-    Column("process", String(200), primary_key=True),
-    Column("roles", String(64), nullable=False),
-    Column("started_at", UtcDateTime(), nullable=False),
-    Column("loaded_at", UtcDateTime(), nullable=False),
-    Column("seen_at", UtcDateTime(), nullable=False),
-    Column("stopped_at", UtcDateTime()),
-    Column("snapshot", Text, nullable=False),  # JSON, see `snapshot`
-)
-
-HEARTBEAT = 2.0
-"""Seconds between a running process's `seen_at` updates."""
-ALIVE = timedelta(seconds=10)
-"""A process not seen for this long is taken to be gone (killed, or its host is down)."""
-
-FORGET = timedelta(days=30)
-"""Rows of processes not seen for this long are deleted when a process starts."""
 SECRET_KEYS = frozenset({"broker", "database", "url"})
 """Settings whose values may carry a password: kept as a fingerprint only."""
 
 
 @dataclass(frozen=True, slots=True)
 class LoadedBy:
-    """One engine process's row."""
+    """What one engine process loaded, and whether it runs."""
 
     process: str
     roles: str
@@ -65,11 +39,8 @@ class LoadedBy:
     snapshot: dict[str, Any]
 
     def alive(self, now: datetime | None = None) -> bool:
-        return self.stopped_at is None and (now or datetime.now(UTC)) - self.seen_at < ALIVE
-
-
-def ensure_schema(engine: Engine) -> None:
-    metadata.create_all(engine)
+        seen_for = (now or datetime.now(UTC)) - self.seen_at
+        return self.stopped_at is None and seen_for <= heartbeat.STALE_AFTER
 
 
 def _fingerprint(text: str) -> str:
@@ -133,78 +104,29 @@ def _channel(name: str, channel: dict[str, Any], settings: Settings, data: dict[
     return flat
 
 
-def record(
-    engine: Engine, process: str, roles: Iterable[str], snap: dict[str, Any], *, started: bool
-) -> None:
-    """This process loaded `snap` (at start, `started=True`, or after a reload)."""
-    now = datetime.now(UTC)
-    values = {"loaded_at": now, "seen_at": now, "stopped_at": None, "snapshot": json.dumps(snap)}
-    with engine.begin() as conn:
-        if started:
-            gone = (loaded_config.c.process == process) | (loaded_config.c.seen_at < now - FORGET)
-            conn.execute(loaded_config.delete().where(gone))
-            row = {"process": process, "roles": ",".join(sorted(roles)), "started_at": now, **values}
-            conn.execute(insert(loaded_config).values(**row))
-        else:
-            conn.execute(update(loaded_config).where(loaded_config.c.process == process).values(**values))
-
-
-def mark(engine: Engine, process: str, *, stopped: bool = False) -> None:
-    now = datetime.now(UTC)
-    values: dict[str, Any] = {"stopped_at": now} if stopped else {"seen_at": now}
-    with engine.begin() as conn:
-        conn.execute(update(loaded_config).where(loaded_config.c.process == process).values(**values))
-
-
 def read_all(engine: Engine) -> list[LoadedBy]:
-    """Every process row, most recently loaded first (none if no engine ever ran here)."""
-    ensure_schema(engine)
-    with engine.connect() as conn:
-        rows = conn.execute(select(loaded_config).order_by(loaded_config.c.loaded_at.desc())).mappings().all()
-    return [
-        LoadedBy(
-            r["process"],
-            r["roles"],
-            r["started_at"],
-            r["loaded_at"],
-            r["seen_at"],
-            r["stopped_at"],
-            json.loads(r["snapshot"]),
-        )
-        for r in rows
-    ]
+    """Every process row with what it loaded, most recently loaded first (none if no engine
+    ever ran here); a cleanly stopped process's row too, until its successor starts."""
+    rows = [b for b in heartbeat.read_all(engine, stopped=True) if b.snapshot is not None]
+    return sorted(
+        (
+            LoadedBy(
+                b.process,
+                ",".join(b.roles),
+                b.started_at,
+                b.loaded_at or b.started_at,
+                b.heartbeat_at,
+                b.stopped_at,
+                b.snapshot or {},
+            )
+            for b in rows
+        ),
+        key=lambda row: row.loaded_at,
+        reverse=True,
+    )
 
 
 def running(engine: Engine) -> list[LoadedBy]:
     """The processes that look alive now."""
     now = datetime.now(UTC)
     return [p for p in read_all(engine) if p.alive(now)]
-
-
-class Heartbeat:
-    """Marks this process as seen every HEARTBEAT seconds, and as stopped on `stop`."""
-
-    def __init__(self, engine: Engine, process: str, interval: float = HEARTBEAT) -> None:
-        self.engine = engine
-        self.process = process
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="loaded-config", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        try:
-            mark(self.engine, self.process, stopped=True)
-        except Exception as exc:  # the database is away: the row goes stale by itself
-            log.warning("loaded_config_unwritable", error=type(exc).__name__)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                mark(self.engine, self.process)
-            except Exception as exc:
-                log.warning("loaded_config_unwritable", error=type(exc).__name__)

@@ -27,11 +27,12 @@ from core.settings import Channel, Destination, Settings
 from deadletter import audit
 from deadletter import store as dead_letters
 from deadletter.policy import RetryPolicy
-from engine import journal, loaded_config
+from engine import journal
 from engine.bus import Bus
 from engine.delivery import DeliveryWorker
+from engine.heartbeat import Heartbeat, this_process
 from engine.live_reload import LiveReload, compile_routes
-from engine.operator_requests import Handler, RequestPoller, process_name
+from engine.operator_requests import Handler, RequestPoller
 from engine.pipeline import TransformWorker
 from engine.router import Router
 from engine.transform_feed import TransformFeed
@@ -55,7 +56,7 @@ class EngineRuntime:
     feed: TransformFeed | None = None
     requests: RequestPoller | None = None
     reloader: LiveReload | None = None
-    heartbeat: loaded_config.Heartbeat | None = None
+    heartbeat: Heartbeat | None = None
     _engines: dict[str, Engine] = field(default_factory=dict)
 
     def engine_for(self, url: str) -> Engine:
@@ -79,7 +80,6 @@ class EngineRuntime:
         journal.ensure_schema(self.journal_engine)
         dead_letters.ensure_schema(self.journal_engine)
         audit.ensure_schema(self.journal_engine)
-        loaded_config.ensure_schema(self.journal_engine)
         compiled = compile_routes(s)
         destinations = {name: d for name, d in s.destinations.items()}
         for name, d in destinations.items():
@@ -134,8 +134,8 @@ class EngineRuntime:
                 self.sources.append(source)
         self.reloader = LiveReload(self, asyncio.get_running_loop(), compiled.files)
         snap = self.reloader.loaded
-        loaded_config.record(self.journal_engine, process_name(), self.roles, snap, started=True)
-        self.heartbeat = loaded_config.Heartbeat(self.journal_engine, process_name())
+        self.heartbeat = Heartbeat(self.journal_engine, this_process(self.roles))
+        self.heartbeat.beat.snapshot, self.heartbeat.beat.loaded_at = snap, self.heartbeat.beat.started_at
         self.heartbeat.start()
         self.requests = RequestPoller(self.journal_engine, self.request_handlers())
         self.requests.start()

@@ -3,13 +3,15 @@ dashboard and `/metrics` all read `collect()`.
 
 Persistent facts (what was received, routed, failed, what waits, dead letters) come from the
 journal database; live facts (listening, open connections, roles) from the heartbeat rows
-the running processes write (monitors/heartbeat.py); queue depth on RabbitMQ from the broker.
+the running processes write (engine/heartbeat.py); queue depth on RabbitMQ from the broker.
 Nothing here holds patient data: counts, times, and names of channels, routes, destinations.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any
@@ -20,10 +22,11 @@ from core.database import make_engine
 from core.masking import masked_url
 from core.settings import Settings
 from deadletter import store as dead_letters
-from engine import journal
+from engine import heartbeat, journal
 from engine.bus import Bus, capabilities_for
 from engine.operator_time import iso_time
-from monitors import heartbeat
+from monitors import recent_window
+from monitors.recent_window import aware as _aware
 from monitors.wechat_status import WechatNumbers, wechat_numbers
 
 UNDELIVERED = (journal.PENDING, journal.RETRYING)
@@ -46,6 +49,14 @@ class ChannelNumbers:
     last_message_at: datetime | None = None
     open_dead_letters: int = 0
     error: str | None = None  # a polled channel's last failure, until a poll succeeds
+    rate_1m: float = 0.0  # messages received per minute, over the last minute
+    rate_15m: float = 0.0  # ... and over the last 15 minutes
+    ack_latency_p50_s: float | None = None  # frame arrival to ACK, recent window
+    ack_latency_p95_s: float | None = None
+    ack_latency_p99_s: float | None = None
+    poll_lag_s: float | None = None  # db_poll: age of the last successful poll
+    silent_for_s: float | None = None  # now - last_message_at
+    type: str = ""  # mllp, db_poll, file, ...
 
 
 @dataclass
@@ -69,6 +80,12 @@ class DestinationNumbers:
     oldest_undelivered_at: datetime | None = None
     oldest_undelivered_age_s: float | None = None
     open_dead_letters: int = 0
+    retrying: int = 0  # deliveries waiting for their next attempt
+    dead_lettered: int = 0  # dead letters ever made for this destination, open or not
+    delivered_rate_1m: float = 0.0
+    delivery_latency_p50_s: float | None = None  # receipt to delivered, recent window
+    delivery_latency_p95_s: float | None = None
+    delivery_latency_p99_s: float | None = None
 
 
 @dataclass
@@ -93,6 +110,15 @@ class EngineStatus:
     channels: list[ChannelNumbers] = field(default_factory=list)
     routes: list[RouteNumbers] = field(default_factory=list)
     destinations: list[DestinationNumbers] = field(default_factory=list)
+    journal_reachable: bool = True
+    broker_reachable: bool | None = None  # None: the embedded bus, inside the engine process
+    stores_reachable: dict[str, bool] = field(default_factory=dict)  # masked URL -> answers
+    disk_free_bytes: int | None = None  # where the embedded (SQLite) journal lives
+    disk_free_ratio: float | None = None
+    dead_letters_open: int = 0
+    dead_letters_total: int = 0
+    transform_dead_letters_open: int = 0  # a route's mapping failed: no destination
+    transform_dead_letters_total: int = 0
     wechat: list[WechatNumbers] = field(default_factory=list)
 
     def problem(self, key: str, subject: str = "") -> None:
@@ -133,7 +159,7 @@ def collect(settings: Settings, now: datetime | None = None) -> EngineStatus:
     try:
         try:
             beats = heartbeat.read_all(db)
-            counts = _journal_counts(db)
+            counts = _journal_counts(db, now)
         except Exception as exc:
             raise Unreachable("journal", eng.database, exc) from exc
         _processes(status, beats, now)
@@ -141,6 +167,7 @@ def collect(settings: Settings, now: datetime | None = None) -> EngineStatus:
         _routes(status, settings, counts)
         _destinations(status, settings, counts, now)
         _stores(status, settings)
+        _disk(status, db)
         _wechat(status, settings, db, now)
     finally:
         db.dispose()
@@ -171,7 +198,7 @@ def _channels(
     for name, ch in settings.channels.items():
         address = ch.listen_at
         if address is None:
-            numbers = _reported(status, name, ch, live)
+            numbers = _reported(status, name, ch, live, now)
         else:
             mine = [x for b in live for x in b.listeners if x.channel == name]
             numbers = ChannelNumbers(
@@ -191,10 +218,26 @@ def _channels(
         numbers.control_id_reused = counts["reused"].get(name, 0)
         numbers.last_message_at = counts["last"].get(name)
         numbers.open_dead_letters = counts["dead_by_channel"].get(name, 0)
+        numbers.type = ch.type
+        _recent_channel(numbers, counts["recent"], now)
         status.channels.append(numbers)
 
 
-def _reported(status: EngineStatus, name: str, ch: Any, live: list[heartbeat.Beat]) -> ChannelNumbers:
+def _recent_channel(numbers: ChannelNumbers, recent: recent_window.Recent, now: datetime) -> None:
+    name = numbers.name
+    numbers.rate_1m = recent.per_minute(recent.received_1m.get(name, 0), 1)
+    numbers.rate_15m = recent.per_minute(recent.received_15m.get(name, 0), 15)
+    ack = recent.ack.get(name, {})
+    numbers.ack_latency_p50_s, numbers.ack_latency_p95_s, numbers.ack_latency_p99_s = (
+        ack.get(q) for q in recent_window.QUANTILES
+    )
+    if numbers.last_message_at is not None:
+        numbers.silent_for_s = round(max((now - numbers.last_message_at).total_seconds(), 0.0), 1)
+
+
+def _reported(
+    status: EngineStatus, name: str, ch: Any, live: list[heartbeat.Beat], now: datetime
+) -> ChannelNumbers:
     """A channel that listens on nothing (file, db_poll): its state as its process reports it
     (`running`, `problem`, `where`)."""
     states = [s for b in live if (s := b.counters.get("sources", {}).get(name))]
@@ -205,6 +248,9 @@ def _reported(status: EngineStatus, name: str, ch: Any, live: list[heartbeat.Bea
         open_connections=0,
     )
     numbers.error = next((s["problem"] for s in states if s.get("problem")), None)
+    polled = [_aware(s["last_poll_at"]) for s in states if s.get("last_poll_at")]
+    if polled:
+        numbers.poll_lag_s = round((now - max(t for t in polled if t)).total_seconds(), 1)
     if not getattr(ch, "enabled", True):
         return numbers  # switched off in routes.yaml (a db_poll channel's empty url)
     if numbers.error:
@@ -236,12 +282,17 @@ def _destinations(status: EngineStatus, settings: Settings, counts: dict[str, An
     broker = capabilities_for(eng.broker).durable  # the embedded bus lives in the engine process
     depths: dict[str, int] = {}
     if broker:
+        status.broker_reachable = True
         try:
-            depths = _queue_depths(settings)
+            depths = queue_depths(settings)
         except Exception as exc:
+            status.broker_reachable = False
             status.problem("broker_unreachable", f"{masked_url(eng.broker)} ({type(exc).__name__})")
+    recent = counts["recent"]
     for name in settings.destinations:
         oldest = counts["oldest_undelivered"].get(name)
+        latency = recent.delivery.get(name, {})
+        p50, p95, p99 = (latency.get(q) for q in recent_window.QUANTILES)
         status.destinations.append(
             DestinationNumbers(
                 name=name,
@@ -251,8 +302,17 @@ def _destinations(status: EngineStatus, settings: Settings, counts: dict[str, An
                 oldest_undelivered_at=oldest,
                 oldest_undelivered_age_s=round((now - oldest).total_seconds(), 1) if oldest else None,
                 open_dead_letters=counts["dead_by_destination"].get(name, 0),
+                retrying=counts["deliveries"].get(name, {}).get(journal.RETRYING, 0),
+                dead_lettered=counts["dead_ever_by_destination"].get(name, 0),
+                delivered_rate_1m=recent.per_minute(recent.delivered_1m.get(name, 0), 1),
+                delivery_latency_p50_s=p50,
+                delivery_latency_p95_s=p95,
+                delivery_latency_p99_s=p99,
             )
         )
+    ever, still_open = counts["dead_ever_by_destination"], counts["dead_open_by_destination"]
+    status.dead_letters_open, status.dead_letters_total = sum(still_open.values()), sum(ever.values())
+    status.transform_dead_letters_open, status.transform_dead_letters_total = still_open[""], ever[""]
 
 
 def _wechat(status: EngineStatus, settings: Settings, db: Engine, now: datetime) -> None:
@@ -263,7 +323,7 @@ def _wechat(status: EngineStatus, settings: Settings, db: Engine, now: datetime)
             status.problem("wechat_quota_exhausted", numbers.name)
 
 
-def _queue_depths(settings: Settings) -> dict[str, int]:
+def queue_depths(settings: Settings) -> dict[str, int]:
     partitions = {name: getattr(d, "partitions", 1) for name, d in settings.destinations.items()}
     bus = Bus(settings.engine.broker, settings.engine.queue_prefix, partitions)
     try:
@@ -273,20 +333,44 @@ def _queue_depths(settings: Settings) -> dict[str, int]:
 
 
 def _stores(status: EngineStatus, settings: Settings) -> None:
-    """Each destination database other than the journal's answers a trivial query."""
+    for url, error in store_errors(settings).items():
+        status.stores_reachable[url] = error is None
+        if error is not None:
+            status.problem("store_unreachable", f"{url} ({error})")
+
+
+def store_errors(settings: Settings) -> dict[str, str | None]:
+    """Each destination database other than the journal's, by masked URL: None when it
+    answers a trivial query, else the kind of error."""
+    out: dict[str, str | None] = {}
     urls = {d.database_url for d in settings.destinations.values() if d.database_url}
     for url in sorted(urls - {settings.engine.database}):
         store = make_engine(url)
+        out[masked_url(url)] = None
         try:
             with store.connect() as conn:
                 conn.execute(text("SELECT 1"))
         except Exception as exc:
-            status.problem("store_unreachable", f"{masked_url(url)} ({type(exc).__name__})")
+            out[masked_url(url)] = type(exc).__name__
         finally:
             store.dispose()
+    return out
 
 
-def _journal_counts(db: Engine) -> dict[str, Any]:
+def _disk(status: EngineStatus, db: Engine) -> None:
+    """Free space on the file system of the embedded journal (a server database: None)."""
+    path = db.url.database if db.dialect.name == "sqlite" else None
+    if not path or path == ":memory:":
+        return
+    try:
+        usage = shutil.disk_usage(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return
+    status.disk_free_bytes = usage.free
+    status.disk_free_ratio = round(usage.free / usage.total, 4) if usage.total else None
+
+
+def _journal_counts(db: Engine, now: datetime) -> dict[str, Any]:
     m, d, dl = journal.messages, journal.deliveries, dead_letters.dead_letters
     journal.ensure_schema(db)
     dead_letters.ensure_schema(db)
@@ -321,6 +405,14 @@ def _journal_counts(db: Engine) -> dict[str, Any]:
         ):
             query = select(column, func.count()).where(open_rows).group_by(column)
             out[f"dead_by_{key}"] = {k: n for k, n in conn.execute(query) if k}
+        ever = select(dl.c.destination, dl.c.status, func.count()).group_by(dl.c.destination, dl.c.status)
+        ever_by: Counter[str] = Counter()
+        open_by: Counter[str] = Counter()
+        for dest, st, n in conn.execute(ever):
+            ever_by[dest or ""] += n
+            open_by[dest or ""] += n if st == dead_letters.OPEN else 0
+        out["dead_ever_by_destination"], out["dead_open_by_destination"] = ever_by, open_by
+        out["recent"] = recent_window.read(conn, now)
         out.update(_route_counts(conn))
     out["reused"] = journal.count_reused_by_channel(db)
     return out
@@ -348,16 +440,3 @@ def _route_counts(conn: Connection) -> dict[str, Any]:
         "route_failed": {key: value for key, value in conn.execute(failed)},
         "route_received": {r: (n, _aware(last)) for r, n, last in conn.execute(received)},
     }
-
-
-def _aware(value: datetime | str | None) -> datetime | None:
-    """Aggregates bypass the column type on SQLite: a naive UTC datetime or its text."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def this_host() -> str:
-    return os.uname().nodename

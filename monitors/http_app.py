@@ -1,7 +1,7 @@
-"""The engine's HTTP app (Starlette): `/healthz`, `/status`, the WeChat callback
-(`/wechat/callback`, channels/wechat/callback.py), and the dashboard's login and JSON API
-(monitors/web/), all behind the login gate, which leaves the health, status, metrics and
-callback paths public.
+"""The engine's HTTP app (Starlette): `/status`, `/healthz`, `/readyz` and `/metrics`
+(monitors/probes.py), the WeChat callback (`/wechat/callback`, channels/wechat/callback.py),
+and the dashboard with its login and JSON API (monitors/web/), all behind the login gate,
+which leaves the probes, status, metrics and callback paths public.
 
 `/status` is `mch-engine status --json`: counts, times and names of channels, routes and
 destinations, no patient data, so it may be served before login exists. It answers 200
@@ -18,15 +18,11 @@ from starlette.routing import Route
 
 from channels.wechat import callback as wechat_callback
 from core.settings import Settings
-from monitors import web
+from monitors import probes, web
 from monitors.engine_status import Unreachable, collect
 
 
 def build_app(settings: Settings) -> Starlette:
-    async def healthz(_request: Request) -> JSONResponse:
-        """Alive: this process answers (what it can reach is `/status`'s business)."""
-        return JSONResponse({"status": "ok"})
-
     async def status(_request: Request) -> JSONResponse:
         try:
             result = await run_in_threadpool(collect, settings)
@@ -37,5 +33,5 @@ def build_app(settings: Settings) -> Starlette:
 
     wechat = wechat_callback.endpoint(settings.engine.database)
     callback = Route(wechat_callback.PATH, wechat, methods=["GET", "POST"])
-    routes = [Route("/healthz", healthz), Route("/status", status), callback, *web.routes(settings)]
+    routes = [*probes.routes(settings), Route("/status", status), callback, *web.routes(settings)]
     return Starlette(routes=routes, middleware=web.middleware(settings))

@@ -1,26 +1,24 @@
-"""Inside a running engine: the heartbeat row every few seconds, a summary log line every
-`summary_interval` seconds, and the HTTP app when `engine.http.listen` is set.
+"""Inside a running engine: the live facts of its heartbeat row (listeners, open
+connections, counters) every few seconds, a summary log line every `summary_interval`
+seconds, and the HTTP app when `engine.http.listen` is set.
 
-The heartbeat is written from the event loop's executor, so a slow database never holds
-up an ACK; a heartbeat that cannot be written is logged and tried again at the next tick
-(the process then looks down to `status`, which is the truth: it cannot reach its database).
+The facts are gathered on the event loop, where the sources count, and handed to the
+runtime's heartbeat (engine/heartbeat.py), whose own thread writes the row: a slow
+database never holds up an ACK.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections import Counter
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
 from core.masking import masked_url
 from core.sources import SUMMED
-from monitors import heartbeat
-from monitors.engine_status import this_host
+from engine import heartbeat
 from monitors.http_server import HttpServer
 
 log = structlog.get_logger("monitors.process")
@@ -32,24 +30,18 @@ class ProcessMonitor:
     def __init__(self, runtime: Any, summary_interval: float = SUMMARY_INTERVAL) -> None:
         self.runtime = runtime
         self.summary_interval = summary_interval
-        now = datetime.now(UTC)
-        self.beat = heartbeat.Beat(this_host(), os.getpid(), sorted(runtime.roles), now, now)
         self._task: asyncio.Task[None] | None = None
         self._last_summary: Counter[str] = Counter()
         self.http: HttpServer | None = None
 
     async def start(self) -> None:
-        """First heartbeat (so `status` sees the process at once), then the loop and HTTP."""
+        """A heartbeat with the listeners at once (so `status` sees them), then the loop and HTTP."""
         http = self.runtime.settings.engine.http
         if http is not None:
             host, port = http.host_port
             self.http = HttpServer(self.runtime.settings, host, port)
             await self.http.start()
-        db = self.runtime.journal_engine
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, heartbeat.ensure_schema, db)
-        await self._write()
-        await loop.run_in_executor(None, heartbeat.replace_predecessors, db, self.beat)
+        await self.beat_now()
         self._last_summary = self.totals()
         self._task = asyncio.create_task(self._run())
         eng = self.runtime.settings.engine
@@ -57,7 +49,7 @@ class ProcessMonitor:
             "engine_backends",
             journal=masked_url(eng.database),
             bus=masked_url(eng.broker),
-            listeners=[f"{x.channel}@{x.host}:{x.port}" for x in self.beat.listeners],
+            listeners=[f"{x.channel}@{x.host}:{x.port}" for x in self.runtime.heartbeat.beat.listeners],
             http=f"{self.http.host}:{self.http.port}" if self.http else None,
         )
 
@@ -68,35 +60,32 @@ class ProcessMonitor:
                 await self._task
         if self.http:
             await self.http.stop()
-        with contextlib.suppress(Exception):
-            await asyncio.get_running_loop().run_in_executor(
-                None, heartbeat.remove, self.runtime.journal_engine, self.beat
-            )
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         next_summary = loop.time() + self.summary_interval
         while True:
             await asyncio.sleep(min(heartbeat.INTERVAL, max(0.05, next_summary - loop.time())))
-            await self._write()
+            self.refresh()
             if loop.time() >= next_summary:
                 self.log_summary()
                 next_summary = loop.time() + self.summary_interval
 
-    async def _write(self) -> None:
-        self.beat.heartbeat_at = datetime.now(UTC)
-        self.beat.listeners = [
+    async def beat_now(self) -> None:
+        """The live facts, written at once (not at the heartbeat thread's next tick)."""
+        self.refresh()
+        await asyncio.get_running_loop().run_in_executor(None, self.runtime.heartbeat.write_now)
+
+    def refresh(self) -> None:
+        """This process's live facts into its beat, each replaced whole (the heartbeat thread
+        reads them)."""
+        beat = self.runtime.heartbeat.beat
+        beat.listeners = [
             heartbeat.Listener(s.name, s.config.host, s.port, s.counters.open_connections)
             for s in self.runtime.sources
             if getattr(s, "port", None)  # a file or db_poll source listens on nothing
         ]
-        self.beat.counters = self.counters()
-        try:
-            await asyncio.get_running_loop().run_in_executor(
-                None, heartbeat.write, self.runtime.journal_engine, self.beat
-            )
-        except Exception as exc:
-            log.error("heartbeat_not_written", error=type(exc).__name__)
+        beat.counters = self.counters()
 
     def counters(self) -> dict[str, Any]:
         """Counts since this process started, per channel, stage and destination."""

@@ -34,17 +34,20 @@ _TEXT: dict[str, tuple[str, str]] = {
         "host|pid|roles|started|last heartbeat|state|listening",
     ),
     "status_cmd_channel_header": (
-        "通道|地址|监听|连接|收到|已路由|未路由|失败|拒收|待转换|重复|控制号重用|最后消息|未处理死信",
+        "通道|地址|监听|连接|收到|已路由|未路由|失败|拒收|待转换|重复|控制号重用|最后消息|未处理死信"
+        "|每分钟(1分)|每分钟(15分)|ACK p95 秒|静默秒",
         "channel|address|listening|connections|received|routed|unrouted|failed|rejected|waiting"
-        "|duplicates|control_id_reused|last message|open dead letters",
+        "|duplicates|control_id_reused|last message|open dead letters|per min (1m)|per min (15m)"
+        "|ACK p95 s|silent s",
     ),
     "status_cmd_route_header": (
         "路由|来源通道|目的地|收到|已路由|失败|最后消息|未处理死信",
         "route|from|to|received|routed|failed|last message|open dead letters",
     ),
     "status_cmd_destination_header": (
-        "目的地|已送达|积压|队列深度|最早未送达|等待秒数|未处理死信",
-        "destination|delivered|backlog|queue depth|oldest undelivered|age s|open dead letters",
+        "目的地|已送达|积压|队列深度|最早未送达|等待秒数|未处理死信|重试中|死信累计|每分钟送达|送达 p95 秒",
+        "destination|delivered|backlog|queue depth|oldest undelivered|age s|open dead letters"
+        "|retrying|dead lettered|delivered/min|delivery p95 s",
     ),
     "status_cmd_wechat": ("微信通知", "WeChat notices"),
     "status_cmd_wechat_header": (
@@ -61,6 +64,10 @@ _TEXT: dict[str, tuple[str, str]] = {
     "status_cmd_down": ("已停止响应", "down"),
     "status_cmd_backends": ("日志库：{journal}  消息总线：{broker}", "journal: {journal}  bus: {broker}"),
     "status_cmd_all_well": ("一切正常", "all well"),
+    "status_cmd_disk": (
+        "日志库所在磁盘剩余：{free} GB（{ratio}%）",
+        "disk free where the journal lives: {free} GB ({ratio}%)",
+    ),
     "status_cmd_engine_not_running": (
         "引擎未在运行：没有任何引擎进程的心跳（请用 mch-engine run 启动）",
         "the engine is not running: no engine process has a heartbeat (start it with mch-engine run)",
@@ -125,7 +132,11 @@ def render(status: EngineStatus, tz: ZoneInfo) -> str:
     def yes(flag: bool) -> str:
         return _t("status_cmd_yes") if flag else _t("status_cmd_no")
 
-    out = [_t("status_cmd_backends", journal=status.journal, broker=status.broker), ""]
+    out = [_t("status_cmd_backends", journal=status.journal, broker=status.broker)]
+    if status.disk_free_bytes is not None and status.disk_free_ratio is not None:
+        free, ratio = round(status.disk_free_bytes / 1e9, 1), round(status.disk_free_ratio * 100, 1)
+        out.append(_t("status_cmd_disk", free=free, ratio=ratio))
+    out.append("")
     out += _table(
         _t("status_cmd_processes"),
         _t("status_cmd_process_header"),
@@ -161,6 +172,10 @@ def render(status: EngineStatus, tz: ZoneInfo) -> str:
                 c.control_id_reused,
                 when(c.last_message_at),
                 c.open_dead_letters,
+                c.rate_1m,
+                c.rate_15m,
+                _known(c.ack_latency_p95_s),
+                _known(c.silent_for_s),
             ]
             for c in status.channels
         ],
@@ -192,8 +207,12 @@ def render(status: EngineStatus, tz: ZoneInfo) -> str:
                 d.backlog,
                 "-" if d.queue_depth is None else d.queue_depth,
                 when(d.oldest_undelivered_at),
-                "-" if d.oldest_undelivered_age_s is None else d.oldest_undelivered_age_s,
+                _known(d.oldest_undelivered_age_s),
                 d.open_dead_letters,
+                d.retrying,
+                d.dead_lettered,
+                d.delivered_rate_1m,
+                _known(d.delivery_latency_p95_s),
             ]
             for d in status.destinations
         ],
@@ -225,6 +244,10 @@ def _wechat_table(status: EngineStatus, when: Any) -> list[str]:
         for w in status.wechat
     ]
     return _table(_t("status_cmd_wechat"), _t("status_cmd_wechat_header"), rows)
+
+
+def _known(value: float | None) -> object:
+    return "-" if value is None else value
 
 
 def _table(title: str, header: str, rows: Sequence[Sequence[object]]) -> list[str]:

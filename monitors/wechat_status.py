@@ -36,6 +36,7 @@ class WechatNumbers:
     failed: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
     by_errcode: dict[str, int] = field(default_factory=dict)  # WeChat's last refusal per notice
+    by_outcome: dict[tuple[str, str], int] = field(default_factory=dict)  # (status, errcode or "")
 
 
 def wechat_numbers(settings: Settings, db: Engine, now: datetime) -> list[WechatNumbers]:
@@ -57,6 +58,9 @@ def wechat_numbers(settings: Settings, db: Engine, now: datetime) -> list[Wechat
         if mine is not None:
             numbers.by_status = dict(mine.by_status)
             numbers.by_errcode = {str(code): n for code, n in sorted(mine.by_errcode.items())}
+            numbers.by_outcome = {
+                (st, "" if code is None else str(code)): n for (st, code), n in mine.by_outcome.items()
+            }
             numbers.sent = mine.by_status.get("sent", 0)
             numbers.undeliverable = mine.by_status.get("undeliverable", 0)
             numbers.failed = mine.by_status.get("failed", 0)

@@ -108,6 +108,18 @@ def pg_schema() -> Iterator[str]:
 
 
 @contextmanager
+def engine_backend(kind: str, folder: Path) -> Iterator[tuple[str, str]]:
+    """(database URL, broker URL) of `kind`: "embedded" (SQLite in `folder`, the in-process
+    bus) or "postgresql+rabbitmq" (a fresh schema, the test RabbitMQ)."""
+    if kind == "embedded":
+        yield f"sqlite:///{folder / 'engine.db'}", "memory://"
+        return
+    require_service("127.0.0.1", 5672, "RabbitMQ")
+    with pg_schema() as url:
+        yield url, AMQP_URL
+
+
+@contextmanager
 def engine_database(kind: str, directory: Path) -> Iterator[Any]:
     """An engine database of `kind` ("sqlite" in `directory`, or "postgresql" in a fresh schema)."""
     from core.database import make_engine

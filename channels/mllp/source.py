@@ -31,6 +31,7 @@ from channels.intake.examine import Policy, Verdict
 from channels.mllp.ack import build_ack, wrap_batch
 from channels.mllp.framing import BadFrame, Frame, MllpDecoder, frame
 from channels.mllp.ingest import examine, reject
+from core.clock import now_utc
 from core.errors import StartupError
 from core.journal import REJECTED, Entry, Journal, Outcome, Refused, Written
 from core.sources import SourceCounters
@@ -218,6 +219,7 @@ class _Connection(asyncio.Protocol):
     def _handle(self, event: Frame | BadFrame) -> None:
         counters = self.source.counters
         policy = self.cfg.policy
+        arrived = now_utc()  # the journal's commit time minus this is the ACK latency
         if isinstance(event, Frame):
             verdicts = examine(event.payload, policy, self.peer)
             batch_head = event.payload[:64] if is_batch(event.payload) else None
@@ -230,6 +232,7 @@ class _Connection(asyncio.Protocol):
                 ack_code="",
                 error=event.reason(self.cfg.max_message_bytes),
                 peer=self.peer,
+                received_at=arrived,
             )
             log.warning("mllp_stray_bytes", channel=policy.channel, peer=self.peer, size=event.size)
             self.source.journal.submit(entry)
@@ -241,6 +244,8 @@ class _Connection(asyncio.Protocol):
             verdicts = [reject(event.payload, policy, reason, self.peer)]
             batch_head = None
         counters.received += len(verdicts)
+        for verdict in verdicts:
+            verdict.entry.received_at = arrived
         item = _Pending(verdicts, batch_head)
         self.pending.append(item)
         submit = self.source.journal.submit_to

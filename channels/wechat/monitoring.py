@@ -39,6 +39,7 @@ class SendCounts:
     destination: str
     by_status: dict[str, int] = field(default_factory=dict)
     by_errcode: dict[int, int] = field(default_factory=dict)
+    by_outcome: dict[tuple[str, int | None], int] = field(default_factory=dict)  # (status, errcode)
 
 
 def quota_snapshots(engine: Engine) -> list[QuotaSnapshot]:
@@ -69,14 +70,13 @@ def send_counts(engine: Engine) -> list[SendCounts]:
     c = ledger.notices.c
     found: dict[str, SendCounts] = {}
     with engine.connect() as conn:
-        by_status = select(c.destination, c.status, func.count()).group_by(c.destination, c.status)
-        for destination, status, n in conn.execute(by_status):
-            found.setdefault(destination, SendCounts(destination)).by_status[status] = n
-        by_code = (
-            select(c.destination, c.errcode, func.count())
-            .where(c.errcode.is_not(None))
-            .group_by(c.destination, c.errcode)
+        outcomes = select(c.destination, c.status, c.errcode, func.count()).group_by(
+            c.destination, c.status, c.errcode
         )
-        for destination, code, n in conn.execute(by_code):
-            found.setdefault(destination, SendCounts(destination)).by_errcode[int(code)] = n
+        for destination, status, code, n in conn.execute(outcomes):
+            counts = found.setdefault(destination, SendCounts(destination))
+            counts.by_outcome[(status, None if code is None else int(code))] = n
+            counts.by_status[status] = counts.by_status.get(status, 0) + n
+            if code is not None:
+                counts.by_errcode[int(code)] = counts.by_errcode.get(int(code), 0) + n
     return [found[name] for name in sorted(found)]

@@ -57,6 +57,9 @@ messages = Table(
     Column("updated_at", UtcDateTime(), nullable=False),
     # An earlier message of the same channel + sender had this control id, with other bytes.
     Column("control_id_reused", Boolean, nullable=False, default=False, server_default=false()),
+    # When the insert committed, which is when the ACK goes out: with `received_at` (the
+    # frame's arrival) the ACK latency, at no extra write. Empty on rows older than it.
+    Column("journaled_at", UtcDateTime()),
 )
 Index("ix_journal_status", messages.c.status, messages.c.id)
 Index("ix_journal_channel", messages.c.channel, messages.c.id)
@@ -96,6 +99,9 @@ def ensure_schema(engine: Engine) -> None:
             column = CreateColumn(messages.c.control_id_reused).compile(dialect=conn.dialect)
             conn.exec_driver_sql(f"ALTER TABLE {messages.name} ADD COLUMN {column}")
             _add_content_to_keys(conn)
+        if "journaled_at" not in columns:
+            column = CreateColumn(messages.c.journaled_at).compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f"ALTER TABLE {messages.name} ADD COLUMN {column}")
     _by_control_id.create(engine, checkfirst=True)
 
 

@@ -147,6 +147,7 @@ def _row(e: Entry, key: str | None, reused: bool, now: datetime) -> dict[str, An
         "duplicates": 0,
         "peer": e.peer,
         "updated_at": now,
+        "journaled_at": now,
         "control_id_reused": reused,
     }
 

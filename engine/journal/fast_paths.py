@@ -144,8 +144,8 @@ def sqlite_time(value: datetime) -> str:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-_SQLITE_COLUMNS = f"{', '.join(INSERTED)}, control_id_reused, duplicates, updated_at"
-_SQLITE_ROW = f"({', '.join('?' * len(INSERTED))}, ?, 0, ?)"
+_SQLITE_COLUMNS = f"{', '.join(INSERTED)}, control_id_reused, duplicates, updated_at, journaled_at"
+_SQLITE_ROW = f"({', '.join('?' * len(INSERTED))}, ?, 0, ?, ?)"
 _SQLITE_CHUNK = 1000  # rows per INSERT, well under SQLite's limit on bound variables
 
 
@@ -202,6 +202,7 @@ class _SqliteStatements:
                     e.peer,
                     flag,
                     stamp,
+                    stamp,
                 )
             # One statement for the chunk: the driver lets go of the GIL once, not once per
             # row. Rows without an explicit id get max(id) + 1 in VALUES order while we hold
@@ -229,10 +230,11 @@ class _SqliteStatements:
 # reuses an earlier accepted row's control id is decided in the same statement.
 _PG_ARRAYS = {"raw": "bytea", "event_time": "timestamptz", "received_at": "timestamptz"}
 _PG_INSERT = (
-    f"INSERT INTO {messages.name} ({', '.join(INSERTED)}, control_id_reused, duplicates, updated_at) "
+    f"INSERT INTO {messages.name} ({', '.join(INSERTED)}, control_id_reused, duplicates, updated_at, "
+    "journaled_at) "
     f"SELECT {', '.join(INSERTED)}, t.reused OR (t.dedup_key IS NOT NULL AND EXISTS ("
     f"SELECT 1 FROM {messages.name} AS m WHERE m.control_id = t.control_id AND m.channel = t.channel "
-    "AND m.sender = t.sender AND m.dedup_key IS NOT NULL)), 0, %s FROM unnest("
+    "AND m.sender = t.sender AND m.dedup_key IS NOT NULL)), 0, %s, %s FROM unnest("
     + ", ".join(f"%s::{_PG_ARRAYS.get(c, 'text')}[]" for c in INSERTED)
     + f", %s::boolean[]) WITH ORDINALITY AS t({', '.join(INSERTED)}, reused, n) ORDER BY n"
     " ON CONFLICT (dedup_key) DO NOTHING RETURNING id, dedup_key, control_id_reused"
@@ -314,7 +316,7 @@ class _PostgresStatements:
             for e, key in zip(entries, keys, strict=True)
         ]
         columns = [list(column) for column in zip(*rows, strict=True)]
-        self._cursor.execute(_PG_INSERT, (now, *columns, reused))
+        self._cursor.execute(_PG_INSERT, (now, now, *columns, reused))
         written = sorted(self._cursor.fetchall())
         inserted_keys = {key for _, key, _ in written if key is not None}
         ids = iter((jid, flag) for jid, _, flag in written)

@@ -3,16 +3,14 @@ destination type that exist only in this test carry a message from journal to de
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from kombu import Connection
 from toy_connectors import PREPARED, SINKS, ToySource, toy_connectors
 
-from support import AMQP_URL, REPO, RunningEngine, hl7, pg_schema, require_service, scalar, wait_until
+from support import AMQP_URL, REPO, RunningEngine, engine_backend, hl7, scalar, wait_until
 
 ADT = hl7(
     "MSH|^~\\&|HIS|FY01|MCHENGINE|FY01|20240321083215||ADT^A04^ADT_A01|TOY-1|P|2.5",
@@ -47,22 +45,12 @@ destinations:
     return path
 
 
-@contextlib.contextmanager
-def _backend(kind: str, folder: Path) -> Iterator[tuple[str, str]]:
-    if kind == "embedded":
-        yield f"sqlite:///{folder / 'engine.db'}", "memory://"
-        return
-    require_service("127.0.0.1", 5672, "RabbitMQ")
-    with pg_schema() as url:
-        yield url, AMQP_URL
-
-
 @pytest.mark.parametrize("backend", ["embedded", "postgresql+rabbitmq"])
 def test_runtime_builds_registered_types(tmp_path: Path, backend: str) -> None:
     """The toy source journals its message, the transform maps it and the toy sink gets the
     person record; the journal shows it routed and delivered like any other channel's."""
     prefix = f"t{uuid.uuid4().hex[:10]}"
-    with toy_connectors(), _backend(backend, tmp_path) as (database, broker):
+    with toy_connectors(), engine_backend(backend, tmp_path) as (database, broker):
         routes = _routes(tmp_path, database, broker, prefix)
         try:
             with RunningEngine(routes, env={}) as engine:
@@ -117,7 +105,7 @@ def test_status_banner_and_mapping_run_ask_the_connector_not_its_type(tmp_path: 
     from engine.mapping_trial import try_file
     from monitors import engine_status, run_banner
 
-    with toy_connectors(), _backend("embedded", tmp_path) as (database, broker):
+    with toy_connectors(), engine_backend("embedded", tmp_path) as (database, broker):
         routes = _routes(tmp_path, database, broker, f"t{uuid.uuid4().hex[:10]}")
         with RunningEngine(routes, env={}) as engine:
             runtime = engine.runtime

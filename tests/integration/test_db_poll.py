@@ -14,7 +14,6 @@ from db_poll_support import BACKENDS, his_database, journaled, poll_routes, stor
 from sqlalchemy import text
 
 from channels.db_poll.reader import PollError, reader_for
-from monitors import heartbeat
 from monitors.engine_status import collect
 from monitors.process_monitor import ProcessMonitor
 from support import RunningEngine, free_port, wait_until
@@ -86,8 +85,7 @@ def test_without_look_back_a_late_commit_is_lost(tmp_path: Path) -> None:
 def _status_problems(engine: RunningEngine) -> tuple[list[str], dict[str, object]]:
     """What `mch-engine status` reports, after the process wrote its heartbeat."""
     monitor = ProcessMonitor(engine.runtime)
-    heartbeat.ensure_schema(engine.journal)
-    asyncio.run_coroutine_threadsafe(monitor._write(), engine.loop).result(10)
+    asyncio.run_coroutine_threadsafe(monitor.beat_now(), engine.loop).result(10)
     status = collect(engine.settings)
     channel = next(c for c in status.channels if c.name == "his_view")
     return status.problems, {"listening": channel.listening, "error": channel.error}
@@ -118,6 +116,9 @@ def test_a_column_gone_from_the_view_stops_the_channel_and_moves_nothing(tmp_pat
         # The process's own heartbeat row may still carry the error for one interval.
         cleared = ([], {"listening": True, "error": None})
         wait_until(lambda: _status_problems(engine) == cleared, 3 * heartbeat.INTERVAL, interval=0.5)
+        # Poll lag: the age of the last successful poll (whole seconds), a few seconds at most.
+        channel = next(c for c in collect(engine.settings).channels if c.name == "his_view")
+        assert channel.poll_lag_s is not None and 0 <= channel.poll_lag_s < 10
 
 
 def test_an_unreachable_his_is_reported_and_retried_ever_later(tmp_path: Path) -> None:

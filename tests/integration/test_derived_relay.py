@@ -15,7 +15,6 @@ from derived_support import HBSAG, LOW_HB, REGISTRATION, posted, receiver, relay
 from http_receiver import Seen
 
 from channels.mllp.ack import parse_acks
-from monitors import heartbeat
 from monitors.engine_status import collect
 from monitors.process_monitor import ProcessMonitor
 from support import RunningEngine, scalar, wait_until
@@ -98,8 +97,7 @@ def test_the_outbox_is_empty_and_each_derived_record_was_journaled_once(
 def test_status_shows_the_derived_channel_running(relayed: tuple[RunningEngine, Seen]) -> None:
     engine, _seen = relayed
     monitor = ProcessMonitor(engine.runtime)
-    heartbeat.ensure_schema(engine.journal)
-    asyncio.run_coroutine_threadsafe(monitor._write(), engine.loop).result(10)
+    asyncio.run_coroutine_threadsafe(monitor.beat_now(), engine.loop).result(10)
     status = collect(engine.settings)
     channel = next(c for c in status.channels if c.name == "rules")
     assert channel.listening and channel.error is None

@@ -409,8 +409,10 @@ def test_every_engine_process_answers_and_one_that_does_not_is_named(tmp_path: P
                 with back.journal.begin() as conn:
                     conn.execute(
                         text(
-                            "insert into engine_loaded_config (process, roles, started_at, loaded_at,"
-                            " seen_at, snapshot) values ('ghost:1', 'deliver', :t, :t, :t, '{}')"
+                            "insert into engine_processes (process_id, process, host, pid, roles,"
+                            " started_at, heartbeat_at, listeners, counters, loaded_at, snapshot)"
+                            " values ('ghost:1:0', 'ghost:1', 'ghost', 1, '[\"deliver\"]', :t, :t,"
+                            " '[]', '{}', :t, '{}')"
                         ),
                         {"t": datetime.now(UTC)},
                     )

@@ -38,6 +38,17 @@ FAILING = hl7(
 UNROUTED = hl7("MSH|^~\\&|HIS|FY01|MCH|FY01|20250310091500||ADT^A03^ADT_A03|ST-UNROUTED-1|P|2.5")
 
 
+RECENT_KEYS = (
+    "rate_1m",
+    "rate_15m",
+    "ack_latency_p50_s",
+    "ack_latency_p95_s",
+    "ack_latency_p99_s",
+    "poll_lag_s",
+    "silent_for_s",
+)
+
+
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MCH_")}
     env.update({"PYTHONPATH": str(REPO), "MCH_LANG": "en", **extra})
@@ -138,9 +149,20 @@ class TestEmbeddedDefault:
                 return body if code == 0 and dest["delivered"] == 1 and ch["unrouted"] == 1 else None
 
             body = wait_until(settled)
-            hospital_numbers = {c["name"]: c for c in body["channels"]}["hospital"]
+            hospital_numbers = dict({c["name"]: c for c in body["channels"]}["hospital"])
+            recent = {k: hospital_numbers.pop(k) for k in RECENT_KEYS}
+            # Three messages in the last minute (a duplicate is not a new one), each ACKed after its commit.
+            assert recent["rate_1m"] == 3.0 and recent["rate_15m"] == round(3 / 15, 2)
+            assert 0 < recent["ack_latency_p50_s"] <= recent["ack_latency_p99_s"] < 5
+            assert 0 <= recent["silent_for_s"] < 120 and recent["poll_lag_s"] is None
+            [dest] = body["destinations"]
+            assert (dest["retrying"], dest["dead_lettered"], dest["delivered_rate_1m"]) == (0, 0, 1.0)
+            assert 0 < dest["delivery_latency_p50_s"] == dest["delivery_latency_p99_s"] < 30
+            assert body["journal_reachable"] is True and body["broker_reachable"] is None
+            assert body["disk_free_bytes"] > 0 and 0 < body["disk_free_ratio"] <= 1
             assert hospital_numbers | {"last_message_at": None} == {
                 "name": "hospital",
+                "type": "mllp",
                 "listen": f"127.0.0.1:{hospital}",
                 "listening": True,
                 "open_connections": 0,
@@ -169,6 +191,8 @@ class TestEmbeddedDefault:
             table = mch("status", "--config", str(routes), env=_env(), cwd=tmp_path)
             assert table.returncode == 0, table.stderr
             assert "channel   address" in table.stdout and "all well" in table.stdout
+            assert "per min (1m)  per min (15m)  ACK p95 s  silent s" in table.stdout
+            assert "disk free where the journal lives:" in table.stdout
             zh = mch("status", "--config", str(routes), env=_env(MCH_LANG="zh"), cwd=tmp_path)
             assert "通道      地址" in zh.stdout and "一切正常" in zh.stdout
 
@@ -181,8 +205,9 @@ class TestEmbeddedDefault:
             assert http_get(http_port, "/healthz") == (200, {"status": "ok"})
             code, served = http_get(http_port, "/status")
             assert code == 200
-            assert served["channels"] == body["channels"]
-            assert served["destinations"] == body["destinations"]
+            # The same numbers, but those that move with the clock (rates, silence, latencies).
+            assert _steady(served["channels"]) == _steady(body["channels"])
+            assert _steady(served["destinations"]) == _steady(body["destinations"])
             assert served["routes"] == body["routes"]
             assert {r["name"]: r["routed"] for r in body["routes"]} == {"persons": 1, "lab-results": 0}
             assert served["checked_at"].endswith("+08:00")
@@ -195,7 +220,29 @@ class TestEmbeddedDefault:
         assert "the engine is not running" in stopped.stdout
         assert "channel hospital is not listening" in stopped.stdout
         assert "Traceback" not in stopped.stderr
-        assert _rows(sqlite_url, "SELECT pid FROM engine_processes") == []
+        # A clean stop marks the row stopped; what the process loaded stays for `check --diff`.
+        assert _rows(sqlite_url, "SELECT pid FROM engine_processes WHERE stopped_at IS NULL") == []
+        [(pid, loaded)] = _rows(sqlite_url, "SELECT pid, snapshot FROM engine_processes")
+        assert pid == engine.proc.pid and "hospital" in json.loads(loaded)["channels"]
+
+    def test_one_process_row_serves_status_and_check_diff(self, tmp_path: Path, sqlite_url: str) -> None:
+        """The running process's row says what it loaded (check --diff against it); after a clean
+        stop status no longer lists it and check --diff compares with what it last loaded."""
+        routes = routes_with_http(tmp_path, sqlite_url)
+        engine = EngineProcess(routes, tmp_path)
+        name = f"{socket.gethostname()}:{engine.proc.pid}"
+        try:
+            running = mch("check", "--config", str(routes), "--diff", env=_env(), cwd=tmp_path)
+            assert f"compared with what the running engine {name} loaded" in running.stdout
+            assert "no changes: a reload would change nothing" in running.stdout
+        finally:
+            engine.stop()
+        code, body = status_json(routes, tmp_path)
+        assert (code, body["processes"]) == (1, [])
+        routes.write_text(routes.read_text(encoding="utf-8").replace("utf-8", "gb18030", 1), encoding="utf-8")
+        after = mch("check", "--config", str(routes), "--diff", env=_env(), cwd=tmp_path)
+        assert f"no engine is running; compared with what engine {name} last loaded" in after.stdout
+        assert "encoding" in after.stdout and "no changes" not in after.stdout
 
     def test_log_lines_for_rejected_and_unrouted_messages_and_the_summary(
         self, tmp_path: Path, sqlite_url: str
@@ -381,6 +428,11 @@ class TestRabbitMqAndPostgres:
                 assert "channel_not_listening:hospital" in body["problems"]
             finally:
                 deliver.stop()
+
+
+def _steady(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    moving = ("rate", "latency", "silent_for", "lag", "age")
+    return [{k: v for k, v in row.items() if not any(m in k for m in moving)} for row in rows]
 
 
 def _rows(url: str, sql: str) -> list[Any]:
