@@ -14,6 +14,7 @@ from db_poll_support import BACKENDS, his_database, journaled, poll_routes, stor
 from sqlalchemy import text
 
 from channels.db_poll.reader import PollError, reader_for
+from engine import heartbeat
 from monitors.engine_status import collect
 from monitors.process_monitor import ProcessMonitor
 from support import RunningEngine, free_port, wait_until
