@@ -24,6 +24,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import JSON, Column, Engine, Integer, MetaData, String, Table, delete, inspect, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateColumn
 
 from core.clock import now_utc
@@ -103,8 +104,21 @@ def this_process(roles: list[str] | set[str] | frozenset[str]) -> Beat:
     return Beat(this_host(), os.getpid(), sorted(roles), now, now)
 
 
+_schema_lock = threading.Lock()
+
+
 def ensure_schema(engine: Engine) -> None:
-    """Create the table, or add what an older version's table lacks."""
+    """Create the table, or add what an older version's table lacks. Threads of this process
+    take turns; another process doing the same at the same moment makes the first try fail,
+    and the second finds its work done."""
+    with _schema_lock:
+        try:
+            _create_or_upgrade(engine)
+        except DBAPIError:
+            _create_or_upgrade(engine)
+
+
+def _create_or_upgrade(engine: Engine) -> None:
     metadata.create_all(engine)
     with engine.begin() as conn:
         columns = {c["name"] for c in inspect(conn).get_columns(engine_processes.name)}

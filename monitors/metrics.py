@@ -187,8 +187,8 @@ def _wechat(status: EngineStatus) -> Iterator[Metric]:
     limit = GaugeMetricFamily("mch_wechat_quota_limit", "WeChat API daily limit", labels=["api"])
     quotas: dict[str, tuple[int, int]] = {}  # one account: destinations share its quota
     for dest in status.wechat:
-        outcomes = {("sent", ""): 0, **dest.by_outcome}  # the series exists before the first notice
-        for (result, code), n in sorted(outcomes.items()):
+        outcomes = {("sent", ""): 0} | {(o.result, o.errcode): o.count for o in dest.outcomes}
+        for (result, code), n in sorted(outcomes.items()):  # "sent" exists before the first notice
             sends.add_metric([dest.name, result, code], n)
         for q in dest.quota:
             if q.remain is not None and q.daily_limit is not None:

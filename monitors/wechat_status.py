@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from channels.wechat.monitoring import quota_snapshots, send_counts
 from core.settings import Settings
 
-__all__ = ["QuotaNumbers", "WechatNumbers", "wechat_numbers"]
+__all__ = ["Outcome", "QuotaNumbers", "WechatNumbers", "wechat_numbers"]
 
 
 @dataclass
@@ -27,6 +27,13 @@ class QuotaNumbers:
 
 
 @dataclass
+class Outcome:
+    result: str  # the ledger status: sent, undeliverable, failed, ...
+    errcode: str  # WeChat's last refusal code, "" when none
+    count: int
+
+
+@dataclass
 class WechatNumbers:
     name: str
     quota: list[QuotaNumbers] = field(default_factory=list)
@@ -36,7 +43,7 @@ class WechatNumbers:
     failed: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
     by_errcode: dict[str, int] = field(default_factory=dict)  # WeChat's last refusal per notice
-    by_outcome: dict[tuple[str, str], int] = field(default_factory=dict)  # (status, errcode or "")
+    outcomes: list[Outcome] = field(default_factory=list)  # the two above, crossed
 
 
 def wechat_numbers(settings: Settings, db: Engine, now: datetime) -> list[WechatNumbers]:
@@ -58,9 +65,10 @@ def wechat_numbers(settings: Settings, db: Engine, now: datetime) -> list[Wechat
         if mine is not None:
             numbers.by_status = dict(mine.by_status)
             numbers.by_errcode = {str(code): n for code, n in sorted(mine.by_errcode.items())}
-            numbers.by_outcome = {
-                (st, "" if code is None else str(code)): n for (st, code), n in mine.by_outcome.items()
-            }
+            numbers.outcomes = [
+                Outcome(st, "" if code is None else str(code), n)
+                for (st, code), n in sorted(mine.by_outcome.items(), key=str)
+            ]
             numbers.sent = mine.by_status.get("sent", 0)
             numbers.undeliverable = mine.by_status.get("undeliverable", 0)
             numbers.failed = mine.by_status.get("failed", 0)

@@ -157,17 +157,14 @@ def _dead_letter_rate(look: Look) -> list[Finding]:
 
 def _dead_letters_open(look: Look) -> list[Finding]:
     """Open dead letters per destination; those of a mapping (no destination) as `transform`."""
-    found, by_destination = [], 0
+    found = []
     for d in _get(look.status, "destinations") or []:
         n = _get(d, "open_dead_letters") or 0
-        by_destination += n
         if n > 0:
             found.append(Finding(d.name, str(n), "0"))
-    total = _get(look.status, "dead_letters_open")
-    if total is None:
-        total = sum(_get(ch, "open_dead_letters") or 0 for ch in _get(look.status, "channels") or [])
-    if total - by_destination > 0:
-        found.append(Finding("transform", str(total - by_destination), "0"))
+    mapping = _get(look.status, "transform_dead_letters_open") or 0
+    if mapping > 0:
+        found.append(Finding("transform", str(mapping), "0"))
     return found
 
 

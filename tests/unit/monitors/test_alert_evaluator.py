@@ -127,7 +127,7 @@ def test_error_rate_over_the_window() -> None:
 def test_dead_letters_waiting_and_their_rate() -> None:
     s = status(T0, last=T0)
     s.destinations[0].open_dead_letters = 2
-    s.channels[0].open_dead_letters = 3  # one more, of a mapping (no destination)
+    s.transform_dead_letters_open = 1  # one more, of a mapping (no destination)
     assert kinds(evaluate(s, [], T0, AlertSettings(), TZ)) == [
         (OPEN, "dead_letters_open", "record_store"),
         (OPEN, "dead_letters_open", "transform"),
