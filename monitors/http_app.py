@@ -1,6 +1,6 @@
 """The engine's HTTP app (Starlette): `/healthz`, `/status`, the WeChat callback
-(`/wechat/callback`, channels/wechat/callback.py), and the dashboard's login and JSON API
-(monitors/web/), all behind the login gate, which leaves the health, status, metrics and
+(`/wechat/callback`, channels/wechat/callback.py), and the dashboard's login, pages and JSON
+API (monitors/web/), all behind the login gate, which leaves the health, status, metrics and
 callback paths public.
 
 `/status` is `mch-engine status --json`: counts, times and names of channels, routes and
