@@ -27,12 +27,6 @@ def catalogue() -> dict[str, tuple[str, str]]:
     return dict(_CATALOGUE)
 
 
-def catalogue_entry(key: str) -> tuple[str, str]:
-    """The (zh, en) texts of one key, for a caller that picks the language itself (the web,
-    where each request has its own)."""
-    return _CATALOGUE[key]
-
-
 def set_language(lang: str) -> None:
     global _lang
     _lang = "en" if lang.lower().startswith("en") else "zh"
@@ -62,10 +56,9 @@ def t_in(lang: str, key: str, **values: object) -> str:
     return (en if lang == "en" else zh).format(**values)
 
 
-def status_in(lang: str, value: str) -> str:
-    """`status(value)` in the language of one web request."""
-    key = f"status_{value}"
-    return t_in(lang, key) if key in _CATALOGUE else value
+def t_in_or(lang: str, key: str, fallback: str) -> str:
+    """`t_or(key, fallback)` in the language of one web request."""
+    return t_in(lang, key) if key in _CATALOGUE else fallback
 
 
 def pick(texts: tuple[str, str], **values: object) -> str:

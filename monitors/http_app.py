@@ -1,6 +1,6 @@
 """The engine's HTTP app (Starlette): `/status`, `/healthz`, `/readyz` and `/metrics`
 (monitors/probes.py), the WeChat callback (`/wechat/callback`, channels/wechat/callback.py),
-and the dashboard with its login and JSON API (monitors/web/), all behind the login gate,
+and the dashboard with its login, pages and JSON API (monitors/web/), all behind the login gate,
 which leaves the probes, status, metrics and callback paths public.
 
 `/status` is `mch-engine status --json`: counts, times and names of channels, routes and

@@ -1,9 +1,6 @@
-"""Test support for the dashboard pages in a real browser: the engine's HTTP app served by
-uvicorn in a thread, headless Chromium (Debian's `chromium`, driven by Playwright, nothing
-downloaded), and a stand-in for the login.
-
-The stand-in signs a request in from the cookie `test_user=NAME:ROLE`, as the login
-middleware will from a session: it lives here, in the tests, never in the product.
+"""Test support for the dashboard in a real browser: the engine's HTTP app served by uvicorn
+in a thread, headless Chromium (Debian's `chromium`, driven by Playwright, nothing
+downloaded), users made with the real user store and signed in through the /login form.
 """
 
 from __future__ import annotations
@@ -15,61 +12,34 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import quote, unquote
 
 import pytest
 import uvicorn
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.settings import Settings
+from deadletter.audit import Actor
 from monitors.http_app import build_app
-from monitors.web.access import Role, User
+from monitors.web import users
+from monitors.web.access import Role
+from monitors.web.context import context_for
 from support import free_port, in_ci
 
 CHROMIUM = "/usr/bin/chromium"
-USER_COOKIE = "test_user"
+PASSWORD = "值班-correct-horse-42"
+ADMIN = Actor("root", "root")
 
 
-CSP = b"default-src 'self'"
-
-
-class SignedInFromCookie:
-    """Puts `User(NAME, ROLE)` from the cookie `test_user=NAME:ROLE` on the scope, and
-    answers with the strict Content-Security-Policy the pages are written for (no inline
-    script or style), so a page that needs more breaks here."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            for name, value in _cookies(scope):
-                if name == USER_COOKIE and ":" in value:
-                    who, role = unquote(value).rsplit(":", 1)
-                    scope["user"] = User(who, Role(role))
-
-        async def strict(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), (b"content-security-policy", CSP)]
-            await send(message)
-
-        await self.app(scope, receive, strict)
-
-
-def _cookies(scope: Scope) -> Iterator[tuple[str, str]]:
-    for key, raw in scope.get("headers", []):
-        if key == b"cookie":
-            for part in raw.decode("latin-1").split(";"):
-                name, _, value = part.strip().partition("=")
-                yield name, value
+def add_user(settings: Settings, name: str, role: Role) -> None:
+    """A dashboard user with PASSWORD, as `mch-engine users add` makes one."""
+    users.add_user(context_for(settings).engine, name, role, PASSWORD, by=ADMIN)
 
 
 @contextmanager
 def serving(settings: Settings) -> Iterator[str]:
-    """The engine's HTTP app with the login stand-in, on a free port; yields its base URL."""
+    """The engine's HTTP app, login gate and all, on a free port; yields its base URL."""
     port = free_port()
     config = uvicorn.Config(
-        SignedInFromCookie(build_app(settings)),
+        build_app(settings),
         host="127.0.0.1",
         port=port,
         log_config=None,
@@ -130,15 +100,30 @@ def browser() -> Iterator[Any]:
             chromium.close()
 
 
-def signed_in(chromium: Any, base: str, name: str, role: Role, **options: Any) -> Any:
-    """A page of a fresh browser context signed in as NAME with ROLE. Whatever the browser
-    refuses under the Content-Security-Policy is kept in `page.csp_refusals`."""
+def browsing(chromium: Any, **options: Any) -> Any:
+    """A page of a fresh browser context, nobody signed in. Whatever the browser refuses
+    under the Content-Security-Policy the engine sends is kept in `page.csp_refusals`."""
     context = chromium.new_context(locale="zh-CN", **options)
-    context.add_cookies([{"name": USER_COOKIE, "value": f"{quote(name)}:{role.value}", "url": base}])
     page = context.new_page()
     page.csp_refusals = []
     page.on(
         "console",
         lambda msg: page.csp_refusals.append(msg.text) if "Content Security Policy" in msg.text else None,
     )
+    return page
+
+
+def log_in(page: Any, base: str, name: str, password: str = PASSWORD) -> None:
+    """Through the login form, as a person does."""
+    page.goto(base + "/login")
+    page.fill('input[name="name"]', name)
+    page.fill('input[name="password"]', password)
+    page.click('button[type="submit"]')
+
+
+def signed_in(chromium: Any, base: str, name: str, **options: Any) -> Any:
+    """A fresh browser signed in as NAME (a user made with `add_user`), on the overview."""
+    page = browsing(chromium, **options)
+    log_in(page, base, name)
+    page.wait_for_url(base + "/")
     return page

@@ -3,7 +3,8 @@
 
 An engine on the embedded default in a temporary folder receives sample registrations and
 lab results over MLLP (invented people, invented ID card numbers), and headless Chromium
-photographs the overview and a message page as an operator sees them, in Chinese.
+signs in through the login page as an operator and photographs the overview and a message
+page as she sees them, in Chinese.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the tests' own helpers
 
-from dashboard_browser import browser, monitored, serving, signed_in
+from dashboard_browser import add_user, browser, monitored, serving, signed_in
 
 from monitors.web.access import Role
 from support import REPO, RunningEngine, adt, oru, scalar, wait_until, write_routes
@@ -35,10 +36,9 @@ def main() -> int:
         config = write_routes(folder, database=f"sqlite:///{folder / 'engine.db'}")
         with RunningEngine(config) as engine, monitored(engine), serving(engine.settings) as base:
             _send_samples(engine)
+            add_user(engine.settings, "王芳", Role.operator)
             with browser() as chromium:
-                page = signed_in(
-                    chromium, base, "王芳", Role.operator, viewport={"width": 1280, "height": 760}
-                )
+                page = signed_in(chromium, base, "王芳", viewport={"width": 1280, "height": 760})
                 page.goto(base + "/")
                 page.screenshot(path=str(OUT / "dashboard-overview.png"), full_page=True)
                 page.goto(base + "/messages?identifier=" + PEOPLE[0][2])

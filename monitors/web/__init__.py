@@ -2,7 +2,7 @@
 
 `routes(settings)` gives the web routes (login, the JSON API, the pages, static files) and
 `middleware(settings)` the login gate (monitors/web/auth.py); monitors/http_app.py adds
-both to the one app.
+both to the one app. All of them share one `WebContext` (monitors/web/context.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from monitors.web.rendering import HERE
 def routes(settings: Settings) -> list[BaseRoute]:
     context = context_for(settings)
     static = Mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    return [*login.routes(context), *api.routes(context), *pages.routes(settings), static]
+    return [*login.routes(context), *api.routes(context), *pages.routes(context), static]
 
 
 def middleware(settings: Settings) -> list[Middleware]:

@@ -27,7 +27,6 @@ from channels.record_store import queries as record_queries
 from core.masking import mask_text, mask_value
 from deadletter import actions, audit
 from deadletter import store as dead_letters
-from deadletter.audit import Actor
 from engine import listing
 from engine.deadletter_requests import await_deliveries, carry_out
 from engine.operator_actions import action_outcome
@@ -35,8 +34,7 @@ from engine.operator_requests import DONE
 from monitors.engine_status import Unreachable, collect
 from monitors.web import sessions, users
 from monitors.web.access import Permission, Role, User, require
-from monitors.web.auth import source_of
-from monitors.web.context import WebContext
+from monitors.web.context import WebContext, actor
 
 Handler = Callable[[Request, WebContext, User], Awaitable[Response]]
 
@@ -54,10 +52,6 @@ class Endpoint:
     query: tuple[tuple[str, str, str], ...] = ()  # (name, type, description)
     body: dict[str, Any] | None = None  # JSON schema of the request body
     tags: tuple[str, ...] = field(default=())
-
-
-def _who(request: Request, user: User) -> Actor:
-    return Actor(user.name, audit.os_user(), role=user.role.value, source=source_of(request.scope))
 
 
 def _json(value: Any, status: int = 200) -> JSONResponse:
@@ -170,11 +164,11 @@ async def get_message(request: Request, ctx: WebContext, user: User) -> Response
     def find() -> dict[str, Any] | None:
         found = listing.get_message(ctx.engine, journal_id)
         if found is not None:
-            found["records"] = _records_of(ctx, journal_id)
+            found["records"] = ctx.records_of(journal_id)
         if found is not None and shown:  # patient data shown: who looked is audited
             audit.write_audit(
                 ctx.engine,
-                actor=_who(request, user),
+                actor=actor(request, user),
                 action="message_show",
                 target=str(journal_id),
                 count=1,
@@ -197,10 +191,6 @@ def _messages_of_person(ctx: WebContext, ident: str) -> set[int]:
         if key is not None:
             found |= record_queries.journal_ids_of_person(store, key)
     return found
-
-
-def _records_of(ctx: WebContext, journal_id: int) -> list[dict[str, Any]]:
-    return [r for store in ctx.store_engines() for r in record_queries.records_of_message(store, journal_id)]
 
 
 def _masked_message(row: dict[str, Any]) -> dict[str, Any]:
@@ -289,7 +279,7 @@ async def _through_engine(request: Request, ctx: WebContext, user: User, action:
     wait = body.get("wait")
     if wait is not None and (not isinstance(wait, int | float) or not 0 < wait <= MAX_WAIT):
         raise _bad(f"wait: seconds, more than 0 and at most {MAX_WAIT:.0f}")
-    who = _who(request, user)
+    who = actor(request, user)
 
     def act() -> tuple[int, dict[str, Any]]:
         carried = carry_out(ctx.engine, action, ids, who)
@@ -321,7 +311,7 @@ async def purge(request: Request, ctx: WebContext, user: User) -> Response:
     reason = body.get("reason")
     if not isinstance(reason, str) or not reason.strip():
         raise _bad("reason: why these must never be delivered")
-    result = await run_in_threadpool(actions.purge, ctx.engine, ids, reason.strip(), _who(request, user))
+    result = await run_in_threadpool(actions.purge, ctx.engine, ids, reason.strip(), actor(request, user))
     return _json(action_outcome(result))
 
 
@@ -349,7 +339,7 @@ async def add_user(request: Request, ctx: WebContext, user: User) -> Response:
         raise _bad("name, role (viewer, operator, admin, auditor) and password are required")
     try:
         await run_in_threadpool(
-            users.add_user, ctx.engine, name, Role(role), password, by=_who(request, user)
+            users.add_user, ctx.engine, name, Role(role), password, by=actor(request, user)
         )
     except users.UserError as exc:
         return _json({"error": exc.code, **exc.values}, 409 if exc.code == "user_exists" else 400)
@@ -360,7 +350,7 @@ async def disable_user(request: Request, ctx: WebContext, user: User) -> Respons
     name = request.path_params["name"]
 
     def disable() -> None:
-        users.disable_user(ctx.engine, name, by=_who(request, user))
+        users.disable_user(ctx.engine, name, by=actor(request, user))
         sessions.close_user_sessions(ctx.engine, name)
 
     try:

@@ -55,12 +55,6 @@ def is_public(path: str) -> bool:
     return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
 
 
-def source_of(scope: Scope) -> str:
-    """Where a request came from, for the audit log: the client's address."""
-    client = scope.get("client")
-    return f"web:{client[0]}" if client else "web:unknown"
-
-
 def is_https(scope: Scope) -> bool:
     """Served over HTTPS, or behind a proxy that says it was (X-Forwarded-Proto)."""
     forwarded = Headers(scope=scope).get("x-forwarded-proto", "")

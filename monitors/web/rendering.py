@@ -1,9 +1,14 @@
-"""Server-rendered pages: the Jinja2 templates under monitors/web/templates and the
-visitor's language (Simplified Chinese unless `?lang=en` or the remembered cookie says
-English; `?lang=zh` switches back)."""
+"""Rendering a dashboard page: the one Jinja2 environment over monitors/web/templates, the
+reader's language and what every template may call (texts, statuses, local times, the
+signed-in user's permissions, the session's CSRF token).
+
+The language is the request's, never the process's (core/i18n.py's `set_language` is the
+CLI's): `?lang=en|zh` chooses and is kept in a cookie; without either it is Chinese.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +17,11 @@ from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
 from core import i18n
-from monitors.web.access import current_user
+from engine import deadletter_cli as _action_texts  # noqa: F401  (the audit actions' texts)
+from engine.operator_time import local_time
+from monitors import status_command as _status_texts  # noqa: F401  (its problem texts)
+from monitors.web import texts as _texts  # noqa: F401  (registers the dashboard's texts)
+from monitors.web.access import Permission, current_user
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -23,32 +32,56 @@ _YEAR = 365 * 24 * 3600
 
 
 def language(request: Request) -> str:
-    asked = request.query_params.get("lang")
-    if asked in LANGUAGES:
-        return asked
-    kept = request.cookies.get(LANG_COOKIE)
-    return kept if kept in LANGUAGES else "zh"
+    """`?lang=` first, then the cookie, else Chinese."""
+    asked = request.query_params.get("lang") or request.cookies.get(LANG_COOKIE) or "zh"
+    return asked if asked in LANGUAGES else "zh"
 
 
-def text(key: str, lang: str, **values: object) -> str:
-    """A catalogue text (core/i18n) in this request's language, whatever the process's."""
-    zh, en = i18n.catalogue_entry(key)
-    return (en if lang == "en" else zh).format(**values)
-
-
-def render(request: Request, name: str, values: dict[str, Any], status_code: int = 200) -> Response:
-    """The template with the language, the user and the CSRF token; the language remembered."""
+def render(
+    request: Request,
+    template: str,
+    context: dict[str, Any],
+    *,
+    tz: tzinfo,
+    status_code: int = 200,
+) -> Response:
+    """The page in the reader's language, times in the engine's zone `tz`, with the user
+    and the session's CSRF token for its forms; a `?lang=` choice is kept for the next pages."""
     lang = language(request)
+    user = current_user(request)
     session = request.scope.get("mch_session")
-    context = {
-        "request": request,
+
+    def text(key: str, **values: object) -> str:
+        return i18n.t_in(lang, key, **values)
+
+    def problem(value: str) -> str:
+        """A status problem (`key:subject`) as `mch-engine status` words it."""
+        key, _, subject = value.partition(":")
+        try:
+            return i18n.t_in(lang, f"status_cmd_{key}", subject=subject)
+        except KeyError:
+            return value
+
+    def when(value: datetime | str | None) -> str:
+        return local_time(value, tz)
+
+    def may(permission: str) -> bool:
+        return user is not None and user.may(Permission(permission))
+
+    values = {
         "lang": lang,
-        "t": lambda key, **v: text(key, lang, **v),
-        "user": current_user(request),
+        "other_lang": "en" if lang == "zh" else "zh",
+        "user": user,
+        "t": text,
+        "status": lambda value: i18n.t_in_or(lang, f"status_{value}", value),
+        "action": lambda value: i18n.t_in_or(lang, f"action_{value}", value),
+        "when": when,
+        "problem": problem,
+        "may": may,
         "csrf_token": session.csrf if session else "",
-        **values,
+        **context,
     }
-    response = templates.TemplateResponse(request, name, context, status_code=status_code)
+    response = templates.TemplateResponse(request, template, values, status_code=status_code)
     if request.query_params.get("lang") in LANGUAGES:
         response.set_cookie(LANG_COOKIE, lang, max_age=_YEAR, httponly=True, samesite="strict", path="/")
     return response

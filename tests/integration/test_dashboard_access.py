@@ -4,6 +4,7 @@ OpenAPI document naming every API route (docs/dashboard.md)."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,8 +81,12 @@ def is_gate(answer: Any) -> bool:
     return answer.status_code == 303 and answer.headers["location"].startswith("/login?next=")
 
 
+PATH_VALUES = {"id": "999999", "name": "nobody", "action": "replay"}
+
+
 def concrete(path: str) -> str:
-    return path.replace("{id}", "999999").replace("{name}", "nobody")
+    """A route's path with a value for each parameter (`{id}`, `{id:int}`, `{action:str}` …)."""
+    return re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: PATH_VALUES[m.group(1)], path)
 
 
 def request(c: TestClient, method: str, path: str, headers: dict[str, str] | None = None) -> Any:
@@ -103,6 +108,7 @@ def test_every_route_answers_every_role_as_the_policy_says(tmp_path: Path) -> No
         walked += [(m, route.path) for m in sorted(route.methods or ()) if m != "HEAD"]
     walked.sort(key=lambda mp: mp[1] == "/logout")  # signing out ends the session: last
     assert ("POST", "/api/deadletters/replay") in walked and ("GET", "/login") in walked
+    assert ("POST", "/deadletters/{action:str}") in walked and ("GET", "/audit") in walked
 
     anonymous = TestClient(app)
     clients = {role: signed_in(settings, names[role]) for role in Role}
@@ -436,3 +442,34 @@ def test_a_hash_made_with_older_parameters_is_replaced_at_the_next_good_login(tm
     assert now != weak and now.startswith("$argon2id$")
     assert not PasswordHasher().check_needs_rehash(now)
     signed_in(settings, "viewer")  # and the new hash verifies
+
+
+def test_a_page_form_is_accepted_only_with_the_token_the_page_carries(tmp_path: Path) -> None:
+    settings = _site(tmp_path, f"sqlite:///{tmp_path}/engine.db")
+    with_users(settings)
+    operator = signed_in(settings, "operator")
+    page = operator.get("/deadletters").text
+    token = re.search(r'<meta name="csrf-token" content="([^"]+)">', page)
+    assert token is not None
+    assert page.count(f'name="csrf_token" value="{token.group(1)}"') == 2  # sign-out and the actions
+    form = {"id": "1", "why": "vendor test data"}
+    refused = operator.post("/deadletters/purge", data=form, follow_redirects=False)
+    assert (refused.status_code, refused.text) == (403, "csrf")
+    done = operator.post(
+        "/deadletters/purge", data={**form, "csrf_token": token.group(1)}, follow_redirects=False
+    )
+    assert done.status_code == 303 and done.headers["location"].startswith("/deadletters?action=purge")
+
+
+def test_the_audit_page_shows_who_did_what_to_the_roles_that_may_read_it(tmp_path: Path) -> None:
+    settings = _site(tmp_path, f"sqlite:///{tmp_path}/engine.db")
+    with_users(settings)
+    auditor = signed_in(settings, "auditor")
+    page = auditor.get("/audit")
+    assert page.status_code == 200 and '<a href="/audit">审计日志</a>' in page.text
+    assert "web:testclient" in page.text and "审计员" in page.text
+    mine = auditor.get("/audit", params={"action": "login", "actor": "auditor"}).text
+    assert len(re.findall(r'<tr data-audit="\d+">', mine)) == 1
+    viewer = signed_in(settings, "viewer")
+    assert viewer.get("/audit").status_code == 403
+    assert 'href="/audit"' not in viewer.get("/deadletters").text

@@ -1,11 +1,13 @@
 """The dashboard pages in headless Chromium, against a running engine: counters move as
 messages arrive over MLLP, a message is found by 身份证号 and opened, a dead letter is
-replayed from the page and delivered, and a viewer neither sees the operate buttons nor
-gets past them by posting.
+replayed from the page and delivered, a viewer neither sees the operate buttons nor gets
+past them by posting, a wrong password is refused, and the browser refuses nothing under
+the engine's Content-Security-Policy.
 
 The engine runs in the test process (support.RunningEngine), on the embedded default and on
-PostgreSQL + RabbitMQ; the pages are its HTTP app served beside it, with the login stood in
-by a cookie (tests/dashboard_browser.py).
+PostgreSQL + RabbitMQ; the pages are its HTTP app served beside it, login gate and all, and
+the users, made with the real user store, sign in through the /login form
+(tests/dashboard_browser.py).
 """
 
 from __future__ import annotations
@@ -18,7 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dashboard_browser import browser, monitored, require_chromium, serving, signed_in
+from dashboard_browser import (
+    PASSWORD,
+    add_user,
+    browser,
+    browsing,
+    log_in,
+    monitored,
+    require_chromium,
+    serving,
+    signed_in,
+)
 from test_operator_actions import Backend, backend, lab, refusing_store
 
 from monitors.web.access import Role
@@ -26,6 +38,7 @@ from support import RunningEngine, adt, scalar, wait_until
 
 pytestmark = pytest.mark.slow
 
+OPERATOR, VIEWER = "王芳", "李明"
 ID_CARD = "11010519491231002X"
 HIS_ID = "0010077001"
 
@@ -45,8 +58,8 @@ class Dashboard:
         with ThreadPoolExecutor(1) as pool:
             return pool.submit(self.engine.send, payloads).result(60)
 
-    def page(self, role: Role = Role.operator, name: str = "王芳") -> Any:
-        return signed_in(self.chromium, self.base, name, role)
+    def page(self, name: str = OPERATOR) -> Any:
+        return signed_in(self.chromium, self.base, name)
 
 
 @pytest.fixture
@@ -59,6 +72,8 @@ def dashboard(backend: Backend, tmp_path: Path) -> Iterator[Dashboard]:
         serving(engine.settings) as base,
         browser() as chromium,
     ):
+        add_user(engine.settings, OPERATOR, Role.operator)
+        add_user(engine.settings, VIEWER, Role.viewer)
         yield Dashboard(engine, base, chromium, backend.kind)
 
 
@@ -69,7 +84,7 @@ def registration(control_id: str) -> bytes:
 def test_overview_counters_move_as_messages_arrive_without_a_reload(dashboard: Dashboard) -> None:
     from playwright.sync_api import expect
 
-    page = dashboard.page(Role.viewer)
+    page = dashboard.page(VIEWER)
     page.goto(dashboard.base + "/")
     received = page.locator('tr[data-channel="hospital"] td.received')
     expect(received).to_have_text("0")
@@ -84,7 +99,7 @@ def test_overview_counters_move_as_messages_arrive_without_a_reload(dashboard: D
     expect(page.locator('tr[data-destination="record_store"] td.delivered')).to_have_text("2", timeout=20_000)
     spark = page.locator('tr[data-channel="hospital"] svg.spark title')
     expect(spark).to_have_text("hospital: 2 / 30 min")
-    assert page.csp_refusals == []  # htmx and the style sheet, nothing inline
+    assert page.csp_refusals == []  # htmx and the style sheet under the engine's own CSP
 
 
 def test_find_a_message_by_id_card_open_it_and_identifiers_masked_for_a_viewer(dashboard: Dashboard) -> None:
@@ -93,7 +108,7 @@ def test_find_a_message_by_id_card_open_it_and_identifiers_masked_for_a_viewer(d
     dashboard.send([registration("DB-FIND-1"), adt("DB-OTHER-1", "0010077999")])
     wait_until(lambda: scalar(dashboard.engine.journal, "select count(*) from journal_deliveries") == 2)
 
-    page = dashboard.page(Role.operator)
+    page = dashboard.page(OPERATOR)
     page.goto(dashboard.base + "/messages")
     page.fill('input[name="identifier"]', ID_CARD)
     page.click('#search button[type="submit"]')
@@ -112,7 +127,7 @@ def test_find_a_message_by_id_card_open_it_and_identifiers_masked_for_a_viewer(d
     expect(page.locator("details.record summary")).to_contain_text(f"Person · his:HIS:{HIS_ID}")
     message_url = page.url
 
-    viewer = dashboard.page(Role.viewer, "李明")
+    viewer = dashboard.page(VIEWER)
     viewer.goto(message_url)
     raw = viewer.locator("#raw")
     expect(raw).to_contain_text("PID")
@@ -130,7 +145,7 @@ def test_replay_a_dead_letter_from_the_page_and_see_it_delivered(dashboard: Dash
         dashboard.send([lab("DB-LAB-1", "F-DB-1")])
         wait_until(lambda: scalar(dashboard.engine.journal, "select count(*) from dead_letters") == 1, 30)
 
-    page = dashboard.page(Role.operator)
+    page = dashboard.page(OPERATOR)
     page.goto(dashboard.base + "/deadletters")
     row = page.locator("#deadletters tr[data-deadletter]")
     expect(row).to_have_count(1)
@@ -149,8 +164,8 @@ def test_replay_a_dead_letter_from_the_page_and_see_it_delivered(dashboard: Dash
         "已投递", timeout=30_000
     )
     assert scalar(store, "select count(*) from records where record_id = 'lab:LIS:10:F-DB-1'") == 1
-    who = "select actor || ' from ' || os_user from audit_log where action = 'replay'"
-    assert scalar(dashboard.engine.journal, who) == "王芳 from web:127.0.0.1"
+    who = "select actor || ' ' || role || ' ' || source from audit_log where action = 'replay'"
+    assert scalar(dashboard.engine.journal, who) == "王芳 operator web:127.0.0.1"
     shown = "select count(*) from audit_log where action = 'show' and actor = '王芳'"
     assert scalar(dashboard.engine.journal, shown) >= 2  # the dead letter and the message, unmasked
 
@@ -162,20 +177,22 @@ def test_a_viewer_sees_no_operate_buttons_and_is_refused_when_posting(dashboard:
         dashboard.send([lab("DB-LAB-2", "F-DB-2")])
         wait_until(lambda: scalar(dashboard.engine.journal, "select count(*) from dead_letters") == 1, 30)
 
-    viewer = dashboard.page(Role.viewer, "李明")
+    viewer = dashboard.page(VIEWER)
     viewer.goto(dashboard.base + "/deadletters")
     expect(viewer.locator("#deadletters tr[data-deadletter]")).to_have_count(1)
     expect(viewer.locator("#actions")).to_have_count(0)
     expect(viewer.locator('input[type="checkbox"]')).to_have_count(0)
     dl_id = viewer.locator("#deadletters tr[data-deadletter]").first.get_attribute("data-deadletter")
     viewer.goto(f"{dashboard.base}/deadletters/{dl_id}")
-    expect(viewer.locator("button")).to_have_count(0)
+    expect(viewer.locator("main button")).to_have_count(0)  # the header keeps only sign-out
 
+    token = viewer.locator('meta[name="csrf-token"]').get_attribute("content")
+    assert token
     for action in ("replay", "reprocess", "purge"):
-        answer = viewer.request.post(
-            f"{dashboard.base}/deadletters/{action}", form={"id": dl_id, "why": "test"}, max_redirects=0
-        )
+        form = {"id": dl_id, "why": "test", "csrf_token": token}
+        answer = viewer.request.post(f"{dashboard.base}/deadletters/{action}", form=form, max_redirects=0)
         assert answer.status == 403, action
+        assert answer.text() != "csrf", "refused for the role, not for a missing token"
     assert scalar(dashboard.engine.journal, "select status from dead_letters") == "open"
     assert scalar(dashboard.engine.journal, "select count(*) from operator_requests") in (0, None)
 
@@ -187,7 +204,7 @@ def test_purge_needs_a_reason_and_keeps_it(dashboard: Dashboard) -> None:
         dashboard.send([lab("DB-LAB-3", "F-DB-3")])
         wait_until(lambda: scalar(dashboard.engine.journal, "select count(*) from dead_letters") == 1, 30)
 
-    page = dashboard.page(Role.operator)
+    page = dashboard.page(OPERATOR)
     page.goto(dashboard.base + "/deadletters")
     page.locator('#deadletters input[type="checkbox"]').first.check()
     page.click('button[value="purge"]')
@@ -206,7 +223,7 @@ def test_purge_needs_a_reason_and_keeps_it(dashboard: Dashboard) -> None:
 def test_the_language_switch_is_kept_from_page_to_page(dashboard: Dashboard) -> None:
     from playwright.sync_api import expect
 
-    page = dashboard.page(Role.viewer)
+    page = dashboard.page(VIEWER)
     page.goto(dashboard.base + "/messages")
     expect(page.locator("h1")).to_have_text("消息")
     page.click("a.lang")
@@ -215,3 +232,28 @@ def test_the_language_switch_is_kept_from_page_to_page(dashboard: Dashboard) -> 
     expect(page.locator("h1")).to_have_text("Dead letters")
     page.click("a.lang")
     expect(page.locator("h1")).to_have_text("死信")
+
+
+def test_a_wrong_password_is_refused_and_the_right_one_signs_in_and_out(dashboard: Dashboard) -> None:
+    from playwright.sync_api import expect
+
+    page = browsing(dashboard.chromium)
+    page.goto(dashboard.base + "/deadletters")
+    expect(page).to_have_url(re.compile(r"/login\?next=%2Fdeadletters$"))
+    log_in(page, dashboard.base, OPERATOR, "not-the-password")
+    expect(page.locator(".refused")).to_have_text(re.compile("用户名或密码不正确"))
+    expect(page.locator("header .user")).to_have_count(0)
+
+    page.goto(dashboard.base + "/login?next=%2Fdeadletters")
+    page.fill('input[name="name"]', OPERATOR)
+    page.fill('input[name="password"]', PASSWORD)
+    page.click('button[type="submit"]')
+    expect(page.locator("h1")).to_have_text("死信")
+    expect(page.locator("header .user")).to_have_text("王芳（操作员）")
+    page.click("header button")  # sign out: a form with the session's CSRF token
+    expect(page).to_have_url(dashboard.base + "/login")
+    page.goto(dashboard.base + "/deadletters")
+    expect(page).to_have_url(re.compile(r"/login\?next="))
+    assert page.csp_refusals == []
+    failed = "select count(*) from audit_log where action = 'login_failed' and target = '王芳'"
+    assert scalar(dashboard.engine.journal, failed) == 1

@@ -1,26 +1,27 @@
-"""The dashboard's pages: overview, channel, message search and message, dead letters.
+"""The dashboard's pages: overview, channel, message search and message, dead letters, the
+audit log.
 
-Server-rendered (Jinja2, templates/pages/), refreshed in part by htmx (served by the
-engine from static/vendor/, never a CDN), no inline script or style, so a strict
-Content-Security-Policy (`default-src 'self'`) holds. Every handler names the permission
-it needs (monitors/web/access.py); the login middleware puts the user on the request.
+Server-rendered (Jinja2, templates/pages/, each extending templates/base.html), refreshed in
+part by htmx (served by the engine from static/vendor/, never a CDN), no inline script or
+style, so the strict Content-Security-Policy of monitors/web/auth.py holds. Every handler
+names the permission it needs with `access.needs`; the login middleware puts the user on
+the request, and a form that changes something carries the session's CSRF token.
 """
 
 from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from core.settings import Settings
+from monitors.web.context import WebContext
 
 
-def routes(settings: Settings) -> list[BaseRoute]:
+def routes(context: WebContext) -> list[BaseRoute]:
     """The pages' routes (their static files are served by monitors/web/__init__.py)."""
-    from monitors.web.pages import deadletters, messages, overview
-    from monitors.web.pages.site import Site
+    from monitors.web.pages import audit_log, deadletters, messages, overview
 
-    site = Site(settings)
     return [
-        *overview.routes(site),
-        *messages.routes(site),
-        *deadletters.routes(site),
+        *overview.routes(context),
+        *messages.routes(context),
+        *deadletters.routes(context),
+        *audit_log.routes(context),
     ]

@@ -23,10 +23,10 @@ from core.masking import mask_key, mask_text
 from deadletter import actions, audit
 from deadletter import store as dl_store
 from engine import deadletter_requests
-from monitors.web.access import Permission, require
+from monitors.web.access import Permission, needs, require
+from monitors.web.context import WebContext, actor
 from monitors.web.pages.message_view import lay_out, masked_record
-from monitors.web.pages.render import render
-from monitors.web.pages.site import Site, actor
+from monitors.web.rendering import render
 
 LIMIT = 200
 FILTERS = ("channel", "destination", "reason", "stage", "status")
@@ -34,13 +34,14 @@ ACTIONS = ("replay", "reprocess", "purge")
 NOTICES = ("queued", "action", "done", "skipped", "failed", "problem")
 
 
-def routes(site: Site) -> list[Route]:
+def routes(ctx: WebContext) -> list[Route]:
+    @needs(Permission.view)
     async def listing(request: Request) -> Response:
         user = require(request, Permission.view)
         asked = {k: (request.query_params.get(k) or "").strip() for k in FILTERS}
         if "status" not in request.query_params:
             asked["status"] = dl_store.OPEN
-        rows = await run_in_threadpool(_rows, site, asked)
+        rows = await run_in_threadpool(_rows, ctx, asked)
         if not user.may(Permission.see_identifiers):
             for row in rows:
                 row["reason"] = mask_text(row["reason"] or "")
@@ -52,20 +53,21 @@ def routes(site: Site) -> list[Route]:
             "statuses": dl_store.STATUSES,
             "notice": {k: request.query_params[k] for k in NOTICES if k in request.query_params},
         }
-        return render(request, "pages/deadletters.html", site.tz, context)
+        return render(request, "pages/deadletters.html", context, tz=ctx.tz)
 
+    @needs(Permission.view)
     async def one(request: Request) -> Response:
         user = require(request, Permission.view)
         dl_id = int(request.path_params["id"])
         masked = not user.may(Permission.see_identifiers)
-        dl = await run_in_threadpool(dl_store.get_dead_letter, site.journal, dl_id)
+        dl = await run_in_threadpool(dl_store.get_dead_letter, ctx.engine, dl_id)
         if dl is None:
-            return render(request, "pages/deadletter.html", site.tz, {"missing": dl_id}, status_code=404)
+            return render(request, "pages/deadletter.html", {"missing": dl_id}, tz=ctx.tz, status_code=404)
         if not masked:  # as `deadletter show`: reading the raw message is audited
             who = actor(request, user)
             await run_in_threadpool(
                 audit.write_audit,
-                site.journal,
+                ctx.engine,
                 actor=who,
                 action="show",
                 target=str(dl_id),
@@ -74,8 +76,9 @@ def routes(site: Site) -> list[Route]:
             )
         context = _shown(dl, masked)
         context["notice"] = {k: request.query_params[k] for k in NOTICES if k in request.query_params}
-        return render(request, "pages/deadletter.html", site.tz, context)
+        return render(request, "pages/deadletter.html", context, tz=ctx.tz)
 
+    @needs(Permission.operate)
     async def act(request: Request) -> Response:
         user = require(request, Permission.operate)
         action = request.path_params["action"]
@@ -92,9 +95,9 @@ def routes(site: Site) -> list[Route]:
             reason = str(form.get("why") or "").strip()
             if not reason:
                 return _redirect(back, problem="web_purge_needs_reason")
-            result = await run_in_threadpool(actions.purge, site.journal, ids, reason, who)
+            result = await run_in_threadpool(actions.purge, ctx.engine, ids, reason, who)
             return _redirect(back, **_summary(result))
-        queued = await run_in_threadpool(deadletter_requests.queue, site.journal, action, ids, who)
+        queued = await run_in_threadpool(deadletter_requests.queue, ctx.engine, action, ids, who)
         if queued.request_id is not None:
             return _redirect(back, queued=str(queued.request_id))
         assert queued.result is not None
@@ -107,9 +110,9 @@ def routes(site: Site) -> list[Route]:
     ]
 
 
-def _rows(site: Site, asked: dict[str, str]) -> list[dict[str, Any]]:
+def _rows(ctx: WebContext, asked: dict[str, str]) -> list[dict[str, Any]]:
     return dl_store.list_dead_letters(
-        site.journal,
+        ctx.engine,
         channel=asked["channel"] or None,
         destination=asked["destination"] or None,
         reason=asked["reason"] or None,

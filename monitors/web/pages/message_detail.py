@@ -1,5 +1,5 @@
-"""Everything the message page shows about one journaled message: the message, its
-deliveries, the records it became in the record stores, its dead letters and the WeChat
+"""What the message page shows about one journaled message besides the records it became
+(WebContext.records_of): the message, its deliveries, its dead letters and the WeChat
 notices sent for those records. Read-only; each part a query of its own table."""
 
 from __future__ import annotations
@@ -8,10 +8,8 @@ from typing import Any
 
 from sqlalchemy import Engine, inspect, select
 
-from channels.record_store.schema import persons, records
 from channels.wechat.ledger import notices
 from core.journal.schema import deliveries, messages
-from core.settings import Settings
 from deadletter.store import dead_letters, decode_for_display
 
 
@@ -30,26 +28,6 @@ def message(db: Engine, journal_id: int) -> dict[str, Any] | None:
         out["dead_letters"] = [
             dict(d._mapping) for d in conn.execute(query.where(dl.journal_id == journal_id))
         ]
-    return out
-
-
-def stored_records(settings: Settings, engine_for: Any, journal_id: int) -> list[dict[str, Any]]:
-    """The persons and records this message wrote, from each record store destination."""
-    urls = {
-        d.database_url or settings.engine.database
-        for d in settings.destinations.values()
-        if d.type == "record_store"
-    }
-    out: list[dict[str, Any]] = []
-    for url in sorted(urls):
-        store = engine_for(url)
-        if not inspect(store).has_table(records.name):
-            continue  # a store nothing was delivered to yet has nothing to show
-        with store.connect() as conn:
-            for r in conn.execute(select(persons).where(persons.c.journal_id == journal_id)):
-                out.append({"record_id": r.person_key, "record_type": "Person", "payload": r.payload})
-            for r in conn.execute(select(records).where(records.c.journal_id == journal_id)):
-                out.append({"record_id": r.record_id, "record_type": r.record_type, "payload": r.payload})
     return out
 
 

@@ -20,31 +20,31 @@ from starlette.routing import Route
 
 from engine.listing import list_messages
 from monitors.engine_status import ChannelNumbers, EngineStatus, Unreachable, collect
-from monitors.web.access import Permission, require
+from monitors.web.access import Permission, needs
+from monitors.web.context import WebContext
 from monitors.web.pages import sparkline
-from monitors.web.pages.render import render
-from monitors.web.pages.site import Site
+from monitors.web.rendering import render
 
 RECENT = 50
 
 
-def routes(site: Site) -> list[Route]:
+def routes(ctx: WebContext) -> list[Route]:
+    @needs(Permission.view)
     async def overview(request: Request) -> Response:
-        require(request, Permission.view)
-        context = await run_in_threadpool(numbers, site)
-        return render(request, "pages/overview.html", site.tz, context, status_code=_code(context))
+        context = await run_in_threadpool(numbers, ctx)
+        return render(request, "pages/overview.html", context, tz=ctx.tz, status_code=_code(context))
 
+    @needs(Permission.view)
     async def live(request: Request) -> Response:
-        require(request, Permission.view)
-        context = await run_in_threadpool(numbers, site)
-        return render(request, "pages/overview_live.html", site.tz, context)
+        context = await run_in_threadpool(numbers, ctx)
+        return render(request, "pages/overview_live.html", context, tz=ctx.tz)
 
+    @needs(Permission.view)
     async def channel(request: Request) -> Response:
-        require(request, Permission.view)
         name = request.path_params["name"]
-        context = await run_in_threadpool(channel_numbers, site, name)
+        context = await run_in_threadpool(channel_numbers, ctx, name)
         code = 404 if context.get("missing") else _code(context)
-        return render(request, "pages/channel.html", site.tz, context, status_code=code)
+        return render(request, "pages/channel.html", context, tz=ctx.tz, status_code=code)
 
     return [
         Route("/", overview, name="overview"),
@@ -57,37 +57,37 @@ def _code(context: dict[str, Any]) -> int:
     return 503 if context.get("unreachable") else 200
 
 
-def numbers(site: Site, now: datetime | None = None) -> dict[str, Any]:
+def numbers(ctx: WebContext, now: datetime | None = None) -> dict[str, Any]:
     """The overview's context: status, a sparkline per channel, what is alerting."""
     now = now or datetime.now(UTC)
     try:
-        status = collect(site.settings, now)
+        status = collect(ctx.settings, now)
     except Unreachable as exc:
         return {"unreachable": exc.url, "status": None, "channels": [], "alerts": []}
-    rates = sparkline.per_minute(site.journal, now)
-    channels = [_channel_row(c, rates.get(c.name, [0] * sparkline.MINUTES), site) for c in status.channels]
+    rates = sparkline.per_minute(ctx.engine, now)
+    channels = [_channel_row(c, rates.get(c.name, [0] * sparkline.MINUTES), ctx) for c in status.channels]
     return {
         "status": status,
         "channels": channels,
         "destinations": status.destinations,
-        "alerts": open_alerts(site),
+        "alerts": open_alerts(ctx),
         "problems": status.problems,
     }
 
 
-def _channel_row(c: ChannelNumbers, counts: list[int], site: Site) -> dict[str, Any]:
+def _channel_row(c: ChannelNumbers, counts: list[int], ctx: WebContext) -> dict[str, Any]:
     return {
         "numbers": c,
-        "state": state(c, site),
+        "state": state(c, ctx),
         "spark": sparkline.svg(counts, f"{c.name}: {sum(counts)} / {sparkline.MINUTES} min"),
         "last_minute": counts[-1] if counts else 0,
         "total_recent": sum(counts),
     }
 
 
-def state(c: ChannelNumbers, site: Site) -> str:
+def state(c: ChannelNumbers, ctx: WebContext) -> str:
     """`up`, `problem`, `down` or `off` (switched off in routes.yaml)."""
-    settings = site.settings.channels.get(c.name)
+    settings = ctx.settings.channels.get(c.name)
     if settings is not None and not getattr(settings, "enabled", True):
         return "off"
     if c.error:
@@ -95,23 +95,23 @@ def state(c: ChannelNumbers, site: Site) -> str:
     return "up" if c.listening else "down"
 
 
-def open_alerts(site: Site) -> list[Any]:
+def open_alerts(ctx: WebContext) -> list[Any]:
     """The open alerts from monitors/alerts (table `alerts`), when that package is there."""
     try:
         store = importlib.import_module("monitors.alerts.store")
     except ModuleNotFoundError:
         return []
-    return list(store.open_alerts(site.journal))
+    return list(store.open_alerts(ctx.engine))
 
 
-def channel_numbers(site: Site, name: str) -> dict[str, Any]:
-    if name not in site.settings.channels:
+def channel_numbers(ctx: WebContext, name: str) -> dict[str, Any]:
+    if name not in ctx.settings.channels:
         return {"missing": name, "name": name}
-    context = numbers(site)
+    context = numbers(ctx)
     status: EngineStatus | None = context["status"]
     if status is None:
         return {**context, "name": name}
     row = next(r for r in context["channels"] if r["numbers"].name == name)
-    recent = list(list_messages(site.journal, channel=name, status=None, limit=RECENT))
+    recent = list(list_messages(ctx.engine, channel=name, status=None, limit=RECENT))
     routes = [r for r in status.routes if name in r.channels]
     return {**context, "name": name, "row": row, "recent": recent, "routes": routes}

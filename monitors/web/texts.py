@@ -1,4 +1,5 @@
-"""The dashboard pages' texts (Simplified Chinese first, English), in the one catalogue."""
+"""The dashboard's texts (Simplified Chinese first, English), in the one catalogue: the
+layout, the login page and every page. Registered once, here."""
 
 from __future__ import annotations
 
@@ -6,12 +7,29 @@ from core import i18n
 
 _TEXT: dict[str, tuple[str, str]] = {
     # key: (zh, en)
-    "web_title": ("妇幼集成引擎", "MCH engine"),
+    # the layout and the login page
+    "web_title": ("妇幼接口引擎", "MCH integration engine"),
     "web_nav_overview": ("总览", "Overview"),
     "web_nav_messages": ("消息", "Messages"),
     "web_nav_deadletters": ("死信", "Dead letters"),
+    "web_nav_audit": ("审计日志", "Audit log"),
     "web_lang_switch": ("English", "中文"),
-    "web_signed_in_as": ("当前用户：{name}（{role}）", "Signed in as {name} ({role})"),
+    "web_signed_in_as": ("{name}（{role}）", "{name} ({role})"),
+    "web_logout": ("退出", "Sign out"),
+    "web_role_viewer": ("查看", "viewer"),
+    "web_role_operator": ("操作员", "operator"),
+    "web_role_admin": ("管理员", "admin"),
+    "web_role_auditor": ("审计员", "auditor"),
+    "web_login_title": ("登录", "Sign in"),
+    "web_login_name": ("用户名", "User name"),
+    "web_login_password": ("密码", "Password"),
+    "web_login_submit": ("登录", "Sign in"),
+    "web_login_refused": (
+        "用户名或密码不正确，或账号已被暂时锁定。请稍后再试，或联系管理员。",
+        "Wrong user name or password, or the account is locked for a while. "
+        "Try again later or ask an administrator.",
+    ),
+    # the pages
     "web_alerting": ("需要处理", "Needs attention"),
     "web_all_well": ("一切正常", "All is well"),
     "web_checked_at": ("更新于 {at}", "Updated {at}"),
@@ -116,6 +134,16 @@ _TEXT: dict[str, tuple[str, str]] = {
     "web_attempts": ("尝试记录", "Attempts"),
     "web_col_outcome": ("结果", "Outcome"),
     "web_select_all": ("全选", "Select all"),
+    # the audit log page
+    "web_audit_title": ("审计日志", "Audit log"),
+    "web_audit_action": ("操作", "Action"),
+    "web_audit_actor": ("操作人", "Who"),
+    "web_col_role": ("角色", "Role"),
+    "web_col_source": ("来源", "From"),
+    "web_col_target": ("对象", "Target"),
+    "web_col_count": ("数量", "Count"),
+    "web_col_detail": ("详情", "Detail"),
+    "web_audit_shown": ("最新 {n} 条", "Newest {n}"),
 }
 
 i18n.register(_TEXT)
