@@ -50,7 +50,18 @@ ABORTED = "aborted"
 QUEUED = "queued"  # records sent for delivery, their outcome not (yet) awaited
 
 # Every action an entry can name; `deadletter audit` shows each through its `action_` text.
-ACTIONS = ("show", "replay", "reprocess", "reprocess_preview", "purge", "reload", "wechat_bind_import")
+ACTIONS = (
+    "show",
+    "replay",
+    "reprocess",
+    "reprocess_preview",
+    "purge",
+    "reload",
+    "wechat_bind_import",
+    "channel_stop",
+    "channel_start",
+    "channel_pause",
+)
 
 audit_log = Table(
     "audit_log",

@@ -20,7 +20,7 @@ from core.database import make_engine
 from core.masking import masked_url
 from core.settings import Settings
 from deadletter import store as dead_letters
-from engine import journal
+from engine import channel_control, journal
 from engine.bus import Bus, capabilities_for
 from engine.operator_time import iso_time
 from monitors import heartbeat
@@ -46,6 +46,7 @@ class ChannelNumbers:
     last_message_at: datetime | None = None
     open_dead_letters: int = 0
     error: str | None = None  # a polled channel's last failure, until a poll succeeds
+    state: str = "running"  # running, stopped or paused by an operator (engine/channel_control.py)
 
 
 @dataclass
@@ -134,10 +135,11 @@ def collect(settings: Settings, now: datetime | None = None) -> EngineStatus:
         try:
             beats = heartbeat.read_all(db)
             counts = _journal_counts(db)
+            holding = channel_control.held(db, now)
         except Exception as exc:
             raise Unreachable("journal", eng.database, exc) from exc
         _processes(status, beats, now)
-        _channels(status, settings, beats, counts, now)
+        _channels(status, settings, beats, counts, now, holding)
         _routes(status, settings, counts)
         _destinations(status, settings, counts, now)
         _stores(status, settings)
@@ -166,12 +168,14 @@ def _channels(
     beats: list[heartbeat.Beat],
     counts: dict[str, Any],
     now: datetime,
+    holding: dict[str, channel_control.Control],
 ) -> None:
     live = [b for b in beats if b.alive(now)]
     for name, ch in settings.channels.items():
         address = ch.listen_at
+        state = channel_control.state_of(name, holding)
         if address is None:
-            numbers = _reported(status, name, ch, live)
+            numbers = _reported(status if state == "running" else EngineStatus(now, "", ""), name, ch, live)
         else:
             mine = [x for b in live for x in b.listeners if x.channel == name]
             numbers = ChannelNumbers(
@@ -180,8 +184,9 @@ def _channels(
                 listening=bool(mine),
                 open_connections=sum(x.open_connections for x in mine),
             )
-            if not numbers.listening:
+            if not numbers.listening and state == "running":  # held by an operator: not down
                 status.problem("channel_not_listening", name)
+        numbers.state = state
         for key, n in counts["by_status"].get(name, {}).items():
             if key in (journal.ROUTED, journal.UNROUTED, journal.FAILED, journal.REJECTED):
                 setattr(numbers, key, n)

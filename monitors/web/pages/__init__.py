@@ -20,7 +20,7 @@ STATIC = Path(__file__).parent.parent / "static"
 
 def routes(settings: Settings) -> list[BaseRoute]:
     """The pages' routes and the static files they use (htmx, the style sheet)."""
-    from monitors.web.pages import deadletters, messages, overview
+    from monitors.web.pages import channel_ops, deadletters, messages, overview
     from monitors.web.pages.site import Site
 
     site = Site(settings)
@@ -28,5 +28,6 @@ def routes(settings: Settings) -> list[BaseRoute]:
         *overview.routes(site),
         *messages.routes(site),
         *deadletters.routes(site),
+        *channel_ops.routes(site),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]

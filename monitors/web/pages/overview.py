@@ -21,7 +21,7 @@ from starlette.routing import Route
 from engine.listing import list_messages
 from monitors.engine_status import ChannelNumbers, EngineStatus, Unreachable, collect
 from monitors.web.access import Permission, require
-from monitors.web.pages import sparkline
+from monitors.web.pages import channel_ops, sparkline
 from monitors.web.pages.render import render
 from monitors.web.pages.site import Site
 
@@ -86,10 +86,13 @@ def _channel_row(c: ChannelNumbers, counts: list[int], site: Site) -> dict[str, 
 
 
 def state(c: ChannelNumbers, site: Site) -> str:
-    """`up`, `problem`, `down` or `off` (switched off in routes.yaml)."""
+    """`up`, `problem`, `down`, `off` (switched off in routes.yaml), or `stopped` / `paused`
+    by an operator."""
     settings = site.settings.channels.get(c.name)
     if settings is not None and not getattr(settings, "enabled", True):
         return "off"
+    if c.state != "running":
+        return c.state
     if c.error:
         return "problem"
     return "up" if c.listening else "down"
@@ -114,4 +117,5 @@ def channel_numbers(site: Site, name: str) -> dict[str, Any]:
     row = next(r for r in context["channels"] if r["numbers"].name == name)
     recent = list(list_messages(site.journal, channel=name, status=None, limit=RECENT))
     routes = [r for r in status.routes if name in r.channels]
-    return {**context, "name": name, "row": row, "recent": recent, "routes": routes}
+    held = channel_ops.held(site, name)
+    return {**context, "name": name, "row": row, "recent": recent, "routes": routes, **held}
