@@ -176,6 +176,9 @@ class ChannelControl:
 
     def apply(self) -> None:
         holding = held(self.engine)
+        running = {s.name for s in self.runtime.sources}
+        if not (running & set(holding) or self.stopped_here - set(holding)):
+            return  # nothing to change: the loop is left alone
         with self._lock:
             asyncio.run_coroutine_threadsafe(self._switch(holding), self.loop).result(STEP_TIMEOUT)
 

@@ -175,7 +175,7 @@ def _channels(
         address = ch.listen_at
         state = channel_control.state_of(name, holding)
         if address is None:
-            numbers = _reported(status if state == "running" else EngineStatus(now, "", ""), name, ch, live)
+            numbers = _reported(status, name, ch, live, held=state != "running")
         else:
             mine = [x for b in live for x in b.listeners if x.channel == name]
             numbers = ChannelNumbers(
@@ -199,7 +199,9 @@ def _channels(
         status.channels.append(numbers)
 
 
-def _reported(status: EngineStatus, name: str, ch: Any, live: list[heartbeat.Beat]) -> ChannelNumbers:
+def _reported(
+    status: EngineStatus, name: str, ch: Any, live: list[heartbeat.Beat], *, held: bool
+) -> ChannelNumbers:
     """A channel that listens on nothing (file, db_poll): its state as its process reports it
     (`running`, `problem`, `where`)."""
     states = [s for b in live if (s := b.counters.get("sources", {}).get(name))]
@@ -210,8 +212,8 @@ def _reported(status: EngineStatus, name: str, ch: Any, live: list[heartbeat.Bea
         open_connections=0,
     )
     numbers.error = next((s["problem"] for s in states if s.get("problem")), None)
-    if not getattr(ch, "enabled", True):
-        return numbers  # switched off in routes.yaml (a db_poll channel's empty url)
+    if held or not getattr(ch, "enabled", True):
+        return numbers  # held by an operator, or switched off in routes.yaml (a db_poll's empty url)
     if numbers.error:
         status.problem("channel_problem", f"{name} ({numbers.error})")
     elif not numbers.listening:
