@@ -75,6 +75,10 @@ ACTIONS = (
     "user_passwd",
     "user_token",
     "message_show",
+    # Channels stopped, started, paused by an operator (engine/channel_control.py).
+    "channel_stop",
+    "channel_start",
+    "channel_pause",
 )
 
 audit_log = Table(

@@ -26,6 +26,7 @@ from core.errors import ConfigError, ConfigErrors, StartupError
 from core.i18n import t
 from core.masking import mask_text
 from engine import logging as engine_logging
+from engine.channel_command import add_commands as add_channel_commands
 from engine.cli_language import LanguageError, take_language, use_argparse_texts
 from engine.db_check import add_commands as add_db_check_commands
 from engine.deadletter_cli import add_commands as add_deadletter_commands
@@ -137,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--types", action="store_true", help="list the channel and destination types known")
     check.set_defaults(func=cmd_check)
     add_reload_commands(sub)
+    add_channel_commands(sub)
 
     add_mapping_commands(sub)
     add_db_check_commands(sub)

@@ -36,7 +36,7 @@ from sqlalchemy import Engine, func, select
 from core.errors import StartupError
 from core.settings import Settings, load_settings
 from deadletter import audit
-from engine import journal, loaded_config
+from engine import channel_control, journal, loaded_config
 from engine.check import check_config
 from engine.config_diff import ConfigDiff, compare
 from engine.operator_requests import Request, process_name
@@ -254,8 +254,15 @@ class LiveReload:
     # channels ------------------------------------------------------------------------
 
     def _moving(self, diff: ConfigDiff) -> list[str]:
-        """Channels that need a listener of their own at a new address: added or moved."""
-        return [*diff.channels.added, *diff.listen]
+        """Channels that need a listener of their own at a new address: added or moved; not
+        those an operator stopped or paused (engine/channel_control.py), which stay so."""
+        rt = self.runtime
+        assert rt.journal_engine is not None
+        holding = channel_control.held(rt.journal_engine)
+        wanted = [*diff.channels.added, *diff.listen]
+        if rt.control is not None:  # started by it once the operator starts them
+            rt.control.stopped_here.update(name for name in wanted if name in holding)
+        return [name for name in wanted if name not in holding]
 
     async def _bind_new(self, new: Settings, diff: ConfigDiff) -> dict[str, Any]:
         """Take the new addresses no listener of ours holds, before anything changes; on a

@@ -27,8 +27,9 @@ from core.settings import Channel, Destination, Settings
 from deadletter import audit
 from deadletter import store as dead_letters
 from deadletter.policy import RetryPolicy
-from engine import journal
+from engine import channel_control, journal
 from engine.bus import Bus
+from engine.channel_control import ChannelControl
 from engine.delivery import DeliveryWorker
 from engine.heartbeat import Heartbeat, this_process
 from engine.live_reload import LiveReload, compile_routes
@@ -55,6 +56,7 @@ class EngineRuntime:
     workers: list[DeliveryWorker] = field(default_factory=list)
     feed: TransformFeed | None = None
     requests: RequestPoller | None = None
+    control: ChannelControl | None = None
     reloader: LiveReload | None = None
     heartbeat: Heartbeat | None = None
     _engines: dict[str, Engine] = field(default_factory=dict)
@@ -80,6 +82,7 @@ class EngineRuntime:
         journal.ensure_schema(self.journal_engine)
         dead_letters.ensure_schema(self.journal_engine)
         audit.ensure_schema(self.journal_engine)
+        channel_control.ensure_schema(self.journal_engine)
         compiled = compile_routes(s)
         destinations = {name: d for name, d in s.destinations.items()}
         for name, d in destinations.items():
@@ -128,7 +131,13 @@ class EngineRuntime:
                 on_accepted=self.feed.offer if self.feed else None,
             )
             self.writer.start()
+            self.control = ChannelControl(self, asyncio.get_running_loop())
+            holding = channel_control.held(self.journal_engine)
             for name, ch in s.channels.items():
+                if name in holding:  # an operator stopped or paused it: it stays so
+                    self.control.stopped_here.add(name)
+                    log.info("channel_held", channel=name, state=holding[name].state)
+                    continue
                 source = self.build_source(self.channel_config(name, ch, s), ch)
                 await source.start()
                 self.sources.append(source)
@@ -139,6 +148,8 @@ class EngineRuntime:
         self.heartbeat.start()
         self.requests = RequestPoller(self.journal_engine, self.request_handlers())
         self.requests.start()
+        if self.control is not None:
+            self.control.start()
         log.info("engine_started", roles=sorted(self.roles), channels=len(self.sources))
 
     def request_handlers(self) -> dict[str, Handler]:
@@ -157,6 +168,8 @@ class EngineRuntime:
         handlers: dict[str, Handler] = acts.handlers(can_replay=durable or delivers_here)
         if self.reloader is not None:
             handlers["reload"] = self.reloader.handle_request
+        if self.control is not None:
+            handlers[channel_control.KIND] = self.control.handle_request
         return handlers
 
     def store_engine(self, destination: str) -> Engine:
@@ -201,8 +214,10 @@ class EngineRuntime:
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop taking messages, answer what is in flight, finish queued work, close."""
-        await asyncio.gather(*(s.stop(grace) for s in self.sources), return_exceptions=True)
         loop = asyncio.get_running_loop()
+        if self.control:
+            await loop.run_in_executor(None, self.control.stop)
+        await asyncio.gather(*(s.stop(grace) for s in self.sources), return_exceptions=True)
         if self.requests:
             await loop.run_in_executor(None, self.requests.stop)
         if self.heartbeat:

@@ -22,7 +22,7 @@ from core.database import make_engine
 from core.masking import masked_url
 from core.settings import Settings
 from deadletter import store as dead_letters
-from engine import heartbeat, journal
+from engine import channel_control, heartbeat, journal
 from engine.bus import Bus, capabilities_for
 from engine.operator_time import iso_time
 from monitors import recent_window
@@ -57,6 +57,7 @@ class ChannelNumbers:
     poll_lag_s: float | None = None  # db_poll: age of the last successful poll
     silent_for_s: float | None = None  # now - last_message_at
     type: str = ""  # mllp, db_poll, file, ...
+    state: str = "running"  # running, stopped or paused by an operator (engine/channel_control.py)
 
 
 @dataclass
@@ -160,10 +161,11 @@ def collect(settings: Settings, now: datetime | None = None) -> EngineStatus:
         try:
             beats = heartbeat.read_all(db)
             counts = _journal_counts(db, now)
+            holding = channel_control.held(db, now)
         except Exception as exc:
             raise Unreachable("journal", eng.database, exc) from exc
         _processes(status, beats, now)
-        _channels(status, settings, beats, counts, now)
+        _channels(status, settings, beats, counts, now, holding)
         _routes(status, settings, counts)
         _destinations(status, settings, counts, now)
         _stores(status, settings)
@@ -193,12 +195,14 @@ def _channels(
     beats: list[heartbeat.Beat],
     counts: dict[str, Any],
     now: datetime,
+    holding: dict[str, channel_control.Control],
 ) -> None:
     live = [b for b in beats if b.alive(now)]
     for name, ch in settings.channels.items():
         address = ch.listen_at
+        state = channel_control.state_of(name, holding)
         if address is None:
-            numbers = _reported(status, name, ch, live, now)
+            numbers = _reported(status, name, ch, live, now, held=state != "running")
         else:
             mine = [x for b in live for x in b.listeners if x.channel == name]
             numbers = ChannelNumbers(
@@ -207,8 +211,9 @@ def _channels(
                 listening=bool(mine),
                 open_connections=sum(x.open_connections for x in mine),
             )
-            if not numbers.listening:
+            if not numbers.listening and state == "running":  # held by an operator: not down
                 status.problem("channel_not_listening", name)
+        numbers.state = state
         for key, n in counts["by_status"].get(name, {}).items():
             if key in (journal.ROUTED, journal.UNROUTED, journal.FAILED, journal.REJECTED):
                 setattr(numbers, key, n)
@@ -236,7 +241,7 @@ def _recent_channel(numbers: ChannelNumbers, recent: recent_window.Recent, now: 
 
 
 def _reported(
-    status: EngineStatus, name: str, ch: Any, live: list[heartbeat.Beat], now: datetime
+    status: EngineStatus, name: str, ch: Any, live: list[heartbeat.Beat], now: datetime, *, held: bool
 ) -> ChannelNumbers:
     """A channel that listens on nothing (file, db_poll): its state as its process reports it
     (`running`, `problem`, `where`)."""
@@ -251,8 +256,8 @@ def _reported(
     polled = [_aware(s["last_poll_at"]) for s in states if s.get("last_poll_at")]
     if polled:
         numbers.poll_lag_s = round((now - max(t for t in polled if t)).total_seconds(), 1)
-    if not getattr(ch, "enabled", True):
-        return numbers  # switched off in routes.yaml (a db_poll channel's empty url)
+    if held or not getattr(ch, "enabled", True):
+        return numbers  # held by an operator, or switched off in routes.yaml (a db_poll's empty url)
     if numbers.error:
         status.problem("channel_problem", f"{name} ({numbers.error})")
     elif not numbers.listening:

@@ -27,6 +27,16 @@ EXIT_DOWN = 1
 _TEXT: dict[str, tuple[str, str]] = {
     "status_cmd_processes": ("引擎进程", "Engine processes"),
     "status_cmd_channels": ("通道", "Channels"),
+    "status_cmd_channel_stopped": ("已停止", "stopped"),
+    "status_cmd_channel_paused": ("已暂停", "paused"),
+    "status_cmd_channel_stopped_by": (
+        "通道 {name} 由 {actor} 于 {at} 停止（channel start {name} 恢复）",
+        "channel {name} stopped by {actor} at {at} (channel start {name} opens it)",
+    ),
+    "status_cmd_channel_paused_by": (
+        "通道 {name} 由 {actor} 于 {at} 暂停，至 {until} 自动恢复",
+        "channel {name} paused by {actor} at {at}, starts again at {until}",
+    ),
     "status_cmd_routes": ("路由", "Routes"),
     "status_cmd_destinations": ("目的地", "Destinations"),
     "status_cmd_process_header": (
@@ -120,7 +130,32 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(status.to_json(settings.engine.tzinfo), ensure_ascii=False))
     else:
         print(render(status, settings.engine.tzinfo))
+        for line in _held_lines(settings):
+            print(line)
     return EXIT_OK if status.ok else EXIT_DOWN
+
+
+def _held_lines(settings: Any) -> list[str]:
+    """Who stopped or paused which channel, when, and until when (engine/channel_control.py)."""
+    from core.database import make_engine
+    from engine import channel_control
+
+    db = make_engine(settings.engine.database)
+    try:
+        holding = channel_control.held(db)
+    finally:
+        db.dispose()
+    tz = settings.engine.tzinfo
+    return [
+        _t(
+            f"status_cmd_channel_{c.state}_by",
+            name=c.channel,
+            actor=c.by,
+            at=local_time(c.at, tz),
+            until=local_time(c.until, tz),
+        )
+        for c in holding.values()
+    ]
 
 
 def render(status: EngineStatus, tz: ZoneInfo) -> str:
@@ -160,7 +195,7 @@ def render(status: EngineStatus, tz: ZoneInfo) -> str:
             [
                 c.name,
                 c.listen,
-                yes(c.listening),
+                yes(c.listening) if c.state == "running" else _t(f"status_cmd_channel_{c.state}"),
                 c.open_connections,
                 c.received,
                 c.routed,

@@ -281,6 +281,15 @@ def shipped_routes_copy(directory: Path) -> Path:
     return routes
 
 
+def refused(port: int) -> bool:
+    """A new TCP connection to 127.0.0.1:`port` is refused: nobody listens there."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
 def wait_until(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
     """Poll until `check()` is truthy; fail with its last value."""
     deadline = time.monotonic() + timeout

@@ -98,8 +98,8 @@ def _silent_feeds(look: Look) -> list[Finding]:
     found = []
     for ch in _get(look.status, "channels") or []:
         limit, hours = look.config.feed(ch.name)
-        if limit is None or ch.name in look.internal:
-            continue
+        if limit is None or ch.name in look.internal or ch.state != "running":
+            continue  # stopped or paused by an operator: quiet on purpose
         since = _get(ch, "last_message_at") or _engine_started(look.status)
         if since is None:
             continue  # nothing received and no engine running: process_down says so

@@ -59,6 +59,33 @@ _TEXT: dict[str, tuple[str, str]] = {
     "web_state_down": ("未运行", "down"),
     "web_state_problem": ("故障", "problem"),
     "web_state_off": ("已停用", "switched off"),
+    "web_state_stopped": ("已停止", "stopped"),
+    "web_state_paused": ("已暂停", "paused"),
+    "web_channel_stopped_by": (
+        "由 {actor} 于 {at} 停止：不再接收新消息（MLLP 端口关闭 / 不再轮询），已收到的消息照常处理和投递。",
+        "Stopped by {actor} at {at}: no new messages are taken (MLLP port closed / no polling); "
+        "those already received are still processed and delivered.",
+    ),
+    "web_channel_paused_by": (
+        "由 {actor} 于 {at} 暂停，至 {until} 自动恢复。",
+        "Paused by {actor} at {at}; it starts again by itself at {until}.",
+    ),
+    "web_channel_stop": ("停止通道", "Stop channel"),
+    "web_channel_start": ("启动通道", "Start channel"),
+    "web_channel_pause": ("暂停", "Pause"),
+    "web_channel_pause_for": ("暂停时长", "Pause for"),
+    "web_channel_action_stop": (
+        "已请求停止（请求 #{request}），运行中的引擎在一秒内执行。",
+        "Stop requested (request #{request}); the running engine applies it within a second.",
+    ),
+    "web_channel_action_start": (
+        "已请求启动（请求 #{request}），运行中的引擎在一秒内执行。",
+        "Start requested (request #{request}); the running engine applies it within a second.",
+    ),
+    "web_channel_action_pause": (
+        "已请求暂停（请求 #{request}），运行中的引擎在一秒内执行。",
+        "Pause requested (request #{request}); the running engine applies it within a second.",
+    ),
     "web_per_minute": ("每分钟 {n} 条", "{n} per minute"),
     "web_channel_title": ("通道 {name}", "Channel {name}"),
     "web_recent_messages": ("最近消息", "Recent messages"),

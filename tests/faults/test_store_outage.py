@@ -7,7 +7,6 @@ attempt; nothing ends in dead letters while `max_attempts` allows.
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 from itertools import pairwise
@@ -26,7 +25,7 @@ from engine_process import (
     wait_for,
 )
 from fault_setup import RABBITMQ_PG, Setup, adt, delivery_statuses, engine_setup, retry_yaml, rows
-from support import REPORT, require_service, scalar
+from support import REPORT, refused, require_service, scalar
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -34,14 +33,6 @@ OUTAGE = 30.0
 TIERS = [1, 2, 4]  # seconds; the last one repeats
 MAX_ATTEMPTS = 20  # 1 + 2 + 4 × 17 s: far more than the outage
 BEFORE, DURING = 20, 100
-
-
-def refused(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
-    except ConnectionRefusedError:
-        return True
-    return False
 
 
 def test_record_store_refusing_connections_for_30s_retries_then_delivers(tmp_path: Path) -> None:

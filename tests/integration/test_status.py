@@ -177,6 +177,7 @@ class TestEmbeddedDefault:
                 "last_message_at": None,
                 "open_dead_letters": 0,
                 "error": None,
+                "state": "running",
             }
             # The configured engine.timezone (Asia/Shanghai by default), as every other --json listing.
             last = datetime.fromisoformat(hospital_numbers["last_message_at"])

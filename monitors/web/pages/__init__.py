@@ -17,11 +17,12 @@ from monitors.web.context import WebContext
 
 def routes(context: WebContext) -> list[BaseRoute]:
     """The pages' routes (their static files are served by monitors/web/__init__.py)."""
-    from monitors.web.pages import audit_log, deadletters, messages, overview
+    from monitors.web.pages import audit_log, channel_ops, deadletters, messages, overview
 
     return [
         *overview.routes(context),
         *messages.routes(context),
         *deadletters.routes(context),
         *audit_log.routes(context),
+        *channel_ops.routes(context),
     ]

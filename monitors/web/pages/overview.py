@@ -22,7 +22,7 @@ from engine.listing import list_messages
 from monitors.engine_status import ChannelNumbers, EngineStatus, Unreachable, collect
 from monitors.web.access import Permission, needs
 from monitors.web.context import WebContext
-from monitors.web.pages import sparkline
+from monitors.web.pages import channel_ops, sparkline
 from monitors.web.rendering import render
 
 RECENT = 50
@@ -86,10 +86,13 @@ def _channel_row(c: ChannelNumbers, counts: list[int], ctx: WebContext) -> dict[
 
 
 def state(c: ChannelNumbers, ctx: WebContext) -> str:
-    """`up`, `problem`, `down` or `off` (switched off in routes.yaml)."""
+    """`up`, `problem`, `down`, `off` (switched off in routes.yaml), or `stopped` / `paused`
+    by an operator."""
     settings = ctx.settings.channels.get(c.name)
     if settings is not None and not getattr(settings, "enabled", True):
         return "off"
+    if c.state != "running":
+        return c.state
     if c.error:
         return "problem"
     return "up" if c.listening else "down"
@@ -114,4 +117,5 @@ def channel_numbers(ctx: WebContext, name: str) -> dict[str, Any]:
     row = next(r for r in context["channels"] if r["numbers"].name == name)
     recent = list(list_messages(ctx.engine, channel=name, status=None, limit=RECENT))
     routes = [r for r in status.routes if name in r.channels]
-    return {**context, "name": name, "row": row, "recent": recent, "routes": routes}
+    held = channel_ops.held(ctx, name)
+    return {**context, "name": name, "row": row, "recent": recent, "routes": routes, **held}

@@ -101,6 +101,15 @@ def test_channels_of_records_the_engine_makes_are_never_silent() -> None:
     assert evaluate(status(T0, last=last), [], T0, AlertSettings(), TZ, internal=frozenset({"lis"})) == []
 
 
+def test_a_channel_an_operator_stopped_or_paused_is_not_silent() -> None:
+    s = status(T0, last=T0 - timedelta(hours=3))
+    for state in ("stopped", "paused"):
+        s.channels[0].state = state
+        assert evaluate(s, [], T0, AlertSettings(), TZ) == []
+    s.channels[0].state = "running"
+    assert kinds(evaluate(s, [], T0, AlertSettings(), TZ)) == [(OPEN, "feed_silent", "lis")]
+
+
 def test_a_feed_that_never_sent_counts_from_the_engine_start() -> None:
     s = status(T0)
     s.processes[0].started_at = T0 - timedelta(minutes=20)
