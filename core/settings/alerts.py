@@ -1,5 +1,5 @@
 """The `alerts:` section of routes.yaml: the bounds the engine's own alert rules hold the
-numbers to (monitors/alerts/, docs/alerts.md).
+numbers to (monitors/alerts/, docs/monitoring.md).
 
 Every bound has a default, so a file without the section still alerts on a feed silent for
 15 minutes, a dead letter, a backlog, a service down, low disk. A feed that is quiet by

@@ -310,7 +310,7 @@ class Settings(SettingsModel):
     )
     alerts: AlertSettings = Field(
         default_factory=AlertSettings,
-        description="Bounds of the engine's own alert rules (docs/alerts.md).",
+        description="Bounds of the engine's own alert rules (docs/monitoring.md).",
     )
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)

@@ -1,5 +1,5 @@
 """The engine's own alert rules over its numbers, for hospitals that run no Prometheus
-(docs/alerts.md). The same rules, for those that do: monitors/prometheus/alerts.yml.
+(docs/monitoring.md). The same rules, for those that do: monitors/prometheus/alerts.yml.
 
 `rules` (each rule as data: key, severity, condition over an EngineStatus, subjects),
 `evaluate` (status + open alerts + clock → transitions, pure), `store` (the `alerts` table:

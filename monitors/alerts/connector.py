@@ -1,5 +1,5 @@
 """Registers the `alerts` channel type: the engine's own alert rules, evaluated every
-`every:` seconds, each transition journaled as an `EngineAlert` record (docs/alerts.md).
+`every:` seconds, each transition journaled as an `EngineAlert` record (docs/monitoring.md).
 
 It lives with the monitors because it reads the engine's status; the connector registry
 imports it with the connectors under `channels/` (core/connectors.py).

@@ -3,6 +3,9 @@ status, evaluates the rules against the open episodes in the `alerts` table, and
 transition writes a log event and journals an `EngineAlert` record, the table updated in the
 same transaction: a kill between the two cannot send a notice twice or lose one.
 
+Each look judges by `clock` (the engine's, core/clock.py): the rules are pure in `now`, so
+whoever builds the source may hand it another clock.
+
 When the journal does not answer, the transitions (the journal_down alert) go to the log
 only, and are remembered in memory until it answers again.
 """
@@ -14,13 +17,14 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 from sqlalchemy import Engine
 
 from core import journal
+from core.clock import now_utc
 from core.settings import Settings
 from core.sources import SourceCounters, stop_thread
 from monitors import engine_status
@@ -54,7 +58,7 @@ class AlertSource:
     config: AlertsConfig
     writer: journal.Journal
     journal_engine: Engine
-    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    clock: Callable[[], datetime] = now_utc  # the time each look judges by
     counters: SourceCounters = field(default_factory=SourceCounters)
     port: int | None = None  # it listens on nothing
     _samples: deque[Sample] = field(default_factory=deque)

@@ -13,7 +13,7 @@ ids, raw messages, payloads) are masked unless the role may see them.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +31,7 @@ from engine import listing
 from engine.deadletter_requests import await_deliveries, carry_out
 from engine.operator_actions import action_outcome
 from engine.operator_requests import DONE
+from monitors.alerts import store as alert_store
 from monitors.engine_status import Unreachable, collect
 from monitors.web import sessions, users
 from monitors.web.access import Permission, Role, User, require
@@ -315,6 +316,18 @@ async def purge(request: Request, ctx: WebContext, user: User) -> Response:
     return _json(action_outcome(result))
 
 
+async def list_alerts(request: Request, ctx: WebContext, _user: User) -> Response:
+    def read() -> dict[str, Any]:
+        opened = alert_store.open_alerts(ctx.engine)
+        recent = alert_store.recent_alerts(ctx.engine, _limit(request))
+        return {
+            "open": [asdict(a) for a in opened],
+            "recent": [asdict(a) for a in recent],
+        }
+
+    return _json(await run_in_threadpool(read))
+
+
 async def read_audit(request: Request, ctx: WebContext, _user: User) -> Response:
     q = request.query_params
     found = await run_in_threadpool(
@@ -462,6 +475,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             "required": ["ids", "reason"],
             "properties": {"ids": _IDS, "reason": {"type": "string", "minLength": 1}},
         },
+    ),
+    Endpoint(
+        "/api/alerts",
+        "GET",
+        Permission.view,
+        "The engine's alerts: those still open (oldest first) and the latest episodes, open or past "
+        "(newest first)",
+        list_alerts,
+        query=(_LIMIT,),
     ),
     Endpoint(
         "/api/audit",

@@ -13,6 +13,7 @@ _TEXT: dict[str, tuple[str, str]] = {
     "web_nav_messages": ("消息", "Messages"),
     "web_nav_deadletters": ("死信", "Dead letters"),
     "web_nav_audit": ("审计日志", "Audit log"),
+    "web_nav_alerts": ("告警", "Alerts"),
     "web_lang_switch": ("English", "中文"),
     "web_signed_in_as": ("{name}（{role}）", "{name} ({role})"),
     "web_logout": ("退出", "Sign out"),
@@ -171,6 +172,22 @@ _TEXT: dict[str, tuple[str, str]] = {
     "web_col_count": ("数量", "Count"),
     "web_col_detail": ("详情", "Detail"),
     "web_audit_shown": ("最新 {n} 条", "Newest {n}"),
+    # the alerts page
+    "web_alerts_title": ("告警", "Alerts"),
+    "web_alerts_open": ("未恢复的告警", "Open alerts"),
+    "web_alerts_past": ("已恢复的告警", "Past alerts"),
+    "web_alerts_past_shown": ("最近 {n} 条", "Latest {n}"),
+    "web_alerts_none_open": ("没有未恢复的告警", "No alert is open"),
+    "web_alerts_rule": ("规则", "Rule"),
+    "web_alerts_subject": ("对象", "Subject"),
+    "web_alerts_severity": ("级别", "Severity"),
+    "web_alerts_since": ("开始于", "Since"),
+    "web_alerts_notified": ("最近通知", "Last notified"),
+    "web_alerts_resolved": ("恢复于", "Resolved"),
+    "web_alerts_summary": ("说明", "Summary"),
+    "web_alerts_all": ("全部告警", "All alerts"),
+    "web_severity_critical": ("严重", "critical"),
+    "web_severity_warning": ("警告", "warning"),
 }
 
 i18n.register(_TEXT)

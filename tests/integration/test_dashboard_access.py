@@ -109,6 +109,7 @@ def test_every_route_answers_every_role_as_the_policy_says(tmp_path: Path) -> No
     walked.sort(key=lambda mp: mp[1] == "/logout")  # signing out ends the session: last
     assert ("POST", "/api/deadletters/replay") in walked and ("GET", "/login") in walked
     assert ("POST", "/deadletters/{action:str}") in walked and ("GET", "/audit") in walked
+    assert ("GET", "/alerts") in walked and ("GET", "/api/alerts") in walked
 
     anonymous = TestClient(app)
     clients = {role: signed_in(settings, names[role]) for role in Role}

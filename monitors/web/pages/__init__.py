@@ -1,5 +1,5 @@
 """The dashboard's pages: overview, channel, message search and message, dead letters, the
-audit log.
+alerts, the audit log.
 
 Server-rendered (Jinja2, templates/pages/, each extending templates/base.html), refreshed in
 part by htmx (served by the engine from static/vendor/, never a CDN), no inline script or
@@ -17,12 +17,13 @@ from monitors.web.context import WebContext
 
 def routes(context: WebContext) -> list[BaseRoute]:
     """The pages' routes (their static files are served by monitors/web/__init__.py)."""
-    from monitors.web.pages import audit_log, channel_ops, deadletters, messages, overview
+    from monitors.web.pages import alerts, audit_log, channel_ops, deadletters, messages, overview
 
     return [
         *overview.routes(context),
         *messages.routes(context),
         *deadletters.routes(context),
+        *alerts.routes(context),
         *audit_log.routes(context),
         *channel_ops.routes(context),
     ]

@@ -3,13 +3,12 @@
 The overview reads the engine's numbers (monitors/engine_status.py `collect`, the same as
 `mch-engine status`) and one rate query for every channel's sparkline; its live part
 (`/overview/live`) is what htmx fetches again every few seconds. What is alerting goes at
-the top: the status problems today; the open alerts of monitors/alerts once it exists
-(`open_alerts`, the seam).
+the top: the open alerts of the engine's own rules (monitors/alerts/store.py, the same as
+`/alerts`) and the status problems.
 """
 
 from __future__ import annotations
 
-import importlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from engine.listing import list_messages
+from monitors.alerts import store as alert_store
 from monitors.engine_status import ChannelNumbers, EngineStatus, Unreachable, collect
 from monitors.web.access import Permission, needs
 from monitors.web.context import WebContext
@@ -98,13 +98,9 @@ def state(c: ChannelNumbers, ctx: WebContext) -> str:
     return "up" if c.listening else "down"
 
 
-def open_alerts(ctx: WebContext) -> list[Any]:
-    """The open alerts from monitors/alerts (table `alerts`), when that package is there."""
-    try:
-        store = importlib.import_module("monitors.alerts.store")
-    except ModuleNotFoundError:
-        return []
-    return list(store.open_alerts(ctx.engine))
+def open_alerts(ctx: WebContext) -> list[alert_store.AlertRow]:
+    """The alerts still open (table `alerts`), the oldest first."""
+    return alert_store.open_alerts(ctx.engine)
 
 
 def channel_numbers(ctx: WebContext, name: str) -> dict[str, Any]:
