@@ -7,22 +7,35 @@ both to the one app. All of them share one `WebContext` (monitors/web/context.py
 
 from __future__ import annotations
 
-from starlette.middleware import Middleware
-from starlette.routing import BaseRoute, Mount
-from starlette.staticfiles import StaticFiles
+from typing import TYPE_CHECKING
 
-from core.settings import Settings
-from monitors.web import api, login, pages
-from monitors.web.auth import AuthMiddleware
-from monitors.web.context import context_for
-from monitors.web.rendering import HERE
+if TYPE_CHECKING:
+    from starlette.middleware import Middleware
+    from starlette.routing import BaseRoute
+
+    from core.settings import Settings
+
+# The web parts are imported when the app is built, not with the package: every CLI command
+# imports monitors.web.users_cli, and none of them needs Jinja2 or the pages.
 
 
 def routes(settings: Settings) -> list[BaseRoute]:
+    from starlette.routing import Mount
+    from starlette.staticfiles import StaticFiles
+
+    from monitors.web import api, login, pages
+    from monitors.web.context import context_for
+    from monitors.web.rendering import HERE
+
     context = context_for(settings)
     static = Mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     return [*login.routes(context), *api.routes(context), *pages.routes(context), static]
 
 
 def middleware(settings: Settings) -> list[Middleware]:
+    from starlette.middleware import Middleware
+
+    from monitors.web.auth import AuthMiddleware
+    from monitors.web.context import context_for
+
     return [Middleware(AuthMiddleware, context=context_for(settings))]

@@ -15,6 +15,7 @@ one per user, shown once, stored only as its SHA-256, replaced when a new one is
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -53,7 +54,13 @@ LOCK_WINDOW = timedelta(minutes=15)
 MIN_PASSWORD = 10
 
 _hasher = PasswordHasher()
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """What an unknown name's password is checked against, so a refusal takes as long either
+    way; made at the first login, not at import (every CLI command imports this package)."""
+    return _hasher.hash(secrets.token_hex(16))
 
 
 class UserError(ValueError):
@@ -171,7 +178,7 @@ def authenticate(engine: Engine, name: str, password: str, source: str) -> User 
     c = users.c
     with engine.connect() as conn:
         row = conn.execute(select(c.role, c.password_hash, c.disabled).where(c.name == name)).first()
-    good = _verify(row[1] if row else _DUMMY_HASH, password) and row is not None
+    good = _verify(row[1] if row else _dummy_hash(), password) and row is not None
     locked = failures >= LOCK_FAILURES or by_address >= LOCK_ADDRESS_FAILURES
     who = Actor(name or "-", audit.os_user(), role=row[0] if row else None, source=source)
     if good and not locked and row is not None and not row[2]:
