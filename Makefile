@@ -20,7 +20,7 @@ check: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/mch-engine check --config routes.yaml
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -26,20 +26,41 @@ def mask_pii(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any
     return {k: mask_value(k, v) for k, v in event.items()}
 
 
-class _Stderr:
-    """Whatever `sys.stderr` is when a line is written (a test may swap it meanwhile)."""
+class _Sink:
+    """Where every line goes: the stream `configure` was last given, else whatever
+    `sys.stderr` is when the line is written. One object for the process, so a logger cached
+    on its first use follows a later `configure` (a test's in-process command configures too)."""
+
+    target: TextIO | None = None
+    level: int = logging.INFO
 
     def write(self, text: str) -> int:
-        return sys.stderr.write(text)
+        return (self.target or sys.stderr).write(text)
 
     def flush(self) -> None:
-        sys.stderr.flush()
+        (self.target or sys.stderr).flush()
+
+
+_SINK = _Sink()
+_METHOD_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+                  "warn": logging.WARNING, "error": logging.ERROR, "exception": logging.ERROR,
+                  "critical": logging.CRITICAL, "fatal": logging.CRITICAL}  # fmt: skip
+
+
+def _below_level(_logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Drop what is under the configured level. A processor rather than a filtering logger
+    class: loggers are cached on first use, and the level must follow a later `configure`."""
+    if _METHOD_LEVELS.get(method, logging.INFO) < _SINK.level:
+        raise structlog.DropEvent
+    return event
 
 
 def configure(level: str = "info", stream: Any = None) -> None:
     """JSON lines to stderr (or `stream`), masking first in the pipeline's last steps."""
+    _SINK.target, _SINK.level = stream, getattr(logging, level.upper())
     structlog.configure(
         processors=[
+            _below_level,
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -47,7 +68,7 @@ def configure(level: str = "info", stream: Any = None) -> None:
             mask_pii,
             structlog.processors.JSONRenderer(ensure_ascii=False),
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(stream or cast(TextIO, _Stderr())),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+        logger_factory=structlog.PrintLoggerFactory(cast(TextIO, _SINK)),
         cache_logger_on_first_use=True,
     )

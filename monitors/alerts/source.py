@@ -158,9 +158,7 @@ class AlertSource:
                     )
                 else:
                     self._unsaved.pop(key, None)
-            # A logger per event (they are rare): it writes where logging is configured now.
-            events = structlog.get_logger("monitors.alerts")
-            level = events.error if t.severity == "critical" and t.kind != "resolve" else events.warning
+            level = log.error if t.severity == "critical" and t.kind != "resolve" else log.warning
             level(
                 EVENTS[t.kind],
                 channel=self.name,

@@ -14,7 +14,6 @@ from faults.engine_process import mch
 from wechat_standin import WechatStandIn
 
 from channels.mllp.ack import parse_acks
-from engine import logging as engine_logging
 from monitors.alerts.store import open_alerts, recent_alerts
 from support import ENGINE_LOG, REPO, RunningEngine, shipped_routes_copy, wait_until
 
@@ -61,7 +60,6 @@ def test_a_silent_feed_alerts_the_on_call_engineer_and_recovers(
         monkeypatch.setenv("MCH_WECHAT_API_BASE", wx.base_url)
         monkeypatch.setenv("MCH_WECHAT_APPID", wx.appid)
         monkeypatch.setenv("MCH_WECHAT_SECRET", wx.secret)
-        engine_logging.configure("warning", stream=ENGINE_LOG)  # a CLI test before may have moved it
         mark = ENGINE_LOG.mark()
         with RunningEngine(routes) as engine:
             [ack] = engine.send([SAMPLE.read_bytes()])
