@@ -79,6 +79,9 @@ ACTIONS = (
     "channel_stop",
     "channel_start",
     "channel_pause",
+    # Backups of the embedded databases and their restore (engine/backup_command.py).
+    "backup",
+    "restore",
 )
 
 audit_log = Table(

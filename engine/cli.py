@@ -26,6 +26,7 @@ from core.errors import ConfigError, ConfigErrors, StartupError
 from core.i18n import t
 from core.masking import mask_text
 from engine import logging as engine_logging
+from engine.backup_command import add_commands as add_backup_commands
 from engine.channel_command import add_commands as add_channel_commands
 from engine.cli_language import LanguageError, take_language, use_argparse_texts
 from engine.db_check import add_commands as add_db_check_commands
@@ -170,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.set_defaults(func=cmd_send)
 
     add_listing_commands(sub)
+    add_backup_commands(sub)
     return p
 
 
