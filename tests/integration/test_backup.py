@@ -41,6 +41,16 @@ class Sender(threading.Thread):
             return set(self.acked)
 
 
+def routes(folder: Path) -> Path:
+    """Journal in engine.db, the record store in a file of its own (store.db)."""
+    folder.mkdir()
+    config = write_routes(folder, database=f"sqlite:///{folder / 'engine.db'}")
+    text = config.read_text("utf-8")
+    own = f"record_store: {{type: record_store, database: 'sqlite:///{folder / 'store.db'}'}}"
+    config.write_text(text.replace("record_store: {type: record_store}", own), "utf-8")
+    return config
+
+
 def control_ids(db: Path) -> set[str]:
     conn = sqlite3.connect(db)
     try:
@@ -50,8 +60,7 @@ def control_ids(db: Path) -> set[str]:
 
 
 def test_a_backup_under_load_restores_every_acked_message(tmp_path: Path) -> None:
-    (tmp_path / "live").mkdir()
-    config = write_routes(tmp_path / "live", database=f"sqlite:///{tmp_path / 'live' / 'engine.db'}")
+    config = routes(tmp_path / "live")
     backups = tmp_path / "backups"
     with RunningEngine(config) as engine:
         sender = Sender(engine)
@@ -73,23 +82,25 @@ def test_a_backup_under_load_restores_every_acked_message(tmp_path: Path) -> Non
     assert len(after) > len(before), "the engine kept receiving while the backup ran"
 
     manifest = json.loads((folder / "manifest.json").read_text("utf-8"))
-    [entry] = manifest["files"]
+    entry, store = manifest["files"]
     assert entry["file"] == "engine.db" and entry["setting"] == "engine.database"
+    assert store["file"] == "store.db" and store["setting"] == "destinations.record_store.database"
     assert manifest["engine_version"] and manifest["started_at"].endswith("+00:00")
     assert entry["counts"]["journal_messages"] >= len(before)
-    assert "records" in entry["counts"] and "open_dead_letters" in entry["counts"]
+    assert entry["counts"]["open_dead_letters"] == 0
+    assert store["counts"]["persons"] > 0
 
     refused = mch(config, "restore", str(folder))
     assert refused.returncode == 1
     assert "already holds" in refused.stderr and "empty engine" in refused.stderr
 
-    (tmp_path / "new").mkdir()
+    target = routes(tmp_path / "new")
     restored_db = tmp_path / "new" / "engine.db"
-    target = write_routes(tmp_path / "new", database=f"sqlite:///{restored_db}")
     restored = mch(target, "restore", str(folder), "--as", "王芳")
     assert restored.returncode == 0, restored.stderr
     assert before <= control_ids(restored_db)
     assert counts(restored_db) == entry["counts"]
+    assert counts(tmp_path / "new" / "store.db") == store["counts"]
     assert [e["action"] for e in audit_log(target)][:2] == ["restore", "backup"]
 
     with RunningEngine(target) as engine:  # the restored engine takes up where the copy ended
