@@ -105,17 +105,23 @@ def this_process(roles: list[str] | set[str] | frozenset[str]) -> Beat:
 
 
 _schema_lock = threading.Lock()
+_schema_ready: set[str] = set()  # databases this process already made or checked the table in
 
 
 def ensure_schema(engine: Engine) -> None:
-    """Create the table, or add what an older version's table lacks. Threads of this process
+    """Create the table, or add what an older version's table lacks, once per database and
+    process (every `status`, scrape and alert look reads the table). Threads of this process
     take turns; another process doing the same at the same moment makes the first try fail,
     and the second finds its work done."""
+    url = engine.url.render_as_string(hide_password=False)
     with _schema_lock:
+        if url in _schema_ready:
+            return
         try:
             _create_or_upgrade(engine)
         except DBAPIError:
             _create_or_upgrade(engine)
+        _schema_ready.add(url)
 
 
 def _create_or_upgrade(engine: Engine) -> None:

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import pytest
 import uvicorn
 
 from core.settings import Settings
@@ -22,7 +21,7 @@ from monitors.http_app import build_app
 from monitors.web import users
 from monitors.web.access import Role
 from monitors.web.context import context_for
-from support import free_port, in_ci
+from support import free_port, unavailable
 
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "值班-correct-horse-42"
@@ -81,10 +80,7 @@ def require_chromium() -> None:
     """Skip without Debian's chromium on a workstation; under CI its absence is a failure."""
     if shutil.which(CHROMIUM) or os.path.exists(CHROMIUM):
         return
-    message = f"{CHROMIUM} is missing (apt-get install chromium)"
-    if in_ci():
-        pytest.fail(message)
-    pytest.skip(message)
+    unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
 
 
 @contextmanager

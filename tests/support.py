@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import yaml
@@ -73,15 +73,20 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
+def unavailable(message: str) -> NoReturn:
+    """A tool or service a test needs is missing: skipped on a laptop, a failure under CI=true."""
+    if in_ci():
+        pytest.fail(f"{message} (CI=true)")
+    pytest.skip(message)
+
+
 def require_service(host: str, port: int, name: str) -> None:
     """Skip on a laptop without the service; under CI=true a missing service is a failure."""
     try:
         with socket.create_connection((host, port), timeout=2):
             return
     except OSError as exc:
-        if in_ci():
-            pytest.fail(f"{name} on {host}:{port} is unreachable under CI=true: {exc}")
-        pytest.skip(f"{name} on {host}:{port} is not running")
+        unavailable(f"{name} on {host}:{port} is not running: {exc}")
 
 
 def free_port() -> int:
