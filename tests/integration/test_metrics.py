@@ -18,7 +18,16 @@ from test_status import FAILING, GOOD, REJECTED, UNROUTED, EngineProcess, port_o
 from core.masking import masked_url
 from core.settings import load_settings
 from monitors import engine_status
-from support import AMQP_URL, engine_backend, free_port, pg_schema, require_service, wait_until, write_routes
+from support import (
+    AMQP_URL,
+    REPORT,
+    engine_backend,
+    free_port,
+    pg_schema,
+    require_service,
+    wait_until,
+    write_routes,
+)
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -208,7 +217,7 @@ def test_collect_stays_fast_with_200_channels(tmp_path: Path) -> None:
     started = time.perf_counter()
     status = engine_status.collect(settings)
     took = time.perf_counter() - started
-    print(f"collect() with 200 channels and 20,000 journal rows: {took * 1000:.0f} ms")
+    REPORT.append(f"collect() with 200 channels and 20,000 journal rows: {took * 1000:.0f} ms")
     assert len(status.channels) == 200 and sum(c.received for c in status.channels) == 20_000
     assert all(c.rate_1m > 0 for c in status.channels)
     assert took < 1.0
