@@ -18,7 +18,7 @@ from engine_process import EngineProcess, LockStepStream, broker_queues, mch_jso
 from fault_setup import RABBITMQ_PG, adt, delivery_statuses, engine_setup, rows
 from support import REPORT, require_service, scalar, unavailable
 
-pytestmark = [pytest.mark.services, pytest.mark.slow]
+pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.exclusive]
 
 MESSAGES = 3000
 CONNECTIONS = 4
