@@ -168,6 +168,15 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--repeat", type=int, default=1, help="send everything N times, MSH-10 made unique")
     send.add_argument("--quiet", action="store_true", help="print only problems and the summary")
     send.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each ACK")
+    send.add_argument("--tls", action="store_true", help="MLLP over TLS (implied by --tls-ca/--tls-cert)")
+    send.add_argument(
+        "--tls-ca", metavar="FILE", help="CA to check the engine's certificate (default: system)"
+    )
+    send.add_argument("--tls-cert", metavar="FILE", help="client certificate, for a channel with client_ca")
+    send.add_argument("--tls-key", metavar="FILE", help="key of the client certificate")
+    send.add_argument(
+        "--tls-name", metavar="NAME", help="name on the engine's certificate (default: the host)"
+    )
     send.set_defaults(func=cmd_send)
 
     add_listing_commands(sub)
@@ -314,11 +323,16 @@ async def _serve(runtime: Any, summary_interval: float = 60.0) -> int:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    from engine.send_command import run_send
+    from engine.send_command import run_send, tls_for_send
 
     host, _, port = args.to.rpartition(":")
     if not host or not port.isdigit():
         print(t("bad_address"), file=sys.stderr)
+        return 2
+    try:
+        tls = tls_for_send(args.tls, args.tls_ca, args.tls_cert, args.tls_key)
+    except ValueError as exc:
+        print(t("send_tls_unusable", error=exc), file=sys.stderr)
         return 2
     return run_send(
         args.files,
@@ -329,6 +343,8 @@ def cmd_send(args: argparse.Namespace) -> int:
         repeat=args.repeat,
         quiet=args.quiet,
         timeout=args.timeout,
+        tls=tls,
+        server_name=args.tls_name,
     )
 
 

@@ -49,7 +49,7 @@ engine_processes = Table(
     Column("roles", JSON, nullable=False),
     Column("started_at", UtcDateTime(), nullable=False),
     Column("heartbeat_at", UtcDateTime(), nullable=False),
-    # [{"channel", "host", "port", "open_connections"}]
+    # [{"channel", "host", "port", "open_connections", "closed"}]
     Column("listeners", JSON, nullable=False),
     # {"channels": {name: {received, accepted, rejected, duplicates, ...}}, "transform": {...}}
     Column("counters", JSON, nullable=False),
@@ -66,6 +66,8 @@ class Listener:
     host: str
     port: int
     open_connections: int = 0
+    # Connections the listener's edge closed, by reason (channels/mllp/source.py MllpCounters.closed).
+    closed: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass

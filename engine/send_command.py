@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
+import ssl
 import statistics
 import time
 from dataclasses import dataclass
@@ -19,10 +20,33 @@ from pathlib import Path
 
 from channels.mllp.ack import parse_acks
 from channels.mllp.client import send_all
+from channels.mllp.tls import client_context
+from core import i18n
 from core.i18n import t
 
 _MSH_START = re.compile(rb"(?:^|\r)(?=MSH)")
 GIVE_UP_AFTER = 3  # connection attempts failing in a row: nothing is listening there
+
+
+_TEXT: dict[str, tuple[str, str]] = {
+    "send_tls_unusable": (
+        "TLS 证书或密钥无法读取（{error}）：检查 --tls-ca、--tls-cert、--tls-key",
+        "TLS certificate or key cannot be used ({error}): check --tls-ca, --tls-cert, --tls-key",
+    ),
+}
+i18n.register(_TEXT)
+
+
+def tls_for_send(
+    use_tls: bool, ca: str | None, certificate: str | None, key: str | None
+) -> ssl.SSLContext | None:
+    """The context `send --tls…` asked for (None: plain MLLP); raises ValueError with the reason."""
+    if not (use_tls or ca or certificate):
+        return None
+    try:
+        return client_context(ca, certificate, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(getattr(exc, "strerror", None) or str(exc)) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +108,8 @@ def run_send(
     repeat: int,
     quiet: bool,
     timeout: float,
+    tls: ssl.SSLContext | None = None,
+    server_name: str | None = None,
 ) -> int:
     items: list[Outgoing] = []
     for name in files:
@@ -107,6 +133,8 @@ def run_send(
             concurrency=concurrency,
             timeout=timeout,
             give_up_after=GIVE_UP_AFTER,
+            tls=tls,
+            server_name=server_name,
         )
     )
     elapsed = time.perf_counter() - started

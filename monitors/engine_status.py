@@ -38,6 +38,9 @@ class ChannelNumbers:
     listen: str  # configured HOST:PORT
     listening: bool
     open_connections: int
+    # connections the listener closed at once or cut, by reason: not_allowed, over_limit,
+    # tls_failed, frame_deadline (since each process started)
+    connections_closed: dict[str, int] = field(default_factory=dict)
     received: int = 0
     routed: int = 0
     unrouted: int = 0
@@ -211,6 +214,9 @@ def _channels(
                 listening=bool(mine),
                 open_connections=sum(x.open_connections for x in mine),
             )
+            for x in mine:
+                for reason, n in x.closed.items():
+                    numbers.connections_closed[reason] = numbers.connections_closed.get(reason, 0) + n
             if not numbers.listening and state == "running":  # held by an operator: not down
                 status.problem("channel_not_listening", name)
         numbers.state = state

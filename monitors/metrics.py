@@ -26,7 +26,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from core.settings import Settings
-from monitors.engine_status import EngineStatus, Unreachable, collect
+from monitors.engine_status import ChannelNumbers, EngineStatus, Unreachable, collect
 from monitors.recent_window import QUANTILES
 
 PATH = "/metrics"
@@ -107,6 +107,7 @@ def families(status: EngineStatus) -> Iterator[Metric]:
         ["channel"],
         (([c.name], c.open_connections) for c in ch),
     )
+    yield _connections_closed(ch)
     yield _gauge(
         "mch_channel_listening",
         "1 when the channel listens (or polls, or watches)",
@@ -148,6 +149,24 @@ def families(status: EngineStatus) -> Iterator[Metric]:
     )
     yield from _backends(status)
     yield from _wechat(status)
+
+
+CLOSED_REASONS = ("not_allowed", "over_limit", "tls_failed", "frame_deadline")
+
+
+def _connections_closed(channels: Iterable[ChannelNumbers]) -> Metric:
+    """What an MLLP listener's edge closed, by reason; every reason from the start."""
+    family = CounterMetricFamily(
+        "mch_connections_closed",
+        "Connections an MLLP listener closed: sender not allowed, over a connection limit, "
+        "TLS handshake failed, frame deadline passed",
+        labels=["channel", "reason"],
+    )
+    for c in channels:
+        if c.type == "mllp":
+            for reason in CLOSED_REASONS:
+                family.add_metric([c.name, reason], c.connections_closed.get(reason, 0))
+    return family
 
 
 def _backends(status: EngineStatus) -> Iterator[Metric]:

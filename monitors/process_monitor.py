@@ -81,7 +81,9 @@ class ProcessMonitor:
         reads them)."""
         beat = self.runtime.heartbeat.beat
         beat.listeners = [
-            heartbeat.Listener(s.name, s.config.host, s.port, s.counters.open_connections)
+            heartbeat.Listener(
+                s.name, s.config.host, s.port, s.counters.open_connections, getattr(s.counters, "closed", {})
+            )
             for s in self.runtime.sources
             if getattr(s, "port", None)  # a file or db_poll source listens on nothing
         ]

@@ -44,9 +44,9 @@ _TEXT: dict[str, tuple[str, str]] = {
         "host|pid|roles|started|last heartbeat|state|listening",
     ),
     "status_cmd_channel_header": (
-        "通道|地址|监听|连接|收到|已路由|未路由|失败|拒收|待转换|重复|控制号重用|最后消息|未处理死信"
+        "通道|地址|监听|连接|断开连接|收到|已路由|未路由|失败|拒收|待转换|重复|控制号重用|最后消息|未处理死信"
         "|每分钟(1分)|每分钟(15分)|ACK p95 秒|静默秒",
-        "channel|address|listening|connections|received|routed|unrouted|failed|rejected|waiting"
+        "channel|address|listening|connections|closed conns|received|routed|unrouted|failed|rejected|waiting"
         "|duplicates|control_id_reused|last message|open dead letters|per min (1m)|per min (15m)"
         "|ACK p95 s|silent s",
     ),
@@ -197,6 +197,7 @@ def render(status: EngineStatus, tz: ZoneInfo) -> str:
                 c.listen,
                 yes(c.listening) if c.state == "running" else _t(f"status_cmd_channel_{c.state}"),
                 c.open_connections,
+                sum(c.connections_closed.values()),
                 c.received,
                 c.routed,
                 c.unrouted,

@@ -2,13 +2,15 @@
 
 Each connection works in lock step: it sends a frame and waits for the answer
 before the next one, as most hospital systems do. Several connections run at
-once when asked.
+once when asked. With an SSL context (channels/mllp/tls.py `client_context`) it speaks
+MLLP over TLS, to test a channel that has `tls:`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,8 +37,13 @@ class MllpConnection:
         self.frames: list[bytes] = []
 
     @classmethod
-    async def open(cls, host: str, port: int) -> MllpConnection:
-        reader, writer = await asyncio.open_connection(host, port)
+    async def open(
+        cls, host: str, port: int, tls: ssl.SSLContext | None = None, server_name: str | None = None
+    ) -> MllpConnection:
+        """`server_name`: the name the engine's certificate must carry (default `host`)."""
+        reader, writer = await asyncio.open_connection(
+            host, port, ssl=tls, server_hostname=(server_name or host) if tls else None
+        )
         return cls(reader, writer)
 
     async def send(self, payload: bytes, timeout: float = 30.0) -> bytes:
@@ -66,6 +73,8 @@ async def send_all(
     concurrency: int = 1,
     timeout: float = 30.0,
     give_up_after: int | None = None,
+    tls: ssl.SSLContext | None = None,
+    server_name: str | None = None,
 ) -> list[Exchange]:
     """Send every payload once, over `concurrency` lock-step connections. With
     `give_up_after`, stop after that many connection attempts in a row fail: the
@@ -86,7 +95,7 @@ async def send_all(
             try:
                 if conn is None:
                     try:
-                        conn = await MllpConnection.open(host, port)
+                        conn = await MllpConnection.open(host, port, tls, server_name)
                     except OSError as exc:
                         refused_in_a_row += 1
                         error = str(exc) or type(exc).__name__

@@ -60,7 +60,7 @@ Event = Frame | BadFrame
 class MllpDecoder:
     """Turns a byte stream into frames; keeps at most `max_bytes` of any one frame."""
 
-    __slots__ = ("_buf", "_discarded", "_in_frame", "_max", "_stray", "_stray_size")
+    __slots__ = ("_buf", "_discarded", "_in_frame", "_max", "_stray", "_stray_size", "started")
 
     def __init__(self, max_bytes: int) -> None:
         self._max = max_bytes
@@ -69,6 +69,9 @@ class MllpDecoder:
         self._discarded = 0  # bytes of the open frame beyond max_bytes
         self._stray = bytearray()
         self._stray_size = 0
+        # Spans begun so far: a frame, or a burst of stray bytes and the frame it runs into.
+        # The source times each span (its frame deadline); a new span restarts the clock.
+        self.started = 0
 
     def feed(self, data: bytes) -> list[Event]:
         events: list[Event] = []
@@ -81,7 +84,7 @@ class MllpDecoder:
                 self._collect_stray(outside)
                 if start < 0:
                     break
-                self._in_frame = True
+                self._open_frame()
                 pos = start + 1
                 continue
             end = data.find(_EB, pos)
@@ -95,7 +98,7 @@ class MllpDecoder:
                     self._stray_size += self._discarded
                     self._buf.clear()
                     self._discarded = 0
-                self._in_frame = True
+                self._open_frame()
                 pos = restart + 1
                 continue
             if end < 0:
@@ -128,12 +131,22 @@ class MllpDecoder:
         self._max = value
 
     @property
+    def open_size(self) -> int:
+        """Bytes of the frame (or stray burst) not yet complete."""
+        return len(self._buf) + self._discarded + self._stray_size
+
+    @property
     def stray_size(self) -> int:
         return self._stray_size
 
     @property
     def pending(self) -> bool:
         return self._in_frame or bool(self._stray_size)
+
+    def _open_frame(self) -> None:
+        if not self._stray_size:  # stray bytes before it began the span already
+            self.started += 1
+        self._in_frame = True
 
     def _holds_message(self) -> bool:
         """The open frame starts like a message (after whitespace and a BOM), so it gets an answer."""
@@ -170,6 +183,8 @@ class MllpDecoder:
             chunk = chunk.lstrip(b" \t\r\n\x1c")
         if not chunk:
             return
+        if not self._stray_size and not self._in_frame:
+            self.started += 1
         room = self._max - len(self._stray)
         self._stray += chunk[: max(room, 0)]
         self._stray_size += len(chunk)

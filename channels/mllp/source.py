@@ -3,8 +3,9 @@
 Supports many concurrent connections, pipelined frames (answers keep the order of
 the frames on each connection), segments ended by CR, LF or CRLF, FHS/BHS batches
 (one ACK per message, wrapped in BHS/BTS), a per-channel charset with MSH-18
-taking precedence, a maximum message size and an idle timeout. Settings
-(`routes.yaml`):
+taking precedence, a maximum message size, an idle timeout, and an edge for hospital
+networks: TLS, a sender allow-list, connection limits and a deadline per frame (a sender
+dripping bytes cannot hold a connection). Settings (`routes.yaml`):
 
     channels:
       lis_results:
@@ -14,6 +15,11 @@ taking precedence, a maximum message size and an idle timeout. Settings
         max_message_bytes: 1MiB
         idle_timeout: 5m
         ack: {mode: original}      # or enhanced (CA/CR per MSH-15)
+        frame_deadline: 30s
+        tls: {certificate: tls/lis.crt, key: tls/lis.key, client_ca: tls/hospital-ca.crt}
+        allow: [10.1.2.0/24, 10.1.3.7]
+        max_connections: 200
+        max_connections_per_address: 20
 
 What a sender gets for bad input is described in docs/mllp.md.
 """
@@ -21,14 +27,16 @@ What a sender gets for bad input is described in docs/mllp.md.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import structlog
 
 from channels.intake.examine import Policy, Verdict
 from channels.mllp.ack import build_ack, wrap_batch
+from channels.mllp.edge import Gate, Limits
 from channels.mllp.framing import BadFrame, Frame, MllpDecoder, frame
 from channels.mllp.ingest import examine, reject
 from core.clock import now_utc
@@ -52,6 +60,20 @@ WRITE_LOW = 64 * 1024
 class MllpCounters(SourceCounters):
     connections: int = 0
     open_connections: int = 0
+    not_allowed: int = 0  # closed at once: the address is not in `allow`
+    over_limit: int = 0  # closed at once: max_connections or max_connections_per_address reached
+    tls_failed: int = 0  # the TLS handshake failed (plain text on a TLS port, a refused certificate)
+    frame_deadline: int = 0  # closed: a frame began and did not end within `frame_deadline`
+
+    @property
+    def closed(self) -> dict[str, int]:
+        """Connections the edge closed, by reason (status and metrics show them per channel)."""
+        return {
+            "not_allowed": self.not_allowed,
+            "over_limit": self.over_limit,
+            "tls_failed": self.tls_failed,
+            "frame_deadline": self.frame_deadline,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +84,9 @@ class MllpConfig:
     policy: Policy
     max_message_bytes: int = 1 << 20
     idle_timeout: float = 300.0
+    frame_deadline: float = 30.0
+    tls: ssl.SSLContext | None = None
+    limits: Limits = field(default_factory=Limits)
 
 
 class _Pending:
@@ -85,6 +110,8 @@ class MllpSource:
         self.counters = MllpCounters()
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
+        self.gate = Gate()
+        self._handshakes: set[asyncio.Task[None]] = set()
 
     @property
     def name(self) -> str:
@@ -133,6 +160,8 @@ class MllpSource:
         """Stop accepting, let open connections finish their pending ACKs, then close."""
         if self._server:
             self._server.close()
+        for task in list(self._handshakes):
+            task.cancel()
         waits = [c.drain_and_close() for c in list(self._connections)]
         if waits:
             await asyncio.wait_for(asyncio.gather(*waits, return_exceptions=True), grace)
@@ -160,6 +189,12 @@ class _Connection(asyncio.Protocol):
         self.drained: asyncio.Future[None] | None = None
         self.idle: asyncio.TimerHandle | None = None
         self.last_data = 0.0
+        self.address = ""  # the peer's host, as the gate counts it
+        self.admitted = False  # holds a place in the gate (released once)
+        self.reading = False  # past the gate and the TLS handshake: frames are read
+        self.early = bytearray()  # TLS: bytes that came with the handshake's end, before `_begin`
+        self.deadline: asyncio.TimerHandle | None = None
+        self.deadline_span = 0  # the decoder's `started` the running deadline is for
 
     @property
     def cfg(self) -> MllpConfig:
@@ -169,21 +204,72 @@ class _Connection(asyncio.Protocol):
     # asyncio callbacks -------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """The gate first (nothing is read from a refused connection), then TLS, then frames."""
+        peer = transport.get_extra_info("peername")
+        self.address = str(peer[0]) if isinstance(peer, tuple) else str(peer or "")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else self.address
+        counters = self.source.counters
+        refusal = self.source.gate.refusal(self.address, self.cfg.limits)
+        if refusal is not None:
+            setattr(counters, refusal, getattr(counters, refusal) + 1)
+            log.warning("mllp_connection_refused", channel=self.cfg.name, peer=self.peer, reason=refusal)
+            transport.close()
+            return
+        self.source.gate.enter(self.address)
+        self.admitted = True
+        if self.cfg.tls is None:
+            self._begin(transport)
+            return
+        task = self.loop.create_task(self._handshake(transport, self.cfg.tls))
+        self.source._handshakes.add(task)
+        task.add_done_callback(self.source._handshakes.discard)
+
+    async def _handshake(self, raw: asyncio.BaseTransport, context: ssl.SSLContext) -> None:
+        """TLS before any frame; a failure is logged with its reason and counted, and only this
+        connection ends. The handshake too must finish within `frame_deadline`."""
+        try:
+            wrapped = await self.loop.start_tls(
+                raw,  # type: ignore[arg-type]
+                self,
+                context,
+                server_side=True,
+                ssl_handshake_timeout=self.cfg.frame_deadline,
+            )
+        except (OSError, TimeoutError) as exc:  # ssl.SSLError and a handshake timeout included
+            self.source.counters.tls_failed += 1
+            reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+            log.warning("mllp_tls_failed", channel=self.cfg.name, peer=self.peer, reason=reason)
+            raw.close()
+            self._release()
+            return
+        except asyncio.CancelledError:  # the channel stops
+            raw.close()
+            self._release()
+            raise
+        self._begin(wrapped)
+
+    def _begin(self, transport: asyncio.BaseTransport) -> None:
+        self.reading = True
         self.transport = transport  # type: ignore[assignment]
         self.transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
-        peer = transport.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "")
         self.source._connections.add(self)
         self.source.counters.connections += 1
         self.source.counters.open_connections += 1
         self.last_data = self.loop.time()
         self.idle = self.loop.call_at(self.last_data + self.cfg.idle_timeout, self._check_idle)
+        if self.early:
+            early, self.early = bytes(self.early), bytearray()
+            self.data_received(early)
 
     def data_received(self, data: bytes) -> None:
+        if not self.reading:  # the TLS layer hands on data before start_tls() returns
+            self.early += data
+            return
         # The idle timer is not re-armed per read: it looks at this time when it fires.
         self.last_data = self.loop.time()
         for event in self.decoder.feed(data):
             self._handle(event)
+        self._watch_frame()
         if self.decoder.stray_size > self.cfg.max_message_bytes:
             # A peer that does not speak MLLP: keep what it sent, then hang up.
             for event in self.decoder.finish():
@@ -199,12 +285,19 @@ class _Connection(asyncio.Protocol):
         self._flow()
 
     def eof_received(self) -> bool | None:
+        if not self.reading:
+            return None
         for event in self.decoder.finish():
             self._handle(event)
         self._close_after_pending()
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._release()
+        if not self.reading:
+            return
+        if self.deadline:
+            self.deadline.cancel()
         for event in self.decoder.finish():
             self._handle(event)
         self.closing = True
@@ -332,6 +425,44 @@ class _Connection(asyncio.Protocol):
         )
 
     # lifecycle -----------------------------------------------------------------------
+
+    def _release(self) -> None:
+        if self.admitted:
+            self.admitted = False
+            self.source.gate.leave(self.address)
+
+    def _watch_frame(self) -> None:
+        """Every byte resets the idle timer, so a frame gets a deadline of its own: from its
+        first byte (or the first stray byte before it) to its end."""
+        decoder = self.decoder
+        if not decoder.pending:
+            if self.deadline:
+                self.deadline.cancel()
+                self.deadline = None
+            return
+        if self.deadline is None or self.deadline_span != decoder.started:
+            if self.deadline:
+                self.deadline.cancel()
+            self.deadline_span = decoder.started
+            self.deadline = self.loop.call_later(self.cfg.frame_deadline, self._frame_overdue)
+
+    def _frame_overdue(self) -> None:
+        self.deadline = None
+        if self.closing:
+            return
+        self.source.counters.frame_deadline += 1
+        log.warning(
+            "mllp_frame_deadline",
+            channel=self.cfg.name,
+            peer=self.peer,
+            deadline=self.cfg.frame_deadline,
+            size=self.decoder.open_size,
+        )
+        if self.transport and not self.transport.is_closing():
+            self.transport.pause_reading()
+        for event in self.decoder.finish():  # what arrived is kept, as for a connection cut off
+            self._handle(event)
+        self._close_after_pending()
 
     def _check_idle(self) -> None:
         due = self.last_data + self.cfg.idle_timeout

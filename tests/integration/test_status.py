@@ -166,6 +166,12 @@ class TestEmbeddedDefault:
                 "listen": f"127.0.0.1:{hospital}",
                 "listening": True,
                 "open_connections": 0,
+                "connections_closed": {
+                    "not_allowed": 0,
+                    "over_limit": 0,
+                    "tls_failed": 0,
+                    "frame_deadline": 0,
+                },
                 "received": 3,
                 "routed": 1,
                 "unrouted": 1,
