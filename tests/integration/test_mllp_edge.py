@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from cryptography import x509
@@ -34,7 +35,8 @@ from engine.cli import main
 from monitors.engine_status import collect
 from monitors.metrics import families
 from monitors.process_monitor import ProcessMonitor
-from support import ENGINE_LOG, REPORT, RunningEngine, hl7, msa, wait_until, write_routes
+from monitors.status_command import render
+from support import ENGINE_LOG, REPORT, RunningEngine, hl7, msa, scalar, wait_until, write_routes
 
 # ---------------------------------------------------------------------------- certificates
 
@@ -358,18 +360,21 @@ def test_slow_drip_sender_is_cut_while_a_normal_sender_is_answered(engine: Runni
     [event] = ENGINE_LOG.events(since=mark, name="mllp_frame_deadline")
     assert event["channel"] == "hospital" and event["deadline"] == 1.0
     assert counters(engine, "hospital")["frame_deadline"] == 1
+    # What arrived of the cut-off frame is kept, as for a connection closed in mid-frame.
+    rejected = "select count(*) from journal_messages where channel = 'hospital' and status = 'rejected'"
+    assert wait_until(lambda: scalar(engine.journal, rejected) == 1, timeout=5)
     REPORT.append(f"mllp edge: slow-drip sender cut after {cut_after:.2f} s (frame_deadline 1 s)")
 
 
 def test_the_counts_reach_status_and_metrics(engine: RunningEngine) -> None:
-    """Last: the other tests have closed connections on these channels."""
+    assert closed_at_once(engine.port("fenced"))
+    refused = counters(engine, "fenced")["not_allowed"]
     monitor = ProcessMonitor(engine.runtime)
     monitor.refresh()
     engine.runtime.heartbeat.write_now()
     status = collect(engine.settings)
     closed = {c.name: c.connections_closed for c in status.channels}
-    assert closed["fenced"]["not_allowed"] >= 1 and closed["per_address"]["over_limit"] == 1
-    assert closed["secure"]["tls_failed"] >= 1 and closed["hospital"]["frame_deadline"] == 1
+    assert closed["fenced"]["not_allowed"] == refused >= 1
     samples = {
         (s.labels["channel"], s.labels["reason"]): s.value
         for family in families(status)
@@ -377,4 +382,10 @@ def test_the_counts_reach_status_and_metrics(engine: RunningEngine) -> None:
         for s in family.samples
         if s.name.endswith("_total")
     }
-    assert samples[("per_channel", "over_limit")] == 1 and samples[("admitted", "not_allowed")] == 0
+    assert samples[("fenced", "not_allowed")] == refused and samples[("admitted", "not_allowed")] == 0
+    reasons = {"not_allowed", "over_limit", "tls_failed", "frame_deadline"}
+    assert {r for c, r in samples if c == "secure"} == reasons  # every series from the start
+    lines = render(status, ZoneInfo("Asia/Shanghai")).splitlines()
+    header = next(line.split() for line in lines if line.startswith("通道 "))
+    row = next(line.split() for line in lines if line.startswith("fenced "))
+    assert header[4] == "断开连接" and row[4] == str(refused)
