@@ -205,6 +205,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
         return cmd_check_diff(args)
     problems = check_config(args.config, check_mapping=load_mapping)
+    _warn_literal_passwords(args.config)
     if problems:
         print(format_problems(problems, localized=True), file=sys.stderr)
         return 1
@@ -216,6 +217,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     }
     print(t("check_ok", file=args.config, **counts))
     return 0
+
+
+def _warn_literal_passwords(config: str) -> None:
+    """A password written in routes.yaml: a warning at its line, never the password."""
+    from engine.literal_secrets import literal_password_warnings
+
+    for warning in literal_password_warnings(config):
+        print(warning, file=sys.stderr)
 
 
 def cmd_schema_export(args: argparse.Namespace) -> int:
@@ -250,6 +259,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from transforms.mapping import load_mapping
 
     problems = check_config(args.config, check_mapping=load_mapping)
+    _warn_literal_passwords(args.config)
     if problems:
         print(format_problems(problems, localized=True), file=sys.stderr)
         return 2
