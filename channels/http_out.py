@@ -22,7 +22,6 @@ and never logged; a URL in a message shows no password and no query string.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections import OrderedDict
 from email.utils import parsedate_to_datetime
@@ -38,6 +37,7 @@ from core.connectors import ConnectorContext, DestinationType, register_destinat
 from core.errors import PermanentDeliveryError, StartupError, TransientDeliveryError
 from core.masking import mask_text
 from core.masking import masked_url as masked
+from core.secrets import secret_environment
 from core.settings import Destination, PositiveDuration
 
 __all__ = ["HTTP_OUT", "HttpOutDestination", "HttpOutSink", "RetryLater", "shown_url"]
@@ -206,7 +206,7 @@ def _first_line(text: str) -> str:
 def build(name: str, destination: HttpOutDestination, context: ConnectorContext) -> HttpOutSink:
     token = None
     if destination.token_env:
-        token = os.environ.get(destination.token_env)
+        token = secret_environment().get(destination.token_env)
         if not token:
             raise StartupError(
                 f"destinations.{name}.token_env: the environment variable {destination.token_env} is not "

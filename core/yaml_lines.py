@@ -36,6 +36,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
 from core.errors import ConfigError, ConfigErrors
+from core.secrets import SecretFileError
 
 __all__ = [
     "MAX_DEPTH",
@@ -177,7 +178,11 @@ def _expand(text: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
                 "(write ${NAME} or ${NAME:-default}; $${ is a literal ${)"
             )
             return token
-        value = env.get(name)
+        try:
+            value = env.get(name)
+        except SecretFileError as exc:  # a NAME_FILE it may not use (core/secrets.py)
+            problems.append(str(exc))
+            return ""
         if not value and default is not None:
             return default
         if value is None:

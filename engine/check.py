@@ -7,7 +7,6 @@ failure and `summarize` on success.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 from core.audience import may_receive
 from core.errors import ConfigError, ConfigErrors
 from core.i18n import t
+from core.secrets import SecretFileError, secret_environment
 from core.settings import LoadedSettings, Settings, read_settings
 from core.yaml_lines import problems_of
 from transforms.records import RECORD_TYPES, fixed_audience
@@ -51,7 +51,10 @@ def check_config(
                 loaded.settings.destinations[name].check_file(file)
             except (ConfigError, ConfigErrors) as exc:
                 problems.extend(problems_of(exc))
-    problems.extend(_wechat_env_problems(path, os.environ if env is None else env))
+    try:
+        problems.extend(_wechat_env_problems(path, secret_environment(env)))
+    except SecretFileError as exc:
+        problems.append(ConfigError(str(path), None, str(exc)))
     return problems
 
 

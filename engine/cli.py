@@ -35,12 +35,12 @@ from engine.listing_commands import add_commands as add_listing_commands
 from engine.mapping_cli import add_commands as add_mapping_commands
 from engine.reload_command import add_commands as add_reload_commands
 from engine.reprocess_command import add_command as add_reprocess_command
+from engine.shutdown import DEFAULT_STOP_GRACE, HARD_STOP_MARGIN, on_stop_signals, start_watchdog
 from engine.wechat_cli import add_commands as add_wechat_commands
 from monitors.status_command import add_commands as add_status_commands
 from monitors.web.users_cli import add_commands as add_users_commands
 
 DEFAULT_CONFIG = "routes.yaml"
-STOP_GRACE = 30.0  # seconds a SIGTERM waits for in-flight work
 # Commands other than `run` log warnings and errors only, unless MCH_LOG_LEVEL says otherwise.
 COMMAND_LOG_LEVEL = "warning"
 LOG_LEVELS = ["debug", "info", "warning", "error"]
@@ -129,6 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="seconds between two summary log lines (default 60)",
     )
+    run.add_argument(
+        "--stop-grace",
+        type=float,
+        default=DEFAULT_STOP_GRACE,
+        metavar="SECONDS",
+        help="seconds a stop (SIGTERM, SIGPWR, Ctrl+C) waits for in-flight work; the process "
+        f"exits at most {HARD_STOP_MARGIN:.0f} s later whatever happens (default {DEFAULT_STOP_GRACE:.0f})",
+    )
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check", help=i18n.t("help_cmd_check"))
@@ -206,6 +214,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
         return cmd_check_diff(args)
     problems = check_config(args.config, check_mapping=load_mapping)
+    _warn_literal_passwords(args.config)
     if problems:
         print(format_problems(problems, localized=True), file=sys.stderr)
         return 1
@@ -217,6 +226,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     }
     print(t("check_ok", file=args.config, **counts))
     return 0
+
+
+def _warn_literal_passwords(config: str) -> None:
+    """A password written in routes.yaml: a warning at its line, never the password."""
+    from engine.literal_secrets import literal_password_warnings
+
+    for warning in literal_password_warnings(config):
+        print(warning, file=sys.stderr)
 
 
 def cmd_schema_export(args: argparse.Namespace) -> int:
@@ -251,6 +268,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from transforms.mapping import load_mapping
 
     problems = check_config(args.config, check_mapping=load_mapping)
+    _warn_literal_passwords(args.config)
     if problems:
         print(format_problems(problems, localized=True), file=sys.stderr)
         return 2
@@ -261,7 +279,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # ACK latency under load drops, throughput does not suffer (docs/benchmarks.md).
     sys.setswitchinterval(0.001)
     runtime = EngineRuntime(settings, roles, partitions=args.partitions, shard=args.shard)
-    return asyncio.run(_serve(runtime, args.summary_interval))
+    return asyncio.run(_serve(runtime, args.summary_interval, args.stop_grace))
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -290,14 +308,19 @@ def _partition_list(text: str) -> frozenset[int]:
     return frozenset(out)
 
 
-async def _serve(runtime: Any, summary_interval: float = 60.0) -> int:
+async def _serve(runtime: Any, summary_interval: float = 60.0, grace: float = DEFAULT_STOP_GRACE) -> int:
     from monitors.process_monitor import ProcessMonitor
     from monitors.run_banner import backend_lines, listeners
 
     stop = asyncio.Event()
+    received: list[str] = []
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+
+    def on_signal(name: str) -> None:
+        received.append(name)
+        stop.set()
+
+    on_stop_signals(loop, on_signal)  # SIGINT, SIGTERM, SIGPWR (engine/shutdown.py)
     monitor = ProcessMonitor(runtime, summary_interval)
     try:
         await runtime.start()
@@ -310,16 +333,24 @@ async def _serve(runtime: Any, summary_interval: float = 60.0) -> int:
     print(t("engine_running", channels=listeners(runtime)), flush=True)
     print("\n".join(backend_lines(runtime, monitor.http.port if monitor.http else None)), flush=True)
     await stop.wait()
+    watchdog = start_watchdog(grace)
+    structlog.get_logger("engine.cli").info("engine_stopping", signal=received[0], grace_seconds=grace)
     print(t("engine_stopping"), flush=True)
-    await monitor.stop()
     try:
-        # Bounded: in-flight ACKs and queued transforms get STOP_GRACE seconds; whatever is
-        # left is in the journal and is re-driven at the next start.
-        await asyncio.wait_for(runtime.stop(), STOP_GRACE)
+        # Bounded: listeners close first, in-flight ACKs and queued transforms share the grace;
+        # whatever is left is in the journal and is re-driven at the next start.
+        await asyncio.wait_for(_stop_all(runtime, monitor, grace), grace)
     except TimeoutError:
-        print(t("stop_timeout", seconds=STOP_GRACE), file=sys.stderr, flush=True)
+        print(t("stop_timeout", seconds=grace), file=sys.stderr, flush=True)
         return 1
+    watchdog.cancel()
     return 0
+
+
+async def _stop_all(runtime: Any, monitor: Any, grace: float) -> None:
+    """The runtime first (its listeners close at once), then the HTTP side."""
+    await runtime.stop(grace)
+    await monitor.stop()
 
 
 def cmd_send(args: argparse.Namespace) -> int:

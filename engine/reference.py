@@ -24,8 +24,10 @@ HEADER = """# routes.yaml reference
 
 `routes.yaml` is the file interface engineers edit: channels (where messages come from), routes
 (which messages go through which mapping to which destinations) and destinations. Any string value
-may use `${VAR}` or `${VAR:-default}` to read the environment; secrets belong there, never in the
-file. Unknown keys are errors. `mch-engine check` reports every problem as `file:line: message`.
+may use `${VAR}` or `${VAR:-default}` to read the environment, where an unset `VAR` is read from
+the file `VAR_FILE` names (mode 600, owned by the engine's user); secrets belong there, never in
+the file: `check` warns of a password written in a URL (docs/security.md).
+Unknown keys are errors. `mch-engine check` reports every problem as `file:line: message`.
 Mapping files, their includes and code tables are read only below this file's folder or below
 `engine.allowed_paths`; aliases may expand a file to at most 100,000 values (docs/mapping.md).
 Durations are numbers of seconds or `500ms`, `30s`, `5m`, `1h`; sizes are bytes or `512KiB`, `4MiB`.

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable, Mapping
@@ -45,6 +44,7 @@ from core.clock import now_utc
 from core.database import make_engine
 from core.errors import StartupError
 from core.masking import mask_key
+from core.secrets import secret_environment
 
 TOKEN_ENV = "MCH_WECHAT_CALLBACK_TOKEN"
 APPID_ENV = "MCH_WECHAT_APPID"
@@ -145,7 +145,7 @@ def apply_event(engine: Engine, event: Event | None, seen_keys: list[str], now: 
 def load_aes_key(env: Mapping[str, str] | None = None) -> bytes | None:
     """The AES key from `MCH_WECHAT_ENCODING_AES_KEY`, or None when unset (plaintext mode);
     a malformed one stops the start, the text naming the variable, never its value."""
-    env = os.environ if env is None else env
+    env = secret_environment(env)
     text = env.get(crypto.AES_KEY_ENV, "").strip()
     if not text:
         return None
@@ -167,7 +167,7 @@ class CallbackEndpoint:
     def __init__(self, database_url: str, env: Mapping[str, str] | None = None) -> None:
         self.database_url = database_url
         self.aes_key = load_aes_key(env)
-        self.appid = (os.environ if env is None else env).get(APPID_ENV, "")
+        self.appid = secret_environment(env).get(APPID_ENV, "")
         self._engine: Engine | None = None
         self._lock = threading.Lock()
 
@@ -183,7 +183,7 @@ class CallbackEndpoint:
 
     async def __call__(self, request: Request) -> Response:
         q = request.query_params
-        token = os.environ.get(TOKEN_ENV, "")
+        token = secret_environment().get(TOKEN_ENV, "")
         timestamp, nonce = q.get("timestamp", ""), q.get("nonce", "")
         if not signature_ok(token, q.get("signature", ""), timestamp, nonce):
             log.warning("wechat_callback_refused", reason="no_token" if not token else "bad_signature")

@@ -8,7 +8,6 @@ and nothing is sent (`mch-engine wechat outbox` lists them).
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from sqlalchemy import Engine
@@ -20,6 +19,7 @@ from channels.wechat.sending import Sender
 from channels.wechat.settings import EducationKey, KeySpec, NoticeRule, WechatDestination
 from channels.wechat.tokens import TokenStore
 from core.connectors import ConnectorContext, DestinationType, register_destination
+from core.secrets import secret_environment
 
 __all__ = ["DEFAULT_API_BASE", "WECHAT", "Credentials", "credentials"]
 
@@ -54,7 +54,7 @@ class BoundRecipients:
 
 def credentials(env: Any = None) -> Credentials | None:
     """The account's credentials from the environment, or None (outbox mode)."""
-    env = os.environ if env is None else env
+    env = secret_environment(env)  # `X_FILE` for an unset `X` (core/secrets.py)
     appid, secret = env.get("MCH_WECHAT_APPID", ""), env.get("MCH_WECHAT_SECRET", "")
     if not appid or not secret:
         return None

@@ -4,7 +4,6 @@ raises them. The one place that reads MCH_* environment variables."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 
 from core.config_paths import ConfigRoots
 from core.errors import ConfigError, ConfigErrors
+from core.secrets import SecretFileError, secret_environment
 from core.settings.models import Settings, config_roots, resolve_path, settings_model
 from core.settings.values import ENV_DEFAULTS, WILDCARD_HOSTS, parse_listen
 from core.yaml_lines import LineMap, Loc, dotted, hint, parse_yaml, try_validate
@@ -228,7 +228,7 @@ def _record_type_problems(loaded: LoadedSettings, settings: Settings) -> list[Co
 def read_settings(path: str | Path, env: Mapping[str, str] | None = None) -> LoadedSettings:
     """Read and check routes.yaml, collecting every problem rather than raising, for
     `mch-engine check`. `env` defaults to os.environ."""
-    environ: Mapping[str, str] = os.environ if env is None else env
+    environ = secret_environment(env)  # `X_FILE` for an unset `X` (core/secrets.py)
     source = Path(path)
     loaded = LoadedSettings(filename=str(path), base_dir=source.resolve().parent)
     try:
@@ -252,7 +252,11 @@ def read_settings(path: str | Path, env: Mapping[str, str] | None = None) -> Loa
     if parsed.data is None:
         loaded.problems.append(ConfigError(loaded.filename, 1, "the file is empty"))
         return loaded
-    _fill_env_defaults(loaded.data, environ)
+    try:
+        _fill_env_defaults(loaded.data, environ)
+    except SecretFileError as exc:
+        loaded.problems.append(ConfigError(loaded.filename, None, str(exc)))
+        return loaded
     loaded.roots = config_roots(loaded.base_dir, _allowed_paths(loaded.data))
 
     settings, problems = try_validate(

@@ -262,6 +262,18 @@ class LockStepStream:
     def answered_between(self, start: float, end: float) -> list[int]:
         return [i for i, t in enumerate(self.answered_at) if t is not None and start <= t <= end]
 
+    def resend_unanswered(self, port: int, connections: int = 4) -> LockStepStream:
+        """Send again, to `port`, what got no answer (as the senders do); each must get AA."""
+        left = self.unanswered
+        again = LockStepStream(
+            port,
+            [self.payloads[i] for i in left],
+            [self.control_ids[i] for i in left],
+            connections=connections,
+        ).run(60)
+        assert again.codes == ["AA"] * len(left), f"resend: {set(again.codes)} {again.errors[:3]}"
+        return again
+
     @property
     def acked(self) -> list[int]:
         return self.indexes("AA")

@@ -14,8 +14,8 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from core.database import make_engine
-from engine_process import delete_broker_objects
-from support import AMQP_URL, pg_schema, require_service, write_routes
+from engine_process import EngineProcess, delete_broker_objects, wait_for
+from support import AMQP_URL, pg_schema, require_service, scalar, write_routes
 from support import adt as adt  # the message builders the fault tests import from here
 from support import oru as oru
 
@@ -102,6 +102,20 @@ def _with_engines(
 def delivery_statuses(setup: Setup) -> dict[str, int]:
     """journal_deliveries by status, e.g. {"delivered": 98, "retrying": 2}."""
     return dict(rows(setup.journal, "select status, count(*) from journal_deliveries group by status"))
+
+
+def wait_delivered(setup: Setup, engine: EngineProcess, count: int, timeout: float, what: str) -> None:
+    """Wait until `count` deliveries are delivered; say which statuses were seen if not."""
+    wait_for(
+        lambda: (
+            scalar(setup.journal, "select count(*) from journal_deliveries where status = 'delivered'")
+            >= count
+        ),
+        timeout,
+        what,
+        engine,
+        describe=lambda: delivery_statuses(setup),
+    )
 
 
 def rows(engine: Engine, sql: str, **params: Any) -> list[Any]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from engine_process import EngineProcess, LockStepStream, broker_queues, mch_json, rabbitmqctl, wait_for
-from fault_setup import RABBITMQ_PG, adt, delivery_statuses, engine_setup, rows
+from fault_setup import RABBITMQ_PG, adt, engine_setup, rows, wait_delivered
 from support import REPORT, require_service, scalar, unavailable
 
 pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.exclusive]
@@ -73,16 +73,7 @@ def test_broker_stop_and_start_mid_stream_loses_nothing(tmp_path: Path) -> None:
         assert len(acked_after) == MESSAGES - HOLD_AT
         assert waiting > 0, "nothing was waiting for the broker: the outage did not bite"
 
-        wait_for(
-            lambda: (
-                scalar(setup.journal, "select count(*) from journal_deliveries where status = 'delivered'")
-                >= MESSAGES
-            ),
-            90,
-            "every delivery delivered after the broker came back",
-            engine,
-            describe=lambda: delivery_statuses(setup),
-        )
+        wait_delivered(setup, engine, MESSAGES, 90, "every delivery delivered after the broker came back")
         caught_up = time.monotonic() - up_at
         assert engine.alive() and engine.starts == 1, "the engine had to be restarted"
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from engine_process import EngineProcess, LockStepStream, mch_json, wait_for
-from fault_setup import EMBEDDED, RABBITMQ_PG, adt, delivery_statuses, engine_setup, rows
+from fault_setup import EMBEDDED, RABBITMQ_PG, adt, engine_setup, rows, wait_delivered
 from support import REPORT, scalar
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
@@ -71,21 +71,9 @@ def test_kill_9_mid_stream_then_restart_stores_every_message_once(kind: str, tmp
         )
 
         engine.start()
-        resent = LockStepStream(
-            engine.port(), [payloads[i] for i in unanswered], [cids[i] for i in unanswered], connections=4
-        ).run(60)
-        assert resent.codes == ["AA"] * len(unanswered), f"resend: {set(resent.codes)} {resent.errors[:3]}"
+        stream.resend_unanswered(engine.port())
 
-        wait_for(
-            lambda: (
-                scalar(setup.journal, "select count(*) from journal_deliveries where status = 'delivered'")
-                >= MESSAGES
-            ),
-            90,
-            "every delivery delivered after the restart",
-            engine,
-            describe=lambda: delivery_statuses(setup),
-        )
+        wait_delivered(setup, engine, MESSAGES, 90, "every delivery delivered after the restart")
         recovered_in = time.monotonic() - killed_at
 
         # Exactly once: one journal row and one Person per control id, nothing else.
