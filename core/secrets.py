@@ -18,13 +18,28 @@ from pathlib import Path
 
 from core.errors import StartupError
 
-__all__ = ["FILE_SUFFIX", "SecretFileError", "read_secret_file", "secret_environment"]
+__all__ = ["FILE_SUFFIX", "SecretFileError", "access_problem", "read_secret_file", "secret_environment"]
 
 FILE_SUFFIX = "_FILE"
 
 
 class SecretFileError(StartupError):
     """A `X_FILE` that cannot be used: missing, unreadable, or open to other users."""
+
+
+def access_problem(path: str | Path, info: os.stat_result | None = None) -> str | None:
+    """Why a secret file (a `X_FILE`, a TLS key) may not be used: another user owns it, or
+    group or others may read it; None when only the engine's user can."""
+    info = info or os.stat(path)
+    user = os.geteuid()
+    if info.st_uid != user:
+        return (
+            f"{path} belongs to user id {info.st_uid}, not to the engine's user ({user}); "
+            f"chown it to that user and chmod 600 {path}"
+        )
+    if info.st_mode & 0o077:
+        return f"{path} is open to group or others (mode {stat.S_IMODE(info.st_mode):o}); chmod 600 {path}"
+    return None
 
 
 def read_secret_file(variable: str, path: str) -> str:
@@ -35,17 +50,9 @@ def read_secret_file(variable: str, path: str) -> str:
         raise SecretFileError(f"{variable}: cannot read {path}: {exc.strerror}") from None
     if not stat.S_ISREG(info.st_mode):
         raise SecretFileError(f"{variable}: {path} is not a regular file")
-    user = os.geteuid()
-    if info.st_uid != user:
-        raise SecretFileError(
-            f"{variable}: {path} belongs to user id {info.st_uid}, not to the engine's user ({user}); "
-            f"chown it to that user and chmod 600 {path}"
-        )
-    if info.st_mode & 0o077:
-        raise SecretFileError(
-            f"{variable}: {path} is open to group or others (mode {stat.S_IMODE(info.st_mode):o}); "
-            f"chmod 600 {path}"
-        )
+    problem = access_problem(path, info)
+    if problem:
+        raise SecretFileError(f"{variable}: {problem}")
     try:
         return Path(path).read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:

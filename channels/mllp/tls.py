@@ -8,11 +8,11 @@ anyone on the server can copy. Errors name files, never their content.
 from __future__ import annotations
 
 import ssl
-import stat
 from pathlib import Path
 from typing import Any
 
 from channels.mllp.tls_settings import TlsSettings
+from core.secrets import access_problem
 from core.settings.models import resolve_path
 
 __all__ = ["TlsError", "client_context", "server_context", "tls_problems"]
@@ -27,17 +27,6 @@ class TlsError(Exception):
 def _no_password() -> bytes:
     """An encrypted key is refused rather than prompting on the terminal at start."""
     raise TlsError("the key is encrypted with a passphrase; the engine reads an unencrypted key")
-
-
-def key_mode_problem(path: Path) -> str | None:
-    """Why the key file's permissions are refused, or None."""
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        return (
-            f"key file {path} is readable by group or others (mode {mode:04o}); "
-            f"run `chmod 600 {path}` and keep it owned by the engine's account"
-        )
-    return None
 
 
 def _files(tls: TlsSettings, settings: Any) -> dict[str, Path]:
@@ -60,9 +49,9 @@ def _files(tls: TlsSettings, settings: Any) -> dict[str, Path]:
 def server_context(tls: TlsSettings, settings: Any) -> ssl.SSLContext:
     """The listener's context; raises TlsError naming the file at fault."""
     paths = _files(tls, settings)
-    problem = key_mode_problem(paths["key"])
+    problem = access_problem(paths["key"])
     if problem:
-        raise TlsError(problem)
+        raise TlsError(f"key file {problem}")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = _VERSIONS[tls.min_version]
     try:
