@@ -1,7 +1,7 @@
 """Coverage-guided fuzzing of the parsers that take input from outside, within a time budget.
 
 Each target (fuzz_targets.py) runs in its own process under atheris (fuzz_run.py) for
-MCH_FUZZ_SECONDS seconds (8 by default: the seven together take about 80 s in `make test`),
+MCH_FUZZ_SECONDS seconds (6 by default: the seven together take about 75 s in `make test`),
 from the seed MCH_FUZZ_SEED (1 by default; 0 picks a new one each run), starting from the
 conformance corpus, the shipped routes.yaml and mappings. An input that breaks a target's
 contract, or runs past the per-input limit, fails the test with the input and the command that
@@ -25,7 +25,7 @@ from fuzz_targets import REPO, TARGETS, seeds
 
 from support import CONFORMANCE, REPORT, unavailable
 
-SECONDS = float(os.environ.get("MCH_FUZZ_SECONDS", "8"))
+SECONDS = float(os.environ.get("MCH_FUZZ_SECONDS", "6"))
 SEED = int(os.environ.get("MCH_FUZZ_SEED", "1"))
 CORPUS = os.environ.get("MCH_FUZZ_CORPUS", "")  # a folder kept between runs; else a temporary one
 PER_INPUT_SECONDS = 5  # one input taking longer is a hang: every parser's work is linear in its size
