@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint check bench bench-sources bench-rules clean screenshots
+.PHONY: run test lint check bench bench-sources bench-rules clean screenshots fuzz
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,14 @@ test: $(STAMP)
 	$(BIN)/mch-engine check --config routes.yaml
 	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not exclusive" $(PYTEST_ARGS)
 	$(BIN)/python -m pytest -m exclusive $(PYTEST_ARGS)
+
+# The fuzz targets of tests/fuzz/ for FUZZ_SECONDS each (CI runs them 6 s each in `make test`),
+# growing a corpus kept under var/fuzz/corpus/; FUZZ_SEED=0 draws a new seed each run.
+FUZZ_SECONDS ?= 600
+FUZZ_SEED    ?= 0
+fuzz: $(STAMP)
+	MCH_FUZZ_SECONDS=$(FUZZ_SECONDS) MCH_FUZZ_SEED=$(FUZZ_SEED) MCH_FUZZ_CORPUS=var/fuzz/corpus \
+		$(BIN)/python -m pytest tests/fuzz -p no:xdist $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -119,12 +119,24 @@ def load_mapping(path: str | FsPath, display: str | None = None, roots: ConfigRo
     if roots is None:
         roots = ConfigRoots.of([FsPath.cwd(), FsPath(path).parent])
     try:
-        text = FsPath(path).read_text(encoding="utf-8")
+        text = _read_utf8(FsPath(path), file)
     except OSError as exc:
         problem = ConfigError(file, None, f"cannot read mapping file: {exc.strerror}")
         raise ConfigErrors([problem]) from exc
+    except ConfigError as exc:
+        raise ConfigErrors([exc]) from None
     data, lines = load_yaml(text, file)
     return _Compiler(file, FsPath(path), lines, roots).mapping(data)
+
+
+def _read_utf8(path: FsPath, file: str) -> str:
+    """A mapping file's text; bytes that are not UTF-8 (a file saved as GBK) are a ConfigError
+    naming the file and offset, as routes.yaml's are, not a traceback out of `check`."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        message = f"not valid UTF-8 (byte offset {exc.start}); save the file as UTF-8"
+        raise ConfigError(file, None, message) from None
 
 
 def compile_message_condition(text: str) -> Callable[[Ctx], bool]:
@@ -470,7 +482,7 @@ class _Compiler(ValueRules):
             return lambda ctx: None
         self.files.append(path)
         try:
-            data, lines = load_yaml(path.read_text(encoding="utf-8"), reference)
+            data, lines = load_yaml(_read_utf8(path, reference), reference)
         except OSError as exc:
             self.error(loc, f"cannot read included file {reference}: {exc.strerror}")
             return lambda ctx: None

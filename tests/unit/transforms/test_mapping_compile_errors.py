@@ -8,6 +8,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
+from core.errors import ConfigErrors
+from transforms.mapping.compiler import load_mapping
+
 REPO = Path(__file__).resolve().parents[3]
 
 ROUTES = """\
@@ -68,3 +73,34 @@ def test_a_rule_shape_the_compiler_does_not_expect_is_a_located_problem(tmp_path
     compiler, and the failure comes out as the record's line, not a traceback."""
     problem = only_problem(tmp_path, 'ids: {each: "PID-3[*]", fields: [id, type]}')
     assert "person.yaml:3: cannot compile this record: AttributeError: " in problem
+
+
+def test_a_mapping_saved_as_gbk_is_a_problem_naming_the_file_not_a_traceback(tmp_path: Path) -> None:
+    """Found by fuzzing: a mapping file in GBK (an editor's default on Chinese Windows) made
+    load_mapping raise UnicodeDecodeError; it is a ConfigError naming the file and the offset."""
+    path = tmp_path / "person.yaml"
+    path.write_bytes((MAPPING + "      name: PID-5  # 姓名\n").encode("gbk"))
+    with pytest.raises(ConfigErrors) as caught:
+        load_mapping(path, display="person.yaml")
+    assert [str(e) for e in caught.value.errors] == [
+        f"person.yaml: not valid UTF-8 (byte offset {len(MAPPING) + 21}); save the file as UTF-8"
+    ]
+
+
+def test_an_included_file_saved_as_gbk_is_a_problem_naming_that_file(tmp_path: Path) -> None:
+    """The same for a file a mapping includes: the problem names the included file."""
+    (tmp_path / "name.yaml").write_bytes("path: PID-5  # 姓名\n".encode("gbk"))
+    path = tmp_path / "person.yaml"
+    path.write_text(MAPPING + "      name: {include: name.yaml}\n", "utf-8")
+    with pytest.raises(ConfigErrors) as caught:
+        load_mapping(path, display="person.yaml")
+    assert [str(e) for e in caught.value.errors] == [
+        "name.yaml: not valid UTF-8 (byte offset 15); save the file as UTF-8"
+    ]
+
+
+def test_a_mapping_saved_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
+    """Windows editors put a UTF-8 BOM first; it is not part of the mapping (as in routes.yaml)."""
+    path = tmp_path / "person.yaml"
+    path.write_bytes(b"\xef\xbb\xbf" + (MAPPING + "      name: PID-5\n").encode())
+    assert [rule.type for rule in load_mapping(path).records] == ["Person"]
