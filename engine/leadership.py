@@ -1,0 +1,207 @@
+"""Who leads of two servers sharing one PostgreSQL: a session advisory lock.
+
+Both servers run the same routes.yaml. What must happen once (listeners and every other
+source, the journal writer, the transform stage, schedulers) runs only on the server that
+holds the lock; the other waits as standby and tries the lock every `check_every`.
+
+The lock belongs to one PostgreSQL session on a connection of its own, so it is released
+the moment that session ends: the process dies (the kernel closes the socket), or the
+server stops answering (TCP keepalives and `tcp_user_timeout`, set on both ends, drop the
+session within about `DEAD_AFTER`). A leader that cannot confirm its session within the
+same bound has LOST leadership and must stop listening at once (the runtime stops the
+process, which exits with `EXIT_STEPPED_DOWN`, and systemd starts it again as standby):
+that is the fencing that keeps two leaders from listening at the same time.
+
+Who leads is also written to `engine_leader` (name, HOST:PID, since) for `status` and the
+dashboard; the lock, not the row, is the truth.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+import structlog
+from sqlalchemy import Column, Engine, MetaData, String, Table, make_url, select
+
+from core.clock import now_utc
+from core.database import UtcDateTime
+from engine.operator_requests import process_name
+
+log = structlog.get_logger("engine.leadership")
+
+EXIT_STEPPED_DOWN = 3
+"""The exit code of a leader that lost leadership (systemd `Restart=always` restarts it)."""
+
+DEAD_AFTER = 5
+"""Seconds of silence after which either end drops the session (keepalives, user timeout)."""
+
+_KEEPALIVE = {"keepalives_idle": 2, "keepalives_interval": 1, "keepalives_count": 3}
+
+metadata = MetaData()
+
+engine_leader = Table(
+    "engine_leader",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("process", String(200), nullable=False),  # HOST:PID, as engine/heartbeat.py names it
+    Column("since", UtcDateTime(), nullable=False),
+)
+
+STANDBY = "standby"
+LEADING = "leading"
+LOST = "lost"
+STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class Leader:
+    name: str
+    process: str
+    since: datetime
+
+
+def lock_key(name: str) -> int:
+    """A signed 64-bit advisory lock key from the lock's name."""
+    digest = hashlib.sha256(f"mch-engine leadership:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def ensure_schema(engine: Engine) -> None:
+    metadata.create_all(engine)
+
+
+def read_leader(engine: Engine, name: str) -> Leader | None:
+    """The last process that took leadership under `name` (it may since have died)."""
+    ensure_schema(engine)
+    with engine.connect() as conn:
+        row = conn.execute(select(engine_leader).where(engine_leader.c.name == name)).mappings().first()
+    return Leader(row["name"], row["process"], row["since"]) if row else None
+
+
+def conninfo(url: str) -> str:
+    """A libpq URI from the engine's SQLAlchemy URL (postgresql+psycopg://...)."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class Leadership:
+    """Tries the lock while standby, checks it while leading, from a thread of its own.
+
+    `on_acquired()` and `on_lost()` run on this thread; after `on_lost` the thread ends (a
+    process that lost leadership stops; it never leads again without a restart)."""
+
+    def __init__(
+        self,
+        url: str,
+        name: str,
+        check_every: float,
+        *,
+        on_acquired: Callable[[], None],
+        on_lost: Callable[[], None],
+        process: str | None = None,
+    ) -> None:
+        self.conninfo = conninfo(url)
+        self.name = name
+        self.key = lock_key(name)
+        self.check_every = check_every
+        self.on_acquired = on_acquired
+        self.on_lost = on_lost
+        self.process = process or process_name()
+        self.state = STANDBY
+        self.since: datetime | None = None
+        self.backend_pid: int | None = None  # the PostgreSQL session holding (or trying) the lock
+        self._conn: psycopg.Connection[Any] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="leadership", daemon=True)
+
+    @property
+    def leading(self) -> bool:
+        return self.state == LEADING
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Give the lock up (closing the session releases it) and end the thread."""
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=self.check_every + DEAD_AFTER + 2)
+        self._close()
+        if self.state != LOST:
+            self.state = STOPPED
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if self.state == STANDBY:
+                self._try()
+            elif self.state == LEADING and not self._holds():
+                self.state = LOST
+                log.error("leadership_lost", name=self.name, process=self.process)
+                self._close()
+                self.on_lost()
+                return
+            self._stop.wait(self.check_every)
+
+    def _try(self) -> None:
+        try:
+            conn = self._connect()
+            got = conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
+            if not got or not got[0]:
+                return
+            self.since = now_utc()
+            conn.execute(
+                "INSERT INTO engine_leader (name, process, since) VALUES (%s, %s, %s) "
+                "ON CONFLICT (name) DO UPDATE SET process = EXCLUDED.process, since = EXCLUDED.since",
+                (self.name, self.process, self.since),
+            )
+        except psycopg.Error as exc:  # the database is away: still standby, try again
+            log.warning("leadership_unavailable", name=self.name, error=type(exc).__name__)
+            self._close()
+            return
+        self.state = LEADING
+        log.info("leadership_acquired", name=self.name, process=self.process)
+        self.on_acquired()
+
+    def _holds(self) -> bool:
+        """The session is alive and still holds the lock (answered within the timeout)."""
+        try:
+            assert self._conn is not None
+            row = self._conn.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND pid = pg_backend_pid() AND objid = (%s::bigint & 4294967295)::oid",
+                (self.key,),
+            ).fetchone()
+        except (psycopg.Error, AssertionError) as exc:
+            log.warning("leadership_check_failed", name=self.name, error=type(exc).__name__)
+            return False
+        return bool(row and row[0])
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(
+                self.conninfo,
+                autocommit=True,
+                connect_timeout=DEAD_AFTER,
+                keepalives=1,
+                tcp_user_timeout=DEAD_AFTER * 1000,
+                application_name="mch-engine leadership",
+                **_KEEPALIVE,
+            )
+            for setting, value in _KEEPALIVE.items():
+                self._conn.execute(f"SET tcp_{setting} = {value}")
+            self._conn.execute(f"SET tcp_user_timeout = {DEAD_AFTER * 1000}")
+            self._conn.execute(f"SET statement_timeout = {DEAD_AFTER * 1000}")
+            self.backend_pid = self._conn.info.backend_pid
+        return self._conn
+
+    def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
