@@ -17,6 +17,7 @@ from core.errors import ConfigError, ConfigErrors
 from core.i18n import t
 from core.settings import LoadedSettings, Settings, read_settings
 from core.yaml_lines import problems_of
+from engine import leadership
 from transforms.records import RECORD_TYPES, fixed_audience
 
 __all__ = ["check_config", "format_problems", "summarize"]
@@ -52,6 +53,8 @@ def check_config(
             except (ConfigError, ConfigErrors) as exc:
                 problems.extend(problems_of(exc))
     problems.extend(_wechat_env_problems(path, os.environ if env is None else env))
+    if loaded.settings is not None and (why := leadership.refusal(loaded.settings)) is not None:
+        problems.append(ConfigError(str(path), None, why))
     return problems
 
 

@@ -290,6 +290,7 @@ async def _serve(runtime: Any, summary_interval: float = 60.0) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     monitor = ProcessMonitor(runtime, summary_interval)
+    runtime.on_step_down = stop.set  # leadership lost (engine/leadership.py): stop, exit 3
     try:
         await runtime.start()
         await monitor.start()
@@ -310,7 +311,7 @@ async def _serve(runtime: Any, summary_interval: float = 60.0) -> int:
     except TimeoutError:
         print(t("stop_timeout", seconds=STOP_GRACE), file=sys.stderr, flush=True)
         return 1
-    return 0
+    return int(runtime.exit_code)
 
 
 def cmd_send(args: argparse.Namespace) -> int:

@@ -30,8 +30,10 @@ import psycopg
 import structlog
 from sqlalchemy import Column, Engine, MetaData, String, Table, make_url, select
 
+from core import i18n
 from core.clock import now_utc
 from core.database import UtcDateTime
+from core.i18n import t
 from engine.operator_requests import process_name
 
 log = structlog.get_logger("engine.leadership")
@@ -54,6 +56,31 @@ engine_leader = Table(
     Column("since", UtcDateTime(), nullable=False),
 )
 
+i18n.register(
+    {
+        "lead_needs_shared": (
+            "engine.leadership.enabled 需要两台服务器共享的 PostgreSQL（engine.database: "
+            "postgresql+psycopg://…）和 RabbitMQ（engine.broker: amqp://…）；现为 {database} 与 {broker}。"
+            "内置默认（SQLite 与进程内总线）天然只能单机运行，见 docs/operations.md「双机热备」",
+            "engine.leadership.enabled needs a PostgreSQL database (engine.database: "
+            "postgresql+psycopg://...) and a RabbitMQ broker (engine.broker: amqp://...) shared by both "
+            "servers; found {database} and {broker}. The embedded default (SQLite, the in-process bus) "
+            "is a single server by nature: see docs/operations.md, Two servers",
+        ),
+        "lead_leader": ("主用：{process}（自 {since} 起）", "leader: {process} (since {since})"),
+        "lead_standby": ("备用：{process}", "standby: {process}"),
+        "lead_no_leader": ("双机热备 {name}：没有存活的主用进程", "active/standby {name}: no process leads"),
+        "lead_waiting": (
+            "双机热备（锁 {name}）：备用，取得主用身份后才监听和轮询",
+            "active/standby (lock {name}): standby, listens and polls once it leads",
+        ),
+        "status_cmd_no_leader": (
+            "已启用双机热备（锁 {subject}），但没有存活的进程担任主用：不接收消息",
+            "leadership is enabled (lock {subject}) but no live process leads: no messages are taken in",
+        ),
+    }
+)
+
 STANDBY = "standby"
 LEADING = "leading"
 LOST = "lost"
@@ -71,6 +98,17 @@ def lock_key(name: str) -> int:
     """A signed 64-bit advisory lock key from the lock's name."""
     digest = hashlib.sha256(f"mch-engine leadership:{name}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def refusal(settings: Any) -> str | None:
+    """Why these settings cannot run as two servers (None: they can, or leadership is off)."""
+    eng = settings.engine
+    if not eng.leadership.enabled:
+        return None
+    if make_url(eng.database).get_backend_name() == "postgresql" and eng.broker.startswith("amqp://"):
+        return None
+    scheme = make_url(eng.database).get_backend_name()
+    return t("lead_needs_shared", database=f"{scheme}://…", broker=eng.broker.split("://")[0] + "://…")
 
 
 def ensure_schema(engine: Engine) -> None:
@@ -142,7 +180,7 @@ class Leadership:
                 self._try()
             elif self.state == LEADING and not self._holds():
                 self.state = LOST
-                log.error("leadership_lost", name=self.name, process=self.process)
+                log.error("leadership_lost", lock=self.name, process=self.process)
                 self._close()
                 self.on_lost()
                 return
@@ -161,11 +199,11 @@ class Leadership:
                 (self.name, self.process, self.since),
             )
         except psycopg.Error as exc:  # the database is away: still standby, try again
-            log.warning("leadership_unavailable", name=self.name, error=type(exc).__name__)
+            log.warning("leadership_unavailable", lock=self.name, error=type(exc).__name__)
             self._close()
             return
         self.state = LEADING
-        log.info("leadership_acquired", name=self.name, process=self.process)
+        log.info("leadership_acquired", lock=self.name, process=self.process)
         self.on_acquired()
 
     def _holds(self) -> bool:
@@ -178,7 +216,7 @@ class Leadership:
                 (self.key,),
             ).fetchone()
         except (psycopg.Error, AssertionError) as exc:
-            log.warning("leadership_check_failed", name=self.name, error=type(exc).__name__)
+            log.warning("leadership_check_failed", lock=self.name, error=type(exc).__name__)
             return False
         return bool(row and row[0])
 
