@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.leadership import EXIT_STEPPED_DOWN, lock_key
 from engine_process import EngineProcess, LockStepStream, mch, wait_for
 from fault_setup import RABBITMQ_PG, adt, delivery_statuses, engine_setup, rows
 from support import REPORT, scalar
@@ -44,6 +45,12 @@ def events(log: Path) -> list[dict[str, object]]:
     return out
 
 
+def leadership_of(routes: Path) -> dict[int, str | None]:
+    """`status --json`: each live process's pid and its part (leader or standby)."""
+    status = json.loads(mch(routes, "status", "--json").stdout)
+    return {p["pid"]: p["leadership"] for p in status["processes"] if p["alive"]}
+
+
 def test_standby_takes_over_after_kill_9_and_nothing_is_lost(tmp_path: Path) -> None:
     tag = uuid.uuid4().hex[:6].upper()
     cids = [f"F{tag}{n:05d}" for n in range(MESSAGES)]
@@ -63,8 +70,8 @@ def test_standby_takes_over_after_kill_9_and_nothing_is_lost(tmp_path: Path) -> 
             wait_for(lambda: listening(port), 20, "the first engine listening", first)
             second.start()
             assert second.ports == {}, "the standby must not listen"
-            status = mch(setup.routes, "status", "--json")
-            assert f":{first.pid}" in status.stdout and "standby" in status.stdout, status.stdout
+            assert leadership_of(setup.routes) == {first.pid: "leader", second.pid: "standby"}
+            assert "standby" in mch(setup.routes, "status").stdout
 
             stream = LockStepStream(port, payloads, cids, connections=CONNECTIONS, timeout=5).start()
             wait_for(lambda: stream.answered >= KILL_AT, 60, "ACKs before the kill", first)
@@ -105,8 +112,7 @@ def test_standby_takes_over_after_kill_9_and_nothing_is_lost(tmp_path: Path) -> 
             assert set(counts) == set(cids), f"missing {len(set(cids) - set(counts))}"
             assert max(counts.values()) == 1, [c for c, n in counts.items() if n > 1][:5]
 
-            status = mch(setup.routes, "status", "--json")
-            assert f":{second.pid}" in status.stdout, status.stdout
+            assert leadership_of(setup.routes)[second.pid] == "leader"
 
             # While standby the second engine ran no source, no transform: all came after the lock.
             names = [e.get("event") for e in events(second.workdir / "second.log")]
@@ -114,7 +120,24 @@ def test_standby_takes_over_after_kill_9_and_nothing_is_lost(tmp_path: Path) -> 
             leader_only = {"channel_listening", "transform_feed_found", "engine_leading"}
             assert not leader_only & set(names[:acquired]), names[:acquired]
             assert "channel_listening" in names[acquired:]
-            assert second.stop() == 0
+
+            # The leader's session ends (its database away): it stops listening and exits 3.
+            key = lock_key(lock)
+            holder = scalar(
+                setup.journal,
+                "select pid from pg_locks where locktype = 'advisory' and granted "
+                "and classid = :high and objid = :low",
+                high=(key >> 32) & 0xFFFFFFFF,
+                low=key & 0xFFFFFFFF,
+            )
+            scalar(setup.journal, "select pg_terminate_backend(:pid)", pid=holder)
+            assert second.wait_dead(20) == EXIT_STEPPED_DOWN
+            assert not listening(port)
+            assert "leadership_lost" in [e.get("event") for e in events(second.workdir / "second.log")]
+            status = mch(setup.routes, "status", "--json")
+            assert status.returncode == 1 and any(
+                p.startswith("no_leader:") for p in json.loads(status.stdout)["problems"]
+            )
         finally:
             first.kill()
             second.kill()
