@@ -5,12 +5,13 @@ source, the journal writer, the transform stage, schedulers) runs only on the se
 holds the lock; the other waits as standby and tries the lock every `check_every`.
 
 The lock belongs to one PostgreSQL session on a connection of its own, so it is released
-the moment that session ends: the process dies (the kernel closes the socket), or the
-server stops answering (TCP keepalives and `tcp_user_timeout`, set on both ends, drop the
-session within about `DEAD_AFTER`). A leader that cannot confirm its session within the
-same bound has LOST leadership and must stop listening at once (the runtime stops the
-process, which exits with `EXIT_STEPPED_DOWN`, and systemd starts it again as standby):
-that is the fencing that keeps two leaders from listening at the same time.
+the moment that session ends: the process dies (the kernel closes the socket), or its
+server stops answering (PostgreSQL's TCP keepalives and `tcp_user_timeout`, set for this
+session, drop it after `SERVER_DROPS_AFTER`). A leader that cannot confirm its session
+within `LEADER_GIVES_UP_AFTER` (shorter, on its own end of the connection, plus at most
+one `check_every`) has LOST leadership and must stop listening at once (the runtime
+stops the process, which exits with `EXIT_STEPPED_DOWN`, and systemd starts it again as
+standby): that is the fencing that keeps two leaders from listening at the same time.
 
 Who leads is also written to `engine_leader` (name, HOST:PID, since) for `status` and the
 dashboard; the lock, not the row, is the truth.
@@ -41,10 +42,15 @@ log = structlog.get_logger("engine.leadership")
 EXIT_STEPPED_DOWN = 3
 """The exit code of a leader that lost leadership (systemd `Restart=always` restarts it)."""
 
-DEAD_AFTER = 5
-"""Seconds of silence after which either end drops the session (keepalives, user timeout)."""
+SERVER_DROPS_AFTER = 5
+"""Seconds of silence after which PostgreSQL ends the session, freeing the lock."""
 
-_KEEPALIVE = {"keepalives_idle": 2, "keepalives_interval": 1, "keepalives_count": 3}
+LEADER_GIVES_UP_AFTER = 3
+"""Seconds after which the leader's own end gives up on an unanswered check (shorter than
+`SERVER_DROPS_AFTER` by more than `check_every` may be: it stops before the standby starts)."""
+
+_SERVER_KEEPALIVE = {"keepalives_idle": 2, "keepalives_interval": 1, "keepalives_count": 3}  # 5 s
+_CLIENT_KEEPALIVE = {"keepalives_idle": 1, "keepalives_interval": 1, "keepalives_count": 2}  # 3 s
 
 metadata = MetaData()
 
@@ -156,6 +162,7 @@ class Leadership:
         self.backend_pid: int | None = None  # the PostgreSQL session holding (or trying) the lock
         self._conn: psycopg.Connection[Any] | None = None
         self._stop = threading.Event()
+        self._losing = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="leadership", daemon=True)
 
     @property
@@ -169,22 +176,29 @@ class Leadership:
         """Give the lock up (closing the session releases it) and end the thread."""
         self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout=self.check_every + DEAD_AFTER + 2)
+            self._thread.join(timeout=self.check_every + SERVER_DROPS_AFTER + 2)
         self._close()
         if self.state != LOST:
             self.state = STOPPED
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stop.is_set() and self.state != LOST:
             if self.state == STANDBY:
                 self._try()
             elif self.state == LEADING and not self._holds():
-                self.state = LOST
-                log.error("leadership_lost", lock=self.name, process=self.process)
+                self._lose("check_failed")
                 self._close()
-                self.on_lost()
                 return
             self._stop.wait(self.check_every)
+
+    def _lose(self, reason: str) -> None:
+        """Once: LOST, logged, and `on_lost` (from this thread or the check's watchdog)."""
+        with self._losing:
+            if self.state != LEADING or self._stop.is_set():
+                return
+            self.state = LOST
+        log.error("leadership_lost", lock=self.name, process=self.process, reason=reason)
+        self.on_lost()
 
     def _try(self) -> None:
         try:
@@ -202,12 +216,19 @@ class Leadership:
             log.warning("leadership_unavailable", lock=self.name, error=type(exc).__name__)
             self._close()
             return
+        if self._stop.is_set():  # stopped while it tried: `stop` closes the session
+            return
         self.state = LEADING
         log.info("leadership_acquired", lock=self.name, process=self.process)
         self.on_acquired()
 
     def _holds(self) -> bool:
-        """The session is alive and still holds the lock (answered within the timeout)."""
+        """The session is alive and still holds the lock. A check that hangs (a frozen
+        network device keeps the TCP connection up but answers nothing) counts as lost after
+        `LEADER_GIVES_UP_AFTER`, from a watchdog timer, even while the check still waits."""
+        watchdog = threading.Timer(LEADER_GIVES_UP_AFTER, self._lose, args=("check_unanswered",))
+        watchdog.daemon = True
+        watchdog.start()
         try:
             assert self._conn is not None
             row = self._conn.execute(
@@ -218,23 +239,25 @@ class Leadership:
         except (psycopg.Error, AssertionError) as exc:
             log.warning("leadership_check_failed", lock=self.name, error=type(exc).__name__)
             return False
-        return bool(row and row[0])
+        finally:
+            watchdog.cancel()
+        return bool(row and row[0]) and self.state == LEADING
 
     def _connect(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
             self._conn = psycopg.connect(
                 self.conninfo,
                 autocommit=True,
-                connect_timeout=DEAD_AFTER,
+                connect_timeout=LEADER_GIVES_UP_AFTER,
                 keepalives=1,
-                tcp_user_timeout=DEAD_AFTER * 1000,
+                tcp_user_timeout=LEADER_GIVES_UP_AFTER * 1000,
                 application_name="mch-engine leadership",
-                **_KEEPALIVE,
+                **_CLIENT_KEEPALIVE,
             )
-            for setting, value in _KEEPALIVE.items():
+            for setting, value in _SERVER_KEEPALIVE.items():
                 self._conn.execute(f"SET tcp_{setting} = {value}")
-            self._conn.execute(f"SET tcp_user_timeout = {DEAD_AFTER * 1000}")
-            self._conn.execute(f"SET statement_timeout = {DEAD_AFTER * 1000}")
+            self._conn.execute(f"SET tcp_user_timeout = {SERVER_DROPS_AFTER * 1000}")
+            self._conn.execute(f"SET statement_timeout = {(LEADER_GIVES_UP_AFTER - 1) * 1000}")
             self.backend_pid = self._conn.info.backend_pid
         return self._conn
 

@@ -33,8 +33,9 @@ class LeadershipSettings(BaseModel):
         description="Name of the lock: the same on both servers of one site, different for two "
         "sites sharing one PostgreSQL.",
     )
-    check_every: PositiveDuration = Field(
+    check_every: Annotated[PositiveDuration, Field(le=1.0)] = Field(
         default=1.0,
         description="How often the standby tries the lock and the leader checks it still holds it "
-        "(duration, e.g. 1s).",
+        "(duration, at most 1s: a leader that lost its database must notice before PostgreSQL "
+        "frees the lock for the standby).",
     )

@@ -3,18 +3,20 @@ leader's session ends, and the old leader learns it lost."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 
 from core.database import make_engine
 from engine import leadership
-from engine.leadership import LEADING, LOST, STANDBY, Leadership
-from tests.support import REPORT, pg_schema
+from engine.leadership import LEADER_GIVES_UP_AFTER, LEADING, LOST, STANDBY, Leadership
+from support import REPORT, pg_schema
 
 
 class Contender:
@@ -79,6 +81,66 @@ def test_a_clean_stop_hands_the_lock_over_and_names_differ_per_site(url: str) ->
     finally:
         for c in (second, other_site, first):
             c.lead.stop()
+
+
+class FreezingProxy:
+    """A TCP proxy to PostgreSQL that can go silent: connections stay open, no byte passes
+    (a hung network device). Closing it cuts every connection."""
+
+    def __init__(self) -> None:
+        self.frozen = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._sockets: list[socket.socket] = [self._listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                down, _ = self._listener.accept()
+                up = socket.create_connection(("127.0.0.1", 5432))
+                self._sockets += [down, up]
+                for a, b in ((down, up), (up, down)):
+                    threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                while self.frozen.is_set():
+                    time.sleep(0.05)
+                dst.sendall(data)
+
+    def close(self) -> None:
+        for s in self._sockets:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+
+def test_a_leader_whose_checks_go_unanswered_steps_down_within_the_bound(url: str) -> None:
+    """The network to PostgreSQL hangs: the leader counts itself lost after
+    LEADER_GIVES_UP_AFTER (plus one check_every), even though its check never returns."""
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    proxy = FreezingProxy()
+    through = make_url(url).set(port=proxy.port).render_as_string(hide_password=False)
+    leader, standby = Contender(through, name, "host-a:1"), Contender(url, name, "host-b:2")
+    leader.lead.start()
+    try:
+        assert leader.acquired.wait(5)
+        standby.lead.start()
+        proxy.frozen.set()
+        frozen_at = time.monotonic()
+        assert leader.lost.wait(LEADER_GIVES_UP_AFTER + 2)
+        REPORT.append(
+            f"leadership: unanswered checks, leader stepped down after {time.monotonic() - frozen_at:.2f}s"
+        )
+        assert not standby.acquired.is_set()  # PostgreSQL still holds the silent session's lock
+        proxy.close()  # the leader's process exits: its connection closes
+        assert standby.acquired.wait(5)
+    finally:
+        proxy.close()
+        standby.lead.stop()
+        leader.lead.stop()
 
 
 def test_a_standby_keeps_trying_while_the_database_is_unreachable() -> None:
