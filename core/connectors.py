@@ -46,6 +46,9 @@ class ConnectorContext(Protocol):
 
     def engine_for(self, url: str) -> Any: ...
 
+    def when_leading(self, start: Callable[[], None], stop: Callable[[], None]) -> None:
+        """Run a scheduler only on the server that leads (engine/leadership.py)."""
+
 
 @dataclass(frozen=True, slots=True)
 class SourceType:

@@ -17,6 +17,7 @@ from core.i18n import t
 from core.secrets import SecretFileError, secret_environment
 from core.settings import LoadedSettings, Settings, read_settings
 from core.yaml_lines import problems_of
+from engine import leadership
 from transforms.records import RECORD_TYPES, fixed_audience
 
 __all__ = ["check_config", "format_problems", "summarize"]
@@ -55,6 +56,8 @@ def check_config(
         problems.extend(_wechat_env_problems(path, secret_environment(env)))
     except SecretFileError as exc:
         problems.append(ConfigError(str(path), None, str(exc)))
+    if loaded.settings is not None and (why := leadership.refusal(loaded.settings)) is not None:
+        problems.append(ConfigError(str(path), None, why))
     return problems
 
 

@@ -322,6 +322,7 @@ async def _serve(runtime: Any, summary_interval: float = 60.0, grace: float = DE
 
     on_stop_signals(loop, on_signal)  # SIGINT, SIGTERM, SIGPWR (engine/shutdown.py)
     monitor = ProcessMonitor(runtime, summary_interval)
+    runtime.on_step_down = stop.set  # leadership lost (engine/leadership.py): stop, exit 3
     try:
         await runtime.start()
         await monitor.start()
@@ -334,7 +335,9 @@ async def _serve(runtime: Any, summary_interval: float = 60.0, grace: float = DE
     print("\n".join(backend_lines(runtime, monitor.http.port if monitor.http else None)), flush=True)
     await stop.wait()
     watchdog = start_watchdog(grace)
-    structlog.get_logger("engine.cli").info("engine_stopping", signal=received[0], grace_seconds=grace)
+    structlog.get_logger("engine.cli").info(
+        "engine_stopping", signal=received[0] if received else "leadership_lost", grace_seconds=grace
+    )
     print(t("engine_stopping"), flush=True)
     try:
         # Bounded: listeners close first, in-flight ACKs and queued transforms share the grace;
@@ -344,7 +347,7 @@ async def _serve(runtime: Any, summary_interval: float = 60.0, grace: float = DE
         print(t("stop_timeout", seconds=grace), file=sys.stderr, flush=True)
         return 1
     watchdog.cancel()
-    return 0
+    return int(runtime.exit_code)
 
 
 async def _stop_all(runtime: Any, monitor: Any, grace: float) -> None:

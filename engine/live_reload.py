@@ -268,7 +268,7 @@ class LiveReload:
         """Take the new addresses no listener of ours holds, before anything changes; on a
         failure let go of those taken and raise (the reload is refused)."""
         rt = self.runtime
-        if "ingest" not in rt.roles:
+        if not rt.ingesting:  # a standby binds when it leads
             return {}
         held = {_address(getattr(s, "config", None)) for s in rt.sources} - {None}
         bound: dict[str, Any] = {}
@@ -346,7 +346,7 @@ class LiveReload:
                 n for n, ch in new.channels.items() if ch.carries_records
             )
             rt.transform.router = compiled.router
-        if "ingest" in rt.roles:
+        if rt.ingesting:
             self._on_loop(self._switch_channels(new, diff, bound, outcome))
         for name in diff.destinations.removed:
             leaving = [w for w in rt.workers if w.destination == name]

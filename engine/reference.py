@@ -52,6 +52,7 @@ def sections() -> list[tuple[str, type[BaseModel]]]:
         ("`engine`", settings.EngineSettings),
         ("`engine.journal`", settings.JournalSettings),
         ("`engine.http`", settings.HttpSettings),
+        ("`engine.leadership`", settings.LeadershipSettings),
         *channels,
         ("`routes[]`", settings.Route),
         *destinations,

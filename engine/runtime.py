@@ -14,6 +14,7 @@ between them (`partitions`).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,11 +28,12 @@ from core.settings import Channel, Destination, Settings
 from deadletter import audit
 from deadletter import store as dead_letters
 from deadletter.policy import RetryPolicy
-from engine import channel_control, journal
+from engine import channel_control, journal, leadership
 from engine.bus import Bus
 from engine.channel_control import ChannelControl
 from engine.delivery import DeliveryWorker
 from engine.heartbeat import Heartbeat, this_process
+from engine.leadership import EXIT_STEPPED_DOWN, Leadership
 from engine.live_reload import LiveReload, compile_routes
 from engine.operator_requests import Handler, RequestPoller
 from engine.pipeline import TransformWorker
@@ -59,7 +61,15 @@ class EngineRuntime:
     control: ChannelControl | None = None
     reloader: LiveReload | None = None
     heartbeat: Heartbeat | None = None
+    leadership: Leadership | None = None  # with engine.leadership.enabled
+    leading: bool = False  # start_leading ran: this server runs sources, transform, schedulers
+    on_step_down: Callable[[], None] | None = None  # stops the process (the CLI's stop)
+    exit_code: int = 0  # EXIT_STEPPED_DOWN once leadership was lost
     _engines: dict[str, Engine] = field(default_factory=dict)
+    _leading_jobs: list[tuple[Callable[[], None], Callable[[], None]]] = field(default_factory=list)
+    _durable: bool = False
+    _compiled: tuple[Settings, Router] | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
 
     def engine_for(self, url: str) -> Engine:
         if url not in self._engines:
@@ -72,18 +82,26 @@ class EngineRuntime:
         return Bus(eng.broker, eng.queue_prefix, partitions)
 
     async def start(self) -> None:
+        """What every server runs (schemas, destinations, deliver workers, heartbeat, operator
+        requests); then what runs once, at once, or on the server that takes leadership
+        (engine/leadership.py)."""
         s = self.settings
         if s.engine.broker.startswith("memory://") and self.roles not in (ALL_ROLES, {"ingest"}):
             raise StartupError(
                 "the embedded memory:// bus needs all roles in one process (or ingest alone: "
                 "messages wait in the journal until the next full start)"
             )
+        refusal = leadership.refusal(s)
+        if refusal is not None:
+            raise StartupError(refusal)
         self.journal_engine = self.engine_for(s.engine.database)
         journal.ensure_schema(self.journal_engine)
         dead_letters.ensure_schema(self.journal_engine)
         audit.ensure_schema(self.journal_engine)
         channel_control.ensure_schema(self.journal_engine)
+        leadership.ensure_schema(self.journal_engine)
         compiled = compile_routes(s)
+        self._compiled = (s, compiled.router)
         destinations = {name: d for name, d in s.destinations.items()}
         for name, d in destinations.items():
             kind = connectors.destination_type(d.type)
@@ -92,10 +110,41 @@ class EngineRuntime:
         probe = self.bus()
         for name in destinations:
             probe.declare(name)
-        durable = probe.capabilities.durable
+        self._durable = probe.capabilities.durable
         probe_lanes = {name: probe.lanes(name) for name in destinations}
         probe.close()
 
+        self._loop = asyncio.get_running_loop()
+        if "deliver" in self.roles:
+            for name, d in destinations.items():
+                self.start_destination(name, d, probe_lanes[name])
+        self.reloader = LiveReload(self, self._loop, compiled.files)
+        snap = self.reloader.loaded
+        self.heartbeat = Heartbeat(self.journal_engine, this_process(self.roles))
+        self.heartbeat.beat.snapshot, self.heartbeat.beat.loaded_at = snap, self.heartbeat.beat.started_at
+        self.heartbeat.start()
+        self.requests = RequestPoller(self.journal_engine, self.request_handlers())
+        self.requests.start()
+        lead = s.engine.leadership
+        if not lead.enabled:
+            await self.start_leading()
+        else:
+            self.leadership = Leadership(
+                s.engine.database,
+                lead.name,
+                lead.check_every,
+                on_acquired=self._acquired,
+                on_lost=self._lost,
+            )
+            self.leadership.start()
+            log.info("engine_standby", roles=sorted(self.roles), lock=lead.name)
+        log.info("engine_started", roles=sorted(self.roles), channels=len(self.sources))
+
+    async def start_leading(self) -> None:
+        """What must run once of two servers: the transform stage and its feed, the journal
+        writer, the sources, channel control and the schedulers (`when_leading`)."""
+        s = self.settings
+        assert self.journal_engine is not None
         if "transform" in self.roles:
             # One transform process of several does it, so none counts a message twice.
             recovered = 0
@@ -106,8 +155,9 @@ class EngineRuntime:
             strict = frozenset(name for name, ch in s.channels.items() if ch.checks_structure)
             rows = frozenset(name for name, ch in s.channels.items() if ch.carries_rows)
             records = frozenset(name for name, ch in s.channels.items() if ch.carries_records)
+            loaded, router = self._compiled  # compiled at start, unless reloaded since
             self.transform = TransformWorker(
-                compiled.router,
+                router if loaded is s else self.router(),
                 self.journal_engine,
                 self.bus,
                 strict_channels=strict,
@@ -115,14 +165,14 @@ class EngineRuntime:
                 record_channels=records,
             )
             self.feed = TransformFeed(
-                self.journal_engine, self.transform.submit, redrive_pending=not durable, shard=self.shard
+                self.journal_engine,
+                self.transform.submit,
+                redrive_pending=not self._durable,
+                shard=self.shard,
             )
             self.transform.on_saved = self.feed.saved
             self.transform.start()
             self.feed.start()
-        if "deliver" in self.roles:
-            for name, d in destinations.items():
-                self.start_destination(name, d, probe_lanes[name])
         if "ingest" in self.roles:
             self.writer = journal.JournalWriter(
                 self.journal_engine,
@@ -141,16 +191,45 @@ class EngineRuntime:
                 source = self.build_source(self.channel_config(name, ch, s), ch)
                 await source.start()
                 self.sources.append(source)
-        self.reloader = LiveReload(self, asyncio.get_running_loop(), compiled.files)
-        snap = self.reloader.loaded
-        self.heartbeat = Heartbeat(self.journal_engine, this_process(self.roles))
-        self.heartbeat.beat.snapshot, self.heartbeat.beat.loaded_at = snap, self.heartbeat.beat.started_at
-        self.heartbeat.start()
-        self.requests = RequestPoller(self.journal_engine, self.request_handlers())
-        self.requests.start()
+        self.leading = True
+        for begin, _end in self._leading_jobs:
+            begin()
+        if self.requests is not None:  # now it can carry out what needs the transform stage
+            self.requests.handlers = self.request_handlers()
         if self.control is not None:
             self.control.start()
-        log.info("engine_started", roles=sorted(self.roles), channels=len(self.sources))
+        if self.leadership is not None:
+            log.info("engine_leading", channels=len(self.sources))
+
+    def when_leading(self, start: Callable[[], None], stop: Callable[[], None]) -> None:
+        """Run `start` while this server leads (now, if it does) and `stop` when the engine
+        stops: schedulers that must not run on two servers at once (core/connectors.py)."""
+        self._leading_jobs.append((start, stop))
+        if self.leading:
+            start()
+
+    @property
+    def ingesting(self) -> bool:
+        """Sources run here: the ingest role, on the server that leads."""
+        return "ingest" in self.roles and self.leading
+
+    def _acquired(self) -> None:
+        """Leadership thread: start leading on the event loop; a failure steps down."""
+        future = asyncio.run_coroutine_threadsafe(self.start_leading(), self._loop)
+
+        def started(done: Any) -> None:
+            exc = done.exception()
+            if exc is not None:
+                log.error("leading_not_started", error=f"{type(exc).__name__}: {exc}")
+                self._lost()
+
+        future.add_done_callback(started)
+
+    def _lost(self) -> None:
+        """Leadership lost (or never started): stop, so the process exits and restarts as standby."""
+        self.exit_code = EXIT_STEPPED_DOWN
+        if self.on_step_down is not None:
+            self._loop.call_soon_threadsafe(self.on_step_down)
 
     def request_handlers(self) -> dict[str, Handler]:
         """The operator requests this process can carry out, by kind (engine/operator_requests.py)."""
@@ -218,6 +297,10 @@ class EngineRuntime:
         if self.control:
             await loop.run_in_executor(None, self.control.stop)
         await asyncio.gather(*(s.stop(grace) for s in self.sources), return_exceptions=True)
+        for _begin, end in self._leading_jobs if self.leading else ():
+            await loop.run_in_executor(None, end)
+        if self.leadership:  # after the sources: the standby may listen once the lock is free
+            await loop.run_in_executor(None, self.leadership.stop)
         if self.requests:
             await loop.run_in_executor(None, self.requests.stop)
         if self.heartbeat:

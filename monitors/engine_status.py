@@ -22,7 +22,7 @@ from core.database import make_engine
 from core.masking import masked_url
 from core.settings import Settings
 from deadletter import store as dead_letters
-from engine import channel_control, heartbeat, journal
+from engine import channel_control, heartbeat, journal, leadership
 from engine.bus import Bus, capabilities_for
 from engine.operator_time import iso_time
 from monitors import recent_window
@@ -101,6 +101,16 @@ class ProcessNumbers:
     heartbeat_at: datetime
     alive: bool
     listeners: list[str]
+    leadership: str | None = None  # "leader" or "standby" with two servers (engine/leadership.py)
+
+
+@dataclass
+class LeaderNumbers:
+    """Two servers: the lock's name and the live process leading (None: none leads)."""
+
+    name: str
+    process: str | None = None  # HOST:PID
+    since: datetime | None = None
 
 
 @dataclass
@@ -124,6 +134,7 @@ class EngineStatus:
     transform_dead_letters_open: int = 0  # a route's mapping failed: no destination
     transform_dead_letters_total: int = 0
     wechat: list[WechatNumbers] = field(default_factory=list)
+    leader: LeaderNumbers | None = None  # with engine.leadership.enabled
 
     def problem(self, key: str, subject: str = "") -> None:
         self.ok = False
@@ -168,6 +179,8 @@ def collect(settings: Settings, now: datetime | None = None) -> EngineStatus:
         except Exception as exc:
             raise Unreachable("journal", eng.database, exc) from exc
         _processes(status, beats, now)
+        if eng.leadership.enabled:
+            _leadership(status, eng.leadership.name, db)
         _channels(status, settings, beats, counts, now, holding)
         _routes(status, settings, counts)
         _destinations(status, settings, counts, now)
@@ -190,6 +203,21 @@ def _processes(status: EngineStatus, beats: list[heartbeat.Beat], now: datetime)
             status.problem("process_down", f"{b.host}:{b.pid}")
     if not any(p.alive for p in status.processes):
         status.problem("engine_not_running")
+
+
+def _leadership(status: EngineStatus, name: str, db: Engine) -> None:
+    """Which live process leads and which wait as standby; none leading is a problem (no
+    message is taken in). The leader row names the last process that took the lock: it
+    leads while its heartbeat is alive."""
+    found = leadership.read_leader(db, name)
+    status.leader = LeaderNumbers(name)
+    for p in (p for p in status.processes if p.alive):
+        leads = found is not None and found.process == f"{p.host}:{p.pid}"
+        p.leadership = "leader" if leads else "standby"
+        if leads and found is not None:
+            status.leader.process, status.leader.since = found.process, found.since
+    if status.leader.process is None:
+        status.problem("no_leader", name)
 
 
 def _channels(

@@ -50,6 +50,8 @@ def backend_lines(runtime: Any, http_port: int | None = None) -> list[str]:
     lines.append(i18n.t("run_banner_bus", url=masked_url(eng.broker)))
     if eng.http is not None and http_port is not None:
         lines.append(i18n.t("run_banner_http", address=_address(eng.http.host_port[0], http_port)))
+    if getattr(runtime, "leadership", None) is not None and not runtime.leading:
+        lines.append(i18n.t("lead_waiting", name=eng.leadership.name))
     return lines
 
 

@@ -188,6 +188,7 @@ def render(status: EngineStatus, tz: ZoneInfo) -> str:
             for p in status.processes
         ],
     )
+    out += _leader_lines(status, when)
     out += _table(
         _t("status_cmd_channels"),
         _t("status_cmd_channel_header"),
@@ -260,6 +261,20 @@ def render(status: EngineStatus, tz: ZoneInfo) -> str:
         key, _, subject = problem.partition(":")
         out.append(_t(f"status_cmd_{key}", subject=subject))
     return "\n".join(out)
+
+
+def _leader_lines(status: EngineStatus, when: Any) -> list[str]:
+    """Two servers: which process leads (since when) and which wait as standby."""
+    if status.leader is None:
+        return []
+    lead = status.leader
+    if lead.process is None:
+        lines = [i18n.t("lead_no_leader", name=lead.name)]
+    else:
+        lines = [i18n.t("lead_leader", process=lead.process, since=when(lead.since))]
+    standby = [f"{p.host}:{p.pid}" for p in status.processes if p.leadership == "standby"]
+    lines += [i18n.t("lead_standby", process=process) for process in standby]
+    return [*lines, ""]
 
 
 def _wechat_table(status: EngineStatus, when: Any) -> list[str]:

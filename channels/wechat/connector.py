@@ -87,7 +87,8 @@ def build(name: str, destination: WechatDestination, context: ConnectorContext) 
     sink.start()
     if destination.education:
         sink.education = education_schedule(sink, destination, context)
-        sink.education.start()
+        # Of two servers, only the leader sends education notices (the deliver workers run on both).
+        context.when_leading(sink.education.start, sink.education.close)
     return sink
 
 

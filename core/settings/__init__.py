@@ -3,6 +3,7 @@ reading it with every problem collected (loading.py). Connector settings models 
 `Channel` or `Destination` from here and live with their connector under `channels/`."""
 
 from core.settings.alerts import AlertSettings, FeedAlerts, parse_hours
+from core.settings.leadership import LeadershipSettings
 from core.settings.loading import LoadedSettings, load_settings, read_settings
 from core.settings.models import (
     Channel,
@@ -45,6 +46,7 @@ __all__ = [
     "FeedAlerts",
     "HttpSettings",
     "JournalSettings",
+    "LeadershipSettings",
     "Listen",
     "LoadedSettings",
     "MessageType",

@@ -33,6 +33,7 @@ from core import connectors
 from core.audience import Reach
 from core.config_paths import ConfigRoots
 from core.settings.alerts import AlertSettings
+from core.settings.leadership import LeadershipSettings
 from core.settings.values import (
     DEFAULT_BROKER,
     DEFAULT_DATABASE,
@@ -125,6 +126,10 @@ class EngineSettings(SettingsModel):
         description="Folders outside the one holding routes.yaml from which mapping files, "
         "their includes and code tables may be read (absolute, or relative to routes.yaml's "
         "folder); absent: only files below routes.yaml's folder, symlinks resolved.",
+    )
+    leadership: LeadershipSettings = Field(
+        default_factory=LeadershipSettings,
+        description="Two servers, active/standby (docs/operations.md): off by default.",
     )
 
     @property
