@@ -50,6 +50,7 @@ def sections() -> list[tuple[str, type[BaseModel]]]:
         ("`engine`", settings.EngineSettings),
         ("`engine.journal`", settings.JournalSettings),
         ("`engine.http`", settings.HttpSettings),
+        ("`engine.retention`", settings.RetentionSettings),
         *channels,
         ("`routes[]`", settings.Route),
         *destinations,

@@ -35,6 +35,7 @@ from engine.heartbeat import Heartbeat, this_process
 from engine.live_reload import LiveReload, compile_routes
 from engine.operator_requests import Handler, RequestPoller
 from engine.pipeline import TransformWorker
+from engine.retention import Pruner
 from engine.router import Router
 from engine.transform_feed import TransformFeed
 
@@ -59,6 +60,7 @@ class EngineRuntime:
     control: ChannelControl | None = None
     reloader: LiveReload | None = None
     heartbeat: Heartbeat | None = None
+    pruner: Pruner | None = None
     _engines: dict[str, Engine] = field(default_factory=dict)
 
     def engine_for(self, url: str) -> Engine:
@@ -146,6 +148,9 @@ class EngineRuntime:
         self.heartbeat = Heartbeat(self.journal_engine, this_process(self.roles))
         self.heartbeat.beat.snapshot, self.heartbeat.beat.loaded_at = snap, self.heartbeat.beat.started_at
         self.heartbeat.start()
+        if "ingest" in self.roles and s.engine.retention.enabled:
+            self.pruner = Pruner(self.journal_engine, s.engine.retention)
+            self.pruner.start()
         self.requests = RequestPoller(self.journal_engine, self.request_handlers())
         self.requests.start()
         if self.control is not None:
@@ -220,6 +225,8 @@ class EngineRuntime:
         await asyncio.gather(*(s.stop(grace) for s in self.sources), return_exceptions=True)
         if self.requests:
             await loop.run_in_executor(None, self.requests.stop)
+        if self.pruner:
+            await loop.run_in_executor(None, self.pruner.stop)
         if self.heartbeat:
             await loop.run_in_executor(None, self.heartbeat.stop)
         if self.writer:

@@ -16,6 +16,7 @@ from core.settings.models import (
     SettingsModel,
     settings_model,
 )
+from core.settings.retention import RetentionSettings
 from core.settings.values import (
     DEFAULT_BROKER,
     DEFAULT_DATABASE,
@@ -50,6 +51,7 @@ __all__ = [
     "MessageType",
     "Name",
     "PositiveDuration",
+    "RetentionSettings",
     "RetrySettings",
     "Route",
     "Settings",
