@@ -35,6 +35,7 @@ from engine.listing_commands import add_commands as add_listing_commands
 from engine.mapping_cli import add_commands as add_mapping_commands
 from engine.reload_command import add_commands as add_reload_commands
 from engine.reprocess_command import add_command as add_reprocess_command
+from engine.retention_command import add_commands as add_retention_commands
 from engine.wechat_cli import add_commands as add_wechat_commands
 from monitors.status_command import add_commands as add_status_commands
 from monitors.web.users_cli import add_commands as add_users_commands
@@ -172,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_listing_commands(sub)
     add_backup_commands(sub)
+    add_retention_commands(sub)
     return p
 
 

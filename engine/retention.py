@@ -10,8 +10,9 @@ Deletes run in batches of `batch` rows, each its own short transaction (select t
 delete them by id: portable to SQLite, PostgreSQL and MariaDB, which refuses `LIMIT` in an
 `IN` subquery), with `pause` between batches so the journal writer is never held up for long.
 The journal's and the attempts' ids grow with time, so a pass reads only the rows older than
-the period (it stops at the first id inside it), not the whole table. On SQLite the pages
-freed are then given back to the file system, at most `vacuum_pages` per pass.
+the period (it stops at the first id inside it), not the whole table. On SQLite the free
+pages beyond a tenth of the file are then given back to the file system, at most
+`vacuum_pages` per pass.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ log = structlog.get_logger("engine.retention")
 KINDS = ("messages", "deliveries", "attempts", "dead_letters", "notices", "audit")
 """What a pass reports, per kind: deliveries go with their messages, under their own count."""
 
+KEEP_FREE = 0.10  # SQLite: this share of the file may stay free pages, for new rows to reuse
 FIRST_PASS_AFTER = 60.0  # seconds after start: the engine first takes its traffic again
 
 _FINISHED_MESSAGE = (ROUTED, UNROUTED, REJECTED, FAILED)
@@ -231,31 +233,36 @@ def _delete(
 
 
 def reclaim_space(engine: Engine, max_pages: int) -> int:
-    """SQLite: give up to `max_pages` free pages back to the file system; the pages given.
-    A file made before incremental auto-vacuum keeps its free pages for new rows (a one-off
-    offline VACUUM converts it). PostgreSQL reuses the space itself (autovacuum): 0."""
+    """SQLite: give free pages back to the file system, those beyond `KEEP_FREE` of the file
+    (new rows reuse them: giving back what the next hour fills again only moves pages
+    about), at most `max_pages`; the pages given. A file made before incremental
+    auto-vacuum keeps its free pages for new rows (a one-off offline VACUUM converts it).
+    PostgreSQL reuses the space itself (autovacuum): 0."""
     if engine.dialect.name != "sqlite" or max_pages <= 0:
         return 0
     with engine.connect() as conn:
         if conn.exec_driver_sql("PRAGMA auto_vacuum").scalar() != 2:  # 2: INCREMENTAL
             return 0
         free = int(conn.exec_driver_sql("PRAGMA freelist_count").scalar() or 0)
-        pages = min(free, max_pages)
-        if pages:
-            conn.exec_driver_sql(f"PRAGMA incremental_vacuum({pages})")
-            conn.commit()
-    return pages
+        total = int(conn.exec_driver_sql("PRAGMA page_count").scalar() or 0)
+        pages = min(free - int(total * KEEP_FREE), max_pages)
+        if pages > 0:
+            # Through the driver's script call: it steps the statement to its end, where a
+            # plain execute frees one page only.
+            conn.connection.driver_connection.executescript(f"PRAGMA incremental_vacuum({pages});")  # type: ignore[union-attr]
+    return max(pages, 0)
 
 
 def run_pass(
     engine: Engine, settings: RetentionSettings, stop: threading.Event | None = None
-) -> dict[str, int]:
-    """A pass now, its space reclaimed, and one `retention_pruned` event (counts only)."""
+) -> tuple[dict[str, int], int]:
+    """A pass now, its space reclaimed, and one `retention_pruned` event (counts only):
+    the rows deleted per kind and the SQLite pages given back."""
     started = time.monotonic()
     counts = prune_once(engine, settings, stop=stop)
     pages = reclaim_space(engine, settings.vacuum_pages)
     log.info("retention_pruned", **counts, pages_freed=pages, seconds=round(time.monotonic() - started, 3))
-    return counts
+    return counts, pages
 
 
 class Pruner:

@@ -3,12 +3,14 @@ in bounded batches; nothing unfinished goes; the audit log outlives the rest."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, event, func, select
+from test_operator_actions import audit_log, mch
 
 from channels.wechat import ledger
 from core.clock import now_utc
@@ -18,12 +20,12 @@ from deadletter import store as dead_letters
 from engine import journal
 from engine.journal.fast_paths import store_for
 from engine.retention import prune_once, reclaim_space
-from tests.support import engine_database
+from support import engine_database, write_routes
 
 DAY = timedelta(days=1)
 
 
-def _journal(engine: Engine, statuses: list[str]) -> list[int]:
+def _journal(engine: Engine, statuses: list[str], received_at: datetime | None = None) -> list[int]:
     """Messages through the journal's own insert, one per status wanted."""
     first = len(_ids(engine, journal.messages))
     entries = [
@@ -34,6 +36,7 @@ def _journal(engine: Engine, statuses: list[str]) -> list[int]:
             ack="MSA|AA",
             ack_code="AA",
             control_id=f"C{i}",
+            received_at=received_at,
         )
         for i, s in enumerate(statuses, start=first)
     ]
@@ -194,17 +197,62 @@ def test_audit_period_never_shorter_than_the_others() -> None:
         RetentionSettings(messages=180)  # seconds: refused, not a journal emptied
 
 
-def test_sqlite_gives_freed_pages_back(tmp_path: Path) -> None:
+def test_sqlite_gives_freed_pages_back_beyond_a_reserve(tmp_path: Path) -> None:
     with engine_database("sqlite", tmp_path) as engine:
         _fill(engine)
+        extra = _journal(engine, [journal.ROUTED] * 300)
+        journal.record_routed(engine, [(j, journal.ROUTED, [("store", f"r{j}")]) for j in extra])
+        journal.mark_delivered(engine, [(j, "store", f"r{j}") for j in extra])
+
+        def pages() -> tuple[int, int]:
+            with engine.connect() as conn:
+                return (
+                    conn.exec_driver_sql("PRAGMA freelist_count").scalar(),
+                    conn.exec_driver_sql("PRAGMA page_count").scalar(),
+                )
+
         with engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA auto_vacuum").scalar() == 2
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        size = (tmp_path / "engine.db").stat().st_size
         prune_once(engine, RetentionSettings(pause=0), now_utc() + 181 * DAY)
-        with engine.connect() as conn:
-            free = conn.exec_driver_sql("PRAGMA freelist_count").scalar()
-        assert free > 0
+        free, total = pages()
+        assert free > total // 2
         assert reclaim_space(engine, 1) == 1
-        assert reclaim_space(engine, 10_000) == free - 1
+        given = reclaim_space(engine, 10_000)
+        free_after, total_after = pages()
+        assert given == free - 1 - free_after
+        assert free_after == int(total_after * 0.1) or free_after == int(total * 0.1)
         with engine.connect() as conn:
-            assert conn.exec_driver_sql("PRAGMA freelist_count").scalar() == 0
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
             assert conn.execute(select(func.count()).select_from(journal.messages)).scalar() == 6
+        assert (tmp_path / "engine.db").stat().st_size < size / 2
+
+
+def test_the_command_previews_then_prunes_and_is_audited(tmp_path: Path) -> None:
+    config = write_routes(tmp_path, database=f"sqlite:///{tmp_path / 'engine.db'}")
+    with engine_database("sqlite", tmp_path) as engine:
+        for ensure in (journal.ensure_schema, dead_letters.ensure_schema, audit.ensure_schema):
+            ensure(engine)
+        old = _journal(engine, [journal.ROUTED] * 5 + [journal.RECEIVED], now_utc() - 200 * DAY)
+        _journal(engine, [journal.ROUTED] * 2)  # new: inside the period
+        journal.mark_delivered(engine, [(j, "store", f"r{j}") for j in old[:5]])
+
+    preview = mch(config, "retention", "--dry-run", "--json")
+    assert preview.returncode == 0, preview.stderr
+    would = json.loads(preview.stdout)
+    assert would["dry_run"] is True
+    assert (would["counts"]["messages"], would["counts"]["deliveries"]) == (5, 5)
+    zh = mch(config, "--lang", "zh", "retention", "--dry-run")
+    assert "数据保留（试运行，未删除任何数据）将删除：" in zh.stdout
+    assert "5  已完成的消息 messages" in zh.stdout
+
+    done = mch(config, "retention", "--as", "王芳")
+    assert done.returncode == 0, done.stderr
+    assert "retention pass done, deleted:" in done.stdout
+    assert "5  finished messages" in done.stdout
+    with engine_database("sqlite", tmp_path) as engine:
+        assert len(_ids(engine, journal.messages)) == 3  # the one still received, the two new
+        assert old[5] in _ids(engine, journal.messages)
+    (entry,) = [e for e in audit_log(config) if e["action"] == "retention"]
+    assert (entry["actor"], entry["outcome"], entry["count"]) == ("王芳", "done", 10)
