@@ -18,9 +18,10 @@ from core.settings import RetentionSettings
 from deadletter import audit
 from deadletter import store as dead_letters
 from engine import journal
+from engine import logging as engine_logging
 from engine.journal.fast_paths import store_for
-from engine.retention import prune_once, reclaim_space
-from support import engine_database, write_routes
+from engine.retention import Pruner, prune_once, reclaim_space
+from support import ENGINE_LOG, engine_database, wait_until, write_routes
 
 DAY = timedelta(days=1)
 
@@ -256,3 +257,22 @@ def test_the_command_previews_then_prunes_and_is_audited(tmp_path: Path) -> None
         assert old[5] in _ids(engine, journal.messages)
     (entry,) = [e for e in audit_log(config) if e["action"] == "retention"]
     assert (entry["actor"], entry["outcome"], entry["count"]) == ("王芳", "done", 10)
+
+
+def test_the_pruner_thread_runs_passes_and_logs_counts_only(tmp_path: Path) -> None:
+    with engine_database("sqlite", tmp_path) as engine:
+        for ensure in (journal.ensure_schema, dead_letters.ensure_schema, audit.ensure_schema):
+            ensure(engine)
+        old = _journal(engine, [journal.UNROUTED] * 3, now_utc() - 200 * DAY)
+        engine_logging.configure("info", stream=ENGINE_LOG)  # the event is at info level
+        before = ENGINE_LOG.mark()
+        pruner = Pruner(engine, RetentionSettings(every=0.2, pause=0), first_after=0.05)
+        pruner.start()
+        try:
+            wait_until(lambda: pruner.passes >= 2, timeout=10)
+        finally:
+            pruner.stop()
+        assert not set(old) & set(_ids(engine, journal.messages))
+    first, *_ = ENGINE_LOG.events(since=before, name="retention_pruned")
+    assert first["messages"] == 3 and first["audit"] == 0
+    assert "C0" not in json.dumps(first) and "MSH" not in json.dumps(first)
