@@ -1,8 +1,8 @@
 """One place that turns a database URL into a SQLAlchemy engine.
 
 SQLite gets WAL and FULL sync (an ACK means the bytes are on disk, even on power
-loss) and a busy timeout, so the journal writer, the transform worker and the
-store consumer can share one file. The `var/` folder is created on demand.
+loss), incremental auto-vacuum on a new file, and a busy timeout, so the journal writer,
+the transform worker and the store consumer can share one file. The `var/` folder is created on demand.
 """
 
 from __future__ import annotations
@@ -39,6 +39,10 @@ def _json_text(value: Any) -> str:
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
+    # Takes effect only in a database that has no table yet (a new file): pages freed by the
+    # retention pruner can then be given back to the file system (engine/retention.py). An
+    # older file keeps its mode until an offline VACUUM (docs/operations.md).
+    cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=FULL")
     cur.execute("PRAGMA busy_timeout=30000")

@@ -82,6 +82,8 @@ ACTIONS = (
     # Backups of the embedded databases and their restore (engine/backup_command.py).
     "backup",
     "restore",
+    # A retention pass run by hand (engine/retention_command.py).
+    "retention",
 )
 
 audit_log = Table(

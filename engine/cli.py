@@ -35,6 +35,7 @@ from engine.listing_commands import add_commands as add_listing_commands
 from engine.mapping_cli import add_commands as add_mapping_commands
 from engine.reload_command import add_commands as add_reload_commands
 from engine.reprocess_command import add_command as add_reprocess_command
+from engine.retention_command import add_commands as add_retention_commands
 from engine.shutdown import DEFAULT_STOP_GRACE, HARD_STOP_MARGIN, on_stop_signals, start_watchdog
 from engine.wechat_cli import add_commands as add_wechat_commands
 from monitors.status_command import add_commands as add_status_commands
@@ -189,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_listing_commands(sub)
     add_backup_commands(sub)
+    add_retention_commands(sub)
     return p
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-RESTART_ENGINE_KEYS = ("broker", "database", "queue_prefix", "timezone", "journal", "http")
+RESTART_ENGINE_KEYS = ("broker", "database", "queue_prefix", "timezone", "journal", "http", "retention")
 """engine.* keys (and their sub-keys) that only a restart applies."""
 RESTART_DESTINATION_KEYS = ("type", "partitions", "database")
 """Keys of a kept destination that only a restart applies (its queues and store); a

@@ -53,6 +53,7 @@ def sections() -> list[tuple[str, type[BaseModel]]]:
         ("`engine.journal`", settings.JournalSettings),
         ("`engine.http`", settings.HttpSettings),
         ("`engine.leadership`", settings.LeadershipSettings),
+        ("`engine.retention`", settings.RetentionSettings),
         *channels,
         ("`routes[]`", settings.Route),
         *destinations,

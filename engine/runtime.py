@@ -37,6 +37,7 @@ from engine.leadership import EXIT_STEPPED_DOWN, Leadership
 from engine.live_reload import LiveReload, compile_routes
 from engine.operator_requests import Handler, RequestPoller
 from engine.pipeline import TransformWorker
+from engine.retention import Pruner
 from engine.router import Router
 from engine.transform_feed import TransformFeed
 
@@ -65,6 +66,7 @@ class EngineRuntime:
     leading: bool = False  # start_leading ran: this server runs sources, transform, schedulers
     on_step_down: Callable[[], None] | None = None  # stops the process (the CLI's stop)
     exit_code: int = 0  # EXIT_STEPPED_DOWN once leadership was lost
+    pruner: Pruner | None = None
     _engines: dict[str, Engine] = field(default_factory=dict)
     _leading_jobs: list[tuple[Callable[[], None], Callable[[], None]]] = field(default_factory=list)
     _durable: bool = False
@@ -191,6 +193,9 @@ class EngineRuntime:
                 source = self.build_source(self.channel_config(name, ch, s), ch)
                 await source.start()
                 self.sources.append(source)
+        if "ingest" in self.roles and s.engine.retention.enabled:  # one pruner of two servers
+            self.pruner = Pruner(self.journal_engine, s.engine.retention)
+            self.pruner.start()
         self.leading = True
         for begin, _end in self._leading_jobs:
             begin()
@@ -303,6 +308,8 @@ class EngineRuntime:
             await loop.run_in_executor(None, self.leadership.stop)
         if self.requests:
             await loop.run_in_executor(None, self.requests.stop)
+        if self.pruner:
+            await loop.run_in_executor(None, self.pruner.stop)
         if self.heartbeat:
             await loop.run_in_executor(None, self.heartbeat.stop)
         if self.writer:

@@ -17,6 +17,7 @@ from core.settings.models import (
     SettingsModel,
     settings_model,
 )
+from core.settings.retention import RetentionSettings
 from core.settings.values import (
     DEFAULT_BROKER,
     DEFAULT_DATABASE,
@@ -52,6 +53,7 @@ __all__ = [
     "MessageType",
     "Name",
     "PositiveDuration",
+    "RetentionSettings",
     "RetrySettings",
     "Route",
     "Settings",

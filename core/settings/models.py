@@ -34,6 +34,7 @@ from core.audience import Reach
 from core.config_paths import ConfigRoots
 from core.settings.alerts import AlertSettings
 from core.settings.leadership import LeadershipSettings
+from core.settings.retention import RetentionSettings
 from core.settings.values import (
     DEFAULT_BROKER,
     DEFAULT_DATABASE,
@@ -120,6 +121,11 @@ class EngineSettings(SettingsModel):
         default=None,
         description="Optional HTTP listener: /healthz, /status, the dashboard and its JSON API "
         "(docs/dashboard.md).",
+    )
+    retention: RetentionSettings = Field(
+        default_factory=RetentionSettings,
+        description="How long finished messages, attempts, dead letters, notices and the audit log "
+        "are kept, and how the pruner deletes them (docs/operations.md).",
     )
     allowed_paths: list[str] = Field(
         default_factory=list,
