@@ -37,7 +37,12 @@ _TEXT: dict[str, tuple[str, str]] = {
     "retention_kind_deliveries": ("投递记录 deliveries", "their deliveries"),
     "retention_kind_attempts": ("投递尝试 attempts", "delivery attempts"),
     "retention_kind_dead_letters": ("已处理的死信 dead_letters", "resolved dead letters"),
+    "retention_kind_forwarded": ("MLLP 转发标记 forwarded", "mllp_out forwarding marks"),
     "retention_kind_notices": ("微信通知 notices", "WeChat notices"),
+    "retention_kind_delivery_reports": ("微信送达回执 delivery_reports", "WeChat delivery reports"),
+    "retention_kind_operator_requests": ("已完成的操作请求 operator_requests", "finished operator requests"),
+    "retention_kind_alerts": ("已恢复的告警 alerts", "resolved alerts"),
+    "retention_kind_sessions": ("过期的控制台会话 sessions", "expired dashboard sessions"),
     "retention_kind_audit": ("审计日志 audit", "audit log entries"),
     "action_retention": ("数据保留清理", "retention"),
 }

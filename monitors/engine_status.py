@@ -22,9 +22,10 @@ from core.database import make_engine
 from core.masking import masked_url
 from core.settings import Settings
 from deadletter import store as dead_letters
-from engine import channel_control, heartbeat, journal, leadership
+from engine import channel_control, heartbeat, journal, leadership, retention_totals
 from engine.bus import Bus, capabilities_for
 from engine.operator_time import iso_time
+from engine.retention_totals import RetentionTotals
 from monitors import recent_window
 from monitors.recent_window import aware as _aware
 from monitors.wechat_status import WechatNumbers, wechat_numbers
@@ -135,6 +136,7 @@ class EngineStatus:
     transform_dead_letters_total: int = 0
     wechat: list[WechatNumbers] = field(default_factory=list)
     leader: LeaderNumbers | None = None  # with engine.leadership.enabled
+    retention: RetentionTotals = field(default_factory=RetentionTotals)  # the last pass, totals
 
     def problem(self, key: str, subject: str = "") -> None:
         self.ok = False
@@ -176,6 +178,7 @@ def collect(settings: Settings, now: datetime | None = None) -> EngineStatus:
             beats = heartbeat.read_all(db)
             counts = _journal_counts(db, now)
             holding = channel_control.held(db, now)
+            status.retention = retention_totals.read(db)
         except Exception as exc:
             raise Unreachable("journal", eng.database, exc) from exc
         _processes(status, beats, now)

@@ -26,6 +26,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from core.settings import Settings
+from engine.retention import KINDS
 from monitors.engine_status import ChannelNumbers, EngineStatus, Unreachable, collect
 from monitors.recent_window import QUANTILES
 
@@ -149,6 +150,12 @@ def families(status: EngineStatus) -> Iterator[Metric]:
     )
     yield from _backends(status)
     yield from _wechat(status)
+    yield _counter(
+        "mch_retention_pruned",
+        "Rows the retention pruner deleted, by kind (engine/retention_totals.py)",
+        "kind",
+        ((kind, status.retention.total.get(kind, 0)) for kind in KINDS),
+    )
 
 
 CLOSED_REASONS = ("not_allowed", "over_limit", "tls_failed", "frame_deadline")

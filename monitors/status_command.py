@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from core import i18n
 from engine.operator_time import local_time
+from engine.retention import KINDS
 from monitors.engine_status import EngineStatus, Unreachable, collect
 
 EXIT_OK = 0
@@ -97,6 +98,11 @@ _TEXT: dict[str, tuple[str, str]] = {
     ),
     "status_cmd_broker_unreachable": ("无法连接消息总线 {subject}", "cannot reach the message bus {subject}"),
     "status_cmd_store_unreachable": ("无法连接记录库 {subject}", "cannot reach the record store {subject}"),
+    "status_cmd_retention_never": ("数据保留：尚未执行过清理", "retention: no pass has run yet"),
+    "status_cmd_retention": (
+        "数据保留：上次清理 {at}，删除 {pruned}",
+        "retention: last pass {at}, deleted {pruned}",
+    ),
     "status_cmd_journal_unreachable": (
         "无法连接日志数据库 {url}：{error}（请检查数据库是否运行、地址和权限）",
         "cannot reach the journal database {url}: {error} (check that it runs, its address and access)",
@@ -255,6 +261,7 @@ def render(status: EngineStatus, tz: ZoneInfo) -> str:
         ],
     )
     out += _wechat_table(status, when)
+    out.append(_retention_line(status, when))
     if status.ok:
         out.append(_t("status_cmd_all_well"))
     for problem in status.problems:
@@ -275,6 +282,15 @@ def _leader_lines(status: EngineStatus, when: Any) -> list[str]:
     standby = [f"{p.host}:{p.pid}" for p in status.processes if p.leadership == "standby"]
     lines += [i18n.t("lead_standby", process=process) for process in standby]
     return [*lines, ""]
+
+
+def _retention_line(status: EngineStatus, when: Any) -> str:
+    """When retention last ran and what it deleted (the kinds it deleted rows of)."""
+    kept = status.retention
+    if kept.last_at is None:
+        return _t("status_cmd_retention_never")
+    pruned = ", ".join(f"{kind} {kept.last[kind]}" for kind in KINDS if kept.last.get(kind)) or "0"
+    return _t("status_cmd_retention", at=when(kept.last_at), pruned=pruned)
 
 
 def _wechat_table(status: EngineStatus, when: Any) -> list[str]:

@@ -124,8 +124,9 @@ class EngineSettings(SettingsModel):
     )
     retention: RetentionSettings = Field(
         default_factory=RetentionSettings,
-        description="How long finished messages, attempts, dead letters, notices and the audit log "
-        "are kept, and how the pruner deletes them (docs/operations.md).",
+        description="How long finished messages, attempts, dead letters, notices, operator requests, "
+        "alerts, dashboard sessions and the audit log are kept, and how the pruner deletes them "
+        "(docs/operations.md).",
     )
     allowed_paths: list[str] = Field(
         default_factory=list,
@@ -142,6 +143,16 @@ class EngineSettings(SettingsModel):
     def tzinfo(self) -> zoneinfo.ZoneInfo:
         """The configured zone as a tzinfo."""
         return zoneinfo.ZoneInfo(self.timezone)
+
+    @model_validator(mode="after")
+    def _sessions_outlive_their_idle_time(self) -> EngineSettings:
+        """The pruner takes a session idle for `retention.sessions`: a live one must never be."""
+        if self.http is not None and self.retention.sessions < self.http.session_idle:
+            raise ValueError(
+                f"engine.retention.sessions ({self.retention.sessions:g} s) must be at least "
+                f"engine.http.session_idle ({self.http.session_idle:g} s): the pruner would end live sessions"
+            )
+        return self
 
 
 # --------------------------------------------------------------------------- channels

@@ -5,8 +5,8 @@ Every period defaults to at least 180 days: China's Cybersecurity Law (art. 21) 
 operators to keep logs of their systems for no less than six months, and the journal, the
 delivery attempts and the dead letters are what an investigation of a lost result reads.
 The audit log (who did what) is kept three years and may never be shorter than any other
-period. A period is at least one day, so a bare `180` (seconds) is refused rather than
-emptying the journal.
+period. Pure technical state (dashboard sessions) is kept a day only. A period is at least
+one day, so a bare `180` (seconds) is refused rather than emptying the journal.
 """
 
 from __future__ import annotations
@@ -22,7 +22,16 @@ __all__ = ["DAY", "PERIODS", "RetentionSettings"]
 DAY = 86400
 Period = Annotated[Duration, Field(ge=DAY)]
 
-PERIODS = ("messages", "attempts", "dead_letters", "notices", "audit")
+PERIODS = (
+    "messages",
+    "attempts",
+    "dead_letters",
+    "notices",
+    "operator_requests",
+    "alerts",
+    "sessions",
+    "audit",
+)
 """The kinds of data with a period, in the order the pruner works on them."""
 
 
@@ -74,6 +83,22 @@ class RetentionSettings(BaseModel):
         "after they were made; the row is what stops the same notice being sent twice, hence a "
         "year by default (365d).",
     )
+    operator_requests: Period = Field(
+        default=180 * DAY,
+        description="Operator requests (replay, reprocess, reload) done or failed, with every "
+        "process's answer, this long after they were made; queued and running ones are kept. "
+        "Default 180 days.",
+    )
+    alerts: Period = Field(
+        default=180 * DAY,
+        description="Alert episodes this long after they were resolved; firing ones are kept. "
+        "Default 180 days.",
+    )
+    sessions: Period = Field(
+        default=DAY,
+        description="Dashboard sessions this long after their last request: expired by then "
+        "(never shorter than `engine.http.session_idle`). Default 1 day.",
+    )
     audit: Period = Field(
         default=1095 * DAY,
         description="Audit log entries this long after they were written; never shorter than any "
@@ -82,7 +107,9 @@ class RetentionSettings(BaseModel):
 
     @model_validator(mode="after")
     def _audit_outlives_the_rest(self) -> RetentionSettings:
-        longest = max(self.messages, self.attempts, self.dead_letters, self.notices)
+        longest = max(
+            self.messages, self.attempts, self.dead_letters, self.notices, self.operator_requests, self.alerts
+        )
         if self.audit < longest:
             raise ValueError(
                 f"retention.audit ({self.audit / DAY:g} days) must be at least the longest other "

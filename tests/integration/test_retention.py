@@ -12,15 +12,20 @@ import pytest
 from sqlalchemy import Engine, event, func, select
 from test_operator_actions import audit_log, mch
 
-from channels.wechat import ledger
+from channels.mllp_out import forwarded
+from channels.wechat import delivery_reports, ledger
 from core.clock import now_utc
 from core.settings import RetentionSettings
 from deadletter import audit
 from deadletter import store as dead_letters
-from engine import journal
+from engine import journal, operator_requests, retention_totals
 from engine import logging as engine_logging
 from engine.journal.fast_paths import store_for
-from engine.retention import Pruner, prune_once, reclaim_space
+from engine.retention import KINDS, Pruner, prune_once, reclaim_space, run_pass
+from monitors.alerts import store as alerts
+from monitors.engine_status import EngineStatus
+from monitors.metrics import families
+from monitors.web import sessions
 from support import ENGINE_LOG, engine_database, wait_until, write_routes
 
 DAY = timedelta(days=1)
@@ -109,8 +114,9 @@ def _fill(engine: Engine) -> dict[str, Any]:
     }
 
 
-def _notice(i: int, status: str) -> dict[str, Any]:
+def _notice(i: int, status: str, msgid: str | None = None) -> dict[str, Any]:
     return {
+        "msgid": msgid,
         "dedup_key": f"k{i}",
         "destination": "wechat",
         "event": "lab",
@@ -140,9 +146,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
 def test_only_finished_data_older_than_its_period_goes(db: Engine) -> None:
     made = _fill(db)
     settings = RetentionSettings(batch=3, pause=0)
-    assert prune_once(db, settings, now_utc() + 179 * DAY) == dict.fromkeys(
-        ("messages", "deliveries", "attempts", "dead_letters", "notices", "audit"), 0
-    )
+    assert prune_once(db, settings, now_utc() + 179 * DAY) == dict.fromkeys(KINDS, 0)
 
     later = now_utc() + 181 * DAY
     preview = prune_once(db, settings, later, dry_run=True)
@@ -276,3 +280,103 @@ def test_the_pruner_thread_runs_passes_and_logs_counts_only(tmp_path: Path) -> N
     first, *_ = ENGINE_LOG.events(since=before, name="retention_pruned")
     assert first["messages"] == 3 and first["audit"] == 0
     assert "C0" not in json.dumps(first) and "MSH" not in json.dumps(first)
+
+
+def _fill_the_rest(engine: Engine) -> dict[str, Any]:
+    """Forwarding marks, delivery reports, operator requests, alerts and sessions: one
+    finished and one still needed of each, all written now."""
+    for ensure in (
+        journal.ensure_schema,
+        dead_letters.ensure_schema,
+        forwarded.ensure_schema,
+        ledger.ensure_schema,
+        delivery_reports.ensure_schema,
+        alerts.ensure_schema,
+        sessions.ensure_schema,
+    ):
+        ensure(engine)
+    done, pending = _journal(engine, [journal.ROUTED] * 2)
+    journal.record_routed(engine, [(j, journal.ROUTED, [("out", f"r{j}")]) for j in (done, pending)])
+    journal.mark_delivered(engine, [(done, "out", f"r{done}")])
+    for j in (done, pending):
+        assert forwarded.claim(engine, "out", j, lease=60) == forwarded.MINE
+        forwarded.mark_sent(engine, "out", j, "AA")
+    with engine.begin() as conn:
+        ledger.insert_once(conn, _notice(0, "sent", msgid="m-sent"))
+        ledger.insert_once(conn, _notice(1, "failed", msgid="m-failed"))
+        for msgid in ("m-sent", "m-failed", "m-no-notice"):
+            delivery_reports.record_delivery_report(conn, msgid, "success", now_utc())
+        conn.execute(
+            alerts.alerts.insert(),
+            [
+                {
+                    "rule": "r",
+                    "subject": s,
+                    "severity": "warning",
+                    "state": state,
+                    "opened_at": now_utc(),
+                    "last_notified_at": now_utc(),
+                    "resolved_at": now_utc() if state == alerts.RESOLVED else None,
+                }
+                for s, state in (("a", alerts.RESOLVED), ("b", alerts.FIRING))
+            ],
+        )
+    asked = [
+        operator_requests.submit(engine, kind, {}, actor="王芳", os_user="wf", scope=scope)
+        for kind, scope in (("replay", operator_requests.ONE), ("reload", operator_requests.ALL))
+    ]
+    operator_requests.RequestPoller(engine, {"reload": lambda p, r: {"ok": True}}, name="p1").poll_once()
+    operator_requests.finish(engine, asked[1], operator_requests.DONE, {})
+    _, live = sessions.open_session(engine, "wangfang", "127.0.0.1")
+    _, idle = sessions.open_session(engine, "lina", "127.0.0.1")
+    with engine.begin() as conn:
+        stale = sessions.web_sessions.update().where(sessions.web_sessions.c.id_hash == idle.id_hash)
+        conn.execute(stale.values(last_seen_at=now_utc() - 2 * DAY))
+    return {"pending": pending, "queued_request": asked[0], "live_session": live.id_hash}
+
+
+def test_the_other_growing_tables_lose_only_what_is_finished(db: Engine) -> None:
+    made = _fill_the_rest(db)
+    settings = RetentionSettings(batch=1, pause=0)
+    # A session idle for a day has long expired; nothing else is old enough.
+    assert prune_once(db, settings) == {**dict.fromkeys(KINDS, 0), "sessions": 1}
+    assert _ids(db, sessions.web_sessions, sessions.web_sessions.c.id_hash) == [made["live_session"]]
+
+    later = prune_once(db, settings, now_utc() + 181 * DAY)
+    assert (later["messages"], later["forwarded"], later["operator_requests"], later["alerts"]) == (
+        1,
+        1,
+        1,
+        1,
+    )
+    assert later["delivery_reports"] == 0  # its notices' period is a year
+    # The pending message's forwarding mark stays with it; the queued request and the
+    # firing alert stay.
+    assert _ids(db, forwarded.forwarded, forwarded.forwarded.c.journal_id) == [made["pending"]]
+    assert _ids(db, operator_requests.requests) == [made["queued_request"]]
+    assert _ids(db, operator_requests.results, operator_requests.results.c.request_id) == []
+    assert _ids(db, alerts.alerts, alerts.alerts.c.state) == [alerts.FIRING]
+
+    # A year on: the sent notice goes with its report, and the report no notice claims;
+    # the failed notice keeps its report.
+    year = prune_once(db, settings, now_utc() + 366 * DAY)
+    assert (year["notices"], year["delivery_reports"]) == (1, 2)
+    reports = delivery_reports.wechat_delivery_reports
+    assert _ids(db, reports, reports.c.msgid) == ["m-failed"]
+
+
+def test_the_metrics_count_what_every_pass_pruned(db: Engine) -> None:
+    _fill_the_rest(db)
+    assert retention_totals.read(db).last_at is None
+    settings = RetentionSettings(pause=0)
+    run_pass(db, settings)
+    with db.begin() as conn:
+        conn.execute(sessions.web_sessions.update().values(last_seen_at=now_utc() - 3 * DAY))
+    run_pass(db, settings)
+    kept = retention_totals.read(db)
+    assert kept.last_at is not None and kept.last["sessions"] == 1
+    status = EngineStatus(now_utc(), "", "", retention=kept)
+    (family,) = [f for f in families(status) if f.name == "mch_retention_pruned"]
+    pruned = {s.labels["kind"]: s.value for s in family.samples if s.name.endswith("_total")}
+    assert set(pruned) == set(KINDS)
+    assert (pruned["sessions"], pruned["messages"]) == (2, 0)
