@@ -262,6 +262,11 @@ def test_the_command_previews_then_prunes_and_is_audited(tmp_path: Path) -> None
     (entry,) = [e for e in audit_log(config) if e["action"] == "retention"]
     assert (entry["actor"], entry["outcome"], entry["count"]) == ("王芳", "done", 10)
 
+    # `status` says when retention last ran and what it deleted.
+    shown = json.loads(mch(config, "status", "--json").stdout)["retention"]
+    assert shown["last"]["messages"] == 5 and shown["total"]["messages"] == 5 and shown["last_at"]
+    assert "retention: last pass" in mch(config, "status").stdout
+
 
 def test_the_pruner_thread_runs_passes_and_logs_counts_only(tmp_path: Path) -> None:
     with engine_database("sqlite", tmp_path) as engine:
