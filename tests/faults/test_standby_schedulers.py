@@ -38,10 +38,14 @@ LEADER_ONLY = {"db_poll_started", "wechat_education_run", "retention_pruned", "e
 PERIOD = 1.0  # seconds between two education runs, and between two retention passes
 
 
-def events(process: EngineProcess) -> list[str]:
-    """The event names of the process's JSON log, in order (all its starts)."""
+def logged(process: EngineProcess) -> list[dict[str, str]]:
+    """The process's JSON log events, in order (all its starts)."""
     lines = (process.workdir / f"{process.name}.log").read_text(encoding="utf-8", errors="replace")
-    return [json.loads(line).get("event", "") for line in lines.splitlines() if line.startswith("{")]
+    return [json.loads(line) for line in lines.splitlines() if line.startswith("{")]
+
+
+def events(process: EngineProcess) -> list[str]:
+    return [e.get("event", "") for e in logged(process)]
 
 
 def routes_yaml(directory: Path, his: His, prefix: str, lock: str) -> Path:
@@ -154,6 +158,9 @@ def test_the_standby_polls_and_schedules_nothing_until_it_leads(tmp_path: Path) 
             )
             seen = events(second)
             assert seen.index("leadership_acquired") < seen.index("db_poll_started")
+            # The old leader's last scheduled work ended before the new one took the lock.
+            taken = next(e["timestamp"] for e in logged(second) if e["event"] == "leadership_acquired")
+            assert all(e["timestamp"] < taken for e in logged(first) if e["event"] in LEADER_ONLY)
             assert len(notices(db)) == 2, "each education item made once, by either server"
             assert second.stop() == 0
         finally:
