@@ -304,8 +304,6 @@ class EngineRuntime:
         await asyncio.gather(*(s.stop(grace) for s in self.sources), return_exceptions=True)
         for _begin, end in self._leading_jobs if self.leading else ():
             await loop.run_in_executor(None, end)
-        if self.leadership:  # after the sources: the standby may listen once the lock is free
-            await loop.run_in_executor(None, self.leadership.stop)
         if self.requests:
             await loop.run_in_executor(None, self.requests.stop)
         if self.pruner:
@@ -318,6 +316,8 @@ class EngineRuntime:
             await loop.run_in_executor(None, self.feed.stop)
         if self.transform:
             await loop.run_in_executor(None, self.transform.stop)
+        if self.leadership:  # after what runs once: the pruner, the writer and the transform stage
+            await loop.run_in_executor(None, self.leadership.stop)  # the standby may start them now
         for w in self.workers:
             await loop.run_in_executor(None, w.stop)
         for sink in {id(w.sink): w.sink for w in self.workers}.values():

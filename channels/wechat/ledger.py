@@ -110,9 +110,10 @@ def dedup_key(person: str, event: str, template_id: str, recipient: str) -> str:
 
 
 def insert_once(conn: Connection, row: dict[str, Any]) -> dict[str, Any] | None:
-    """Insert the notice; None when it was new, else the row already holding its key."""
+    """Insert the notice; None when it was new, else the row already holding its key. The
+    new row's id comes back through RETURNING: psycopg reports no rowcount for this insert."""
     stmt = insert_for(conn, notices).values(**row).on_conflict_do_nothing(index_elements=["dedup_key"])
-    if conn.execute(stmt).rowcount == 1:
+    if conn.execute(stmt.returning(notices.c.id)).first() is not None:
         return None
     found = conn.execute(select(notices).where(notices.c.dedup_key == row["dedup_key"])).mappings().first()
     return dict(found) if found else None
