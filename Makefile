@@ -20,7 +20,7 @@ check: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/mch-engine check --config routes.yaml
-	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not exclusive" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 3 --dist loadfile -m "not exclusive" $(PYTEST_ARGS)
 	$(BIN)/python -m pytest -m exclusive $(PYTEST_ARGS)
 
 # The fuzz targets of tests/fuzz/ for FUZZ_SECONDS each (CI runs them 6 s each in `make test`),
