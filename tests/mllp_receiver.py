@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,10 +36,13 @@ def ack_for(payload: bytes, answer: Answer) -> bytes:
 
 class MllpReceiver:
     """Listens on 127.0.0.1 in a thread of its own; `script(payload, n)` gives the answer to the
-    n-th frame (1-based). Keeps every frame received and counts connections."""
+    n-th frame (1-based). Keeps every frame received and counts connections. With `tls` it
+    speaks MLLP over TLS, and keeps the subject CN of each client certificate presented."""
 
-    def __init__(self, script: Callable[[bytes, int], Answer]) -> None:
+    def __init__(self, script: Callable[[bytes, int], Answer], tls: ssl.SSLContext | None = None) -> None:
         self.script = script
+        self.tls = tls
+        self.client_names: list[str | None] = []
         self.received: list[bytes] = []
         self.connections = 0
         self.open_now = 0
@@ -52,7 +56,7 @@ class MllpReceiver:
     def __enter__(self) -> MllpReceiver:
         self._thread.start()
         self._server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._serve, "127.0.0.1", 0), self._loop
+            asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls), self._loop
         ).result(10)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
@@ -77,6 +81,8 @@ class MllpReceiver:
         return f"127.0.0.1:{self.port}"
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.tls is not None:
+            self.client_names.append(_common_name(writer.get_extra_info("peercert")))
         with self._lock:
             self.connections += 1
             self.open_now += 1
@@ -102,3 +108,12 @@ class MllpReceiver:
             writer.close()
             with contextlib.suppress(ConnectionError, asyncio.CancelledError):
                 await writer.wait_closed()
+
+
+def _common_name(cert: dict | None) -> str | None:
+    """The subject CN of a verified peer certificate (None: none was presented)."""
+    for rdn in (cert or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return None

@@ -8,6 +8,7 @@ anyone on the server can copy. Errors name files, never their content.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,19 @@ from channels.mllp.tls_settings import TlsSettings
 from core.secrets import access_problem
 from core.settings.models import resolve_path
 
-__all__ = ["TlsError", "client_context", "server_context", "tls_problems"]
+__all__ = [
+    "VERSIONS",
+    "TlsError",
+    "client_context",
+    "load_ca",
+    "load_chain",
+    "resolve_files",
+    "server_context",
+    "server_files",
+    "tls_problems",
+]
 
-_VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
+VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
 
 
 class TlsError(Exception):
@@ -29,13 +40,13 @@ def _no_password() -> bytes:
     raise TlsError("the key is encrypted with a passphrase; the engine reads an unencrypted key")
 
 
-def _files(tls: TlsSettings, settings: Any) -> dict[str, Path]:
-    """The block's files as the engine opens them, confined like every path in routes.yaml."""
-    written = {"certificate": tls.certificate, "key": tls.key}
-    if tls.client_ca:
-        written["client_ca"] = tls.client_ca
+def resolve_files(written: dict[str, str | None], settings: Any) -> dict[str, Path]:
+    """The block's files (role → path as written; None: not set) as the engine opens them,
+    confined like every path in routes.yaml; raises TlsError naming the one at fault."""
     paths: dict[str, Path] = {}
     for role, text in written.items():
+        if not text:
+            continue
         path = resolve_path(text, settings.base_dir)
         refusal = settings.roots.refusal(f"tls {role}", text, path)
         if refusal is not None:
@@ -46,38 +57,57 @@ def _files(tls: TlsSettings, settings: Any) -> dict[str, Path]:
     return paths
 
 
-def server_context(tls: TlsSettings, settings: Any) -> ssl.SSLContext:
-    """The listener's context; raises TlsError naming the file at fault."""
-    paths = _files(tls, settings)
-    problem = access_problem(paths["key"])
+def load_chain(ctx: ssl.SSLContext, certificate: Path, key: Path) -> None:
+    """Load a certificate and its key into `ctx`: the key closed to others, unencrypted and
+    fitting the certificate, or TlsError naming the files."""
+    problem = access_problem(key)
     if problem:
         raise TlsError(f"key file {problem}")
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = _VERSIONS[tls.min_version]
     try:
-        ctx.load_cert_chain(paths["certificate"], paths["key"], password=_no_password)
+        ctx.load_cert_chain(certificate, key, password=_no_password)
     except ssl.SSLError as exc:
         if "KEY_VALUES_MISMATCH" in str(exc):
-            raise TlsError(f"key {paths['key']} does not match certificate {paths['certificate']}") from None
+            raise TlsError(f"key {key} does not match certificate {certificate}") from None
         raise TlsError(
-            f"certificate {paths['certificate']} or key {paths['key']} does not load "
-            f"(not PEM, or damaged): {exc.reason or exc}"
+            f"certificate {certificate} or key {key} does not load (not PEM, or damaged): {exc.reason or exc}"
         ) from None
+
+
+def load_ca(ctx: ssl.SSLContext, role: str, path: Path) -> None:
+    """Trust the CA certificate(s) in `path`, or TlsError naming it."""
+    try:
+        ctx.load_verify_locations(cafile=path)
+    except ssl.SSLError as exc:
+        raise TlsError(f"{role} {path} does not load: {exc.reason or exc}") from None
+
+
+def server_files(tls: TlsSettings, settings: Any) -> dict[str, Path]:
+    """A listener's files as the engine opens them."""
+    written = {"certificate": tls.certificate, "key": tls.key, "client_ca": tls.client_ca}
+    return resolve_files(written, settings)
+
+
+def server_context(tls: TlsSettings, settings: Any) -> ssl.SSLContext:
+    """The listener's context; raises TlsError naming the file at fault."""
+    paths = server_files(tls, settings)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = VERSIONS[tls.min_version]
+    load_chain(ctx, paths["certificate"], paths["key"])
     if "client_ca" in paths:
-        try:
-            ctx.load_verify_locations(cafile=paths["client_ca"])
-        except ssl.SSLError as exc:
-            raise TlsError(f"client_ca {paths['client_ca']} does not load: {exc.reason or exc}") from None
+        load_ca(ctx, "client_ca", paths["client_ca"])
         ctx.verify_mode = ssl.CERT_REQUIRED
     return ctx
 
 
-def tls_problems(tls: TlsSettings | None, settings: Any) -> list[tuple[str, str]]:
-    """(key, message) for `check` and start: the files exist, load, and the key fits."""
+def tls_problems(
+    tls: Any, settings: Any, build: Callable[[Any, Any], ssl.SSLContext] | None = None
+) -> list[tuple[str, str]]:
+    """(key, message) for `check` and start: the files exist, load, and the key fits; `build`
+    makes the context (default: a listener's)."""
     if tls is None:
         return []
     try:
-        server_context(tls, settings)
+        (build or server_context)(tls, settings)
     except TlsError as exc:
         return [("tls", str(exc))]
     return []

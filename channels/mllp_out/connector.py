@@ -8,6 +8,7 @@ another engine), the way an MLLP sender destination of a Mirth channel does.
         encoding: gb18030        # or `original` (default): the bytes as they were received
         connections: 2           # at most this many open connections to the receiver
         ack_timeout: 30s
+        tls: {ca: tls/regional-ca.crt}   # optional: MLLP over TLS (docs/security.md)
 
 What is sent is the journaled message, not the mapped records: a route names `mllp_out` in
 its `to:` like any destination, its mapping decides which messages go (one that maps to no
@@ -16,7 +17,8 @@ record is not forwarded), and each message is sent once however many records it 
 it was received in and sent in the target charset with MSH-18 rewritten.
 
 The receiver's ACK decides: AA/CA delivered; AE/CE, no answer within `ack_timeout`, or no
-connection: transient (retry tiers); AR/CR: permanent, a dead letter whose reason quotes the
+connection, or a TLS handshake that fails (the receiver's certificate does not verify):
+transient (retry tiers); AR/CR: permanent, a dead letter whose reason quotes the
 receiver's text. Order: envelopes are partitioned by person as for the record store and each
 partition's worker sends one message at a time, so one person's messages leave in the order
 they were routed (a message waiting for a retry is overtaken by later ones; see
@@ -32,13 +34,16 @@ from sqlalchemy import Engine, select
 
 from channels._receiver_text import quoted
 from channels.mllp.ack import AckInfo
+from channels.mllp.tls import TlsError
 from channels.mllp_out import forwarded
 from channels.mllp_out.charset import msh18_name, reencode
-from channels.mllp_out.link import LinkPool
+from channels.mllp_out.link import LinkPool, Tls
+from channels.mllp_out.tls import sender_context, sender_problems
+from channels.mllp_out.tls_settings import ClientTlsSettings
 from core.connectors import ConnectorContext, DestinationType, register_destination
-from core.errors import PermanentDeliveryError, TransientDeliveryError
+from core.errors import PermanentDeliveryError, StartupError, TransientDeliveryError
 from core.journal.schema import messages as journal_messages
-from core.settings import Destination, Listen, PositiveDuration, parse_listen
+from core.settings import Destination, Listen, PositiveDuration, Settings, parse_listen
 from transforms.decode import decode
 
 __all__ = ["MLLP_OUT", "MllpOutDestination", "MllpOutSink"]
@@ -78,6 +83,15 @@ class MllpOutDestination(Destination):
         "time, so one person's messages keep their order.",
     )
 
+    tls: ClientTlsSettings | None = Field(
+        default=None, description="Send MLLP over TLS, verifying the receiver (docs/security.md)."
+    )
+
+    def problems_with(self, settings: Settings) -> list[tuple[str, str]]:
+        """The `tls:` files exist inside the configuration folders, load, and the key fits
+        the certificate and is closed to group and others."""
+        return sender_problems(self.tls, settings)
+
     @field_validator("encoding")
     @classmethod
     def _known_charset(cls, value: str) -> str:
@@ -97,13 +111,15 @@ class MllpOutDestination(Destination):
     @property
     def target(self) -> str:
         """Where this destination sends, as the run banner shows it."""
-        return f"mllp://{self.endpoint}"
+        return f"{'mllps' if self.tls else 'mllp'}://{self.endpoint}"
 
 
 class MllpOutSink:
     """Sends the journaled messages behind a bundle of envelopes, in order, once each."""
 
-    def __init__(self, name: str, settings: MllpOutDestination, journal_engine: Engine) -> None:
+    def __init__(
+        self, name: str, settings: MllpOutDestination, journal_engine: Engine, tls: Tls | None = None
+    ) -> None:
         host, port = settings.host_port
         self.name = name
         self.settings = settings
@@ -116,6 +132,7 @@ class MllpOutSink:
             connect_timeout=settings.connect_timeout,
             ack_timeout=settings.ack_timeout,
             ack_encoding=ack_encoding,
+            tls=tls,
         )
         # A claim outlives any honest send: waiting for a connection, opening it, the ACK.
         self.lease = 2 * (settings.connect_timeout + settings.ack_timeout) + 10
@@ -184,7 +201,16 @@ def prepare(name: str, destination: MllpOutDestination, context: ConnectorContex
 
 def build(name: str, destination: MllpOutDestination, context: ConnectorContext) -> MllpOutSink:
     prepare(name, destination, context)
-    return MllpOutSink(name, destination, _journal(context))
+    tls = None
+    if destination.tls is not None:
+        try:
+            ctx = sender_context(destination.tls, context.settings)
+        except TlsError as exc:
+            raise StartupError(f"destination {name}: {exc}") from None
+        tls = Tls(ctx, destination.tls.server_name)
+    return MllpOutSink(name, destination, _journal(context), tls)
 
 
-MLLP_OUT = register_destination(DestinationType("mllp_out", MllpOutDestination, build, prepare))
+MLLP_OUT = register_destination(
+    DestinationType("mllp_out", MllpOutDestination, build, prepare, parts=(("tls", ClientTlsSettings),))
+)

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import threading
 import time
+from dataclasses import dataclass
 
 import structlog
 
@@ -24,12 +26,21 @@ from channels.mllp.ack import AckInfo, parse_ack
 from channels.mllp.framing import Frame, MllpDecoder, frame
 from core.errors import TransientDeliveryError
 
-__all__ = ["LinkPool", "MllpLink"]
+__all__ = ["LinkPool", "MllpLink", "Tls"]
 
 log = structlog.get_logger("channels.mllp_out")
 
 MAX_ACK_BYTES = 1 << 20  # an ACK is small; a receiver sending more is not answering
 SKIPPED_ACKS = 16  # answers to other messages read before giving up on this one
+
+
+@dataclass(frozen=True, slots=True)
+class Tls:
+    """How to speak TLS to the receiver: the client context, and the name its certificate
+    must carry (None: the endpoint's host)."""
+
+    context: ssl.SSLContext
+    server_name: str | None = None
 
 
 class _Stale(Exception):
@@ -48,14 +59,30 @@ class MllpLink:
 
     @classmethod
     def open(
-        cls, host: str, port: int, connect_timeout: float, ack_timeout: float, ack_encoding: str
+        cls,
+        host: str,
+        port: int,
+        connect_timeout: float,
+        ack_timeout: float,
+        ack_encoding: str,
+        tls: Tls | None = None,
     ) -> MllpLink:
+        """Connect (and, with `tls`, finish the handshake) within `connect_timeout`."""
         where = f"{host}:{port}"
         try:
             sock = socket.create_connection((host, port), timeout=connect_timeout)
         except OSError as exc:
             raise TransientDeliveryError(f"cannot connect to {where}: {_words(exc)}") from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:
+            try:
+                sock = tls.context.wrap_socket(sock, server_hostname=tls.server_name or host)
+            except (OSError, ValueError) as exc:  # ssl.SSLError, a verify failure, a timeout
+                with contextlib.suppress(OSError):
+                    sock.close()
+                why = _tls_words(exc)
+                log.warning("mllp_out_tls_failed", receiver=where, reason=why)
+                raise TransientDeliveryError(f"TLS handshake with {where} failed: {why}") from None
         return cls(sock, where, ack_timeout, ack_encoding)
 
     def exchange(self, payload: bytes, control_id: str) -> AckInfo:
@@ -117,8 +144,10 @@ class LinkPool:
         connect_timeout: float,
         ack_timeout: float,
         ack_encoding: str = "utf-8",
+        tls: Tls | None = None,
     ) -> None:
         self.host = host
+        self.tls = tls
         self.port = port
         self.size = size
         self.connect_timeout = connect_timeout
@@ -159,7 +188,9 @@ class LinkPool:
             self._slots.release()
 
     def _open(self) -> MllpLink:
-        link = MllpLink.open(self.host, self.port, self.connect_timeout, self.ack_timeout, self.ack_encoding)
+        link = MllpLink.open(
+            self.host, self.port, self.connect_timeout, self.ack_timeout, self.ack_encoding, self.tls
+        )
         self.opened += 1
         return link
 
@@ -182,3 +213,14 @@ class LinkPool:
 
 def _words(exc: OSError) -> str:
     return exc.strerror or str(exc) or type(exc).__name__
+
+
+def _tls_words(exc: Exception) -> str:
+    """Why a handshake failed, as OpenSSL says it (`certificate verify failed: ...`)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {exc.verify_message}"
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    if isinstance(exc, OSError):
+        return getattr(exc, "reason", None) or _words(exc)
+    return str(exc)

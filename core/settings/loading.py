@@ -166,14 +166,17 @@ def _destination_file_problems(loaded: LoadedSettings, settings: Settings) -> li
 
 
 def _channel_problems(loaded: LoadedSettings, settings: Settings) -> list[ConfigError]:
-    """What a channel names elsewhere in routes.yaml (a derived channel's record store)."""
+    """What a channel or destination names that is not as it should be (a derived channel's
+    record store, a `tls:` file that does not load)."""
     problems: list[ConfigError] = []
-    for name, channel in settings.channels.items():
-        for key, message in channel.problems_with(settings):
-            loc: Loc = ("channels", name, key)
-            problems.append(
-                ConfigError(loaded.filename, loaded.lines.line_of(loc), f"{dotted(loc)}: {message}")
-            )
+    sections = (("channels", settings.channels), ("destinations", settings.destinations))
+    for section, items in sections:
+        for name, item in items.items():
+            for key, message in item.problems_with(settings):
+                loc: Loc = (section, name, key)
+                problems.append(
+                    ConfigError(loaded.filename, loaded.lines.line_of(loc), f"{dotted(loc)}: {message}")
+                )
     return problems
 
 

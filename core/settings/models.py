@@ -242,6 +242,11 @@ class Destination(SettingsModel):
         """A path from `config_files` as the engine opens it (relative to routes.yaml)."""
         return resolve_path(written, settings.base_dir)
 
+    def problems_with(self, settings: Settings) -> list[tuple[str, str]]:
+        """(key, message) for settings naming files that do not load (a `tls:` block's
+        certificate); `check` and start report them."""
+        return []
+
 
 # --------------------------------------------------------------------------- routes
 
