@@ -83,7 +83,8 @@ def file_hashes(files: Iterable[Path], settings: Settings) -> dict[str, str]:
 
 def snapshot(settings: Settings, files: Iterable[Path]) -> dict[str, Any]:
     """What a reload compares: each section flattened to `key: value` (secrets as
-    fingerprints), routes by name, and the content hash of every file the mappings read."""
+    fingerprints), routes by name, the content hash of every file the mappings read, and of
+    each file a channel reads at start (a `tls:` certificate, as `<key>.content`)."""
     data = settings.model_dump(mode="json", by_alias=True)
     return {
         "engine": _flatten(data["engine"]),
@@ -101,7 +102,17 @@ def _channel(name: str, channel: dict[str, Any], settings: Settings, data: dict[
     flat = _flatten(channel)
     for section in settings.channels[name].reads_sections:
         flat.update(_flatten(data.get(section) or {}, f"{section}."))
+    for key, path in settings.channels[name].read_files(settings).items():
+        flat[f"{key}.content"] = _content(path)
     return flat
+
+
+def _content(path: Path) -> str:
+    """A file's content as a fingerprint (a key's too: a hash, never the key)."""
+    try:
+        return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    except OSError:
+        return "missing"
 
 
 def read_all(engine: Engine) -> list[LoadedBy]:

@@ -4,6 +4,7 @@ every HL7 source's: channels/intake/settings.py."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, IPvAnyNetwork
@@ -12,6 +13,7 @@ from channels.intake.settings import Hl7Channel
 from channels.mllp.tls import tls_problems
 from channels.mllp.tls_settings import TlsSettings
 from core.settings import Listen, PositiveDuration, SettingsModel, Size, parse_listen
+from core.settings.models import resolve_path
 
 __all__ = ["AckSettings", "MllpChannel"]
 
@@ -67,6 +69,15 @@ class MllpChannel(Hl7Channel):
         """The `tls:` files exist inside the configuration folders, load, and the key fits
         the certificate and is closed to group and others."""
         return tls_problems(self.tls, settings)
+
+    def read_files(self, settings: Any) -> dict[str, Path]:
+        """The `tls:` files, whose renewal in place a reload picks up."""
+        if self.tls is None:
+            return {}
+        tls = self.tls
+        written = {"certificate": tls.certificate, "key": tls.key, "client_ca": tls.client_ca}
+        base = settings.base_dir
+        return {f"tls.{role}": resolve_path(text, base) for role, text in written.items() if text}
 
     @property
     def listen_at(self) -> tuple[str, int] | None:

@@ -202,6 +202,11 @@ class Channel(SettingsModel):
         does not have as it should (a destination it reads from, say); `check` reports them."""
         return []
 
+    def read_files(self, settings: Settings) -> dict[str, Path]:
+        """Files read at start, by key (`tls.certificate`): a reload compares their content,
+        so a certificate renewed in place reconfigures the channel."""
+        return {}
+
 
 # --------------------------------------------------------------------------- destinations
 
