@@ -666,6 +666,7 @@ class MshHeader(NamedTuple):
     accept_ack: str  # MSH-15
     app_ack: str  # MSH-16
     charset: str  # MSH-18, first repetition
+    ascii_line: bool = True  # the whole MSH line is ASCII: no charset can move its delimiters
 
 
 def _ascii_delimiter(code: int) -> bool:
@@ -760,4 +761,5 @@ def read_msh(raw: bytes, encoding: str = "latin-1") -> MshHeader:
         fields[14] if n > 14 else "",
         fields[15] if n > 15 else "",
         fields[17].split(d.repetition, 1)[0] if n > 17 else "",
+        line.isascii(),
     )

@@ -185,10 +185,12 @@ def _read_charset(payload: bytes, msh: MshHeader, policy: Policy) -> str:
 def _in_charset(payload: bytes, msh: MshHeader, encoding: str) -> MshHeader:
     """MSH with its fields decoded in the message's charset, so the ACK and journal echo them.
 
-    Read as latin-1, an all-ASCII MSH (the usual case) is already right; an MSH line that
-    does not decode (a frame cut inside it) keeps the latin-1 reading.
+    Read as latin-1, an all-ASCII MSH line (the usual case) is already right. Any other byte
+    in it, even in a field not kept here (MSH-8), may start a GBK/GB18030 character whose
+    trail byte is `|` or `^`, which moves every field after it; an MSH line that does not
+    decode (a frame cut inside it) keeps the latin-1 reading.
     """
-    if all(value.isascii() for value in msh):
+    if msh.ascii_line:
         return msh
     try:
         return read_msh(payload, encoding)

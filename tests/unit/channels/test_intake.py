@@ -252,6 +252,17 @@ class TestExamineCharsets:
         assert (v.entry.sender, v.entry.control_id) == ("HIS^東城妇幼", "東-001")
         assert ack_of(v)["MSA-2"] == "東-001"
 
+    def test_a_gbk_trail_byte_in_msh8_moves_the_fields_after_it(self) -> None:
+        """東 in MSH-8 (security), a field the engine does not keep: its trail byte 0x7C is no
+        field separator, so MSH-9 and MSH-10 are read after it, as the transform stage reads
+        them. Found by fuzzing: the journal had MSH-11 as the control id."""
+        text = msh(charset="").replace("||ADT^A04", "|東|ADT^A04") + "\rEVN|A04|20240321083200\r"
+        v = one(text.encode("gbk"), Policy("lis_gbk", encoding="gb18030"))
+        assert v.entry.status == RECEIVED
+        assert (v.entry.message_type, v.entry.control_id) == ("ADT^A04^ADT_A01", "HIS2024032108321500017")
+        assert Message(v.entry.raw.decode("gb18030")).segment("MSH").field(10) == v.entry.control_id
+        assert ack_of(v)["MSA-2"] == "HIS2024032108321500017"
+
 
 class TestExamineBatch:
     @staticmethod
