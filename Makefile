@@ -23,7 +23,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 3 --dist loadfile -m "not exclusive" $(PYTEST_ARGS)
 	$(BIN)/python -m pytest -m exclusive $(PYTEST_ARGS)
 
-# The fuzz targets of tests/fuzz/ for FUZZ_SECONDS each (CI runs them 6 s each in `make test`),
+# The fuzz targets of tests/fuzz/ for FUZZ_SECONDS each (`make test` runs a fixed number of inputs each),
 # growing a corpus kept under var/fuzz/corpus/; FUZZ_SEED=0 draws a new seed each run.
 FUZZ_SECONDS ?= 600
 FUZZ_SEED    ?= 0
