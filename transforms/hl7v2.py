@@ -326,12 +326,14 @@ def _pick_sub(raw: str, sub: int | None, d: Delimiters) -> str | NullValue | Non
 
 
 def _decode(raw: str, d: Delimiters) -> str | NullValue | None:
+    """Empty is None, also when only formatting escapes (`\\H\\`, `\\N\\`) made it non-empty, as the
+    mapping getters read it: a required field of nothing but escapes is empty."""
     if not raw:
         return None
     if raw == '""':
         return HL7_NULL
     if d.escape in raw:
-        return unescape(raw, d)
+        return unescape(raw, d) or None
     return raw
 
 

@@ -224,6 +224,26 @@ def test_a_stray_backslash_does_not_swallow_the_next_escape() -> None:
     assert unescape("C:\\temp\\F\\x", D) == "C:\\temp|x"
 
 
+@pytest.mark.parametrize(
+    ("value", "where", "expected"),
+    [
+        ("\\H\\", (1, None), None),
+        ("\\H\\\\N\\", (1, None), None),
+        ("a~\\H\\", (2, None), None),
+        ("x^\\N\\", (1, 2), None),
+        ("a~\\H\\b\\N\\", (2, None), "b"),
+    ],
+)
+def test_a_value_of_only_formatting_escapes_is_empty(
+    value: str, where: tuple[int, int | None], expected: str | None
+) -> None:
+    """Highlight on/off around nothing reads as empty (None), never "", as the mapping getters
+    read it, so `required` sees it empty. Found by fuzzing the reader."""
+    pid = Message(f"MSH|^~\\&|A|B|C|D|20240101||ADT^A01|1|P|2.5\rPID|1||{value}\r").segment("PID")
+    assert pid is not None
+    assert pid.get(3, *where) == expected
+
+
 def test_values_are_unescaped_but_raw_accessors_are_not(oru: Message) -> None:
     """get() decodes escapes; field() and repetitions() return the raw text."""
     assert oru.get("OBX[2]-5") == "10^9/L"
