@@ -239,10 +239,8 @@ class _Builder:
             self._active.discard(id(node))
 
     def _scalar(self, node: yaml.ScalarNode, loc: Loc) -> Any:
-        try:
-            value = self._scalars.construct_object(node, deep=True)
-        except yaml.MarkedYAMLError as exc:
-            self.problem(_line(node), loc, str(exc.problem or exc))
+        ok, value = self._construct(node, loc)
+        if not ok:
             return None
         if self.env is not None and node.tag == _STR_TAG and isinstance(value, str):
             value, problems = _expand(value, self.env)
@@ -256,11 +254,18 @@ class _Builder:
         if not isinstance(node, yaml.ScalarNode):
             self.problem(_line(node), loc, "a mapping key must be a plain value, not a collection")
             return False, None
+        return self._construct(node, loc)
+
+    def _construct(self, node: yaml.ScalarNode, loc: Loc) -> tuple[bool, Any]:
+        """(True, value), or (False, None) with a problem at the node's line: a bad tag, or a
+        date YAML recognises by its shape that the calendar does not have (`1994-02-31`)."""
         try:
             return True, self._scalars.construct_object(node, deep=True)
         except yaml.MarkedYAMLError as exc:
             self.problem(_line(node), loc, str(exc.problem or exc))
-            return False, None
+        except ValueError as exc:
+            self.problem(_line(node), loc, f"{node.value!r} is not a valid date or time ({exc})")
+        return False, None
 
     def _merged_pairs(self, node: yaml.Node, loc: Loc) -> list[tuple[yaml.Node, yaml.Node]]:
         """Pairs brought in by `<<: *anchor`, in YAML's priority order."""

@@ -115,6 +115,20 @@ def test_yaml_syntax_error_reports_pyyaml_line() -> None:
     ]
 
 
+def test_a_date_the_calendar_does_not_have_is_an_error_at_its_line() -> None:
+    """`1994-02-31` has a date's shape, so YAML builds a date and the calendar refuses it: a
+    problem at its line, in a value or a key, never a bare ValueError (found by fuzzing)."""
+    assert _problems(
+        """
+        person: {birth_date: 1994-02-31}
+        2024-13-01: x
+        """
+    ) == [
+        "f.yaml:1: person.birth_date: '1994-02-31' is not a valid date or time (day is out of range for month)",
+        "f.yaml:2: '2024-13-01' is not a valid date or time (month must be in 1..12)",
+    ]
+
+
 def test_tab_indentation_gets_a_hint() -> None:
     """A tab used for indentation is explained, since YAML forbids it."""
     (problem,) = _problems("a:\n\tb: 1\n")
