@@ -7,6 +7,8 @@ the transform worker and the store consumer can share one file. The `var/` folde
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 from pydantic_core import from_json, to_json
 from sqlalchemy import BigInteger, DateTime, Dialect, Engine, Integer, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import TypeDecorator
 
 
@@ -31,6 +34,26 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     # hide_parameters: error texts must not carry patient data from the statement's values.
     return create_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)
+
+
+_made_lock = threading.Lock()
+_made: set[tuple[str, str]] = set()  # (database, table) this process already made or checked
+
+
+def once_per_database(engine: Engine, table: str, make: Callable[[Engine], None]) -> None:
+    """Run `make` (create a table, or add what an older version's lacks) once per database and
+    process, for tables every `status`, scrape and page view reads. Threads of this process take
+    turns; another process doing the same at the same moment makes the first try fail, and the
+    second finds its work done."""
+    key = (engine.url.render_as_string(hide_password=False), table)
+    with _made_lock:
+        if key in _made:
+            return
+        try:
+            make(engine)
+        except DBAPIError:
+            make(engine)
+        _made.add(key)
 
 
 def _json_text(value: Any) -> str:

@@ -24,11 +24,10 @@ from typing import Any
 
 import structlog
 from sqlalchemy import JSON, Column, Engine, Integer, MetaData, String, Table, delete, inspect, select, update
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateColumn
 
 from core.clock import now_utc
-from core.database import UtcDateTime
+from core.database import UtcDateTime, once_per_database
 from core.upsert import insert_for
 
 log = structlog.get_logger("engine.heartbeat")
@@ -106,24 +105,10 @@ def this_process(roles: list[str] | set[str] | frozenset[str]) -> Beat:
     return Beat(this_host(), os.getpid(), sorted(roles), now, now)
 
 
-_schema_lock = threading.Lock()
-_schema_ready: set[str] = set()  # databases this process already made or checked the table in
-
-
 def ensure_schema(engine: Engine) -> None:
     """Create the table, or add what an older version's table lacks, once per database and
-    process (every `status`, scrape and alert look reads the table). Threads of this process
-    take turns; another process doing the same at the same moment makes the first try fail,
-    and the second finds its work done."""
-    url = engine.url.render_as_string(hide_password=False)
-    with _schema_lock:
-        if url in _schema_ready:
-            return
-        try:
-            _create_or_upgrade(engine)
-        except DBAPIError:
-            _create_or_upgrade(engine)
-        _schema_ready.add(url)
+    process (every `status`, scrape and alert look reads the table)."""
+    once_per_database(engine, engine_processes.name, _create_or_upgrade)
 
 
 def _create_or_upgrade(engine: Engine) -> None:

@@ -33,7 +33,7 @@ from sqlalchemy import Column, Engine, MetaData, String, Table, make_url, select
 
 from core import i18n
 from core.clock import now_utc
-from core.database import UtcDateTime
+from core.database import UtcDateTime, once_per_database
 from core.i18n import t
 from engine.operator_requests import process_name
 
@@ -111,14 +111,15 @@ def refusal(settings: Any) -> str | None:
     eng = settings.engine
     if not eng.leadership.enabled:
         return None
-    if make_url(eng.database).get_backend_name() == "postgresql" and eng.broker.startswith("amqp://"):
-        return None
     scheme = make_url(eng.database).get_backend_name()
+    if scheme == "postgresql" and eng.broker.startswith("amqp://"):
+        return None
     return t("lead_needs_shared", database=f"{scheme}://…", broker=eng.broker.split("://")[0] + "://…")
 
 
 def ensure_schema(engine: Engine) -> None:
-    metadata.create_all(engine)
+    """Once per database and process: `status` and the dashboard read the table on every look."""
+    once_per_database(engine, engine_leader.name, metadata.create_all)
 
 
 def read_leader(engine: Engine, name: str) -> Leader | None:
