@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from channels.mllp.tls_settings import TlsSettings
+from channels.mllp.tls_settings import TlsSettings, TlsVersion
 from core.secrets import access_problem
 from core.settings.models import resolve_path
 
@@ -28,7 +28,10 @@ __all__ = [
     "tls_problems",
 ]
 
-VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
+VERSIONS: dict[TlsVersion, ssl.TLSVersion] = {
+    "TLSv1.2": ssl.TLSVersion.TLSv1_2,
+    "TLSv1.3": ssl.TLSVersion.TLSv1_3,
+}
 
 
 class TlsError(Exception):

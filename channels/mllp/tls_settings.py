@@ -9,7 +9,9 @@ from pydantic import Field
 
 from core.settings import SettingsModel
 
-__all__ = ["TlsSettings"]
+__all__ = ["TlsSettings", "TlsVersion"]
+
+TlsVersion = Literal["TLSv1.2", "TLSv1.3"]
 
 
 class TlsSettings(SettingsModel):
@@ -30,6 +32,4 @@ class TlsSettings(SettingsModel):
         description="PEM CA certificate(s): when set, senders must present a client certificate "
         "signed by it; absent: no client certificate is asked for.",
     )
-    min_version: Literal["TLSv1.2", "TLSv1.3"] = Field(
-        default="TLSv1.2", description="Oldest TLS version accepted."
-    )
+    min_version: TlsVersion = Field(default="TLSv1.2", description="Oldest TLS version accepted.")

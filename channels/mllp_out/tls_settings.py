@@ -4,10 +4,9 @@ receiver (a regional platform) and which certificate it presents when asked for 
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field, model_validator
 
+from channels.mllp.tls_settings import TlsVersion
 from core.settings import SettingsModel
 
 __all__ = ["ClientTlsSettings"]
@@ -37,9 +36,7 @@ class ClientTlsSettings(SettingsModel):
         min_length=1,
         description="Name the receiver's certificate must carry; absent: the endpoint's host.",
     )
-    min_version: Literal["TLSv1.2", "TLSv1.3"] = Field(
-        default="TLSv1.2", description="Oldest TLS version accepted."
-    )
+    min_version: TlsVersion = Field(default="TLSv1.2", description="Oldest TLS version accepted.")
 
     @model_validator(mode="after")
     def _pair(self) -> ClientTlsSettings:
