@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, Engine, Integer, MetaData, String, Table, inspect, select, update
+from sqlalchemy import BigInteger, Column, Engine, Integer, MetaData, String, Table, select, update
 
-from core.database import UtcDateTime
+from core.database import UtcDateTime, once_per_database
 
 metadata = MetaData()
 
@@ -38,7 +38,8 @@ class RetentionTotals:
 
 
 def ensure_schema(engine: Engine) -> None:
-    metadata.create_all(engine)
+    """Once per database and process: `status` and every scrape read the table."""
+    once_per_database(engine, totals.name, metadata.create_all)
 
 
 def record(engine: Engine, counts: Mapping[str, int], at: datetime) -> None:
@@ -56,10 +57,9 @@ def record(engine: Engine, counts: Mapping[str, int], at: datetime) -> None:
 
 
 def read(engine: Engine) -> RetentionTotals:
-    """The totals so far; empty when no pass has run (or the table is not there yet)."""
+    """The totals so far; empty when no pass has run."""
+    ensure_schema(engine)
     found = RetentionTotals()
-    if not inspect(engine).has_table(totals.name):
-        return found
     with engine.connect() as conn:
         for row in conn.execute(select(totals)):
             found.total[row.kind] = int(row.total)
