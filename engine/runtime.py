@@ -66,7 +66,6 @@ class EngineRuntime:
     leading: bool = False  # start_leading ran: this server runs sources, transform, schedulers
     on_step_down: Callable[[], None] | None = None  # stops the process (the CLI's stop)
     exit_code: int = 0  # EXIT_STEPPED_DOWN once leadership was lost
-    pruner: Pruner | None = None
     _engines: dict[str, Engine] = field(default_factory=dict)
     _leading_jobs: list[tuple[Callable[[], None], Callable[[], None]]] = field(default_factory=list)
     _durable: bool = False
@@ -194,8 +193,8 @@ class EngineRuntime:
                 await source.start()
                 self.sources.append(source)
         if "ingest" in self.roles and s.engine.retention.enabled:  # one pruner of two servers
-            self.pruner = Pruner(self.journal_engine, s.engine.retention)
-            self.pruner.start()
+            pruner = Pruner(self.journal_engine, s.engine.retention)
+            self._leading_jobs.append((pruner.start, pruner.stop))
         self.leading = True
         for begin, _end in self._leading_jobs:
             begin()
@@ -306,8 +305,6 @@ class EngineRuntime:
             await loop.run_in_executor(None, end)
         if self.requests:
             await loop.run_in_executor(None, self.requests.stop)
-        if self.pruner:
-            await loop.run_in_executor(None, self.pruner.stop)
         if self.heartbeat:
             await loop.run_in_executor(None, self.heartbeat.stop)
         if self.writer:
@@ -316,7 +313,7 @@ class EngineRuntime:
             await loop.run_in_executor(None, self.feed.stop)
         if self.transform:
             await loop.run_in_executor(None, self.transform.stop)
-        if self.leadership:  # after what runs once: the pruner, the writer and the transform stage
+        if self.leadership:  # after what runs once: leading jobs, the writer and the transform stage
             await loop.run_in_executor(None, self.leadership.stop)  # the standby may start them now
         for w in self.workers:
             await loop.run_in_executor(None, w.stop)
